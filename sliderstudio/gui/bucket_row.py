@@ -1,0 +1,167 @@
+"""One bucket as a row: thumbnails, count, role toggle, strength dial, sampling and caption fields.
+
+The row only forwards user input to the DatasetViewModel and repaints from it; the rules
+(role follows sign, snapping, validation) live in the view-model.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (
+    QButtonGroup, QComboBox, QDoubleSpinBox, QFrame, QHBoxLayout, QLabel, QLineEdit, QSpinBox,
+    QToolButton, QVBoxLayout, QWidget,
+)
+from superqt import QLabeledDoubleSlider
+from superqt.utils import signals_blocked
+
+from sliderstudio.gui.tooltips import bucket_tooltip
+from sliderstudio.gui.viewmodels.dataset import THUMBNAILS_PER_BUCKET, DatasetViewModel
+from sliderstudio.gui.viewmodels.roles import ROLES, STRENGTH_MAX, STRENGTH_MIN, STRENGTH_STEP, role_of
+
+ROLE_COLOURS = {"positive": "#2e9d57", "negative": "#c8513a", "neutral": "#8a8f98"}
+ROLE_LABELS = {"positive": "+ positive", "negative": "− negative", "neutral": "○ neutral"}
+CAPTION_STRATEGIES = ("textfile", "filename", "instanceprompt")
+
+
+class BucketRow(QFrame):
+    def __init__(self, vm: DatasetViewModel, bucket_id: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.vm, self.bucket_id = vm, bucket_id
+        self.setObjectName(f"bucket-{bucket_id}")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 6)
+        layout.setSpacing(4)
+        layout.addLayout(self._build_header())
+        layout.addLayout(self._build_thumbnails())
+        layout.addLayout(self._build_controls())
+        self.problems_label = QLabel()
+        self.problems_label.setObjectName("problems")
+        self.problems_label.setWordWrap(True)
+        self.problems_label.setStyleSheet("color: #c8513a;")
+        layout.addWidget(self.problems_label)
+        self.refresh()
+        self.refresh_scan()
+
+    # --- construction ------------------------------------------------------------------
+    def _build_header(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.title = QLabel()
+        self.title.setStyleSheet("font-weight: 600;")
+        self.folder_label = QLabel()
+        self.folder_label.setStyleSheet("color: palette(mid);")
+        self.count_label = QLabel("scanning…")
+        self.count_label.setObjectName("count")
+        self.badge = QLabel()
+        self.badge.setObjectName("badge")
+        remove = QToolButton(text="✕", toolTip="Remove this bucket from the project (the folder is kept)")
+        remove.clicked.connect(lambda: self.vm.remove_bucket(self.bucket_id))
+        for w in (self.title, self.folder_label):
+            row.addWidget(w)
+        row.addStretch(1)
+        for w in (self.badge, self.count_label, remove):
+            row.addWidget(w)
+        return row
+
+    def _build_thumbnails(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.setSpacing(2)
+        self.thumbs: list[QLabel] = []
+        for _ in range(THUMBNAILS_PER_BUCKET):
+            label = QLabel()
+            label.setFixedHeight(48)
+            row.addWidget(label)
+            self.thumbs.append(label)
+        row.addStretch(1)
+        return row
+
+    def _build_controls(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.role_group = QButtonGroup(self)
+        self.role_buttons: dict[str, QToolButton] = {}
+        for role in ROLES:
+            button = QToolButton(text=ROLE_LABELS[role], checkable=True)
+            button.setObjectName(f"role-{role}")
+            bucket_tooltip(button, "slider_strength", f"Role '{role}' sets the sign of the strength")
+            button.clicked.connect(lambda _=False, r=role: self.vm.set_role(self.bucket_id, r))
+            self.role_group.addButton(button)
+            self.role_buttons[role] = button
+            row.addWidget(button)
+        self.strength = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.strength.setRange(STRENGTH_MIN, STRENGTH_MAX)
+        self.strength.setSingleStep(STRENGTH_STEP)
+        self.strength.setDecimals(2)
+        self.strength.setMinimumWidth(160)
+        bucket_tooltip(self.strength, "slider_strength", "−1 … +1 in steps of 0.05")
+        self.strength.valueChanged.connect(lambda v: self.vm.set_strength(self.bucket_id, v))
+        row.addWidget(self.strength, 2)
+        row.addWidget(QLabel("p"))
+        self.probability = QDoubleSpinBox(minimum=0.0, maximum=100.0, singleStep=0.1, decimals=2)
+        bucket_tooltip(self.probability, "probability")
+        self.probability.valueChanged.connect(lambda v: self.vm.set_field(self.bucket_id, probability=v))
+        row.addWidget(self.probability)
+        row.addWidget(QLabel("×"))
+        self.repeats = QSpinBox(minimum=0, maximum=1000)
+        bucket_tooltip(self.repeats, "repeats")
+        self.repeats.valueChanged.connect(lambda v: self.vm.set_field(self.bucket_id, repeats=v))
+        row.addWidget(self.repeats)
+        self.caption = QComboBox()
+        self.caption.addItems(CAPTION_STRATEGIES)
+        bucket_tooltip(self.caption, "caption_strategy")
+        self.caption.activated.connect(self._caption_chosen)
+        row.addWidget(self.caption)
+        self.instance_prompt = QLineEdit(placeholderText="instance prompt")
+        bucket_tooltip(self.instance_prompt, "instance_prompt")
+        self.instance_prompt.editingFinished.connect(
+            lambda: self.vm.set_field(self.bucket_id, instance_prompt=self.instance_prompt.text() or None))
+        row.addWidget(self.instance_prompt, 1)
+        return row
+
+    def _caption_chosen(self, index: int) -> None:
+        strategy = CAPTION_STRATEGIES[index]
+        changes = {"caption_strategy": strategy}
+        if strategy == "instanceprompt" and not self.instance_prompt.text():
+            changes["instance_prompt"] = self.bucket_id.replace("-", " ")
+        self.vm.set_field(self.bucket_id, **changes)
+
+    # --- repaint -----------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Repaint the editable fields from the bucket config (signals blocked: no echo)."""
+        bucket = self.vm.bucket(self.bucket_id)
+        role = role_of(bucket.slider_strength)
+        self.title.setText(bucket.id)
+        self.folder_label.setText(bucket.instance_data_dir or "")
+        self.folder_label.setToolTip(str(self.vm.folder_of(self.bucket_id)))
+        self.setStyleSheet(f"#bucket-{self.bucket_id} {{ border-left: 4px solid {ROLE_COLOURS[role]}; }}")
+        for name, button in self.role_buttons.items():
+            with signals_blocked(button):
+                button.setChecked(name == role)
+        for widget, value in ((self.strength, bucket.slider_strength), (self.probability, bucket.probability),
+                              (self.repeats, bucket.repeats)):
+            if widget.value() != value:
+                with signals_blocked(widget):
+                    widget.setValue(value)
+        with signals_blocked(self.caption):
+            self.caption.setCurrentText(bucket.caption_strategy)
+        self.instance_prompt.setText(bucket.instance_prompt or "")
+        self.instance_prompt.setVisible(bucket.caption_strategy == "instanceprompt")
+
+    def refresh_scan(self) -> None:
+        """Count, thumbnails and inline problems from the latest scan."""
+        scan = self.vm.scan(self.bucket_id)
+        if scan is None:
+            self.count_label.setText("scanning…")
+            return
+        count = scan.scanned.count
+        self.count_label.setText(f"{count} image{'s' if count != 1 else ''}")
+        for label, image in zip(self.thumbs, scan.thumbnails + [None] * len(self.thumbs)):
+            label.setPixmap(QPixmap.fromImage(image) if image is not None else QPixmap())
+            label.setVisible(image is not None)
+        problems = scan.problems
+        self.badge.setText(f"⚠ {len(problems)} problem{'s' if len(problems) != 1 else ''}" if problems else "")
+        self.badge.setStyleSheet("color: white; background: #c8513a; border-radius: 3px; padding: 0 4px;")
+        self.badge.setVisible(bool(problems))
+        self.badge.setToolTip("\n".join(problems))
+        shown = problems[:4] + ([f"… and {len(problems) - 4} more"] if len(problems) > 4 else [])
+        self.problems_label.setText("\n".join(shown))
+        self.problems_label.setVisible(bool(problems))

@@ -1,0 +1,72 @@
+"""Where the app keeps its own state: recent projects, window geometry, the demo project.
+
+A small JSON file in the user's config folder rather than QSettings, so tests can point the whole
+app at a temp folder with one environment variable and read back exactly what was stored.
+`SLIDERSTUDIO_CONFIG_DIR` / `SLIDERSTUDIO_DATA_DIR` override the platform folders.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import QStandardPaths
+
+from sliderstudio.core import atomic
+
+SETTINGS_NAME = "settings.json"
+MAX_RECENT = 10
+
+
+def config_dir() -> Path:
+    """The user's config folder for Slider Studio (overridable for tests)."""
+    override = os.environ.get("SLIDERSTUDIO_CONFIG_DIR")
+    if override:
+        return Path(override)
+    location = QStandardPaths.StandardLocation.AppConfigLocation
+    return Path(QStandardPaths.writableLocation(location) or Path.home() / ".config" / "sliderstudio")
+
+
+def data_dir() -> Path:
+    """The user's data folder (the demo project lives here; overridable for tests)."""
+    override = os.environ.get("SLIDERSTUDIO_DATA_DIR")
+    if override:
+        return Path(override)
+    location = QStandardPaths.StandardLocation.AppDataLocation
+    return Path(QStandardPaths.writableLocation(location) or Path.home() / ".local" / "share" / "sliderstudio")
+
+
+@dataclass
+class AppSettings:
+    """Recent projects (newest first) and the main window's saved geometry/state (hex strings)."""
+
+    recent: list[str] = field(default_factory=list)
+    geometry: str = ""
+    window_state: str = ""
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "AppSettings":
+        """A missing or damaged settings file gives defaults: it must never stop the app opening."""
+        path = path or config_dir() / SETTINGS_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        recent = [str(p) for p in data.get("recent", []) if isinstance(p, str)]
+        return cls(recent=recent[:MAX_RECENT], geometry=str(data.get("geometry", "")),
+                   window_state=str(data.get("window_state", "")), path=path)
+
+    def save(self) -> None:
+        target = self.path or config_dir() / SETTINGS_NAME
+        atomic.write_json(target, {"recent": self.recent, "geometry": self.geometry,
+                                   "window_state": self.window_state})
+
+    def add_recent(self, project_dir: str | Path) -> None:
+        """Move `project_dir` to the top of the list, without duplicates."""
+        entry = str(Path(project_dir).resolve())
+        self.recent = [entry] + [p for p in self.recent if p != entry]
+        del self.recent[MAX_RECENT:]

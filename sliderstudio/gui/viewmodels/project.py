@@ -1,0 +1,155 @@
+"""The open project as a document: load, edit through validated updates, save, save as, new.
+
+Every edit goes through `update_config` / `replace_buckets`, which re-validate with core's
+pydantic models, so the GUI can never hold (or save) a config the CLI would reject.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from sliderstudio.core.config import BucketConfig, TrainConfig, build
+from sliderstudio.core.errors import ConfigError, InputError
+from sliderstudio.core.project import Project, load_project, save_project
+
+PROMPT_LIBRARY_NAME = "prompt_library.json"
+
+
+def new_project(root: Path) -> Project:
+    """An empty project with defaults; written to disk so the CLI can open it right away."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = TrainConfig(user_prompt_library=PROMPT_LIBRARY_NAME, max_train_steps=200)
+    project = Project(root=root.resolve(), config=config, buckets=[])
+    save_project(project)
+    return project
+
+
+def rebase_buckets(buckets: list[BucketConfig], old_root: Path, new_root: Path) -> list[BucketConfig]:
+    """Keep bucket folders pointing at the same images when the project moves (Save As)."""
+    out = []
+    for bucket in buckets:
+        if not bucket.instance_data_dir:
+            out.append(bucket)
+            continue
+        folder = Path(bucket.instance_data_dir).expanduser()
+        absolute = folder if folder.is_absolute() else (old_root / folder).resolve()
+        try:
+            shown = str(absolute.relative_to(new_root.resolve()))
+        except ValueError:
+            shown = str(absolute)
+        out.append(bucket.model_copy(update={"instance_data_dir": shown}))
+    return out
+
+
+class ProjectViewModel(QObject):
+    """Holds the current `Project`; emits when it is replaced, edited or saved."""
+
+    projectLoaded = Signal()          # a different project (or a re-read one) is now current
+    configChanged = Signal(str)       # one config key changed (the key name)
+    bucketsChanged = Signal()         # the bucket list was replaced or edited
+    dirtyChanged = Signal(bool)
+    saved = Signal(str)               # project folder
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._project: Project | None = None
+        self._dirty = False
+
+    # --- state -------------------------------------------------------------------------
+    @property
+    def project(self) -> Project:
+        if self._project is None:
+            raise RuntimeError("no project is open")
+        return self._project
+
+    @property
+    def is_open(self) -> bool:
+        return self._project is not None
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.project.config
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def _set_dirty(self, value: bool) -> None:
+        if value != self._dirty:
+            self._dirty = value
+            self.dirtyChanged.emit(value)
+
+    # --- documents ---------------------------------------------------------------------
+    def open(self, path: str | Path) -> Project:
+        """Load a project folder (or its config.json); raises InputError with file and key."""
+        self.set_project(load_project(path))
+        return self.project
+
+    def create(self, root: str | Path) -> Project:
+        self.set_project(new_project(Path(root)))
+        return self.project
+
+    def set_project(self, project: Project) -> None:
+        self._project = project
+        self._set_dirty(False)
+        self.projectLoaded.emit()
+
+    def save(self) -> None:
+        save_project(self.project)
+        self._set_dirty(False)
+        self.saved.emit(str(self.project.root))
+
+    def save_as(self, root: str | Path) -> None:
+        """Write the project into another folder; bucket folders keep pointing at the same images."""
+        new_root = Path(root).resolve()
+        new_root.mkdir(parents=True, exist_ok=True)
+        old = self.project
+        moved = Project(root=new_root, config=old.config.model_copy(),
+                        buckets=rebase_buckets(old.buckets, old.root, new_root),
+                        prompts=list(old.prompts), warnings=list(old.warnings))
+        if moved.config.user_prompt_library is None:
+            moved.config = moved.config.model_copy(update={"user_prompt_library": PROMPT_LIBRARY_NAME})
+        self._project = moved
+        self.save()
+        self.projectLoaded.emit()
+
+    def snapshot(self, **config_changes: Any) -> Project:
+        """A detached copy for a worker thread, so edits in the UI never race a running job."""
+        project = self.project
+        return Project(root=project.root, config=project.config.model_copy(update=config_changes),
+                       buckets=[b.model_copy() for b in project.buckets],
+                       prompts=copy.deepcopy(project.prompts), warnings=list(project.warnings))
+
+    # --- edits -------------------------------------------------------------------------
+    def update_config(self, **changes: Any) -> str | None:
+        """Apply changes atomically; returns the validation message (nothing changes) or None."""
+        current = self.config.model_dump()
+        merged = {**current, **changes}
+        try:
+            config = build(TrainConfig, merged, file=str(self.project.config_path))
+        except ConfigError as exc:
+            return str(exc.message if not exc.key else f"{exc.key}: {exc.message}")
+        changed = [k for k in changes if current.get(k) != getattr(config, k)]
+        if not changed:
+            return None
+        self.project.config = config
+        self._set_dirty(True)
+        for key in changed:
+            self.configChanged.emit(key)
+        return None
+
+    def replace_buckets(self, buckets: list[BucketConfig]) -> None:
+        self.project.buckets = list(buckets)
+        self._set_dirty(True)
+        self.bucketsChanged.emit()
+
+    def validate_bucket(self, bucket: BucketConfig, **changes: Any) -> BucketConfig:
+        """A changed copy of `bucket`, validated; raises InputError naming the key."""
+        data = {**bucket.model_dump(), **changes}
+        return build(BucketConfig, data, file=str(self.project.dataloader_path), where=f"{bucket.id}.")
+
+
+__all__ = ["ProjectViewModel", "new_project", "rebase_buckets", "InputError"]

@@ -1,0 +1,49 @@
+"""GUI tests run offscreen, with the app's config and data folders redirected to temp dirs."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from sliderstudio.core.config import BucketConfig, TrainConfig  # noqa: E402
+from sliderstudio.core.project import Project, save_project  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def app_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Never touch the real user's settings or data folder."""
+    dirs = {"config": tmp_path / "user-config", "data": tmp_path / "user-data"}
+    monkeypatch.setenv("SLIDERSTUDIO_CONFIG_DIR", str(dirs["config"]))
+    monkeypatch.setenv("SLIDERSTUDIO_DATA_DIR", str(dirs["data"]))
+    return dirs
+
+
+def make_images(folder: Path, stems: list[str], size: int = 16, colour=(200, 40, 40)) -> Path:
+    """Small PNGs with captions, so a scan finds real, decodable images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem in stems:
+        Image.new("RGB", (size, size), colour).save(folder / f"{stem}.png")
+        (folder / f"{stem}.txt").write_text(f"a shape {stem}", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def small_project(tmp_path: Path) -> Project:
+    """A project with matched positive/negative folders (pairs) and one neutral folder."""
+    root = tmp_path / "proj"
+    stems = ["a", "b", "c"]
+    make_images(root / "data" / "more", stems)
+    make_images(root / "data" / "less", stems, colour=(40, 40, 200))
+    make_images(root / "data" / "plain", ["x", "y"], colour=(90, 90, 90))
+    buckets = [BucketConfig(id="more", instance_data_dir="data/more", slider_strength=0.5),
+               BucketConfig(id="less", instance_data_dir="data/less", slider_strength=-0.5),
+               BucketConfig(id="plain", instance_data_dir="data/plain")]
+    project = Project(root=root, config=TrainConfig(max_train_steps=4, user_prompt_library="prompt_library.json"),
+                      buckets=buckets)
+    save_project(project)
+    return project
