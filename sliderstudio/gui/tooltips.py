@@ -20,7 +20,7 @@ def key_tooltip(model: type[BaseModel], key: str, extra: str = "") -> str:
     return text + (f"<br>{extra}" if extra else "")
 
 
-def bind_tooltip(widget: QWidget, key: str, model: type[BaseModel] = TrainConfig, extra: str = "") -> QWidget:
+def bind_tooltip(widget: QWidget, key: str, extra: str = "", model: type[BaseModel] = TrainConfig) -> QWidget:
     """Set the tooltip and remember the key on the widget (tests and docs look it up)."""
     widget.setToolTip(key_tooltip(model, key, extra))
     widget.setProperty("configKey", key)
@@ -28,4 +28,4 @@ def bind_tooltip(widget: QWidget, key: str, model: type[BaseModel] = TrainConfig
 
 
 def bucket_tooltip(widget: QWidget, key: str, extra: str = "") -> QWidget:
-    return bind_tooltip(widget, key, BucketConfig, extra)
+    return bind_tooltip(widget, key, extra, BucketConfig)
