@@ -1,0 +1,174 @@
+"""The toy shapes world: one flat shape on a flat background, drawn procedurally.
+
+Why a world this simple: no model weights can be downloaded where Slider Studio runs, so the
+project trains its own tiny diffusion model. Every attribute of an image (shape kind, colours,
+size, position, shade) is known exactly, which lets the slider metrics check from pixels alone
+whether a slider moved the attribute it was trained on and left the others alone.
+
+Everything here is deterministic: the same spec renders the same pixels, the same seed gives the
+same specs.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, replace
+
+from PIL import Image, ImageDraw
+
+#: Shape colours (name -> RGB). Pairwise RGB distance >= ~120 so a blurry sample still lands
+#: nearest to the right name.
+SHAPE_COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 50),
+    "blue": (40, 100, 240),
+    "yellow": (240, 220, 30),
+    "purple": (150, 40, 190),
+    "cyan": (30, 210, 220),
+}
+
+#: Background colours. "blue" is a darker blue than the shape colour of that name; a shape is
+#: never drawn on the background of its own colour name.
+BACKGROUND_COLOURS: dict[str, tuple[int, int, int]] = {
+    "white": (240, 240, 240),
+    "black": (20, 20, 20),
+    "gray": (125, 125, 125),
+    "blue": (30, 45, 120),
+}
+
+KINDS: tuple[str, ...] = ("circle", "square", "triangle")
+
+#: Size range (fraction of the image width spanned by the shape) drawn by `random_spec`.
+SIZE_MIN, SIZE_MAX = 0.2, 0.8
+#: Captions say "small" below / "large" above these sizes, and nothing in between, so the size
+#: words describe only clear extremes.
+SMALL_BELOW, LARGE_ABOVE = 0.35, 0.65
+#: Minimum gap (fraction of width) kept between the shape and the image border, so that the
+#: border pixels always show the background (the metrics rely on it).
+BORDER_MARGIN = 0.04
+#: How far `shade` +-1 moves the shape colour towards white / black.
+SHADE_REACH = 0.6
+#: Supersampling factor used for anti-aliasing.
+SUPERSAMPLE = 4
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """Everything needed to draw one image.
+
+    size is the side of the shape's bounding square as a fraction of the image width; cx, cy
+    are the centre of mass as fractions of width/height (so resizing a shape about its centre
+    leaves its measured centroid in place, triangles included); shade in [-1, 1] darkens (<0) or brightens (>0)
+    the shape colour (0 = the named colour; captions do not mention it).
+    """
+
+    kind: str
+    colour: str
+    background: str
+    size: float
+    cx: float = 0.5
+    cy: float = 0.5
+    shade: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}; expected one of {KINDS}")
+        if self.colour not in SHAPE_COLOURS:
+            raise ValueError(f"unknown shape colour {self.colour!r}")
+        if self.background not in BACKGROUND_COLOURS:
+            raise ValueError(f"unknown background colour {self.background!r}")
+        if not 0.0 < self.size <= 1.0:
+            raise ValueError(f"size must be in (0, 1], got {self.size}")
+        if not -1.0 <= self.shade <= 1.0:
+            raise ValueError(f"shade must be in [-1, 1], got {self.shade}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_(self, **changes: object) -> "ShapeSpec":
+        """A copy with some fields changed (e.g. a bigger twin for a before/after pair)."""
+        return replace(self, **changes)
+
+
+def centre_range(size: float, kind: str = "circle") -> tuple[tuple[float, float], tuple[float, float]]:
+    """((x_lo, x_hi), (y_lo, y_hi)): centres that keep the shape inside the border margin.
+
+    A triangle is placed by its centroid, which sits a third of the height above its base, so
+    it reaches 2/3 of its size above the centre and 1/3 below.
+    """
+    half = size / 2 + BORDER_MARGIN
+    xs = (min(half, 0.5), max(1.0 - half, 0.5))
+    if kind != "triangle":
+        return xs, xs
+    up, down = 2 * size / 3 + BORDER_MARGIN, size / 3 + BORDER_MARGIN
+    return xs, (min(up, 1.0 - down), max(1.0 - down, up))
+
+
+def random_spec(rng: random.Random, size_range: tuple[float, float] = (SIZE_MIN, SIZE_MAX)) -> ShapeSpec:
+    """Draw one spec uniformly from the world (shape colour never equals the background name)."""
+    kind = rng.choice(KINDS)
+    background = rng.choice(sorted(BACKGROUND_COLOURS))
+    colour = rng.choice([c for c in sorted(SHAPE_COLOURS) if c != background])
+    size = rng.uniform(*size_range)
+    (xlo, xhi), (ylo, yhi) = centre_range(size, kind)
+    return ShapeSpec(kind, colour, background, round(size, 4), round(rng.uniform(xlo, xhi), 4),
+                     round(rng.uniform(ylo, yhi), 4))
+
+
+def random_specs(seed: int, n: int, size_range: tuple[float, float] = (SIZE_MIN, SIZE_MAX)) -> list[ShapeSpec]:
+    """`n` specs from one seed; the training script and the held-out evaluation use disjoint seeds."""
+    rng = random.Random(seed)
+    return [random_spec(rng, size_range) for _ in range(n)]
+
+
+def shape_rgb(spec: ShapeSpec) -> tuple[int, int, int]:
+    """The drawn shape colour: the named colour moved towards white/black by `shade`."""
+    base = SHAPE_COLOURS[spec.colour]
+    target = 255 if spec.shade > 0 else 0
+    t = abs(spec.shade) * SHADE_REACH
+    return tuple(round(c + (target - c) * t) for c in base)  # type: ignore[return-value]
+
+
+def _polygon(spec: ShapeSpec, px: float) -> list[tuple[float, float]]:
+    """Corner points (in pixels of the drawing canvas) of the shape's bounding square or triangle."""
+    half = spec.size * px / 2
+    x, y = spec.cx * px, spec.cy * px
+    if spec.kind == "triangle":  # upright isosceles, half its bounding square, centroid at (x, y)
+        up, down = 4 * half / 3, 2 * half / 3
+        return [(x, y - up), (x + half, y + down), (x - half, y + down)]
+    return [(x - half, y - half), (x + half, y + half)]
+
+
+def render(spec: ShapeSpec, size_px: int = 32) -> Image.Image:
+    """Draw the spec as an RGB image of `size_px` square, anti-aliased by supersampling."""
+    big = size_px * SUPERSAMPLE
+    img = Image.new("RGB", (big, big), BACKGROUND_COLOURS[spec.background])
+    draw = ImageDraw.Draw(img)
+    pts = _polygon(spec, big)
+    fill = shape_rgb(spec)
+    if spec.kind == "circle":
+        draw.ellipse([pts[0], pts[1]], fill=fill)
+    elif spec.kind == "square":
+        draw.rectangle([pts[0], pts[1]], fill=fill)
+    else:
+        draw.polygon(pts, fill=fill)
+    return img.resize((size_px, size_px), Image.Resampling.BOX)
+
+
+def size_word(size: float) -> str | None:
+    """'small' / 'large' at the extremes of the size range, None in between."""
+    if size < SMALL_BELOW:
+        return "small"
+    if size > LARGE_ABOVE:
+        return "large"
+    return None
+
+
+def caption(spec: ShapeSpec) -> str:
+    """E.g. 'a large red circle on a blue background' (size word only at the extremes)."""
+    words = ["a"]
+    sw = size_word(spec.size)
+    if sw:
+        words.append(sw)
+    words += [spec.colour, spec.kind, "on", "a", spec.background, "background"]
+    return " ".join(words)
