@@ -1,0 +1,150 @@
+"""Write a ready-to-train slider project in the toy world (used by `sliderstudio demo` and the app).
+
+Why generated rather than shipped: the before/after pairs are cheap to draw, any seed gives a
+fresh but reproducible dataset, and the folder is exactly what a user would build by hand:
+two paired buckets (same file names, same colour/background/position, only the concept
+differs), a neutral bucket for preservation, and SimpleTuner-style config files.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from sliderstudio.toy.world import ShapeSpec, caption, centre_range, random_spec, render
+
+#: Images are written at 64 px; the config trains at 32 (the engine resizes), as a user's
+#: photos would be larger than the training resolution.
+IMAGE_PX = 64
+TRAIN_RESOLUTION = 32
+PAIR_STRENGTH = 0.5
+
+PROMPT_LIBRARY: dict[str, str] = {
+    "red_circle": "a red circle on a blue background",
+    "yellow_square": "a yellow square on a black background",
+    "green_triangle": "a green triangle on a white background",
+    "purple_circle": "a purple circle on a gray background",
+}
+
+
+@dataclass(frozen=True)
+class DemoConcept:
+    """One slider concept of the toy world: bucket names, how to draw a pair, what to measure."""
+
+    name: str
+    positive: str
+    negative: str
+    attribute: str  # slider_metrics attribute that should rise with strength
+    make_pair: Callable[[random.Random], tuple[ShapeSpec, ShapeSpec]]
+
+
+def _size_pair(rng: random.Random) -> tuple[ShapeSpec, ShapeSpec]:
+    """Big vs small twin: same kind, colours and centre (chosen so the big one fits)."""
+    base = random_spec(rng)
+    big, small = rng.uniform(0.65, 0.78), rng.uniform(0.22, 0.32)
+    (xlo, xhi), (ylo, yhi) = centre_range(big, base.kind)
+    cx, cy = rng.uniform(xlo, xhi), rng.uniform(ylo, yhi)
+    return (base.with_(size=round(big, 4), cx=round(cx, 4), cy=round(cy, 4)),
+            base.with_(size=round(small, 4), cx=round(cx, 4), cy=round(cy, 4)))
+
+
+def _brightness_pair(rng: random.Random) -> tuple[ShapeSpec, ShapeSpec]:
+    """Brighter vs darker shape colour, all else equal. Backgrounds exclude dark blue, on which
+    a darkened blue shape would vanish."""
+    base = random_spec(rng, size_range=(0.4, 0.7))
+    while base.background == "blue":
+        base = random_spec(rng, size_range=(0.4, 0.7))
+    return base.with_(shade=0.8), base.with_(shade=-0.8)
+
+
+CONCEPTS: dict[str, DemoConcept] = {
+    "size": DemoConcept("size", "bigger", "smaller", "area", _size_pair),
+    "brightness": DemoConcept("brightness", "brighter", "darker", "brightness", _brightness_pair),
+}
+
+
+def concept_attribute(concept: str) -> str:
+    """The slider_metrics attribute to score a demo slider of this concept on."""
+    return _concept(concept).attribute
+
+
+def _concept(concept: str) -> DemoConcept:
+    if concept not in CONCEPTS:
+        raise ValueError(f"unknown demo concept {concept!r}; expected one of {sorted(CONCEPTS)}")
+    return CONCEPTS[concept]
+
+
+def _neutral_caption(spec: ShapeSpec) -> str:
+    """Caption of a pair image without the size word: both halves of a pair share one caption,
+    so the slider has to learn the concept from pixels, not from the text."""
+    return caption(spec.with_(size=0.5))
+
+
+def _write_image(folder: Path, stem: str, spec: ShapeSpec, text: str) -> None:
+    render(spec, IMAGE_PX).save(folder / f"{stem}.png")
+    (folder / f"{stem}.txt").write_text(text + "\n")
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def project_config(seed: int, max_train_steps: int) -> dict:
+    """config.json in SimpleTuner key names; the model is the bundled toy model."""
+    return {
+        "model_family": "sd1x", "pretrained_model_name_or_path": "sliderstudio:toy",
+        "data_backend_config": "multidatabackend.json", "output_dir": "output",
+        "model_type": "lora", "lora_type": "standard", "lora_rank": 4, "lora_alpha": 4,
+        "slider_lora_target": True, "learning_rate": 0.001, "lr_scheduler": "constant",
+        "lr_warmup_steps": 0, "max_train_steps": max_train_steps, "train_batch_size": 1,
+        "gradient_accumulation_steps": 1, "mixed_precision": "no", "seed": seed,
+        "resolution": TRAIN_RESOLUTION, "validation_steps": 100, "validation_num_inference_steps": 20,
+        "validation_guidance": 2.0, "validation_seed": 0, "user_prompt_library": "prompt_library.json",
+        "checkpointing_steps": 100, "slider_pairing": "auto", "slider_neutral_mode": "preserve",
+    }
+
+
+def _bucket(bucket_id: str, strength: float) -> dict:
+    return {"id": bucket_id, "type": "local", "instance_data_dir": f"data/{bucket_id}",
+            "caption_strategy": "textfile", "resolution": TRAIN_RESOLUTION,
+            "slider_strength": strength, "probability": 1.0, "repeats": 0}
+
+
+def data_backends(concept: str) -> list[dict]:
+    """multidatabackend.json: positive (+0.5), negative (-0.5) and neutral (0) buckets."""
+    c = _concept(concept)
+    return [_bucket(c.positive, PAIR_STRENGTH), _bucket(c.negative, -PAIR_STRENGTH), _bucket("neutral", 0.0)]
+
+
+def write_demo_project(workdir: Path, concept: str = "size", pairs: int = 6, seed: int = 0,
+                       max_train_steps: int = 400) -> Path:
+    """Write the demo project into `workdir` (created if needed) and return that folder.
+
+    Contents: data/<positive>/ and data/<negative>/ with `pairs` PNG+TXT files of identical
+    names (size: bigger/smaller; brightness: brighter/darker), data/neutral/ with ordinary
+    varied images, config.json, multidatabackend.json and prompt_library.json. Deterministic
+    for a given (concept, pairs, seed).
+    """
+    c = _concept(concept)
+    if pairs < 1:
+        raise ValueError("pairs must be >= 1")
+    root = Path(workdir)
+    rng = random.Random(f"sliderstudio-demo-{concept}-{seed}")
+    dirs = {name: root / "data" / name for name in (c.positive, c.negative, "neutral")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    for i in range(pairs):
+        pos, neg = c.make_pair(rng)
+        text = _neutral_caption(pos)
+        _write_image(dirs[c.positive], f"pair_{i:03d}", pos, text)
+        _write_image(dirs[c.negative], f"pair_{i:03d}", neg, text)
+    for i in range(max(4, pairs)):
+        spec = random_spec(rng)
+        _write_image(dirs["neutral"], f"image_{i:03d}", spec, caption(spec))
+    _write_json(root / "config.json", project_config(seed, max_train_steps))
+    _write_json(root / "multidatabackend.json", data_backends(concept))
+    _write_json(root / "prompt_library.json", PROMPT_LIBRARY)
+    return root

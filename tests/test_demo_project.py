@@ -1,0 +1,78 @@
+"""The demo project writer produces a complete, paired, valid project folder."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sliderstudio.core.slider_metrics import measure_image
+from sliderstudio.toy import toy_model_path
+from sliderstudio.toy.demo_project import concept_attribute, write_demo_project
+from PIL import Image
+
+CONFIG_KEYS = {
+    "model_family", "pretrained_model_name_or_path", "data_backend_config", "output_dir", "model_type",
+    "lora_type", "lora_rank", "lora_alpha", "slider_lora_target", "learning_rate", "lr_scheduler",
+    "lr_warmup_steps", "max_train_steps", "train_batch_size", "gradient_accumulation_steps",
+    "mixed_precision", "seed", "resolution", "validation_steps", "validation_num_inference_steps",
+    "validation_guidance", "validation_seed", "user_prompt_library", "checkpointing_steps",
+    "slider_pairing", "slider_neutral_mode",
+}
+
+
+def _stems(folder, ext):
+    return sorted(p.stem for p in folder.glob(f"*.{ext}"))
+
+
+def test_size_project_files_and_pairs(tmp_path):
+    root = write_demo_project(tmp_path / "p", pairs=5, seed=3, max_train_steps=123)
+    big, small, neutral = (root / "data" / n for n in ("bigger", "smaller", "neutral"))
+    assert _stems(big, "png") == _stems(small, "png") == _stems(big, "txt") == [f"pair_{i:03d}" for i in range(5)]
+    assert len(_stems(neutral, "png")) >= 4 and _stems(neutral, "png") == _stems(neutral, "txt")
+    for stem in _stems(big, "png"):
+        a, b = Image.open(big / f"{stem}.png"), Image.open(small / f"{stem}.png")
+        assert a.size == b.size == (64, 64)
+        ma, mb = measure_image(a), measure_image(b)
+        assert ma.area > 2 * mb.area
+        assert ma.shape_colour == mb.shape_colour and ma.background_colour == mb.background_colour
+        assert np.hypot(ma.centroid[0] - mb.centroid[0], ma.centroid[1] - mb.centroid[1]) < 0.03
+        assert (big / f"{stem}.txt").read_text() == (small / f"{stem}.txt").read_text()
+        assert "large" not in (big / f"{stem}.txt").read_text()
+
+
+def test_config_files(tmp_path):
+    root = write_demo_project(tmp_path, pairs=2, seed=3, max_train_steps=123)
+    cfg = json.loads((root / "config.json").read_text())
+    assert set(cfg) == CONFIG_KEYS
+    assert cfg["max_train_steps"] == 123 and cfg["seed"] == 3
+    assert cfg["pretrained_model_name_or_path"] == "sliderstudio:toy" and cfg["resolution"] == 32
+    backends = json.loads((root / cfg["data_backend_config"]).read_text())
+    assert [(b["id"], b["slider_strength"]) for b in backends] == [("bigger", 0.5), ("smaller", -0.5), ("neutral", 0.0)]
+    for b in backends:
+        assert (root / b["instance_data_dir"]).is_dir()
+        assert b["type"] == "local" and b["caption_strategy"] == "textfile"
+    library = json.loads((root / cfg["user_prompt_library"]).read_text())
+    assert library and all(isinstance(v, str) and v.endswith("background") for v in library.values())
+
+
+def test_brightness_concept(tmp_path):
+    root = write_demo_project(tmp_path, concept="brightness", pairs=3)
+    assert concept_attribute("brightness") == "brightness" and concept_attribute("size") == "area"
+    for stem in _stems(root / "data" / "brighter", "png"):
+        a = measure_image(Image.open(root / "data" / "brighter" / f"{stem}.png"))
+        b = measure_image(Image.open(root / "data" / "darker" / f"{stem}.png"))
+        assert a.brightness > b.brightness + 0.2
+        assert a.area == pytest.approx(b.area, abs=0.01)
+
+
+def test_deterministic_and_rejects_unknown_concept(tmp_path):
+    a = write_demo_project(tmp_path / "a", pairs=2, seed=9)
+    b = write_demo_project(tmp_path / "b", pairs=2, seed=9)
+    assert (a / "data/bigger/pair_001.png").read_bytes() == (b / "data/bigger/pair_001.png").read_bytes()
+    with pytest.raises(ValueError):
+        write_demo_project(tmp_path / "c", concept="smell")
+
+
+def test_toy_model_path_points_into_the_package():
+    p = toy_model_path()
+    assert p.parts[-2:] == ("resources", "toy-model") and p.parent.parent.name == "sliderstudio"
