@@ -1,12 +1,95 @@
-"""Command line front door (placeholder until the engine lands in this module)."""
+"""The `sliderstudio` command (SPEC §9). Every command calls the engine; nothing here trains or renders.
+
+Exit status: 0 success, 2 bad input (the message says what and where), 1 anything else.
+"""
+from __future__ import annotations
+
+import argparse
 import sys
+from pathlib import Path
+from typing import Sequence
 
 from sliderstudio import __version__
+from sliderstudio.core.errors import InputError
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--version":
-        print(f"sliderstudio {__version__}")
-        return 0
-    return 1
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sliderstudio", description="Train and compare concept sliders.")
+    p.add_argument("--version", action="version", version=f"sliderstudio {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    gui = sub.add_parser("gui", help="open the desktop app")
+    gui.add_argument("project", nargs="?", help="project folder (default: the bundled demo project)")
+    gui.add_argument("--screenshot", help="render the window to this PNG and exit")
+
+    train = sub.add_parser("train", help="train a slider")
+    train.add_argument("--config", required=True, help="config.json or the project folder")
+    train.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+
+    plan = sub.add_parser("plan", help="print the sampling order without loading a model")
+    plan.add_argument("--config", required=True)
+    plan.add_argument("--batches", type=int, default=24, help="how many micro-batches to print")
+
+    targets = sub.add_parser("targets", help="show which modules a target preset matches")
+    targets.add_argument("--model", required=True, help="model folder, file or hub id")
+    targets.add_argument("--family", default="sd1x")
+    targets.add_argument("--preset", default="slider",
+                         help="reference | slider | default, or a comma-separated list of names")
+
+    preview = sub.add_parser("preview", help="render a strength sweep into one grid image")
+    preview.add_argument("--model", required=True)
+    preview.add_argument("--family", default="sd1x")
+    preview.add_argument("--lora", help="adapter .safetensors (omit for the base model)")
+    preview.add_argument("--prompt", required=True)
+    preview.add_argument("--strengths", default="-1,-0.5,0,0.5,1")
+    preview.add_argument("--seed", type=int, default=0)
+    preview.add_argument("--steps", type=int, default=20)
+    preview.add_argument("--guidance", type=float, default=2.0)
+    preview.add_argument("--size", type=int)
+    preview.add_argument("--start-fraction", type=float, default=0.0)
+    preview.add_argument("--out", required=True)
+
+    demo = sub.add_parser("demo", help="the whole flow on the bundled toy model")
+    demo.add_argument("--workdir", default="sliderstudio-demo")
+    demo.add_argument("--concept", default="size")
+    demo.add_argument("--steps", type=int, help="training steps (default: the demo's own)")
+    demo.add_argument("--seeds", type=int, default=2, help="seeds per prompt in the sweep")
+
+    export = sub.add_parser("export", help="write an adapter in another tool's key naming")
+    export.add_argument("--lora", required=True)
+    export.add_argument("--format", required=True, choices=["diffusers", "comfyui"])
+    export.add_argument("--out", required=True)
+
+    check = sub.add_parser("selfcheck", help="offline check of every model family on tiny random models")
+    check.add_argument("--family", default="all")
+    check.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    command = args.command or "gui"
+    try:
+        from sliderstudio import commands
+
+        handler = getattr(commands, f"cmd_{command}")
+        if command == "gui" and args.command is None:
+            args = parser.parse_args(["gui"])
+        return handler(args, extra) if command == "train" else handler(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last resort: say what happened, exit 1
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The bodies of the CLI commands: thin adapters from arguments to the engine and back to text."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sliderstudio.core.errors import InputError
+from sliderstudio.core.events import Event, Failed, Finished, Log, Progress
+
+
+class ConsoleSink:
+    """Events → a tqdm progress bar on a terminal, or plain lines when output is a file/pipe."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.bar = None
+        self._last_line = 0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Progress):
+            self._progress(event)
+        elif isinstance(event, Log):
+            self._write(("warning: " if event.level == "warning" else "") + event.message)
+        elif isinstance(event, Finished):
+            self.close()
+            what = "stopped early" if event.stopped_early else "finished"
+            self._write(f"{what} at step {event.step}: {event.adapter_path}")
+        elif isinstance(event, Failed):
+            self.close()
+
+    def _progress(self, e: Progress) -> None:
+        if self.tty:
+            from tqdm import tqdm
+
+            if self.bar is None:
+                self.bar = tqdm(total=e.total, initial=e.step - 1, unit="step", file=self.stream)
+            self.bar.update(e.step - self.bar.n)
+            self.bar.set_postfix(loss=f"{e.loss:.4f}", lr=f"{e.lr:.2e}")
+        elif e.step == e.total or e.step - self._last_line >= max(1, e.total // 20):
+            self._last_line = e.step
+            print(f"step {e.step}/{e.total} loss {e.loss:.4f} lr {e.lr:.2e} {e.it_per_s:.2f} it/s "
+                  f"eta {e.eta_s:.0f}s", file=self.stream, flush=True)
+
+    def _write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from sliderstudio.gui.app import main as gui_main
+
+    return gui_main(args.project, args.screenshot)
+
+
+def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    from sliderstudio.core.project import load_project, parse_cli_overrides
+    from sliderstudio.core.trainer import Trainer
+
+    project = load_project(args.config, parse_cli_overrides(extra))
+    sink = ConsoleSink()
+    try:
+        Trainer(project, sink, device=args.device).run()
+    finally:
+        sink.close()
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from sliderstudio.core.buckets import balance, require_trainable, scan_project
+    from sliderstudio.core.project import load_project
+    from sliderstudio.core.sampler import SliderSampler, sampler_buckets
+
+    project = load_project(args.config)
+    for w in project.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    scanned = scan_project(project, check_images=False)
+    require_trainable(project, scanned)
+    bal = balance(project, scanned)
+    if bal.warning:
+        print(f"warning: {bal.warning}", file=sys.stderr)
+    cfg = project.config
+    sampler = SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode), cfg.seed, cfg.train_batch_size,
+                            bal.pair_map)
+    print(f"# pairing: {'paired' if sampler.paired else 'unpaired'}; epoch length {sampler.epoch_length()} "
+          f"micro-batches; batch size {cfg.train_batch_size}")
+    for mb in sampler.take(args.batches):
+        flags = " paired" if mb.paired else (" preserve" if mb.preserve else "")
+        print(f"{mb.index:5d}  {mb.bucket_id:<20} {mb.strength:+.2f}  {mb.role:<8} {','.join(mb.stems)}{flags}")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from sliderstudio.core.targets import resolve_targets
+
+    preset = args.preset if args.preset in ("reference", "slider", "default") else \
+        [p.strip() for p in args.preset.split(",") if p.strip()]
+    report = resolve_targets(args.family, args.model, preset, strict=False)
+    print(report.table())
+    if report.total == 0:
+        from sliderstudio.core.targets import require_matches
+
+        require_matches(report, "preset")
+    return 0
+
+
+def parse_strengths(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError("strengths must be numbers separated by commas", key="--strengths", value=text) from None
+    if not values:
+        raise InputError("no strengths given", key="--strengths")
+    return values
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from sliderstudio.core.preview import PreviewRenderer, grid, save_image
+
+    strengths = parse_strengths(args.strengths)
+    if not 0.0 <= args.start_fraction <= 1.0:
+        raise InputError("must be between 0 and 1", key="--start-fraction", value=args.start_fraction)
+    renderer = PreviewRenderer(args.family, args.model, args.lora)
+    images = renderer.render(args.prompt, args.seed, strengths, args.steps, args.guidance, args.start_fraction,
+                             args.size)
+    save_image(grid(images, [f"{s:+.2f}" for s in strengths]), Path(args.out))
+    print(args.out)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sliderstudio.core.export import export_file
+
+    source = Path(args.lora)
+    if not source.exists():
+        raise InputError("no such adapter file", file=source, key="--lora")
+    print(export_file(source, Path(args.out), args.format))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sliderstudio.toy.demo import run_demo
+
+    run_demo(Path(args.workdir), concept=args.concept, steps=args.steps, seeds=args.seeds, sink=ConsoleSink())
+    return 0
+
+
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    from sliderstudio.families.selfcheck import main as selfcheck_main
+
+    return selfcheck_main(args.family, args.json)

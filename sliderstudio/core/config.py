@@ -1,0 +1,272 @@
+"""The typed training config, with SimpleTuner's key names so existing setups carry over (SPEC §7).
+
+Validation lives here so that the GUI and the CLI give the same messages. Every error names the
+file, the key and what was expected, and is raised before any model is loaded.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sliderstudio.core.errors import ConfigError
+
+CONFIG_SCHEMA_VERSION = 1
+
+# SimpleTuner keys that are understood but not implemented: a warning, not an error.
+UNIMPLEMENTED_TRAIN_KEYS = frozenset({
+    "report_to", "tracker_project_name", "tracker_run_name", "push_to_hub", "hub_model_id",
+    "use_ema", "ema_decay", "snr_gamma", "optimizer", "optimizer_config", "vae_batch_size",
+    "aspect_bucket_rounding", "minimum_image_size", "maximum_image_size", "base_model_precision",
+    "quantize_via", "text_encoder_precision", "train_text_encoder", "offload_during_startup",
+    "webhook_config", "data_backend_sampling", "validation_torch_compile", "attention_mechanism",
+    "fuse_qkv_projections", "lora_init_type", "init_lora", "disable_benchmark",
+    "vae_cache_ondemand", "allow_tf32", "lr_end", "lr_num_cycles", "lr_power", "adam_beta1",
+    "adam_beta2", "adam_epsilon", "override_dataset_config", "skip_file_discovery",
+    "seed_for_each_device", "gradient_precision", "compress_disk_cache",
+    "delete_problematic_images", "metadata_update_interval", "model_card_note", "logging_dir",
+    "validation_num_video_frames", "aspect_bucket_alignment", "framerate", "tread_config",
+    "vae_dtype", "validation_on_startup", "validation_disable_unconditional", "num_validation_images",
+    "evaluation_type", "eval_steps_interval", "user_prompt_library_strength", "trust_remote_code",
+    "max_workers", "read_batch_size", "write_batch_size", "image_processing_batch_size",
+    "enable_xformers_memory_efficient_attention", "controlnet_model_name_or_path",
+})
+UNIMPLEMENTED_BUCKET_KEYS = frozenset({
+    "minimum_image_size", "maximum_image_size", "target_downsample_size", "skip_file_discovery",
+    "preserve_data_backend_cache", "metadata_backend", "caption_filter_list",
+    "prepend_instance_prompt", "only_instance_prompt", "vae_cache_clear_each_epoch",
+    "hash_filenames", "write_batch_size", "is_regularisation_data", "aws_bucket_name",
+    "aws_region_name", "aws_endpoint_url", "aws_access_key_id", "aws_secret_access_key",
+    "parquet", "huggingface", "repeats_per_epoch", "image_embeds", "conditioning",
+})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrainConfig(_Strict):
+    """`config.json`. Field descriptions double as the GUI's tooltips."""
+
+    model_family: str = Field("sd1x", description="Model family id (sd1x, sd2x, sdxl, …)")
+    model_flavour: str | None = Field(None, description="Family flavour, e.g. 'turbo' or 'v-prediction'")
+    pretrained_model_name_or_path: str = Field(
+        "sliderstudio:toy", description="Base model: diffusers folder, single .safetensors file, hub id, or 'sliderstudio:toy'")
+    data_backend_config: str = Field("multidatabackend.json", description="Dataloader JSON (the buckets)")
+    output_dir: str = Field("output", description="Where the adapter, metrics and checkpoints go")
+    model_type: Literal["lora"] = Field("lora", description="Only adapters are trained")
+    lora_type: Literal["standard", "lycoris"] = Field("standard", description="PEFT LoRA or LyCORIS")
+    lora_rank: int = Field(4, ge=1, le=1024, description="LoRA rank")
+    lora_alpha: float | None = Field(None, gt=0, description="LoRA alpha (defaults to the rank)")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout")
+    lycoris_config: str | None = Field(None, description="LyCORIS JSON (algo, dims, apply_preset)")
+    slider_lora_target: bool = Field(True, description="Use the family's slider preset (visual path only)")
+    slider_target_preset: Literal["slider", "reference", "default"] | None = Field(
+        None, description="Explicit preset choice; overrides slider_lora_target")
+    peft_lora_target_modules: list[str] | None = Field(None, description="Explicit target list (overrides presets)")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate")
+    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "linear", "polynomial"] = Field(
+        "constant", description="Learning-rate schedule")
+    lr_warmup_steps: int = Field(0, ge=0, description="Warm-up steps")
+    max_train_steps: int = Field(0, ge=0, description="Optimizer steps (0: use num_train_epochs)")
+    num_train_epochs: int = Field(1, ge=0, description="Epochs when max_train_steps is 0")
+    train_batch_size: int = Field(1, ge=1, description="Images per micro-batch")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Autocast precision")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory")
+    adam_weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping (0: off)")
+    noise_offset: float = Field(0.0, ge=0, description="Noise offset")
+    caption_dropout_probability: float = Field(0.0, ge=0, le=1, description="Caption dropout")
+    prediction_type: Literal["epsilon", "v_prediction", "flow_matching"] | None = Field(
+        None, description="Override the model's prediction type")
+    seed: int = Field(0, description="Seed for sampling, noise and initialisation")
+    resolution: int = Field(512, ge=8, description="Training resolution in pixels (short side)")
+    validation_steps: int = Field(0, ge=0, description="Render validation every N steps (0: off)")
+    validation_prompt: str | None = Field(None, description="Validation prompt when no library is given")
+    validation_negative_prompt: str | None = Field(None, description="Negative prompt for validation")
+    user_prompt_library: str | None = Field(None, description="Prompt library JSON")
+    validation_adapter_strength: float = Field(1.0, description="Default adapter strength for validation")
+    validation_num_inference_steps: int = Field(20, ge=1, description="Validation denoising steps")
+    validation_guidance: float = Field(5.0, ge=0, description="Classifier-free guidance scale")
+    validation_seed: int = Field(0, description="Validation seed")
+    validation_resolution: int | None = Field(None, ge=8, description="Validation size (defaults to resolution)")
+    checkpointing_steps: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end)")
+    checkpoints_total_limit: int | None = Field(None, ge=1, description="Keep at most N checkpoints")
+    resume_from_checkpoint: str | None = Field(None, description="'latest' or a checkpoint folder")
+    disable_assistant_lora: bool = Field(False, description="Do not load the assistant adapter")
+    assistant_lora_path: str | None = Field(None, description="Assistant adapter for distilled models")
+    assistant_lora_strength: float = Field(1.0, description="Fixed strength of the assistant adapter")
+    lora_format: Literal["diffusers", "comfyui"] = Field("diffusers", description="Key naming of the saved adapter")
+    slider_neutral_mode: Literal["preserve", "off"] = Field("preserve", description="Neutral buckets as preservation")
+    slider_pairing: Literal["auto", "off"] = Field("auto", description="Pair positive/negative images by file stem")
+    slider_start_fraction: float = Field(0.0, ge=0, le=1, description="Slider off for this first fraction of steps in previews")
+    schema_version: int = Field(CONFIG_SCHEMA_VERSION, description="Config schema version")
+
+    @field_validator("peft_lora_target_modules", mode="before")
+    @classmethod
+    def _split_targets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_length(self) -> "TrainConfig":
+        if self.max_train_steps == 0 and self.num_train_epochs == 0:
+            raise ValueError("max_train_steps and num_train_epochs are both 0: nothing to train")
+        if self.lora_type == "lycoris" and not self.lycoris_config:
+            raise ValueError("lora_type 'lycoris' needs lycoris_config (a JSON file)")
+        return self
+
+    @property
+    def effective_alpha(self) -> float:
+        return float(self.lora_alpha if self.lora_alpha is not None else self.lora_rank)
+
+
+class BucketConfig(_Strict):
+    """One entry of the dataloader JSON."""
+
+    id: str = Field(..., min_length=1, description="Bucket id")
+    type: Literal["local"] = Field("local", description="Storage backend (local folders only)")
+    dataset_type: Literal["image", "text_embeds", "conditioning"] = Field("image", description="What the entry holds")
+    instance_data_dir: str | None = Field(None, description="Folder of images (and .txt captions)")
+    caption_strategy: Literal["textfile", "filename", "instanceprompt"] = Field(
+        "textfile", description="Where captions come from")
+    instance_prompt: str | None = Field(None, description="Caption for 'instanceprompt' (and fallback)")
+    resolution: int | float | None = Field(None, gt=0, description="Bucket resolution (defaults to the config's)")
+    resolution_type: Literal["pixel", "pixel_area", "area"] = Field("pixel", description="How resolution is read")
+    crop: bool = Field(True, description="Crop to a square after resizing")
+    crop_style: Literal["center", "centre", "random", "corner"] = Field("center", description="Where to crop")
+    crop_aspect: Literal["square", "preserve"] = Field("square", description="Crop shape")
+    probability: float = Field(1.0, ge=0, description="Relative chance within its group")
+    repeats: int = Field(0, ge=0, description="Extra passes per epoch")
+    slider_strength: float = Field(0.0, ge=-10, le=10, description=">0 positive, <0 negative, 0 neutral")
+    cache_dir_vae: str | None = Field(None, description="VAE latent cache folder")
+    cache_dir: str | None = Field(None, description="Text-embedding cache folder (text_embeds entries)")
+    conditioning_data_dir: str | None = Field(None, description="ControlNet conditioning images (same file names)")
+    default: bool = Field(False, description="Default text-embedding cache")
+    disabled: bool = Field(False, description="Skip this bucket")
+
+    @model_validator(mode="after")
+    def _needs_folder(self) -> "BucketConfig":
+        if self.dataset_type == "image" and not self.instance_data_dir:
+            raise ValueError("an image bucket needs instance_data_dir")
+        if self.caption_strategy == "instanceprompt" and not self.instance_prompt:
+            raise ValueError("caption_strategy 'instanceprompt' needs instance_prompt")
+        return self
+
+    @property
+    def role(self) -> str:
+        if self.slider_strength > 0:
+            return "positive"
+        if self.slider_strength < 0:
+            return "negative"
+        return "neutral"
+
+
+class PromptEntry(BaseModel):
+    """One prompt of the library; `adapter_strength` None means the global default."""
+
+    name: str
+    prompt: str
+    adapter_strength: float | None = None
+
+
+def strip_dashes(data: dict[str, Any]) -> dict[str, Any]:
+    """SimpleTuner configs may spell keys as `--key`."""
+    return {str(k).lstrip("-"): v for k, v in data.items()}
+
+
+def check_keys(data: dict[str, Any], model: type[BaseModel], unimplemented: frozenset[str],
+               file: str) -> tuple[dict[str, Any], list[str]]:
+    """Split off known-but-unimplemented keys (warnings); unknown keys are errors with a suggestion."""
+    known = set(model.model_fields)
+    kept, warnings = {}, []
+    for key, value in data.items():
+        if key in known:
+            kept[key] = value
+        elif key in unimplemented:
+            warnings.append(f"{file}: key '{key}' is a SimpleTuner option that Slider Studio does not implement; ignored")
+        else:
+            close = difflib.get_close_matches(key, sorted(known | unimplemented), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown key{hint}", file=file, key=key, value=value)
+    return kept, warnings
+
+
+def build(model: type[BaseModel], data: dict[str, Any], file: str, where: str = "") -> Any:
+    """Validate `data` into `model`, turning pydantic's report into a ConfigError naming file and key."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        key = f"{where}{loc}" if loc else (where.rstrip(".") or None)
+        msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+        value = err.get("input") if loc else None
+        text = f"{msg}" + (f" (got {value!r})" if loc and not isinstance(value, dict) else "")
+        raise ConfigError(text, file=file, key=key) from None
+
+
+def parse_train_config(data: dict[str, Any], file: str) -> tuple[TrainConfig, list[str]]:
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a JSON object of key: value", file=file)
+    kept, warnings = check_keys(strip_dashes(data), TrainConfig, UNIMPLEMENTED_TRAIN_KEYS, file)
+    return build(TrainConfig, kept, file), warnings
+
+
+def parse_buckets(data: Any, file: str) -> tuple[list[BucketConfig], list[str]]:
+    if not isinstance(data, list):
+        raise ConfigError("the dataloader config must be a JSON list of bucket objects", file=file)
+    buckets, warnings, seen = [], [], set()
+    for index, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"entry {index} must be an object", file=file, key=f"[{index}]")
+        kept, warn = check_keys(strip_dashes(entry), BucketConfig, UNIMPLEMENTED_BUCKET_KEYS, file)
+        warnings += warn
+        bucket = build(BucketConfig, kept, file, where=f"[{index}].")
+        if bucket.id in seen:
+            raise ConfigError(f"duplicate bucket id '{bucket.id}'", file=file, key=f"[{index}].id")
+        seen.add(bucket.id)
+        buckets.append(bucket)
+    return buckets, warnings
+
+
+def parse_prompt_library(data: Any, file: str) -> list[PromptEntry]:
+    """name → prompt string, or name → {"prompt": ..., "adapter_strength": number}."""
+    if not isinstance(data, dict):
+        raise ConfigError("the prompt library must be a JSON object of name: prompt", file=file)
+    entries = []
+    for name, value in data.items():
+        if isinstance(value, str):
+            entries.append(PromptEntry(name=name, prompt=value))
+            continue
+        if not isinstance(value, dict) or not isinstance(value.get("prompt"), str):
+            raise ConfigError("expected a prompt string or {\"prompt\": str, \"adapter_strength\": number}",
+                              file=file, key=name)
+        strength = value.get("adapter_strength")
+        if strength is not None and (isinstance(strength, bool) or not isinstance(strength, (int, float))):
+            raise ConfigError(f"adapter_strength must be a number (got {strength!r})", file=file,
+                              key=f"{name}.adapter_strength")
+        extra = set(value) - {"prompt", "adapter_strength"}
+        if extra:
+            raise ConfigError(f"unknown field(s) {sorted(extra)}", file=file, key=name)
+        entries.append(PromptEntry(name=name, prompt=value["prompt"],
+                                   adapter_strength=None if strength is None else float(strength)))
+    return entries
+
+
+def coerce_override(key: str, raw: str) -> Any:
+    """A `--key value` from the command line: JSON when it parses (numbers, lists, true), else the string."""
+    import json
+
+    lowered = raw.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw

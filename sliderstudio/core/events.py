@@ -1,0 +1,106 @@
+"""Events out of the engine and commands into it: the seam between the trainer and its two faces.
+
+The trainer is a plain loop. It calls `EventSink.emit(event)` and polls a `Mailbox` between steps.
+The CLI turns events into a progress bar; the GUI's QThread worker turns them into Qt signals.
+Nothing here knows about Qt or terminals.
+"""
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable, Protocol
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total: int
+    loss: float
+    lr: float
+    it_per_s: float
+    eta_s: float
+    buckets: tuple[str, ...] = ()
+    strengths: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Log:
+    message: str
+    level: str = "info"  # info | warning | error
+
+
+@dataclass(frozen=True)
+class Image:
+    """A rendered sample (validation or preview); `image` is a PIL image."""
+
+    image: Any
+    step: int
+    prompt: str
+    strength: float
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    step: int
+    adapter_path: str
+    stopped_early: bool = False
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+    step: int
+    exit_code: int = 1
+    details: str = ""
+
+
+Event = Progress | Log | Image | Checkpoint | Finished | Failed
+
+
+class EventSink(Protocol):
+    def __call__(self, event: Event) -> None: ...
+
+
+class Command(str, Enum):
+    STOP = "stop"
+    PAUSE = "pause"
+    RESUME = "resume"
+    SAMPLE_NOW = "sample_now"
+    SAVE_NOW = "save_now"
+
+
+@dataclass
+class Mailbox:
+    """Thread-safe inbox the training loop polls between steps (never blocks the step)."""
+
+    _queue: "queue.Queue[Command]" = field(default_factory=queue.Queue)
+
+    def send(self, command: Command) -> None:
+        self._queue.put(command)
+
+    def drain(self) -> list[Command]:
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def wait(self, timeout: float) -> Command | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+def collecting_sink(store: list[Event]) -> Callable[[Event], None]:
+    """A sink that keeps every event; handy for tests and scripts."""
+    return store.append

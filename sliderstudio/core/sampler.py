@@ -1,0 +1,144 @@
+"""The slider sampler (SPEC §3): micro-batches cycle positive → negative → neutral, seeded.
+
+The order is a pure function of (seed, buckets, batch size), so resuming at micro-batch N means
+regenerating and skipping N entries: no hidden state to save, and the same seed always gives the
+same order. Paired mode (SPEC §2.5) makes the negative slot after a paired positive batch use the
+counterpart images; the trainer gives that batch the same noise and timesteps.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+from sliderstudio.core.buckets import ScannedBucket
+
+ROLES = ("positive", "negative", "neutral")
+
+
+@dataclass(frozen=True)
+class SamplerBucket:
+    id: str
+    role: str
+    strength: float
+    probability: float
+    repeats: int
+    stems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    index: int
+    epoch: int
+    bucket_id: str
+    role: str
+    strength: float
+    items: tuple[int, ...]  # indices into the bucket's image list
+    stems: tuple[str, ...]
+    paired: bool = False  # a negative batch that reuses the previous positive batch's noise
+    preserve: bool = False  # neutral batch: the target is the base model's own prediction
+
+
+def sampler_buckets(scanned: list[ScannedBucket], neutral_mode: str = "preserve") -> list[SamplerBucket]:
+    """Buckets that take part: non-empty, probability > 0, neutral only when preserving."""
+    out = []
+    for s in scanned:
+        b = s.bucket
+        if s.count == 0 or b.probability <= 0:
+            continue
+        if b.role == "neutral" and neutral_mode == "off":
+            continue
+        out.append(SamplerBucket(b.id, b.role, b.slider_strength, b.probability, b.repeats, tuple(s.stems)))
+    return out
+
+
+class SliderSampler:
+    def __init__(self, buckets: list[SamplerBucket], seed: int, batch_size: int = 1,
+                 pair_map: dict[str, str] | None = None):
+        self.buckets = {b.id: b for b in buckets}
+        self.seed = seed
+        self.batch_size = batch_size
+        self.pair_map = {p: n for p, n in (pair_map or {}).items() if p in self.buckets and n in self.buckets}
+        self._slaved = set(self.pair_map.values())
+        self.magnitudes = sorted({abs(b.strength) for b in buckets if b.role != "neutral"}) or [1.0]
+
+    @property
+    def paired(self) -> bool:
+        return bool(self.pair_map)
+
+    def _queues(self, rng: random.Random) -> dict[str, list[int]]:
+        queues = {}
+        for b in self.buckets.values():
+            if b.id in self._slaved:
+                continue
+            order: list[int] = []
+            for _ in range(b.repeats + 1):
+                idx = list(range(len(b.stems)))
+                rng.shuffle(idx)
+                order += idx
+            queues[b.id] = order
+        return queues
+
+    def _epoch(self, epoch: int, start_index: int, neutral_count: list[int]) -> Iterator[MicroBatch]:
+        rng = random.Random(f"{self.seed}:{epoch}")
+        queues = self._queues(rng)
+        pending: tuple[str, tuple[int, ...]] | None = None
+        index = start_index
+        for role in itertools.cycle(ROLES):
+            if not any(queues.values()) and pending is None:
+                return
+            if role == "negative" and pending is not None:
+                neg_id, pos_items = pending
+                pending = None
+                yield self._paired_negative(index, epoch, neg_id, pos_items)
+                index += 1
+                continue
+            candidates = [b for b in self.buckets.values() if b.role == role and queues.get(b.id)]
+            if not candidates:
+                continue
+            bucket = rng.choices(candidates, weights=[b.probability for b in candidates])[0]
+            items = tuple(queues[bucket.id][: self.batch_size])
+            del queues[bucket.id][: self.batch_size]
+            strength, preserve = bucket.strength, False
+            if role == "neutral":
+                sign = 1.0 if neutral_count[0] % 2 == 0 else -1.0
+                strength, preserve = sign * rng.choice(self.magnitudes), True
+                neutral_count[0] += 1
+            if bucket.id in self.pair_map:
+                pending = (self.pair_map[bucket.id], items)
+            yield MicroBatch(index, epoch, bucket.id, role, strength, items,
+                             tuple(bucket.stems[i] for i in items), preserve=preserve)
+            index += 1
+
+    def _paired_negative(self, index: int, epoch: int, neg_id: str, pos_items: tuple[int, ...]) -> MicroBatch:
+        """The counterpart images of the positive batch, matched by file stem."""
+        pos_id = next(p for p, n in self.pair_map.items() if n == neg_id)
+        stems = tuple(self.buckets[pos_id].stems[i] for i in pos_items)
+        neg = self.buckets[neg_id]
+        lookup = {s: i for i, s in enumerate(neg.stems)}
+        return MicroBatch(index, epoch, neg_id, "negative", neg.strength,
+                          tuple(lookup[s] for s in stems), stems, paired=True)
+
+    def __iter__(self) -> Iterator[MicroBatch]:
+        return self.iter_from(0)
+
+    def iter_from(self, start: int) -> Iterator[MicroBatch]:
+        """Micro-batches from position `start` on, over as many epochs as asked for."""
+        neutral_count = [0]
+        index = 0
+        for epoch in itertools.count():
+            produced = 0
+            for mb in self._epoch(epoch, index, neutral_count):
+                produced += 1
+                if mb.index >= start:
+                    yield mb
+            if produced == 0:
+                return
+            index += produced
+
+    def epoch_length(self) -> int:
+        return sum(1 for _ in self._epoch(0, 0, [0]))
+
+    def take(self, n: int, start: int = 0) -> list[MicroBatch]:
+        return list(itertools.islice(self.iter_from(start), n))

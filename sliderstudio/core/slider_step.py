@@ -1,0 +1,88 @@
+"""One slider micro-batch (SPEC §2): set the slider's scale, ordinary denoising loss, restore.
+
+- Signed buckets: the slider is scaled by the bucket's strength and the target is the true one
+  (ε, v or flow velocity). No sign flip, no loss weighting.
+- Neutral buckets (preserve): the slider is applied at ±m and the target is the base model's own
+  prediction on the same noisy input (slider at 0, no grad).
+- Paired negatives reuse the noise and timesteps of the positive batch they follow.
+Noise and timesteps come from a generator seeded by (seed, micro-batch index), so a resumed run
+draws exactly what an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import random
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager
+
+import torch
+import torch.nn.functional as F
+
+from sliderstudio.core.adapters import slider_scale
+from sliderstudio.core.sampler import MicroBatch
+from sliderstudio.families.base import Conditioning, Family
+
+
+@dataclass
+class StepData:
+    """Everything cached for training: latents by (bucket, image index), conditioning by caption."""
+
+    latents: dict[tuple[str, int], torch.Tensor]
+    captions: dict[tuple[str, int], str]
+    conditioning: dict[str, Conditioning]
+    image_size: dict[str, int]
+
+
+@dataclass
+class SliderStep:
+    family: Family
+    denoiser: torch.nn.Module
+    schedule: Any
+    data: StepData
+    seed: int
+    device: torch.device
+    dtype: torch.dtype
+    caption_dropout: float = 0.0
+    noise_offset: float = 0.0
+    autocast: Callable[[], ContextManager] = nullcontext
+    _last: tuple[int, torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    def generator(self, index: int) -> torch.Generator:
+        return torch.Generator("cpu").manual_seed((self.seed * 1_000_003 + index) % (2**63))
+
+    def noise_for(self, mb: MicroBatch, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fresh noise and timesteps, or the previous positive batch's for a paired negative."""
+        if mb.paired and self._last is not None and self._last[0] == mb.index - 1 \
+                and self._last[1].shape == shape:
+            return self._last[1], self._last[2]
+        g = self.generator(mb.index)
+        noise = torch.randn(shape, generator=g)
+        if self.noise_offset:
+            noise = noise + self.noise_offset * torch.randn((shape[0], shape[1], 1, 1), generator=g)
+        timesteps = self.family.sample_timesteps(self.schedule, shape[0], g)
+        return noise, timesteps
+
+    def caption(self, mb: MicroBatch, item: int) -> str:
+        text = self.data.captions[(mb.bucket_id, item)]
+        if self.caption_dropout and random.Random(f"{self.seed}:{mb.index}:{item}").random() < self.caption_dropout:
+            return ""
+        return text
+
+    def inputs(self, mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Conditioning]:
+        latents = torch.stack([self.data.latents[(mb.bucket_id, i)] for i in mb.items])
+        noise, timesteps = self.noise_for(mb, latents.shape)
+        self._last = (mb.index, noise, timesteps)
+        noisy, target = self.family.noisy_and_target(self.schedule, latents, noise, timesteps)
+        conds = [self.data.conditioning[self.caption(mb, i)] for i in mb.items]
+        cond = self.family.collate(conds, self.device, self.dtype, self.data.image_size[mb.bucket_id])
+        return (noisy.to(self.device, self.dtype), timesteps.to(self.device), target.to(self.device), cond)
+
+    def loss(self, mb: MicroBatch) -> torch.Tensor:
+        """The micro-batch's loss with the slider scaled by its strength (graph kept for backward)."""
+        noisy, timesteps, target, cond = self.inputs(mb)
+        if mb.preserve:
+            with torch.no_grad(), slider_scale(self.denoiser, 0.0), self.autocast():
+                target = self.family.predict(self.denoiser, noisy, timesteps, cond)
+        with slider_scale(self.denoiser, mb.strength), self.autocast():
+            pred = self.family.predict(self.denoiser, noisy, timesteps, cond)
+        return F.mse_loss(pred.float(), target.float())

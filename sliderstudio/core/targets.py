@@ -1,0 +1,130 @@
+"""Target resolution (SPEC §4): which modules a preset's names match, counted per entry.
+
+Matching is by dotted-name suffix: module `a.b.attn1.to_q` matches `attn1.to_q` and `to_q`. It runs on
+a `meta`-device skeleton built from the model config, so no weights are needed. A preset that
+matches nothing, or only layer types an adapter cannot wrap, is an error before training starts.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sliderstudio.core.config import TrainConfig
+from sliderstudio.core.errors import TargetError
+from sliderstudio.families.base import Family
+from sliderstudio.families.loading import resolve_model_path
+from sliderstudio.families.registry import get_family
+
+SUPPORTED_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# Module-name pieces that belong to the text path; a slider must never touch them (SPEC §1).
+TEXT_PATH_MARKERS = ("attn2.", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "context_refiner",
+                     "text_encoder", "context_embedder", "add_embedding", "cross_attention")
+
+
+@dataclass
+class TargetEntry:
+    pattern: str
+    count: int = 0
+    layer_types: dict[str, int] = field(default_factory=dict)
+    unsupported: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class TargetReport:
+    preset: str
+    entries: list[TargetEntry]
+    module_names: list[str]
+
+    @property
+    def total(self) -> int:
+        return len(self.module_names)
+
+    def table(self) -> str:
+        """The human-readable table `sliderstudio targets` prints."""
+        width = max([len(e.pattern) for e in self.entries] + [7])
+        lines = [f"{'pattern':<{width}}  matches  layer types"]
+        for e in self.entries:
+            types = ", ".join(f"{k}×{v}" for k, v in sorted(e.layer_types.items())) or "-"
+            if e.unsupported:
+                types += "  (unsupported: " + ", ".join(f"{k}×{v}" for k, v in e.unsupported.items()) + ")"
+            lines.append(f"{e.pattern:<{width}}  {e.count:>7}  {types}")
+        lines.append(f"{'total':<{width}}  {self.total:>7}  modules (preset: {self.preset})")
+        return "\n".join(lines)
+
+
+def matches(name: str, pattern: str) -> bool:
+    return name == pattern or name.endswith("." + pattern)
+
+
+def resolve_on_module(model: nn.Module, patterns: list[str], preset: str = "custom") -> TargetReport:
+    entries = [TargetEntry(p) for p in patterns]
+    chosen: list[str] = []
+    for name, module in model.named_modules():
+        for entry in entries:
+            if not name or not matches(name, entry.pattern):
+                continue
+            kind = type(module).__name__
+            if isinstance(module, SUPPORTED_TYPES):
+                entry.count += 1
+                entry.layer_types[kind] = entry.layer_types.get(kind, 0) + 1
+                if name not in chosen:
+                    chosen.append(name)
+            else:
+                entry.unsupported[kind] = entry.unsupported.get(kind, 0) + 1
+    return TargetReport(preset, entries, chosen)
+
+
+def require_matches(report: TargetReport, key: str = "peft_lora_target_modules") -> TargetReport:
+    if report.total > 0:
+        return report
+    unsupported = Counter()
+    for e in report.entries:
+        unsupported.update(e.unsupported)
+    why = "no module matches any entry"
+    if unsupported:
+        why = "entries match only module types an adapter cannot wrap (" + ", ".join(unsupported) + ")"
+    raise TargetError(f"target preset '{report.preset}' selects zero modules: {why}; entries: "
+                      + ", ".join(e.pattern for e in report.entries), key=key)
+
+
+def text_path_modules(names: list[str]) -> list[str]:
+    return [n for n in names if any(marker in n + "." for marker in TEXT_PATH_MARKERS)]
+
+
+def preset_patterns(family: Family, config: TrainConfig) -> tuple[str, list[str]]:
+    """The preset a config selects: an explicit list beats slider_target_preset beats slider_lora_target."""
+    if config.peft_lora_target_modules:
+        return "custom", list(config.peft_lora_target_modules)
+    name = config.slider_target_preset or ("slider" if config.slider_lora_target else "default")
+    return name, family.presets[name]
+
+
+def patterns_for(family: Family, preset: str | list[str]) -> tuple[str, list[str]]:
+    if isinstance(preset, list):
+        return "custom", preset
+    if preset not in family.presets:
+        raise TargetError(f"unknown preset '{preset}'", key="preset", expected="reference, slider or default")
+    return preset, family.presets[preset]
+
+
+def resolve_targets(family: str | Family, model_path: str, preset: str | list[str] = "slider",
+                    strict: bool = True) -> TargetReport:
+    """Resolve a preset against the model's module tree, built on the meta device."""
+    fam = get_family(family) if isinstance(family, str) else family
+    name, patterns = patterns_for(fam, preset)
+    skeleton = fam.skeleton(Path(resolve_model_path(model_path)))
+    report = resolve_on_module(skeleton, patterns, name)
+    return require_matches(report) if strict else report
+
+
+def preset_names(family: str | Family) -> dict[str, list[str]]:
+    fam = get_family(family) if isinstance(family, str) else family
+    return dict(fam.presets)
+
+
+def on_meta(module: nn.Module) -> bool:
+    return any(p.device == torch.device("meta") for p in module.parameters())

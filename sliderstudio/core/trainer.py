@@ -1,0 +1,259 @@
+"""The training loop: a plain object driven by `run()`, reporting through events, polling a mailbox.
+
+Set-up (buckets, model, targets, adapter, caches) happens in `training_setup`; this module owns the
+loop: micro-batches → optimizer steps → metrics, validation, checkpoints → the final adapter.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from sliderstudio.core import atomic, checkpoints
+from sliderstudio.core.adapters import SLIDER, load_slider_state, slider_state_dict
+from sliderstudio.core.adapter_io import ADAPTER_NAME, read_tensors, save_lora
+from sliderstudio.core.errors import InputError, TrainingStopped
+from sliderstudio.core.events import (
+    Checkpoint, Command, Event, Failed, Finished, Image, Log, Mailbox, Progress,
+)
+from sliderstudio.core.preview import render_strengths, save_image
+from sliderstudio.core.project import Project
+from sliderstudio.core.training_setup import TrainingSession, prepare_session
+
+HEARTBEAT = "run.json"
+METRICS = "metrics.jsonl"
+
+
+class Trainer:
+    def __init__(self, project: Project, sink: Callable[[Event], None] | None = None,
+                 mailbox: Mailbox | None = None, device: str | None = None):
+        self.project = project
+        self.sink = sink or (lambda event: None)
+        self.mailbox = mailbox or Mailbox()
+        self.device = device
+        self.session: TrainingSession | None = None
+        self.step = 0
+        self.micro_index = 0
+        self._last_heartbeat = 0.0
+
+    # --- public --------------------------------------------------------------------------------
+    def run(self) -> Path:
+        """Train to the end (or until STOP). Emits Failed and re-raises on error."""
+        try:
+            self.session = prepare_session(self.project, self.log, self.device)
+            self._resume()
+            return self._loop()
+        except TrainingStopped:
+            return self._stop()
+        except InputError as exc:
+            self.sink(Failed(str(exc), self.step, exit_code=2))
+            raise
+        except Exception as exc:
+            self.sink(Failed(f"{type(exc).__name__}: {exc}", self.step, 1, traceback.format_exc()))
+            raise
+        finally:
+            self._write_heartbeat(state="ended", force=True)
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.sink(Log(message, level))
+
+    # --- loop ----------------------------------------------------------------------------------
+    def _loop(self) -> Path:
+        s = self.session
+        cfg = self.project.config
+        batches = s.sampler.iter_from(self.micro_index)
+        started, done_here = time.perf_counter(), 0
+        while self.step < s.total_steps:
+            self._poll()
+            t0 = time.perf_counter()
+            loss, used = self._optimizer_step(batches)
+            self.step += 1
+            done_here += 1
+            seconds = time.perf_counter() - t0
+            lr = s.scheduler.get_last_lr()[0]
+            self._append_metrics({"step": self.step, "loss": loss, "lr": lr,
+                                  "buckets": [m.bucket_id for m in used],
+                                  "strengths": [m.strength for m in used], "seconds": round(seconds, 4)})
+            rate = done_here / max(time.perf_counter() - started, 1e-9)
+            self.sink(Progress(self.step, s.total_steps, loss, lr, rate, (s.total_steps - self.step) / rate,
+                               tuple(m.bucket_id for m in used), tuple(m.strength for m in used)))
+            self._write_heartbeat()
+            if cfg.validation_steps and self.step % cfg.validation_steps == 0:
+                self._validate()
+            if cfg.checkpointing_steps and self.step % cfg.checkpointing_steps == 0 and self.step < s.total_steps:
+                self._checkpoint()
+        adapter = self._save_final()
+        if cfg.validation_steps and self.step % cfg.validation_steps != 0:
+            self._validate()
+        self.sink(Finished(self.step, str(adapter)))
+        return adapter
+
+    def _optimizer_step(self, batches) -> tuple[float, list]:
+        s = self.session
+        accum = self.project.config.gradient_accumulation_steps
+        used, total = [], 0.0
+        for _ in range(accum):
+            mb = next(batches)
+            loss = s.step.loss(mb)
+            s.accelerator.backward(loss / accum)
+            total += float(loss.detach()) / accum
+            used.append(mb)
+            self.micro_index = mb.index + 1
+        if self.project.config.max_grad_norm > 0:
+            s.accelerator.clip_grad_norm_(s.params, self.project.config.max_grad_norm)
+        s.optimizer.step()
+        s.scheduler.step()
+        s.optimizer.zero_grad(set_to_none=True)
+        return total, used
+
+    def _poll(self) -> None:
+        for command in self.mailbox.drain():
+            self._handle(command)
+
+    def _handle(self, command: Command) -> None:
+        if command is Command.STOP:
+            raise TrainingStopped()
+        if command is Command.SAVE_NOW:
+            self._checkpoint()
+        elif command is Command.SAMPLE_NOW:
+            self._validate()
+        elif command is Command.PAUSE:
+            self.log(f"paused at step {self.step}")
+            while True:
+                nxt = self.mailbox.wait(0.2)
+                if nxt is Command.RESUME:
+                    self.log("resumed")
+                    return
+                if nxt is Command.STOP:
+                    raise TrainingStopped()
+                if nxt is not None:
+                    self._handle(nxt)
+
+    def _stop(self) -> Path:
+        """Stop: checkpoint the current state so Resume continues from here."""
+        path = self._checkpoint() if self.session and self.step > 0 else None
+        self.log(f"stopped at step {self.step}")
+        adapter = path / ADAPTER_NAME if path else Path()
+        self.sink(Finished(self.step, str(adapter), stopped_early=True))
+        return adapter
+
+    # --- outputs -------------------------------------------------------------------------------
+    def _metrics_path(self) -> Path:
+        return self.project.output_dir / METRICS
+
+    def _append_metrics(self, row: dict) -> None:
+        with open(self._metrics_path(), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def _save_adapter(self, path: Path) -> Path:
+        s = self.session
+        return save_lora(path, s.family.pipeline_class, s.family.denoiser_name,
+                         slider_state_dict(s.denoiser, SLIDER), s.lora_config, s.metadata(self.step))
+
+    def _save_final(self) -> Path:
+        path = self._save_adapter(self.project.output_dir / ADAPTER_NAME)
+        if self.project.config.lora_format == "comfyui":
+            from sliderstudio.core.export import export_file
+
+            export_file(path, path.with_name("pytorch_lora_weights_comfyui.safetensors"), "comfyui")
+        self.log(f"adapter saved: {path}")
+        return path
+
+    def _checkpoint(self) -> Path:
+        s = self.session
+
+        def write(folder: Path) -> None:
+            self._save_adapter(folder / ADAPTER_NAME)
+            checkpoints.save_torch(s.optimizer.state_dict(), folder / "optimizer.pt")
+            checkpoints.save_torch(s.scheduler.state_dict(), folder / "scheduler.pt")
+
+        state = checkpoints.LoopState(self.step, self.micro_index, self.project.config.seed, s.total_steps)
+        path = checkpoints.write_checkpoint(self.project.output_dir, state, write,
+                                            self.project.config.checkpoints_total_limit)
+        self.sink(Checkpoint(self.step, str(path)))
+        return path
+
+    def _resume(self) -> None:
+        cfg = self.project.config
+        out = self.project.output_dir
+        checkpoints.clean_stale_temp(out)
+        folder = checkpoints.find_resume(out, cfg.resume_from_checkpoint, self.project.root)
+        if folder is None:
+            if cfg.resume_from_checkpoint:
+                self.log("no checkpoint to resume from yet; starting at step 0")
+            self._metrics_path().unlink(missing_ok=True)
+            return
+        s = self.session
+        state = checkpoints.read_state(folder)
+        tensors = read_tensors(folder / ADAPTER_NAME)
+        prefix = f"{s.family.denoiser_name}."
+        load_slider_state(s.denoiser, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        s.optimizer.load_state_dict(checkpoints.load_torch(folder / "optimizer.pt"))
+        s.scheduler.load_state_dict(checkpoints.load_torch(folder / "scheduler.pt"))
+        self.step, self.micro_index = state.step, state.micro_index
+        self._truncate_metrics(state.step)
+        self.log(f"resumed from {folder.name} at step {self.step}")
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop rows past the checkpoint (and a torn last line) so metrics match the resumed run."""
+        path = self._metrics_path()
+        if not path.exists():
+            return
+        keep = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    keep.append(line)
+            except (ValueError, KeyError):
+                break
+        atomic.write_text(path, "".join(x + "\n" for x in keep))
+
+    def _validate(self) -> None:
+        s = self.session
+        cfg = self.project.config
+        prompts = self.project.validation_prompts()
+        if not prompts:
+            return
+        strengths = [p.adapter_strength if p.adapter_strength is not None else cfg.validation_adapter_strength
+                     for p in prompts]
+        size = cfg.validation_resolution or cfg.resolution
+        was_training = s.denoiser.training
+        s.denoiser.eval()
+        try:
+            with torch.no_grad():
+                images = render_strengths(s.family, s.pipe, [p.prompt for p in prompts], strengths,
+                                          cfg.validation_seed, cfg.validation_num_inference_steps,
+                                          cfg.validation_guidance, size, 0.0, cfg.validation_negative_prompt)
+        finally:
+            s.denoiser.train(was_training)
+        folder = self.project.output_dir / "validation" / f"step-{self.step:06d}"
+        for entry, strength, image in zip(prompts, strengths, images):
+            path = folder / f"{entry.name}_s{strength:+.2f}.png"
+            save_image(image, path)
+            self.sink(Image(image, self.step, entry.prompt, strength, str(path)))
+
+    def _write_heartbeat(self, state: str = "running", force: bool = False) -> None:
+        """A file other processes (the app) read to tell a live run from a dead one."""
+        now = time.time()
+        if not force and now - self._last_heartbeat < 2.0:
+            return
+        self._last_heartbeat = now
+        total = self.session.total_steps if self.session else 0
+        try:
+            atomic.write_json(self.project.output_dir / HEARTBEAT,
+                              {"pid": os.getpid(), "state": state, "step": self.step, "total": total,
+                               "updated": now})
+        except (OSError, InputError):
+            pass  # the heartbeat is advisory; a full disk must not kill the run here
+
+
+def total_steps(max_train_steps: int, epochs: int, epoch_length: int, accumulation: int) -> int:
+    if max_train_steps:
+        return max_train_steps
+    return max(1, math.ceil(epochs * epoch_length / accumulation))

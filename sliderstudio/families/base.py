@@ -1,0 +1,110 @@
+"""The family interface: what the engine needs to know about one model family.
+
+A family is data (ids, classes, prediction type, presets in `presets/targets/<id>.json`) plus a
+small set of methods: load, encode prompts and images, noise, predict, render. The trainer and the
+preview talk only to this interface, so adding a family touches one module and one preset file.
+"""
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "targets"
+PRESET_NAMES = ("reference", "slider", "default")
+
+
+@dataclass
+class Conditioning:
+    """Text conditioning for a batch, as the denoiser's keyword arguments (already on device)."""
+
+    kwargs: dict[str, torch.Tensor]
+
+    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> "Conditioning":
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device=device, dtype=dtype if (dtype and t.is_floating_point()) else t.dtype)
+        return Conditioning({k: move(v) for k, v in self.kwargs.items()})
+
+
+@dataclass
+class Family(ABC):
+    """Base class; subclasses implement the model-specific methods."""
+
+    id: str
+    label: str
+    pipeline_class_name: str
+    denoiser_name: str = "unet"
+    aliases: tuple[str, ...] = ()
+    flavours: tuple[str, ...] = ()
+    prediction: str = "epsilon"  # epsilon | v_prediction | flow_matching
+    supports_lycoris: bool = True
+    supports_controlnet: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def presets(self) -> dict[str, list[str]]:
+        path = PRESET_DIR / f"{self.id}.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {name: list(data[name]) for name in PRESET_NAMES}
+
+    @property
+    def pipeline_class(self) -> type:
+        import diffusers
+
+        return getattr(diffusers, self.pipeline_class_name)
+
+    # --- model-specific behaviour -------------------------------------------------------------
+    def denoiser(self, pipe: Any) -> torch.nn.Module:
+        return getattr(pipe, self.denoiser_name)
+
+    @abstractmethod
+    def skeleton(self, model_dir: Path) -> torch.nn.Module:
+        """The denoiser built from its config on the meta device: module names without weights."""
+
+    @abstractmethod
+    def encode_prompts(self, pipe: Any, prompts: list[str]) -> list[Conditioning]:
+        """One Conditioning per prompt (batch dimension 1), on CPU, for caching."""
+
+    def collate(self, conds: list[Conditioning], device: torch.device, dtype: torch.dtype,
+                image_size: int) -> Conditioning:
+        """Stack per-prompt conditioning into one batch."""
+        keys = conds[0].kwargs.keys()
+        batch = Conditioning({k: torch.cat([c.kwargs[k] for c in conds]) for k in keys})
+        return batch.to(device, dtype)
+
+    @abstractmethod
+    def encode_images(self, pipe: Any, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [-1, 1], shape (B, 3, H, W) → scaled latents."""
+
+    @abstractmethod
+    def noise_schedule(self, pipe: Any, prediction: str | None = None) -> Any:
+        """The training-time noise schedule (an object the next two methods understand)."""
+
+    @abstractmethod
+    def sample_timesteps(self, schedule: Any, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """Training timesteps for a batch, drawn from `generator` so resumes repeat them."""
+
+    @abstractmethod
+    def noisy_and_target(self, schedule: Any, latents: torch.Tensor, noise: torch.Tensor,
+                         timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The noisy input and the family's ordinary regression target (ε, v or flow velocity)."""
+
+    @abstractmethod
+    def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
+                cond: Conditioning) -> torch.Tensor:
+        """One denoiser forward; the adapter scale is whatever the caller set on the layers."""
+
+    @abstractmethod
+    def render(self, pipe: Any, prompts: list[str], seed: int, steps: int, guidance: float,
+               size: int, negative_prompt: str | None = None,
+               on_step: Callable[[int, int], None] | None = None) -> list[Any]:
+        """Render one image per prompt, every image from the same seed (same initial noise)."""
+
+    @abstractmethod
+    def default_size(self, pipe: Any) -> int:
+        """The model's native image side in pixels."""

@@ -1,0 +1,107 @@
+"""UNet families: SD 1.x, SD 2.x (ε or v-prediction) and SDXL."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from sliderstudio.families.base import Conditioning, Family
+
+
+@dataclass
+class UNetFamily(Family):
+    """Stable Diffusion UNet models; SDXL adds pooled text embeddings and size/crop time ids."""
+
+    xl: bool = False
+
+    def skeleton(self, model_dir: Path) -> torch.nn.Module:
+        from diffusers import UNet2DConditionModel
+
+        config = UNet2DConditionModel.load_config(str(model_dir), subfolder="unet")
+        with torch.device("meta"):
+            return UNet2DConditionModel.from_config(config)
+
+    def encode_prompts(self, pipe: Any, prompts: list[str]) -> list[Conditioning]:
+        device = pipe.text_encoder.device
+        out = []
+        with torch.no_grad():
+            for prompt in prompts:
+                if self.xl:
+                    embeds, _, pooled, _ = pipe.encode_prompt(
+                        prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False)
+                    out.append(Conditioning({"encoder_hidden_states": embeds.cpu(), "text_embeds": pooled.cpu()}))
+                else:
+                    embeds, _ = pipe.encode_prompt(prompt, device, 1, False)
+                    out.append(Conditioning({"encoder_hidden_states": embeds.cpu()}))
+        return out
+
+    def collate(self, conds: list[Conditioning], device: torch.device, dtype: torch.dtype,
+                image_size: int) -> Conditioning:
+        batch = super().collate(conds, device, dtype, image_size)
+        if self.xl:
+            # original size, crop top-left, target size: a square crop at the training size.
+            ids = torch.tensor([image_size, image_size, 0, 0, image_size, image_size], dtype=dtype)
+            batch.kwargs["time_ids"] = ids.repeat(len(conds), 1).to(device)
+        return batch
+
+    def encode_images(self, pipe: Any, pixels: torch.Tensor) -> torch.Tensor:
+        vae = pipe.vae
+        with torch.no_grad():
+            dist = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
+            latents = dist.mode()
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        return ((latents - shift) * vae.config.scaling_factor).float().cpu()
+
+    def noise_schedule(self, pipe: Any, prediction: str | None = None) -> Any:
+        from diffusers import DDPMScheduler
+
+        schedule = DDPMScheduler.from_config(pipe.scheduler.config)
+        if prediction in ("epsilon", "v_prediction"):
+            schedule.register_to_config(prediction_type=prediction)
+        return schedule
+
+    def sample_timesteps(self, schedule: Any, batch: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(0, schedule.config.num_train_timesteps, (batch,), generator=generator).long()
+
+    def noisy_and_target(self, schedule: Any, latents: torch.Tensor, noise: torch.Tensor,
+                         timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        noisy = schedule.add_noise(latents, noise, timesteps)
+        if schedule.config.prediction_type == "v_prediction":
+            return noisy, schedule.get_velocity(latents, noise, timesteps)
+        return noisy, noise
+
+    def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
+                cond: Conditioning) -> torch.Tensor:
+        kwargs = {"encoder_hidden_states": cond.kwargs["encoder_hidden_states"]}
+        if self.xl:
+            kwargs["added_cond_kwargs"] = {"text_embeds": cond.kwargs["text_embeds"],
+                                           "time_ids": cond.kwargs["time_ids"]}
+        return denoiser(noisy, timesteps, return_dict=False, **kwargs)[0]
+
+    def render(self, pipe: Any, prompts: list[str], seed: int, steps: int, guidance: float,
+               size: int, negative_prompt: str | None = None,
+               on_step: Callable[[int, int], None] | None = None) -> list[Any]:
+        generators = [torch.Generator("cpu").manual_seed(seed) for _ in prompts]
+
+        def callback(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
+            if on_step is not None:
+                on_step(step + 1, steps)
+            return kwargs
+
+        result = pipe(prompt=prompts, negative_prompt=[negative_prompt] * len(prompts) if negative_prompt else None,
+                      num_inference_steps=steps, guidance_scale=guidance, generator=generators,
+                      height=size, width=size, output_type="pil", callback_on_step_end=callback)
+        return list(result.images)
+
+    def default_size(self, pipe: Any) -> int:
+        return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+
+
+SD1X = UNetFamily(id="sd1x", label="Stable Diffusion 1.x", pipeline_class_name="StableDiffusionPipeline",
+                  aliases=("sd1", "sd15", "sd1.5", "legacy"), supports_controlnet=True)
+SD2X = UNetFamily(id="sd2x", label="Stable Diffusion 2.x", pipeline_class_name="StableDiffusionPipeline",
+                  aliases=("sd2", "sd21", "sd2.1"), flavours=("epsilon", "v-prediction"))
+SDXL = UNetFamily(id="sdxl", label="Stable Diffusion XL", pipeline_class_name="StableDiffusionXLPipeline",
+                  aliases=("sd-xl", "xl"), xl=True, supports_controlnet=True)
