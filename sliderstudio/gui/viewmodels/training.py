@@ -1,0 +1,186 @@
+"""Training state for the pane: start / stop / resume, progress, the loss series, the log.
+
+Owns the QThread and its worker. The run gets a detached copy of the project (saved first, so
+the files on disk describe the run and the CLI can resume it), so edits made while training
+affect the next run, not this one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal
+
+from sliderstudio.core.events import Checkpoint, Failed, Finished, Image, Log, Progress
+from sliderstudio.core.errors import InputError
+from sliderstudio.gui.viewmodels.project import ProjectViewModel
+from sliderstudio.gui.workers.tasks import TaskRunner
+from sliderstudio.gui.workers.training import TrainingWorker
+
+IDLE, RUNNING, STOPPING = "idle", "running", "stopping"
+
+
+def has_checkpoint(output_dir: Path) -> bool:
+    """Off the UI thread: core.checkpoints imports torch."""
+    from sliderstudio.core.checkpoints import latest_checkpoint
+
+    return latest_checkpoint(output_dir) is not None
+
+
+def format_eta(seconds: float) -> str:
+    if seconds != seconds or seconds < 0 or seconds == float("inf"):  # NaN / inf before the rate is known
+        return "—"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class TrainingViewModel(QObject):
+    stateChanged = Signal(str)
+    progressChanged = Signal(object)          # Progress
+    logAppended = Signal(str, str)            # level, message
+    sampleRendered = Signal(object, object)   # Image event, QImage
+    checkpointSaved = Signal(str)             # checkpoint folder
+    runFinished = Signal(str, bool)           # adapter path, stopped early
+    runFailed = Signal(str, str)              # readable message, details
+    resumeAvailableChanged = Signal(bool)
+
+    def __init__(self, project_vm: ProjectViewModel, tasks: TaskRunner, parent: QObject | None = None):
+        super().__init__(parent)
+        self._pvm, self._tasks = project_vm, tasks
+        self.state = IDLE
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        self.last_progress: Progress | None = None
+        self.last_adapter: str | None = None
+        self.last_error: str | None = None
+        self.resume_available = False
+        self._thread: QThread | None = None
+        self._worker: TrainingWorker | None = None
+        project_vm.projectLoaded.connect(self._project_loaded)
+
+    # --- commands ----------------------------------------------------------------------
+    def start(self, resume: bool = False) -> bool:
+        """Start a run on a worker thread; returns False (with a message) when it cannot start."""
+        if self.state != IDLE:
+            return False
+        try:
+            if self._pvm.dirty:
+                self._pvm.save()
+        except InputError as exc:
+            self._fail(str(exc), "")
+            return False
+        project = self._pvm.snapshot(resume_from_checkpoint="latest" if resume else None)
+        self._reset_series(keep=resume)
+        self.last_error = None
+        self._launch(TrainingWorker(project))
+        self._set_state(RUNNING)
+        self.logAppended.emit("info", ("Resuming" if resume else "Starting") + f" training in {project.root}")
+        return True
+
+    def resume(self) -> bool:
+        return self.start(resume=True)
+
+    def stop(self) -> None:
+        if self.state == RUNNING and self._worker is not None:
+            self._worker.stop()
+            self._set_state(STOPPING)
+            self.logAppended.emit("info", "Stop requested: finishing the current step and saving a checkpoint")
+
+    def wait(self, msecs: int = 60000) -> bool:
+        """Block until the worker thread ended (closing the window, tests)."""
+        return self._thread.wait(msecs) if self._thread is not None else True
+
+    @property
+    def running(self) -> bool:
+        return self.state != IDLE
+
+    # --- thread plumbing ---------------------------------------------------------------
+    def _launch(self, worker: TrainingWorker) -> None:
+        if self._thread is not None:
+            self._thread.deleteLater()
+        thread = QThread(self)
+        thread.setObjectName("training")
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.progress.connect(self._on_progress)
+        worker.log.connect(self._on_log)
+        worker.image.connect(self._on_image)
+        worker.checkpoint.connect(self._on_checkpoint)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        # QThread.quit is thread-safe; a direct call ends the thread's loop even while the UI
+        # thread is blocked in wait() (a queued quit would never be delivered then).
+        worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        thread.finished.connect(self._on_thread_finished)
+        self._thread, self._worker = thread, worker
+        thread.start()
+
+    def _on_thread_finished(self) -> None:
+        if self._worker is not None:
+            self._worker.deleteLater()
+        self._worker = None
+        self._set_state(IDLE)
+        self._check_resume()
+
+    # --- events from the worker --------------------------------------------------------
+    def _on_progress(self, event: Progress) -> None:
+        self.last_progress = event
+        self.steps.append(event.step)
+        self.losses.append(event.loss)
+        self.progressChanged.emit(event)
+
+    def _on_log(self, event: Log) -> None:
+        self.logAppended.emit(event.level, event.message)
+
+    def _on_image(self, event: Image, qimage: object) -> None:
+        self.sampleRendered.emit(event, qimage)
+
+    def _on_checkpoint(self, event: Checkpoint) -> None:
+        self.logAppended.emit("info", f"checkpoint at step {event.step}: {event.path}")
+        self.resume_available = True
+        self.resumeAvailableChanged.emit(True)
+        self.checkpointSaved.emit(event.path)
+
+    def _on_finished(self, event: Finished) -> None:
+        self.last_adapter = event.adapter_path or None
+        word = "Stopped" if event.stopped_early else "Finished"
+        self.logAppended.emit("info", f"{word} at step {event.step}; adapter: {event.adapter_path}")
+        self.runFinished.emit(event.adapter_path, event.stopped_early)
+
+    def _on_failed(self, event: Failed) -> None:
+        self._fail(event.message, event.details)
+
+    def _fail(self, message: str, details: str) -> None:
+        self.last_error = message
+        self.logAppended.emit("error", message)
+        if details:
+            self.logAppended.emit("error", details.rstrip())
+        self.runFailed.emit(message, details)
+
+    # --- helpers -----------------------------------------------------------------------
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.stateChanged.emit(state)
+
+    def _reset_series(self, keep: bool) -> None:
+        if not keep:
+            self.steps.clear()
+            self.losses.clear()
+        self.last_progress = None
+
+    def _project_loaded(self) -> None:
+        self._reset_series(keep=False)
+        self.last_adapter = None
+        self._check_resume()
+
+    def _check_resume(self) -> None:
+        if not self._pvm.is_open:
+            return
+        output = self._pvm.project.output_dir
+        self._tasks.submit(lambda: has_checkpoint(output), self._resume_checked)
+
+    def _resume_checked(self, available: bool) -> None:
+        self.resume_available = bool(available)
+        self.resumeAvailableChanged.emit(self.resume_available)
