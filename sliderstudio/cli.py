@@ -66,8 +66,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """`--strengths -1,0,1` would read as an option to argparse; glue it into `--strengths=-1,0,1`."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--strengths" and i + 1 < len(argv):
+            out.append(f"--strengths={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "train":

@@ -12,9 +12,9 @@ from sliderstudio.core.events import Event, Failed, Finished, Log, Progress
 class ConsoleSink:
     """Events → a tqdm progress bar on a terminal, or plain lines when output is a file/pipe."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
         self.bar = None
         self._last_line = 0
 

@@ -6,6 +6,7 @@ matches nothing, or only layer types an adapter cannot wrap, is an error before 
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from sliderstudio.families.base import Family
 from sliderstudio.families.loading import resolve_model_path
 from sliderstudio.families.registry import get_family
 
+ADAPTER_INTERNALS = re.compile(r"\.(base_layer|lora_[A-Za-z_]+|lokr_[\w]+)(\.|$)")
 SUPPORTED_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Module-name pieces that belong to the text path; a slider must never touch them (SPEC §1).
 TEXT_PATH_MARKERS = ("attn2.", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "context_refiner",
@@ -64,6 +66,9 @@ def resolve_on_module(model: nn.Module, patterns: list[str], preset: str = "cust
     entries = [TargetEntry(p) for p in patterns]
     chosen: list[str] = []
     for name, module in model.named_modules():
+        if ADAPTER_INTERNALS.search(name):
+            continue
+        module = getattr(module, "base_layer", module)  # look through an adapter already attached
         for entry in entries:
             if not name or not matches(name, entry.pattern):
                 continue
