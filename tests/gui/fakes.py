@@ -62,3 +62,24 @@ class ReportingFailTrainer(FakeTrainer):
         exc = DatasetError("bucket 'more' has no usable images", file="data/more", key="more.instance_data_dir")
         self.sink(Failed(str(exc), 0, exit_code=2))
         raise exc
+
+
+class FakeRenderer:
+    """Renders a flat grey whose brightness encodes the strength, and records every call."""
+
+    calls: list[dict] = []
+    loaded: list[str] = []
+
+    def __init__(self, family: str, model_path: str):
+        self.family, self.model_path = family, model_path
+
+    def load_lora(self, path) -> None:
+        FakeRenderer.loaded.append(str(path))
+
+    def render(self, prompt, seed, strengths, steps=20, guidance=2.0, start_fraction=0.0, size=None):
+        from PIL import Image
+
+        time.sleep(0.05)
+        FakeRenderer.calls.append(dict(prompt=prompt, seed=seed, strengths=list(strengths), steps=steps,
+                                       guidance=guidance, start_fraction=start_fraction))
+        return [Image.new("RGB", (16, 16), (int(128 + 60 * s),) * 3) for s in strengths]

@@ -13,11 +13,10 @@ from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.workers.tasks import TaskRunner
 
 
-@pytest.fixture(scope="session")
-def tiny_sd(tmp_path_factory) -> Path:
-    from sliderstudio.families.tiny import build_tiny_sd
-
-    return build_tiny_sd(tmp_path_factory.mktemp("tiny") / "sd1x")
+@pytest.fixture
+def tiny_sd(tiny_models) -> Path:
+    """The session's tiny SD 1.x folder (built once by tests/conftest.py)."""
+    return tiny_models["sd1x"]
 
 
 @pytest.fixture

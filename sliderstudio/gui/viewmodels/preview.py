@@ -1,0 +1,164 @@
+"""A/B preview state: prompt, seed, steps, the two dials, the sweep, start fraction, adapter.
+
+Renders happen on the preview worker's thread. Requests are debounced while a dial moves and
+coalesced: at most one render is in flight, and only the newest wish waits behind it, so
+dragging a slider never queues up stale renders.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtCore import QObject, QThread, Signal
+from superqt.utils import QSignalDebouncer
+
+from sliderstudio.gui.viewmodels.project import ProjectViewModel
+from sliderstudio.gui.workers.preview import LATEST, PreviewWorker, RenderRequest, RenderResult
+
+SWEEP = (-1.0, -0.5, 0.0, 0.5, 1.0)
+
+
+class PreviewViewModel(QObject):
+    abRendered = Signal(object)        # RenderResult (images[0] = A, images[1] = B)
+    sweepRendered = Signal(object)     # RenderResult (images[2:] = the sweep)
+    busyChanged = Signal(bool)
+    failed = Signal(str)
+    adapterChanged = Signal(str)       # the adapter shown ("" = base model)
+    _submit = Signal(object)           # to the worker thread (queued)
+
+    def __init__(self, project_vm: ProjectViewModel, parent: QObject | None = None, debounce_ms: int = 150):
+        super().__init__(parent)
+        self._pvm = project_vm
+        self.prompt = ""
+        self.seed = 0
+        self.steps = 20
+        self.guidance = 2.0
+        self.strength_a = -1.0
+        self.strength_b = 1.0
+        self.sweep = SWEEP
+        self.follow = True
+        self.lora: str | None = LATEST
+        self.adapter = ""
+        self.last: RenderResult | None = None
+        self._ticket = 0
+        self._in_flight: RenderRequest | None = None
+        self._waiting: RenderRequest | None = None
+        self._debouncer = QSignalDebouncer(parent=self)
+        self._debouncer.setTimeout(debounce_ms)
+        self._debouncer.triggered.connect(lambda: self.render_now("ab"))
+        self._all_debouncer = QSignalDebouncer(parent=self)
+        self._all_debouncer.setTimeout(debounce_ms)
+        self._all_debouncer.triggered.connect(lambda: self.render_now("all"))
+        self._thread = QThread(self)
+        self._thread.setObjectName("preview")
+        self._worker = PreviewWorker()
+        self._worker.moveToThread(self._thread)
+        self._submit.connect(self._worker.render)
+        self._worker.rendered.connect(self._on_rendered)
+        self._thread.start()
+        project_vm.projectLoaded.connect(self._project_loaded)
+
+    # --- settings ------------------------------------------------------------------------
+    def prompt_choices(self) -> list[tuple[str, str]]:
+        """(name, prompt) from the project's library (or its validation prompt)."""
+        if not self._pvm.is_open:
+            return []
+        return [(p.name, p.prompt) for p in self._pvm.project.validation_prompts()]
+
+    def _project_loaded(self) -> None:
+        config = self._pvm.config
+        choices = self.prompt_choices()
+        self.prompt = choices[0][1] if choices else (config.validation_prompt or "")
+        self.seed = config.validation_seed
+        self.steps = config.validation_num_inference_steps
+        self.guidance = config.validation_guidance
+        self.lora = LATEST
+
+    @property
+    def start_fraction(self) -> float:
+        return self._pvm.config.slider_start_fraction if self._pvm.is_open else 0.0
+
+    def set_start_fraction(self, value: float) -> None:
+        self._pvm.update_config(slider_start_fraction=round(min(1.0, max(0.0, value)), 2))
+        self.schedule("all")
+
+    def schedule(self, kind: str) -> None:
+        """Render once the input has rested for the debounce time (a dragged dial, typed seed)."""
+        (self._all_debouncer if kind == "all" else self._debouncer).throttle()
+
+    def set_strengths(self, a: float | None = None, b: float | None = None) -> None:
+        """A dial moved: remember it, and render once it rests (debounced)."""
+        if a is not None:
+            self.strength_a = round(a, 2)
+        if b is not None:
+            self.strength_b = round(b, 2)
+        self.schedule("ab")
+
+    def use_latest_adapter(self) -> None:
+        self.lora = LATEST
+        self.render_now("all")
+
+    def use_base_model(self) -> None:
+        self.lora = None
+        self.render_now("all")
+
+    # --- training hooks ----------------------------------------------------------------
+    def on_checkpoint(self, _path: str = "") -> None:
+        """During training: show the newest checkpoint if following."""
+        if self.follow and self.lora == LATEST:
+            self.render_now("all")
+
+    def on_run_finished(self, _adapter: str = "", _stopped: bool = False) -> None:
+        self.lora = LATEST
+        self.render_now("all")
+
+    # --- rendering -----------------------------------------------------------------------
+    def request(self, kind: str) -> RenderRequest:
+        config = self._pvm.config
+        strengths = (self.strength_a, self.strength_b) + (tuple(self.sweep) if kind == "all" else ())
+        self._ticket += 1
+        return RenderRequest(config.model_family, config.pretrained_model_name_or_path,
+                             str(self._pvm.project.output_dir), self.lora, self.prompt or " ", self.seed,
+                             self.steps, self.guidance, self.start_fraction, strengths, kind, self._ticket)
+
+    def render_now(self, kind: str = "all") -> None:
+        if not self._pvm.is_open:
+            return
+        wish = self.request(kind)
+        if self._waiting is not None and self._waiting.kind == "all" and kind == "ab":
+            wish = replace(self.request("all"), ticket=wish.ticket)   # never downgrade a pending full render
+        if self._in_flight is None:
+            self._send(wish)
+        else:
+            self._waiting = wish
+
+    @property
+    def busy(self) -> bool:
+        return self._in_flight is not None
+
+    def _send(self, request: RenderRequest) -> None:
+        self._in_flight = request
+        self.busyChanged.emit(True)
+        self._submit.emit(request)
+
+    def _on_rendered(self, result: RenderResult) -> None:
+        self._in_flight = None
+        if result.error:
+            self.failed.emit(result.error)
+        else:
+            self.last = result
+            if (result.adapter or "") != self.adapter:
+                self.adapter = result.adapter or ""
+                self.adapterChanged.emit(self.adapter)
+            self.abRendered.emit(result)
+            if result.request.kind == "all":
+                self.sweepRendered.emit(result)
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            self._send(waiting)
+        else:
+            self.busyChanged.emit(False)
+
+    def shutdown(self, msecs: int = 30000) -> None:
+        """Stop the worker thread (after its current render) — on window close."""
+        self._thread.quit()
+        self._thread.wait(msecs)
