@@ -34,7 +34,9 @@ class BucketRow(QFrame):
         layout.setSpacing(4)
         layout.addLayout(self._build_header())
         layout.addLayout(self._build_thumbnails())
-        layout.addLayout(self._build_controls())
+        role_row, sample_row = self._build_controls()
+        layout.addLayout(role_row)
+        layout.addLayout(sample_row)
         self.problems_label = QLabel()
         self.problems_label.setObjectName("problems")
         self.problems_label.setWordWrap(True)
@@ -75,7 +77,11 @@ class BucketRow(QFrame):
         row.addStretch(1)
         return row
 
-    def _build_controls(self) -> QHBoxLayout:
+    def _build_controls(self) -> tuple[QHBoxLayout, QHBoxLayout]:
+        """Row 1: role and strength (what the bucket means); row 2: sampling and captions."""
+        return self._build_role_row(), self._build_sampling_row()
+
+    def _build_role_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
         self.role_group = QButtonGroup(self)
         self.role_buttons: dict[str, QToolButton] = {}
@@ -94,27 +100,31 @@ class BucketRow(QFrame):
         self.strength.setMinimumWidth(160)
         bucket_tooltip(self.strength, "slider_strength", "−1 … +1 in steps of 0.05")
         self.strength.valueChanged.connect(lambda v: self.vm.set_strength(self.bucket_id, v))
-        row.addWidget(self.strength, 2)
-        row.addWidget(QLabel("p"))
+        row.addWidget(self.strength, 1)
+        return row
+
+    def _build_sampling_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
         self.probability = QDoubleSpinBox(minimum=0.0, maximum=100.0, singleStep=0.1, decimals=2)
         bucket_tooltip(self.probability, "probability")
         self.probability.valueChanged.connect(lambda v: self.vm.set_field(self.bucket_id, probability=v))
-        row.addWidget(self.probability)
-        row.addWidget(QLabel("×"))
         self.repeats = QSpinBox(minimum=0, maximum=1000)
         bucket_tooltip(self.repeats, "repeats")
         self.repeats.valueChanged.connect(lambda v: self.vm.set_field(self.bucket_id, repeats=v))
-        row.addWidget(self.repeats)
         self.caption = QComboBox()
         self.caption.addItems(CAPTION_STRATEGIES)
         bucket_tooltip(self.caption, "caption_strategy")
         self.caption.activated.connect(self._caption_chosen)
-        row.addWidget(self.caption)
         self.instance_prompt = QLineEdit(placeholderText="instance prompt")
         bucket_tooltip(self.instance_prompt, "instance_prompt")
         self.instance_prompt.editingFinished.connect(
             lambda: self.vm.set_field(self.bucket_id, instance_prompt=self.instance_prompt.text() or None))
+        for label, widget in (("probability", self.probability), ("repeats", self.repeats),
+                              ("captions", self.caption)):
+            row.addWidget(QLabel(label))
+            row.addWidget(widget)
         row.addWidget(self.instance_prompt, 1)
+        row.addStretch(1)
         return row
 
     def _caption_chosen(self, index: int) -> None:

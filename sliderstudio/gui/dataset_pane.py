@@ -33,6 +33,7 @@ class DatasetPane(QWidget):
         self.vm = vm
         self.rows: dict[str, BucketRow] = {}
         self.setAcceptDrops(True)
+        self.setMinimumWidth(480)
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_toolbar())
         layout.addWidget(self._build_notice())

@@ -16,8 +16,8 @@ from sliderstudio.gui.tooltips import bind_tooltip
 from sliderstudio.gui.viewmodels.preview import PreviewViewModel
 from sliderstudio.gui.workers.preview import RenderResult
 
-AB_SIZE = 200
-SWEEP_SIZE = 96
+AB_SIZE = 256
+SWEEP_SIZE = 84
 
 
 def image_label(size: int, name: str) -> QLabel:
@@ -171,8 +171,9 @@ class PreviewPane(QWidget):
         with signals_blocked(self.prompt):
             self.prompt.clear()
             for name, prompt in vm.prompt_choices():
-                self.prompt.addItem(name, prompt)
-                self.prompt.setItemData(self.prompt.count() - 1, prompt, Qt.ItemDataRole.ToolTipRole)
+                self.prompt.addItem(prompt, prompt)
+                self.prompt.setItemData(self.prompt.count() - 1, f"library entry '{name}'",
+                                        Qt.ItemDataRole.ToolTipRole)
             if self.prompt.count():
                 self.prompt.setCurrentIndex(0)
             else:

@@ -20,6 +20,10 @@ REFRESH_MS = 100
 INT_FIELDS = (("max_train_steps", 0, 10_000_000), ("checkpointing_steps", 0, 1_000_000),
               ("validation_steps", 0, 1_000_000), ("train_batch_size", 1, 4096),
               ("resolution", 8, 8192), ("seed", -2**31, 2**31 - 1))
+# Short labels; the tooltip of each field names its config key.
+LABELS = {"max_train_steps": "steps", "checkpointing_steps": "checkpoint every",
+          "validation_steps": "validate every", "train_batch_size": "batch size",
+          "resolution": "resolution", "seed": "seed", "learning_rate": "learning rate"}
 
 
 class TrainingPane(QWidget):
@@ -77,7 +81,7 @@ class TrainingPane(QWidget):
         self.stop_button = QPushButton("■ Stop", objectName="stop")
         self.stop_button.setToolTip("Stop after the current step and keep a checkpoint to resume from")
         self.stop_button.clicked.connect(self.vm.stop)
-        self.resume_button = QPushButton("⏵ Resume", objectName="resume")
+        self.resume_button = QPushButton("↻ Resume", objectName="resume")
         self.resume_button.setToolTip("Continue from the latest checkpoint (resume_from_checkpoint = latest)")
         self.resume_button.clicked.connect(lambda: self.vm.resume())
         for b in (self.train_button, self.stop_button, self.resume_button):
@@ -89,7 +93,7 @@ class TrainingPane(QWidget):
     def _add_field(self, grid: QGridLayout, index: int, key: str, widget: QWidget) -> None:
         bind_tooltip(widget, key)
         self.fields[key] = widget
-        label = QLabel(key.replace("_", " "))
+        label = QLabel(LABELS.get(key, key))
         label.setToolTip(widget.toolTip())
         r, c = divmod(index, 2)
         grid.addWidget(label, r, c * 2)
@@ -124,6 +128,9 @@ class TrainingPane(QWidget):
     # --- view-model → widgets ----------------------------------------------------------
     def load_fields(self) -> None:
         config = self.pvm.config
+        if not self.vm.running and self.vm.last_progress is None:
+            self.progress.setMaximum(max(1, config.max_train_steps))
+            self.progress.setValue(0)
         for key, widget in self.fields.items():
             with signals_blocked(widget):
                 widget.setValue(getattr(config, key))

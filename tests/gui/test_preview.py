@@ -35,7 +35,7 @@ def test_full_render_fills_ab_and_sweep(pane, qtbot):
         pane.vm.render_now("all")
     call = FakeRenderer.calls[-1]
     assert call["strengths"] == [-1.0, 1.0, -1.0, -0.5, 0.0, 0.5, 1.0]   # one batched call
-    assert call["prompt"] == "a red circle" and pane.prompt.currentText() == "validation"
+    assert call["prompt"] == "a red circle" and pane.prompt.currentText() == "a red circle"
     assert [grey(pane.ab_images[s]) for s in "AB"] == [68, 188]
     assert [grey(label) for label in pane.sweep_images] == [68, 98, 128, 158, 188]
     assert pane.status.text().startswith("A = -1.00, B = +1.00")

@@ -1,0 +1,249 @@
+"""The main window: four areas (dataset, architecture, training, preview) around one project.
+
+It owns the view-models and wires them together (training checkpoints feed the preview); the
+panes only know their own view-model. File menu: New, Open, Save, Save As, recent projects.
+Window geometry and the recent list persist through `AppSettings`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog, QGroupBox, QLabel, QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget,
+)
+
+from sliderstudio import __version__
+from sliderstudio.core.errors import InputError
+from sliderstudio.gui.dataset_pane import DatasetPane
+from sliderstudio.gui.preset_pane import PresetPane
+from sliderstudio.gui.preview_pane import PreviewPane
+from sliderstudio.gui.settings import AppSettings
+from sliderstudio.gui.training_pane import TrainingPane
+from sliderstudio.gui.viewmodels.architecture import ArchitectureViewModel
+from sliderstudio.gui.viewmodels.dataset import DatasetViewModel
+from sliderstudio.gui.viewmodels.preview import PreviewViewModel
+from sliderstudio.gui.viewmodels.project import ProjectViewModel
+from sliderstudio.gui.viewmodels.training import TrainingViewModel
+from sliderstudio.gui.workers.tasks import TaskRunner
+
+APP_TITLE = "Slider Studio"
+
+
+def area(title: str, widget: QWidget) -> QGroupBox:
+    """One of the four titled areas of the window."""
+    box = QGroupBox(title, objectName=f"area{title}")
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(4, 8, 4, 4)
+    layout.addWidget(widget)
+    return box
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: AppSettings | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.settings = settings or AppSettings.load()
+        self.tasks = TaskRunner(self)
+        self.project_vm = ProjectViewModel(self)
+        self.dataset_vm = DatasetViewModel(self.project_vm, self.tasks, self)
+        self.arch_vm = ArchitectureViewModel(self.project_vm, self.tasks, self)
+        self.training_vm = TrainingViewModel(self.project_vm, self.tasks, self)
+        self.preview_vm = PreviewViewModel(self.project_vm, self)
+        self.training_vm.checkpointSaved.connect(self.preview_vm.on_checkpoint)
+        self.training_vm.runFinished.connect(self.preview_vm.on_run_finished)
+        self._build_areas()
+        self._build_menus()
+        self.project_vm.projectLoaded.connect(self._project_loaded)
+        self.project_vm.dirtyChanged.connect(self.setWindowModified)
+        self.project_vm.saved.connect(lambda root: self.statusBar().showMessage(f"Saved {root}", 5000))
+        self.training_vm.stateChanged.connect(self._training_state)
+        self.setWindowTitle(f"{APP_TITLE}[*]")
+        self.resize(1600, 1000)
+        self._restore_window()
+        self.arch_vm.load_families()     # imports the engine (torch) on the task pool, not here
+
+    # --- layout ------------------------------------------------------------------------
+    def _build_areas(self) -> None:
+        """Dataset and architecture on the left, preview in the middle, training on the right.
+
+        Splitters rather than docks: their sizes are deterministic (screenshots, first start)
+        and their state round-trips through the settings file.
+        """
+        self.dataset_pane = DatasetPane(self.dataset_vm)
+        self.preset_pane = PresetPane(self.arch_vm)
+        self.training_pane = TrainingPane(self.training_vm, self.project_vm)
+        self.preview_pane = PreviewPane(self.preview_vm)
+        self.areas = {title: area(title, widget) for title, widget in (
+            ("Dataset", self.dataset_pane), ("Architecture", self.preset_pane),
+            ("Training", self.training_pane), ("Preview", self.preview_pane))}
+        self.left = QSplitter(Qt.Orientation.Vertical, objectName="leftSplitter")
+        self.left.addWidget(self.areas["Dataset"])
+        self.left.addWidget(self.areas["Architecture"])
+        self.left.setSizes([560, 440])
+        self.columns = QSplitter(Qt.Orientation.Horizontal, objectName="columnSplitter")
+        for widget in (self.left, self.areas["Preview"], self.areas["Training"]):
+            widget.setMinimumWidth(360)
+            self.columns.addWidget(widget)
+        self.columns.setSizes([560, 560, 480])
+        self.setCentralWidget(self.columns)
+        self.project_label = QLabel()
+        self.statusBar().addPermanentWidget(self.project_label)
+
+    def _build_menus(self) -> None:
+        file = self.menuBar().addMenu("&File")
+        for text, shortcut, slot in (("&New project…", QKeySequence.StandardKey.New, self.new_project_dialog),
+                                     ("&Open project…", QKeySequence.StandardKey.Open, self.open_project_dialog),
+                                     ("&Save", QKeySequence.StandardKey.Save, self.save),
+                                     ("Save &As…", QKeySequence.StandardKey.SaveAs, self.save_as_dialog)):
+            action = QAction(text, self, shortcut=shortcut)
+            action.triggered.connect(slot)
+            file.addAction(action)
+        self.recent_menu = file.addMenu("Open &Recent")
+        self._fill_recent()
+        file.addSeparator()
+        quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file.addAction(quit_action)
+        view = self.menuBar().addMenu("&View")
+        for title, box in self.areas.items():
+            action = QAction(title, self, checkable=True, checked=True)
+            action.toggled.connect(box.setVisible)
+            view.addAction(action)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("&About Slider Studio", self)
+        about.triggered.connect(lambda: QMessageBox.about(
+            self, APP_TITLE, f"{APP_TITLE} {__version__}\nTrain concept sliders and compare strengths."))
+        help_menu.addAction(about)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_project(p))
+        self.recent_menu.setEnabled(bool(self.settings.recent))
+
+    # --- documents ---------------------------------------------------------------------
+    def open_project(self, path: str | Path) -> bool:
+        """Open a project folder; a bad project is explained, the current one stays open."""
+        if self.training_vm.running:
+            self.show_error("A training run is in progress; stop it before opening another project.")
+            return False
+        try:
+            self.project_vm.open(path)
+        except InputError as exc:
+            self.show_error(f"Cannot open the project:\n{exc}")
+            return False
+        self.preview_vm.render_now("all")
+        return True
+
+    def new_project(self, folder: str | Path) -> bool:
+        try:
+            self.project_vm.create(folder)
+        except InputError as exc:
+            self.show_error(f"Cannot create the project:\n{exc}")
+            return False
+        return True
+
+    def save(self) -> bool:
+        try:
+            self.project_vm.save()
+        except InputError as exc:
+            self.show_error(f"Cannot save:\n{exc}")
+            return False
+        return True
+
+    def save_as(self, folder: str | Path) -> bool:
+        try:
+            self.project_vm.save_as(folder)
+        except InputError as exc:
+            self.show_error(f"Cannot save:\n{exc}")
+            return False
+        return True
+
+    def open_project_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a project folder (with config.json)")
+        if folder and self._maybe_save():
+            self.open_project(folder)
+
+    def new_project_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose an empty folder for the new project")
+        if folder and self._maybe_save():
+            self.new_project(folder)
+
+    def save_as_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save the project into folder")
+        if folder:
+            self.save_as(folder)
+
+    def _maybe_save(self) -> bool:
+        """Ask before discarding unsaved edits; False means the user cancelled."""
+        if not (self.project_vm.is_open and self.project_vm.dirty):
+            return True
+        answer = QMessageBox.question(
+            self, APP_TITLE, "The project has unsaved changes. Save them first?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel)
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def _project_loaded(self) -> None:
+        root = self.project_vm.project.root
+        self.settings.add_recent(root)
+        self.settings.save()
+        self._fill_recent()
+        self.setWindowTitle(f"{root.name} — {APP_TITLE}[*]")
+        self.setWindowModified(self.project_vm.dirty)
+        self.project_label.setText(str(root))
+        warnings = self.project_vm.project.warnings
+        if warnings:
+            self.statusBar().showMessage("⚠ " + warnings[0] + (f" (+{len(warnings) - 1} more)" if len(warnings) > 1 else ""))
+
+    def _training_state(self, state: str) -> None:
+        self.statusBar().showMessage({"running": "Training…", "stopping": "Stopping…"}.get(state, "Ready"))
+
+    def show_error(self, text: str) -> None:
+        """A non-blocking message box (the event loop, and a running training, keep going)."""
+        self.last_error = text
+        box = QMessageBox(QMessageBox.Icon.Warning, APP_TITLE, text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    # --- window state ------------------------------------------------------------------
+    def _splitters(self) -> dict[str, QSplitter]:
+        return {"columns": self.columns, "left": self.left}
+
+    def _restore_window(self) -> None:
+        if self.settings.geometry:
+            self.restoreGeometry(QByteArray.fromHex(self.settings.geometry.encode()))
+        try:
+            states = json.loads(self.settings.window_state or "{}")
+        except ValueError:
+            states = {}
+        for name, splitter in self._splitters().items():
+            if isinstance(states, dict) and isinstance(states.get(name), str):
+                splitter.restoreState(QByteArray.fromHex(states[name].encode()))
+
+    def store_window(self) -> None:
+        self.settings.geometry = bytes(self.saveGeometry().toHex()).decode()
+        self.settings.window_state = json.dumps(
+            {name: bytes(s.saveState().toHex()).decode() for name, s in self._splitters().items()})
+        self.settings.save()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._maybe_save():
+            event.ignore()
+            return
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self, store: bool = True) -> None:
+        """Stop training (it checkpoints), stop the preview thread, finish background jobs."""
+        if store:
+            self.store_window()
+        if self.training_vm.running:
+            self.training_vm.stop()
+            self.training_vm.wait()
+        self.preview_vm.shutdown()
+        self.tasks.wait()
