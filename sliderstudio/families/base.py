@@ -106,5 +106,13 @@ class Family(ABC):
         """Render one image per prompt, every image from the same seed (same initial noise)."""
 
     @abstractmethod
+    def build_tiny(self, out_dir: Path, seed: int = 0) -> Path:
+        """Save a tiny random model of this family (diffusers folder) for tests and selfcheck."""
+
+    def assistant_hint(self) -> str | None:
+        """Flavours that need an assistant adapter (distilled 'turbo'/'schnell') say so here."""
+        return None
+
+    @abstractmethod
     def default_size(self, pipe: Any) -> int:
         """The model's native image side in pixels."""

@@ -1,15 +1,36 @@
-"""All model families by id, with SimpleTuner's spellings accepted as aliases."""
+"""All model families by id, with SimpleTuner's spellings accepted as aliases.
+
+Each family module in this package exports `FAMILIES: tuple[Family, ...]`; the registry collects
+them, so adding a family touches its own module and its preset file only.
+"""
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
+import sliderstudio.families as package
 from sliderstudio.core.errors import ConfigError
 from sliderstudio.families.base import Family
-from sliderstudio.families.sd import SD1X, SD2X, SDXL
 
-FAMILIES: dict[str, Family] = {f.id: f for f in (SD1X, SD2X, SDXL)}
+NOT_FAMILIES = frozenset({"base", "registry", "loading", "tiny", "selfcheck", "flow", "compat"})
+
+
+def _discover() -> dict[str, Family]:
+    found: dict[str, Family] = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name in NOT_FAMILIES or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for family in getattr(module, "FAMILIES", ()):
+            found[family.id] = family
+    return found
+
+
+FAMILIES: dict[str, Family] = _discover()
 
 
 def _normalise(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
+    return name.strip().lower().replace("-", "_").replace(".", "")
 
 
 def get_family(name: str, file: str | None = None) -> Family:

@@ -95,6 +95,12 @@ class UNetFamily(Family):
                       height=size, width=size, output_type="pil", callback_on_step_end=callback)
         return list(result.images)
 
+    def build_tiny(self, out_dir: Path, seed: int = 0) -> Path:
+        from sliderstudio.families.tiny import build_tiny_sd
+
+        prediction = "v_prediction" if self.id == "sd2x" else "epsilon"
+        return build_tiny_sd(out_dir, "sdxl" if self.xl else "sd1x", prediction, seed)
+
     def default_size(self, pipe: Any) -> int:
         return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
 
@@ -105,3 +111,4 @@ SD2X = UNetFamily(id="sd2x", label="Stable Diffusion 2.x", pipeline_class_name="
                   aliases=("sd2", "sd21", "sd2.1"), flavours=("epsilon", "v-prediction"))
 SDXL = UNetFamily(id="sdxl", label="Stable Diffusion XL", pipeline_class_name="StableDiffusionXLPipeline",
                   aliases=("sd-xl", "xl"), xl=True, supports_controlnet=True)
+FAMILIES = (SD1X, SD2X, SDXL)

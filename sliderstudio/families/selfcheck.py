@@ -1,0 +1,152 @@
+"""`sliderstudio selfcheck`: every family, offline, on a tiny random model (issue: architecture matrix).
+
+Per family: build a tiny model folder, resolve the slider preset (more than zero modules, none on a
+text path), train a few slider steps from positive/negative/neutral buckets (finite loss, adapter
+weights move, base weights do not), save, reload into a fresh pipeline through the family's loading
+code, and render strengths 0, +1, −1 in one batch: 0 must equal the base render exactly, ±1 must
+differ from it and from each other.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sliderstudio.core.adapters import SLIDER, lora_layers
+from sliderstudio.core.preview import PreviewRenderer
+from sliderstudio.core.project import load_project
+from sliderstudio.core.targets import resolve_targets, text_path_modules
+from sliderstudio.core.trainer import Trainer
+from sliderstudio.families.base import Family
+from sliderstudio.families.registry import FAMILIES, get_family
+
+
+@dataclass
+class CheckResult:
+    family: str
+    targets: int = 0
+    train: bool = False
+    reload: bool = False
+    preview: bool = False
+    ok: bool = False
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def write_tiny_project(root: Path, model: Path, family: Family) -> Path:
+    """Two paired images per signed bucket and one neutral image, at the tiny model's size."""
+    size = int(family.extra.get("tiny_size", 64))
+    for bucket, side, colour in (("pos", 0.8, (220, 40, 40)), ("neg", 0.3, (220, 40, 40)), ("neu", 0.5, (40, 40, 220))):
+        folder = root / "data" / bucket
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(1 if bucket == "neu" else 2):
+            arr = np.full((size, size, 3), 120 + 20 * i, dtype=np.uint8)
+            half, c = int(size * side / 2), size // 2
+            arr[c - half:c + half, c - half:c + half] = colour
+            Image.fromarray(arr).save(folder / f"img{i}.png")
+            (folder / f"img{i}.txt").write_text("a photo of a red square")
+    config = {"model_family": family.id, "pretrained_model_name_or_path": str(model), "output_dir": "output",
+              "lora_rank": 2, "lora_alpha": 2, "learning_rate": 5e-2, "max_train_steps": 3, "resolution": size,
+              "seed": 0, "max_grad_norm": 0}
+    (root / "config.json").write_text(json.dumps(config))
+    buckets = [{"id": "pos", "instance_data_dir": "data/pos", "slider_strength": 1.0},
+               {"id": "neg", "instance_data_dir": "data/neg", "slider_strength": -1.0},
+               {"id": "neu", "instance_data_dir": "data/neu", "slider_strength": 0.0}]
+    (root / "multidatabackend.json").write_text(json.dumps(buckets))
+    return root
+
+
+def _base_state(denoiser: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n.replace(".base_layer", ""): p.detach().clone() for n, p in denoiser.named_parameters()
+            if ".lora_" not in n}
+
+
+def check_training(root: Path, model: Path, family: Family) -> Path:
+    events: list = []
+    trainer = Trainer(load_project(root), events.append, device="cpu")
+    adapter = trainer.run()
+    losses = [json.loads(line)["loss"] for line in (root / "output" / "metrics.jsonl").read_text().splitlines()]
+    if not losses or not all(math.isfinite(v) for v in losses):
+        raise AssertionError(f"losses not finite: {losses}")
+    denoiser = trainer.session.denoiser
+    moved = [l for l in lora_layers(denoiser) if SLIDER in l.lora_B and l.lora_B[SLIDER].weight.abs().sum() > 0]
+    if not moved:
+        raise AssertionError("adapter weights did not change")
+    from sliderstudio.families.loading import load_pipeline
+
+    fresh = _base_state(family.denoiser(load_pipeline(family, str(model))))
+    trained = _base_state(denoiser)
+    changed = [n for n, t in fresh.items() if n in trained and not torch.equal(t, trained[n])]
+    if changed:
+        raise AssertionError(f"base weights changed: {changed[:3]}")
+    return adapter
+
+
+def check_preview(family: Family, model: Path, adapter: Path) -> tuple[bool, bool]:
+    renderer = PreviewRenderer(family.id, str(model), adapter)
+    reloaded = any(SLIDER in l.lora_A for l in lora_layers(family.denoiser(renderer.pipe)))
+    size = int(family.extra.get("tiny_size", 64))
+    images = [np.asarray(im, dtype=np.int16) for im in renderer.render("a photo of a red square", 0, [0.0, 1.0, -1.0],
+                                                                       steps=2, guidance=1.0, size=size)]
+    base = PreviewRenderer(family.id, str(model))
+    reference = np.asarray(base.render("a photo of a red square", 0, [0.0] * 3, steps=2, guidance=1.0, size=size)[0],
+                           dtype=np.int16)
+    zero_is_base = np.array_equal(images[0], reference)
+    signs_differ = not np.array_equal(images[1], reference) and not np.array_equal(images[2], reference) \
+        and not np.array_equal(images[1], images[2])
+    return reloaded, zero_is_base and signs_differ
+
+
+def check_family(family: Family, workdir: Path) -> CheckResult:
+    result = CheckResult(family.id)
+    start = time.perf_counter()
+    try:
+        model = family.build_tiny(workdir / "model")
+        report = resolve_targets(family, str(model), "slider")
+        on_text = text_path_modules(report.module_names)
+        if on_text:
+            raise AssertionError(f"slider preset reaches the text path: {on_text[:3]}")
+        result.targets = report.total
+        adapter = check_training(write_tiny_project(workdir / "project", model, family), model, family)
+        result.train = True
+        result.reload, result.preview = check_preview(family, model, adapter)
+        result.ok = result.reload and result.preview
+        if not result.ok:
+            result.error = "reload failed" if not result.reload else "strength 0 ≠ base or ±1 not distinct"
+    except Exception as exc:  # a family's failure is a row of the report, not a crash of the check
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.error += "\n" + traceback.format_exc(limit=3) if not isinstance(exc, AssertionError) else ""
+    result.seconds = round(time.perf_counter() - start, 2)
+    return result
+
+
+def run_checks(family: str = "all") -> list[CheckResult]:
+    families = list(FAMILIES.values()) if family == "all" else [get_family(family)]
+    results = []
+    for fam in families:
+        with tempfile.TemporaryDirectory(prefix=f"selfcheck-{fam.id}-") as tmp:
+            results.append(check_family(fam, Path(tmp)))
+    return results
+
+
+def main(family: str = "all", as_json: bool = False) -> int:
+    results = run_checks(family)
+    if as_json:
+        print(json.dumps([{k: v for k, v in asdict(r).items() if k != "error" or v} for r in results], indent=2))
+    else:
+        print(f"{'family':<16}{'targets':>8}  train  reload  preview  ok   seconds")
+        for r in results:
+            mark = lambda b: "yes" if b else "no"
+            print(f"{r.family:<16}{r.targets:>8}  {mark(r.train):<5}  {mark(r.reload):<6}  {mark(r.preview):<7}  "
+                  f"{mark(r.ok):<3}  {r.seconds:>7.1f}")
+            if r.error:
+                print(f"    {r.error.splitlines()[0]}")
+    return 0 if all(r.ok for r in results) else 1
