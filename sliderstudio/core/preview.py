@@ -42,6 +42,18 @@ def render_strengths(family: Family, pipe: Any, prompts: list[str], strengths: l
         return family.render(pipe, prompts, seed, steps, guidance, size, negative_prompt, step_done)
 
 
+def delete_adapter(denoiser: Any, name: str) -> None:
+    """Remove one adapter from every layer (PEFT), so a newer checkpoint can take its place."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in denoiser.modules():
+        if isinstance(module, BaseTunerLayer) and name in getattr(module, "lora_A", {}):
+            module.delete_adapter(name)
+    config = getattr(denoiser, "peft_config", None)
+    if isinstance(config, dict):
+        config.pop(name, None)
+
+
 def latest_adapter(output_dir: Path) -> Path | None:
     """The newest adapter of a run: the final file, or the latest checkpoint's while training."""
     candidates = [output_dir / adapter_io.ADAPTER_NAME]
@@ -64,9 +76,13 @@ class PreviewRenderer:
         """Load (or swap to) an adapter file through diffusers' own loader."""
         path = Path(path)
         adapter_io.read_metadata(path)  # refuses pickles and unreadable files with a clear error
+        denoiser = self.family.denoiser(self.pipe)
         if self.lora_path is not None:
-            self.pipe.delete_adapters(SLIDER)
-        self.pipe.load_lora_weights(str(path), adapter_name=SLIDER)
+            delete_adapter(denoiser, SLIDER)
+        if hasattr(self.pipe, "load_lora_weights"):
+            self.pipe.load_lora_weights(str(path), adapter_name=SLIDER)
+        else:
+            adapter_io.load_into(denoiser, self.family.denoiser_name, path, SLIDER)
         self.lora_path = path
 
     def render(self, prompt: str, seed: int, strengths: list[float], steps: int = 20, guidance: float = 2.0,
