@@ -1,6 +1,8 @@
 """Target resolution (SPEC §4): which modules a preset's names match, counted per entry.
 
-Matching is by dotted-name suffix: module `a.b.attn1.to_q` matches `attn1.to_q` and `to_q`. It runs on
+Matching is by dotted-name suffix: module `a.b.attn1.to_q` matches `attn1.to_q` and `to_q`; a `*` segment
+matches any one segment, so `layers.*.attention.to_q` selects the main blocks but not `context_refiner.0.attention.to_q`
+(models that reuse one block class for the image and the caption path need this). It runs on
 a `meta`-device skeleton built from the model config, so no weights are needed. A preset that
 matches nothing, or only layer types an adapter cannot wrap, is an error before training starts.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import torch
@@ -23,8 +26,13 @@ from sliderstudio.families.registry import get_family
 ADAPTER_INTERNALS = re.compile(r"\.(base_layer|lora_[A-Za-z_]+|lokr_[\w]+)(\.|$)")
 SUPPORTED_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Module-name pieces that belong to the text path; a slider must never touch them (SPEC §1).
+# Names are checked as ".name." so a marker with dots on both sides matches whole segments only.
 TEXT_PATH_MARKERS = ("attn2.", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "context_refiner",
-                     "text_encoder", "context_embedder", "add_embedding", "cross_attention")
+                     "text_encoder", "context_embedder", "add_embedding", "cross_attention",
+                     # caption embedders and text-stream layers of Z-Image, Lumina2, HiDream, Qwen-Image, Kandinsky 5
+                     "cap_embedder", "caption_embedder", "caption_projection", ".p_embedder.", ".txt_",
+                     ".to_q_t.", ".to_k_t.", ".to_v_t.", ".to_out_t.", ".ff_t.", "text_transformer_blocks",
+                     "text_embeddings")
 
 
 @dataclass
@@ -59,7 +67,11 @@ class TargetReport:
 
 
 def matches(name: str, pattern: str) -> bool:
-    return name == pattern or name.endswith("." + pattern)
+    """Dotted-suffix match; a `*` segment stands for any one segment of the module path."""
+    if "*" not in pattern:
+        return name == pattern or name.endswith("." + pattern)
+    parts, wanted = name.split("."), pattern.split(".")
+    return len(parts) >= len(wanted) and all(fnmatchcase(p, w) for p, w in zip(parts[-len(wanted):], wanted))
 
 
 def resolve_on_module(model: nn.Module, patterns: list[str], preset: str = "custom") -> TargetReport:
@@ -97,7 +109,7 @@ def require_matches(report: TargetReport, key: str = "peft_lora_target_modules")
 
 
 def text_path_modules(names: list[str]) -> list[str]:
-    return [n for n in names if any(marker in n + "." for marker in TEXT_PATH_MARKERS)]
+    return [n for n in names if any(marker in f".{n}." for marker in TEXT_PATH_MARKERS)]
 
 
 def preset_patterns(family: Family, config: TrainConfig) -> tuple[str, list[str]]:
