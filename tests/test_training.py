@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from conftest import make_project
 from sliderstudio.core import adapter_io
 from sliderstudio.core.buckets import balance, scan_project
-from sliderstudio.core.errors import TargetError
+from sliderstudio.core.errors import OutputError, TargetError
 from sliderstudio.core.events import Command, Finished, Log, Mailbox, Progress
 from sliderstudio.core.project import load_project
 from sliderstudio.core.sampler import SliderSampler, sampler_buckets
@@ -123,7 +123,7 @@ def test_crash_while_saving_keeps_the_previous_adapter(tmp_path, tiny_models, mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(adapter_io, "save_file", torn_write)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OutputError, match="no space left on the device"):
         run(root, {"max_train_steps": 3})
     assert path.read_bytes() == good
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]

@@ -4,6 +4,7 @@ A crash (or a full disk) at any point leaves either the old file or the new one,
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -30,6 +31,12 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise OutputError("no space left on the device while writing; the previous file is kept",
+                              file=target) from exc
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

@@ -65,8 +65,8 @@ class Balance:
     warning: str | None
 
 
-def _check_image(path: Path) -> str | None:
-    """Return a problem description, or None if the header looks like a usable image."""
+def _check_image(path: Path, deep: bool = False) -> str | None:
+    """A problem description, or None. `deep` decodes the pixels too (catches truncated files)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -75,8 +75,11 @@ def _check_image(path: Path) -> str | None:
                 if w * h > MAX_PIXELS:
                     return f"too large ({w}×{h} pixels; the limit is {MAX_PIXELS // 1_000_000} megapixels)"
                 im.verify()
+            if deep:
+                with Image.open(path) as im:
+                    im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return "too large to decode safely"
+        return f"too large to decode safely (over {MAX_PIXELS // 1_000_000} megapixels)"
     except UnidentifiedImageError:
         return "not a readable image"
     except (OSError, SyntaxError, ValueError) as exc:
@@ -101,7 +104,7 @@ def caption_for(path: Path, bucket: BucketConfig) -> tuple[str, str | None]:
     return fallback, f"no {txt.name}; using '{fallback}'"
 
 
-def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True) -> ScannedBucket:
+def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, deep: bool = False) -> ScannedBucket:
     """Scan one folder (not recursive, sorted by name so the order is stable)."""
     scanned = ScannedBucket(bucket=bucket, folder=folder)
     if not folder.exists():
@@ -118,7 +121,7 @@ def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True) -
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             scanned.problems.append(Problem(path, "not an image file (skipped)"))
             continue
-        bad = _check_image(path) if check_images else None
+        bad = _check_image(path, deep) if check_images else None
         if bad:
             scanned.problems.append(Problem(path, bad + " (skipped)"))
             continue
@@ -131,12 +134,13 @@ def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True) -
     return scanned
 
 
-def scan_bucket(project: Project, bucket: BucketConfig, check_images: bool = True) -> ScannedBucket:
-    return scan_folder(project.bucket_dir(bucket), bucket, check_images)
+def scan_bucket(project: Project, bucket: BucketConfig, check_images: bool = True,
+                deep: bool = False) -> ScannedBucket:
+    return scan_folder(project.bucket_dir(bucket), bucket, check_images, deep)
 
 
-def scan_project(project: Project, check_images: bool = True) -> list[ScannedBucket]:
-    return [scan_bucket(project, b, check_images) for b in project.active_buckets()]
+def scan_project(project: Project, check_images: bool = True, deep: bool = False) -> list[ScannedBucket]:
+    return [scan_bucket(project, b, check_images, deep) for b in project.active_buckets()]
 
 
 def find_pairs(scanned: list[ScannedBucket]) -> dict[str, str]:

@@ -60,5 +60,9 @@ class OutputError(InputError):
     """The output folder cannot be written."""
 
 
+class OutOfMemory(SliderStudioError):
+    """The accelerator ran out of memory; the message says what to change."""
+
+
 class TrainingStopped(SliderStudioError):
     """Raised inside the loop when a stop command arrives; caught by the trainer, never shown as a failure."""

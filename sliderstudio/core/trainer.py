@@ -16,17 +16,17 @@ from typing import Callable
 import torch
 
 from sliderstudio.core import atomic, checkpoints
-from sliderstudio.core.adapters import SLIDER, load_slider_state, slider_state_dict
+from sliderstudio.core.adapters import ASSISTANT, SLIDER, load_slider_state, slider_scale, slider_state_dict
 from sliderstudio.core.adapter_io import ADAPTER_NAME, read_tensors, save_lora
-from sliderstudio.core.errors import InputError, TrainingStopped
+from sliderstudio.core.errors import InputError, OutOfMemory, TrainingStopped
 from sliderstudio.core.events import (
     Checkpoint, Command, Event, Failed, Finished, Image, Log, Mailbox, Progress,
 )
 from sliderstudio.core.preview import render_strengths, save_image
 from sliderstudio.core.project import Project
+from sliderstudio.core.run_state import HEARTBEAT
 from sliderstudio.core.training_setup import TrainingSession, prepare_session
 
-HEARTBEAT = "run.json"
 METRICS = "metrics.jsonl"
 
 
@@ -54,6 +54,10 @@ class Trainer:
         except InputError as exc:
             self.sink(Failed(str(exc), self.step, exit_code=2))
             raise
+        except torch.OutOfMemoryError as exc:
+            error = OutOfMemory(out_of_memory_advice(self.project, self.step))
+            self.sink(Failed(str(error), self.step, 1, str(exc)))
+            raise error from exc
         except Exception as exc:
             self.sink(Failed(f"{type(exc).__name__}: {exc}", self.step, 1, traceback.format_exc()))
             raise
@@ -226,7 +230,8 @@ class Trainer:
         was_training = s.denoiser.training
         s.denoiser.eval()
         try:
-            with torch.no_grad():
+            # The assistant adapter only helps training a distilled model; validation shows the slider alone.
+            with torch.no_grad(), slider_scale(s.denoiser, 0.0, ASSISTANT):
                 images = render_strengths(s.family, s.pipe, [p.prompt for p in prompts], strengths,
                                           cfg.validation_seed, cfg.validation_num_inference_steps,
                                           cfg.validation_guidance, size, 0.0, cfg.validation_negative_prompt)
@@ -251,6 +256,19 @@ class Trainer:
                                "updated": now})
         except (OSError, InputError):
             pass  # the heartbeat is advisory; a full disk must not kill the run here
+
+
+def out_of_memory_advice(project: Project, step: int) -> str:
+    cfg = project.config
+    tips = []
+    if not cfg.gradient_checkpointing:
+        tips.append("turn on gradient_checkpointing (the memory mode)")
+    if cfg.train_batch_size > 1:
+        tips.append(f"lower train_batch_size (now {cfg.train_batch_size}; use gradient_accumulation_steps instead)")
+    tips.append(f"lower resolution (now {cfg.resolution})")
+    if cfg.mixed_precision == "no":
+        tips.append("use mixed_precision 'bf16'")
+    return f"the GPU ran out of memory at step {step}; try: " + "; ".join(tips)
 
 
 def total_steps(max_train_steps: int, epochs: int, epoch_length: int, accumulation: int) -> int:

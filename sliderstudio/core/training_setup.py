@@ -137,7 +137,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     for warning in project.warnings:
         log(warning, "warning")
     family = get_family(cfg.model_family, str(project.config_path))
-    scanned = scan_project(project)
+    scanned = scan_project(project, deep=True)
     require_trainable(project, scanned)
     for s in scanned:
         for problem in s.problems:

@@ -1,0 +1,222 @@
+"""The bad-input catalogue: each case asserts the exact outcome (exit status, message, nothing half-written)."""
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from conftest import draw, make_project
+from sliderstudio.cli import main
+
+ADAPTER = "pytorch_lora_weights.safetensors"
+
+
+def train(root, capsys, *extra):
+    code = main(["train", "--config", str(root), *extra])
+    return code, capsys.readouterr().err
+
+
+def assert_nothing_written(root):
+    out = root / "output"
+    assert not (out / ADAPTER).exists() and not (out / "metrics.jsonl").exists()
+    assert not (out / "checkpoints").exists()
+
+
+def set_buckets(root, buckets):
+    (root / "multidatabackend.json").write_text(json.dumps(buckets))
+
+
+def test_missing_folder(tmp_path, capsys):
+    root = make_project(tmp_path, "/no/model")
+    shutil.rmtree(root / "data" / "neg")
+    code, err = train(root, capsys)
+    assert code == 2 and "bucket 'neg' has no usable images: folder does not exist" in err
+    assert "data/neg" in err
+    assert_nothing_written(root)
+
+
+def test_empty_bucket(tmp_path, capsys):
+    root = make_project(tmp_path, "/no/model")
+    (root / "data" / "empty").mkdir()
+    set_buckets(root, [{"id": "pos", "instance_data_dir": "data/pos", "slider_strength": 1},
+                       {"id": "empty", "instance_data_dir": "data/empty", "slider_strength": -1}])
+    code, err = train(root, capsys)
+    assert code == 2 and "bucket 'empty' has no usable images: no usable images in this folder" in err
+    assert_nothing_written(root)
+
+
+def test_folder_of_non_images(tmp_path, capsys):
+    root = make_project(tmp_path, "/no/model")
+    docs = root / "data" / "docs"
+    docs.mkdir()
+    (docs / "a.pdf").write_bytes(b"%PDF-1.4")
+    (docs / "b.doc").write_bytes(b"x")
+    set_buckets(root, [{"id": "pos", "instance_data_dir": "data/pos", "slider_strength": 1},
+                       {"id": "docs", "instance_data_dir": "data/docs", "slider_strength": -1}])
+    code, err = train(root, capsys)
+    assert code == 2 and "bucket 'docs' has no usable images: a.pdf: not an image file" not in err
+    assert "bucket 'docs' has no usable images" in err and "not an image file" in err
+    assert_nothing_written(root)
+
+
+def test_corrupt_and_truncated_images_are_skipped_by_name(tmp_path, capsys, tiny_models):
+    root = make_project(tmp_path, tiny_models["sd1x"], config={"max_train_steps": 1, "slider_pairing": "off"})
+    (root / "data" / "pos" / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    draw(root / "data" / "pos" / "cut.jpg", 0.5)
+    whole = (root / "data" / "pos" / "cut.jpg").read_bytes()
+    (root / "data" / "pos" / "cut.jpg").write_bytes(whole[: len(whole) // 2])
+    code, err = train(root, capsys)
+    assert code == 0
+    assert "bucket 'pos': garbage.png:" in err and "bucket 'pos': cut.jpg:" in err and "(skipped)" in err
+    assert (root / "output" / ADAPTER).exists()
+
+
+def test_all_images_corrupt(tmp_path, capsys):
+    root = make_project(tmp_path, "/no/model")
+    for p in (root / "data" / "neg").glob("*.png"):
+        p.write_bytes(p.read_bytes()[:30])
+    code, err = train(root, capsys)
+    assert code == 2 and "bucket 'neg' has no usable images" in err
+    assert_nothing_written(root)
+
+
+def test_giant_image_is_skipped_with_its_name(tmp_path, capsys):
+    root = make_project(tmp_path, "/no/model")
+    Image.new("1", (20000, 20000)).save(root / "data" / "pos" / "giant.png")
+    assert main(["plan", "--config", str(root), "--batches", "1"]) == 0
+    from sliderstudio.core.buckets import scan_project
+    from sliderstudio.core.project import load_project
+
+    pos = scan_project(load_project(root))[0]
+    assert "giant" not in pos.stems
+    assert any(p.path.name == "giant.png" and "too large" in p.reason and "megapixels" in p.reason for p in pos.problems)
+
+
+def test_unbalanced_counts_warn_but_train(tmp_path, capsys, tiny_models):
+    root = make_project(tmp_path, tiny_models["sd1x"], config={"max_train_steps": 1})
+    (root / "data" / "neg" / "img2.png").unlink()
+    code, err = train(root, capsys)
+    assert code == 0
+    assert "warning: positive buckets hold 3 images and negative buckets hold 2" in err
+    assert "pairing: unpaired sampling" in err
+
+
+def test_all_buckets_neutral(tmp_path, capsys):
+    root = make_project(tmp_path, "/no/model")
+    set_buckets(root, [{"id": "neu", "instance_data_dir": "data/neu", "slider_strength": 0}])
+    code, err = train(root, capsys)
+    assert code == 2 and "every bucket is neutral" in err and "multidatabackend.json" in err
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ('{"lora_rank": 4,}', "invalid JSON at line 1, column 17"),
+    ('{"lora_rank": 4, "lerning_rate": 1}', "key 'lerning_rate': unknown key; did you mean 'learning_rate'?"),
+    ('{"lora_rank": [4]}', "key 'lora_rank': Input should be a valid integer"),
+    ('{"model_family": "sd5"}', "unknown model family 'sd5' (expected one of "),
+])
+def test_config_file_errors(tmp_path, capsys, text, fragment):
+    root = make_project(tmp_path, "/no/model")
+    (root / "config.json").write_text(text)
+    code, err = train(root, capsys)
+    assert code == 2 and fragment in err and "config.json" in err
+
+
+def test_model_folder_missing_component(tmp_path, capsys, tiny_models):
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_models["sd1x"], broken)
+    shutil.rmtree(broken / "vae")
+    root = make_project(tmp_path / "p", broken)
+    code, err = train(root, capsys)
+    assert code == 2 and "model folder is missing its 'vae' component" in err
+
+
+def test_zero_match_preset(tmp_path, capsys, tiny_models):
+    root = make_project(tmp_path, tiny_models["sd1x"], config={"peft_lora_target_modules": ["attn7.to_q"]})
+    code, err = train(root, capsys)
+    assert code == 2 and "target preset 'custom' selects zero modules" in err and "attn7.to_q" in err
+    assert_nothing_written(root)
+
+
+def test_output_folder_not_writable(tmp_path, capsys, tiny_models):
+    root = make_project(tmp_path, tiny_models["sd1x"], config={"output_dir": "blocker/out"})
+    (root / "blocker").write_text("a file where a folder should be")
+    code, err = train(root, capsys)
+    assert code == 2 and "the output folder is not writable" in err and "blocker/out" in err
+
+
+def test_disk_full_while_saving_keeps_the_previous_adapter(tmp_path, capsys, tiny_models, monkeypatch):
+    from sliderstudio.core import adapter_io
+
+    root = make_project(tmp_path, tiny_models["sd1x"], config={"max_train_steps": 1})
+    assert train(root, capsys)[0] == 0
+    before = (root / "output" / ADAPTER).read_bytes()
+
+    def full_disk(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"\x00" * 10)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(adapter_io, "save_file", full_disk)
+    code, err = train(root, capsys)
+    assert code == 2 and "no space left on the device while writing; the previous file is kept" in err
+    assert (root / "output" / ADAPTER).read_bytes() == before
+    assert not list((root / "output").glob(".*.tmp"))
+
+
+def test_non_ascii_and_spaces_in_paths(tmp_path, capsys, tiny_models):
+    root = make_project(tmp_path / "Mein Projekt ü" / "slider ä", tiny_models["sd1x"], config={"max_train_steps": 1})
+    (root / "data" / "pos" / "img0.png").rename(root / "data" / "pos" / "bild ä 0.png")
+    (root / "data" / "neg" / "img0.png").rename(root / "data" / "neg" / "bild ä 0.png")
+    code, err = train(root, capsys)
+    assert code == 0, err
+    assert (root / "output" / ADAPTER).exists()
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".pt", ".bin"])
+def test_pickles_are_refused_as_models(tmp_path, capsys, suffix):
+    pickle = tmp_path / f"model{suffix}"
+    pickle.write_bytes(b"\x80\x04K\x01.")
+    root = make_project(tmp_path / "p", pickle)
+    code, err = train(root, capsys)
+    assert code == 2 and "pickle checkpoints are refused" in err
+
+
+def test_pickles_are_refused_as_adapters(tmp_path, capsys, tiny_models):
+    pickle = tmp_path / "slider.pt"
+    pickle.write_bytes(b"\x80\x04K\x01.")
+    code = main(["preview", "--model", str(tiny_models["sd1x"]), "--lora", str(pickle), "--prompt", "x",
+                 "--out", str(tmp_path / "g.png")])
+    assert code == 2 and "only .safetensors adapters are loaded" in capsys.readouterr().err
+    root = make_project(tmp_path / "p", tiny_models["sd1x"], config={"assistant_lora_path": str(pickle)})
+    code, err = train(root, capsys)
+    assert code == 2 and "only .safetensors adapters are loaded" in err
+
+
+def test_prompt_library_with_a_non_numeric_strength(tmp_path, capsys):
+    root = make_project(tmp_path, "/no/model", config={"user_prompt_library": "prompts.json"},
+                        prompts={"ok": "a cat", "bad": {"prompt": "a dog", "adapter_strength": "max"}})
+    code, err = train(root, capsys)
+    assert code == 2 and "prompts.json, key 'bad.adapter_strength': adapter_strength must be a number" in err
+
+
+def test_out_of_memory_is_explained(tmp_path, tiny_models, monkeypatch):
+    import torch
+
+    from sliderstudio.core.errors import OutOfMemory
+    from sliderstudio.core.events import Failed
+    from sliderstudio.core.project import load_project
+    from sliderstudio.core.slider_step import SliderStep
+    from sliderstudio.core.trainer import Trainer
+
+    def oom(self, mb):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(SliderStep, "loss", oom)
+    root = make_project(tmp_path, tiny_models["sd1x"], config={"resolution": 64, "train_batch_size": 2})
+    events = []
+    with pytest.raises(OutOfMemory) as err:
+        Trainer(load_project(root), events.append).run()
+    message = str(err.value)
+    assert "ran out of memory at step 0" in message and "gradient_checkpointing" in message
+    assert "lower train_batch_size (now 2" in message and "lower resolution (now 64)" in message
+    assert isinstance(events[-1], Failed) and "Tried to allocate" in events[-1].details
