@@ -19,6 +19,15 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "targets"
 PRESET_NAMES = ("reference", "slider", "default")
 
 
+def progress_callback(on_step: Callable[[int, int], None] | None, steps: int) -> Callable:
+    """A diffusers `callback_on_step_end` that reports (steps done, total) and leaves the tensors alone."""
+    def callback(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
+        if on_step is not None:
+            on_step(step + 1, steps)
+        return kwargs
+    return callback
+
+
 @dataclass
 class Conditioning:
     """Text conditioning for a batch, as the denoiser's keyword arguments (already on device)."""
@@ -99,20 +108,60 @@ class Family(ABC):
                 cond: Conditioning) -> torch.Tensor:
         """One denoiser forward; the adapter scale is whatever the caller set on the layers."""
 
-    @abstractmethod
     def render(self, pipe: Any, prompts: list[str], seed: int, steps: int, guidance: float,
                size: int, negative_prompt: str | None = None,
                on_step: Callable[[int, int], None] | None = None) -> list[Any]:
-        """Render one image per prompt, every image from the same seed (same initial noise)."""
+        """Render one image per prompt, every image from the same seed (same initial noise).
+
+        The generic diffusers call; families adjust it through `render_kwargs` and `images_of`.
+        """
+        result = pipe(prompt=prompts, negative_prompt=[negative_prompt] * len(prompts) if negative_prompt else None,
+                      num_inference_steps=steps, guidance_scale=guidance, generator=seeded_generators(len(prompts), seed),
+                      height=size, width=size, output_type="pil", callback_on_step_end=step_callback(on_step, steps),
+                      **self.render_kwargs())
+        return self.images_of(result)
+
+    def render_kwargs(self) -> dict[str, Any]:
+        """Extra pipeline arguments this family's render needs (e.g. frame count, sequence length)."""
+        return {}
+
+    def images_of(self, result: Any) -> list[Any]:
+        """PIL images out of a pipeline result."""
+        return list(result.images)
 
     @abstractmethod
     def build_tiny(self, out_dir: Path, seed: int = 0) -> Path:
         """Save a tiny random model of this family (diffusers folder) for tests and selfcheck."""
 
-    def assistant_hint(self) -> str | None:
+    def pipeline_kwargs(self) -> dict[str, Any]:
+        """Extra `from_pretrained` arguments: a component that cannot be loaded offline gets a stand-in here."""
+        return {}
+
+    def load_layout(self, folder: Path, kwargs: dict[str, Any]) -> Any | None:
+        """Build the pipeline from a folder that is not one diffusers pipeline (e.g. `prior/` + `decoder/`).
+
+        None means the ordinary path (`model_index.json` + `from_pretrained`) applies.
+        """
+        return None
+
+    def assistant_hint(self, flavour: str | None = None) -> str | None:
         """Flavours that need an assistant adapter (distilled 'turbo'/'schnell') say so here."""
         return None
 
     @abstractmethod
     def default_size(self, pipe: Any) -> int:
         """The model's native image side in pixels."""
+
+
+def seeded_generators(count: int, seed: int) -> list[torch.Generator]:
+    """One CPU generator per image, all from `seed`, so every strength starts from the same noise."""
+    return [torch.Generator("cpu").manual_seed(seed) for _ in range(count)]
+
+
+def step_callback(on_step: Callable[[int, int], None] | None, steps: int) -> Callable[..., dict]:
+    """A `callback_on_step_end` that reports (steps done, total) and changes nothing."""
+    def callback(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
+        if on_step is not None:
+            on_step(step + 1, steps)
+        return kwargs
+    return callback

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -79,21 +79,6 @@ class UNetFamily(Family):
             kwargs["added_cond_kwargs"] = {"text_embeds": cond.kwargs["text_embeds"],
                                            "time_ids": cond.kwargs["time_ids"]}
         return denoiser(noisy, timesteps, return_dict=False, **kwargs)[0]
-
-    def render(self, pipe: Any, prompts: list[str], seed: int, steps: int, guidance: float,
-               size: int, negative_prompt: str | None = None,
-               on_step: Callable[[int, int], None] | None = None) -> list[Any]:
-        generators = [torch.Generator("cpu").manual_seed(seed) for _ in prompts]
-
-        def callback(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
-            if on_step is not None:
-                on_step(step + 1, steps)
-            return kwargs
-
-        result = pipe(prompt=prompts, negative_prompt=[negative_prompt] * len(prompts) if negative_prompt else None,
-                      num_inference_steps=steps, guidance_scale=guidance, generator=generators,
-                      height=size, width=size, output_type="pil", callback_on_step_end=callback)
-        return list(result.images)
 
     def build_tiny(self, out_dir: Path, seed: int = 0) -> Path:
         from sliderstudio.families.tiny import build_tiny_sd
