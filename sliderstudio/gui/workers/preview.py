@@ -14,7 +14,6 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal, Slot
 
 from sliderstudio.core.errors import InputError
-from sliderstudio.gui.workers.priority import lower_current_thread_priority
 from sliderstudio.gui.workers.qimages import pil_to_qimage
 
 LATEST = "latest"
@@ -66,12 +65,9 @@ class PreviewWorker(QObject):
         self._renderer: Any = None
         self._model: tuple[str, str] | None = None
         self._adapter: tuple[str, int] | None = None   # (path, mtime_ns) currently loaded
-        self._lowered = False
 
     @Slot(object)
     def render(self, request: RenderRequest) -> None:
-        if not self._lowered:
-            self._lowered = lower_current_thread_priority()
         try:
             adapter = self._prepare(request)
             pil = self._renderer.render(request.prompt, request.seed, list(request.strengths), request.steps,

@@ -16,7 +16,6 @@ from sliderstudio.core.events import (
     Checkpoint, Command, Event, Failed, Finished, Image, Log, Mailbox, Progress,
 )
 from sliderstudio.core.project import Project
-from sliderstudio.gui.workers.priority import lower_current_thread_priority
 from sliderstudio.gui.workers.qimages import pil_to_qimage
 
 
@@ -73,7 +72,6 @@ class TrainingWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        lower_current_thread_priority()
         try:
             make_trainer(self.project, self._sink, self.mailbox).run()
         except BaseException as exc:  # noqa: BLE001 - the worker thread must always report and end
