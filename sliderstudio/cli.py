@@ -63,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("selfcheck", help="offline check of every model family on tiny random models")
     check.add_argument("--family", default="all")
     check.add_argument("--json", action="store_true")
+
+    runtime = sub.add_parser("runtime", help="GPU runtime: the PyTorch build for this machine's NVIDIA GPU")
+    runtime.add_argument("action", nargs="?", default="status", choices=["status", "install", "remove"])
+    runtime.add_argument("--cuda", default="auto", help="auto (detect), a CUDA version such as 12.8, or none")
+    runtime.add_argument("--index-url", help="a PyTorch wheel index to use instead of the official one")
+    runtime.add_argument("--find-links", help="install from this folder of wheels (no internet needed)")
+    runtime.add_argument("--dry-run", action="store_true", help="print the plan and the pip command only")
+    runtime.add_argument("--json", action="store_true", help="status as JSON")
     return p
 
 
@@ -81,6 +89,9 @@ def _join_negative_values(argv: list[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sliderstudio.runtime import activate
+
+    activate()  # an installed GPU runtime goes first on sys.path, before anything imports torch
     argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     parser = _parser()
     args, extra = parser.parse_known_args(argv)

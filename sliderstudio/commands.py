@@ -157,3 +157,33 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
     from sliderstudio.families.selfcheck import main as selfcheck_main
 
     return selfcheck_main(args.family, args.json)
+
+
+def cmd_runtime(args: argparse.Namespace) -> int:
+    """`sliderstudio runtime status|install|remove`: the GPU build of PyTorch beside the app."""
+    import json
+
+    from sliderstudio import runtime
+
+    if args.action == "status":
+        info = runtime.runtime_status()
+        print(json.dumps(info, indent=2) if args.json else
+              "\n".join(f"{k}: {v}" for k, v in info.items()))
+        return 0
+    if args.action == "remove" or args.cuda.strip().lower() == "none":
+        removed = runtime.remove_runtime()
+        print("GPU runtime removed; the bundled CPU build is used from the next start" if removed
+              else "no GPU runtime installed; the bundled CPU build is in use")
+        return 0
+    try:
+        plan = runtime.plan_install(args.cuda, args.index_url, args.find_links)
+    except ValueError as exc:
+        raise InputError(str(exc), key="--cuda", value=args.cuda) from None
+    print(plan.summary)
+    if plan.action != "install":
+        return 0 if plan.action == "none" else 1
+    if args.dry_run:
+        print(" ".join(runtime.pip_command(plan.pip_args(runtime.runtime_dir() / "NEW"))))
+        return 0
+    runtime.install_runtime(plan)
+    return 0
