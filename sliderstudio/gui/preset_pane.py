@@ -53,7 +53,7 @@ class PresetPane(QWidget):
         vm.targetsResolving.connect(lambda: self.total_label.setText("resolving targets…"))
         vm.targetsResolved.connect(self.show_targets)
         vm.notice.connect(self.show_notice)
-        vm._pvm.projectLoaded.connect(self.lycoris.load)
+        vm.project_vm.projectLoaded.connect(self.lycoris.load)
 
     # --- construction ------------------------------------------------------------------
     def _build_family(self) -> QWidget:
@@ -157,7 +157,7 @@ class PresetPane(QWidget):
 
     # --- view-model → widgets ----------------------------------------------------------
     def refresh(self) -> None:
-        if not self.vm._pvm.is_open:
+        if not self.vm.project_vm.is_open:
             return
         config = self.vm.config
         with signals_blocked(self.family):

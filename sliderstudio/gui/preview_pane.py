@@ -64,7 +64,7 @@ class PreviewPane(QWidget):
         vm.busyChanged.connect(lambda busy: self.status.setText("rendering…") if busy else None)
         vm.failed.connect(lambda m: self.status.setText(f"✗ Preview failed: {m}"))
         vm.adapterChanged.connect(self.show_adapter)
-        vm._pvm.projectLoaded.connect(self.load)
+        vm.project_vm.projectLoaded.connect(self.load)
 
     # --- construction ------------------------------------------------------------------
     def _build_prompt_row(self) -> QGridLayout:

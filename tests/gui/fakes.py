@@ -39,7 +39,8 @@ class FakeTrainer:
                 self.stop_seen_at = step - 1
                 self.project.output_dir.mkdir(parents=True, exist_ok=True)
                 (self.project.output_dir / "fake-step.txt").write_text(str(step - 1))
-                path = self._save("checkpoints/checkpoint-fake/pytorch_lora_weights.safetensors")
+                path = self._save(f"checkpoints/checkpoint-{step - 1:06d}/pytorch_lora_weights.safetensors")
+                (path.parent / "state.json").write_text("{}")       # what makes core list it
                 self.sink(Checkpoint(step - 1, str(path.parent)))
                 self.sink(Finished(step - 1, str(path), stopped_early=True))
                 return path

@@ -128,7 +128,7 @@ def test_balance_warning_and_problem_badges(pane, qtbot, tmp_path):
 
 
 def test_edits_validate_and_save_to_dataloader_json(pane, qtbot):
-    vm, pvm = pane.vm, pane.vm._pvm
+    vm, pvm = pane.vm, pane.vm.project_vm
     row = pane.rows["more"]
     row.probability.setValue(2.5)
     row.repeats.setValue(3)
@@ -151,7 +151,7 @@ def test_edits_validate_and_save_to_dataloader_json(pane, qtbot):
 def test_remove_bucket(pane):
     pane.vm.remove_bucket("plain")
     assert list(pane.rows) == ["more", "less"]
-    assert [b.id for b in pane.vm._pvm.project.buckets] == ["more", "less"]
+    assert [b.id for b in pane.vm.project_vm.project.buckets] == ["more", "less"]
 
 
 def test_tooltips_name_config_keys(pane):

@@ -37,6 +37,7 @@ def pane(qtbot, small_project, tiny_sd):
 
 
 def table(pane) -> dict[str, int]:
+    assert pane.table.rowCount() or pane.vm.result is None, f"no rows: {pane.total_label.text()!r} {pane.vm.result}"
     return {pane.table.item(r, 0).text(): int(pane.table.item(r, 1).text()) for r in range(pane.table.rowCount())}
 
 
@@ -94,7 +95,7 @@ def test_lycoris_editor_validates_and_saves(pane, qtbot):
     pane.adapter.activated.emit(1)
     config = pane.vm.config
     assert config.lora_type == "lycoris" and config.lycoris_config == "lycoris_config.json"
-    saved = json.loads((pane.vm._pvm.project.root / "lycoris_config.json").read_text())
+    saved = json.loads((pane.vm.project_vm.project.root / "lycoris_config.json").read_text())
     assert saved["algo"] == "lokr"
     assert not pane.lycoris.isHidden()
     pane.lycoris.text.setPlainText('{"algo": "lokr", "linear_dim": 0,')
@@ -108,7 +109,7 @@ def test_lycoris_editor_validates_and_saves(pane, qtbot):
     pane.lycoris.text.setPlainText(json.dumps(good))
     assert pane.lycoris.algo.currentText() == "loha"
     resolve(pane, qtbot, pane.lycoris.save_button.click)
-    assert json.loads((pane.vm._pvm.project.root / "lycoris_config.json").read_text()) == good
+    assert json.loads((pane.vm.project_vm.project.root / "lycoris_config.json").read_text()) == good
     assert table(pane) == {"attn1.to_q": 4, "attn1.to_v": 4}
 
 

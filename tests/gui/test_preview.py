@@ -70,13 +70,13 @@ def test_start_fraction_is_saved_and_used(pane, qtbot):
     pane.start.setValue(0.3)
     with qtbot.waitSignal(pane.vm.sweepRendered, timeout=5000):
         pass
-    assert pane.vm._pvm.config.slider_start_fraction == 0.3
+    assert pane.vm.project_vm.config.slider_start_fraction == 0.3
     assert FakeRenderer.calls[-1]["start_fraction"] == 0.3
     assert "<code>slider_start_fraction</code>" in pane.start.toolTip()
 
 
 def test_latest_adapter_is_loaded_and_followed(pane, qtbot):
-    output = pane.vm._pvm.project.output_dir
+    output = pane.vm.project_vm.project.output_dir
     first = output / "checkpoints" / "checkpoint-000002" / "pytorch_lora_weights.safetensors"
     first.parent.mkdir(parents=True)
     (first.parent / "state.json").write_text("{}")

@@ -24,6 +24,7 @@ def pane(qtbot, small_project, monkeypatch):
     widget = TrainingPane(vm, pvm)
     qtbot.addWidget(widget)
     pvm.set_project(small_project)
+    qtbot.waitUntil(lambda: not tasks.busy, timeout=60000)   # the resume check (imports the engine)
     yield widget
     vm.stop()
     vm.wait()
@@ -70,7 +71,8 @@ def test_stop_mid_run_keeps_a_checkpoint_and_resume_continues(pane, qtbot):
     trainer = FakeTrainer.instances[-1]
     assert finished.args[1] is True
     assert trainer.stop_seen_at - requested_at <= 1          # within one step of the request
-    assert "checkpoint-fake" in finished.args[0]
+    assert f"checkpoint-{trainer.stop_seen_at:06d}" in finished.args[0]
+    qtbot.waitUntil(lambda: not vm._tasks.busy, timeout=10000)   # the resume check after the run
     assert pane.resume_button.isEnabled()
     with qtbot.waitSignal(vm.runFinished, timeout=10000) as resumed:
         pane.resume_button.click()

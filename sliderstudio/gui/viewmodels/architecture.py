@@ -19,6 +19,7 @@ from sliderstudio.core import atomic
 from sliderstudio.core.errors import InputError
 from sliderstudio.gui.viewmodels.lycoris import LycorisCheck, target_modules, template, validate_lycoris
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
+from sliderstudio.gui.workers.engine import ensure_engine
 from sliderstudio.gui.workers.tasks import TaskRunner
 
 PRESET_CHOICES = ("slider", "reference", "default", "custom")
@@ -43,6 +44,7 @@ class TargetResult:
 
 def load_families() -> list[FamilyInfo]:
     """Imports the family registry (torch, diffusers): call it off the UI thread."""
+    ensure_engine()
     from sliderstudio.families.registry import FAMILIES
 
     return [FamilyInfo(f.id, f.label, tuple(f.flavours)) for f in FAMILIES.values()]
@@ -50,6 +52,7 @@ def load_families() -> list[FamilyInfo]:
 
 def resolve_for_table(family: str, model_path: str, preset: str | list[str]) -> TargetResult:
     """Non-strict resolution, so zero-match rows are shown; the zero-total error is kept as text."""
+    ensure_engine()
     from sliderstudio.core.targets import require_matches, resolve_targets
 
     request = (family, model_path, tuple(preset) if isinstance(preset, list) else preset)
@@ -90,6 +93,11 @@ class ArchitectureViewModel(QObject):
         self._debouncer.triggered.connect(self.resolve_now)
         project_vm.projectLoaded.connect(self._project_loaded)
         project_vm.configChanged.connect(self._config_changed)
+
+    @property
+    def project_vm(self) -> ProjectViewModel:
+        """The document this view-model edits (panes listen to its projectLoaded)."""
+        return self._pvm
 
     # --- loading -----------------------------------------------------------------------
     def load_families(self) -> None:

@@ -94,6 +94,11 @@ class DatasetViewModel(QObject):
         self.balance: Balance | None = None
         project_vm.projectLoaded.connect(self.reload)
 
+    @property
+    def project_vm(self) -> ProjectViewModel:
+        """The document this view-model edits (panes listen to its projectLoaded)."""
+        return self._pvm
+
     # --- reading -----------------------------------------------------------------------
     @property
     def buckets(self) -> list[BucketConfig]:

@@ -57,6 +57,11 @@ class PreviewViewModel(QObject):
         self._thread.start()
         project_vm.projectLoaded.connect(self._project_loaded)
 
+    @property
+    def project_vm(self) -> ProjectViewModel:
+        """The document this view-model edits (panes listen to its projectLoaded)."""
+        return self._pvm
+
     # --- settings ------------------------------------------------------------------------
     def prompt_choices(self) -> list[tuple[str, str]]:
         """(name, prompt) from the project's library (or its validation prompt)."""

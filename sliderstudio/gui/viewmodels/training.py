@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal
 from sliderstudio.core.events import Checkpoint, Failed, Finished, Image, Log, Progress
 from sliderstudio.core.errors import InputError
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
+from sliderstudio.gui.workers.engine import ensure_engine
 from sliderstudio.gui.workers.tasks import TaskRunner
 from sliderstudio.gui.workers.training import TrainingWorker
 
@@ -21,6 +22,7 @@ IDLE, RUNNING, STOPPING = "idle", "running", "stopping"
 
 def has_checkpoint(output_dir: Path) -> bool:
     """Off the UI thread: core.checkpoints imports torch."""
+    ensure_engine()
     from sliderstudio.core.checkpoints import latest_checkpoint
 
     return latest_checkpoint(output_dir) is not None

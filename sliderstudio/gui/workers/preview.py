@@ -14,6 +14,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal, Slot
 
 from sliderstudio.core.errors import InputError
+from sliderstudio.gui.workers.engine import ensure_engine
 from sliderstudio.gui.workers.qimages import pil_to_qimage
 
 LATEST = "latest"
@@ -46,12 +47,14 @@ class RenderResult:
 
 def make_renderer(family: str, model_path: str) -> Any:
     """The engine's renderer (imported on this thread). Tests may replace this function."""
+    ensure_engine()
     from sliderstudio.core.preview import PreviewRenderer
 
     return PreviewRenderer(family, model_path)
 
 
 def find_latest(output_dir: str) -> Path | None:
+    ensure_engine()
     from sliderstudio.core.preview import latest_adapter
 
     return latest_adapter(Path(output_dir))

@@ -16,11 +16,13 @@ from sliderstudio.core.events import (
     Checkpoint, Command, Event, Failed, Finished, Image, Log, Mailbox, Progress,
 )
 from sliderstudio.core.project import Project
+from sliderstudio.gui.workers.engine import ensure_engine
 from sliderstudio.gui.workers.qimages import pil_to_qimage
 
 
 def make_trainer(project: Project, sink: Callable[[Event], None], mailbox: Mailbox) -> Any:
     """The engine's trainer (imported here, on the worker thread). Tests replace this function."""
+    ensure_engine()
     from sliderstudio.core.trainer import Trainer
 
     return Trainer(project, sink, mailbox)
