@@ -19,15 +19,6 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "targets"
 PRESET_NAMES = ("reference", "slider", "default")
 
 
-def progress_callback(on_step: Callable[[int, int], None] | None, steps: int) -> Callable:
-    """A diffusers `callback_on_step_end` that reports (steps done, total) and leaves the tensors alone."""
-    def callback(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
-        if on_step is not None:
-            on_step(step + 1, steps)
-        return kwargs
-    return callback
-
-
 @dataclass
 class Conditioning:
     """Text conditioning for a batch, as the denoiser's keyword arguments (already on device)."""
