@@ -122,13 +122,24 @@ def read_manifest(folder: Path | None = None) -> dict | None:
 
 
 def bundled_torch_version() -> str:
-    """The torch version this app was built with, from metadata (no import: torch may not be loadable)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The torch this app was built with, from metadata, ignoring the GPU runtime's copy.
 
+    Read without importing torch: it runs before activation, and when the runtime is broken.
+    """
+    from importlib.metadata import distributions
+
+    side = runtime_dir().resolve()
+    paths = [p for p in sys.path if not _is_below(Path(p or "."), side)]
+    for dist in distributions(name="torch", path=paths):
+        return str(dist.version)
+    return ""
+
+
+def _is_below(path: Path, folder: Path) -> bool:
     try:
-        return version("torch")
-    except PackageNotFoundError:
-        return ""
+        return path.resolve().is_relative_to(folder)
+    except OSError:
+        return False
 
 
 def base_version(text: str) -> str:
@@ -324,10 +335,18 @@ def _gpu_words(gpus: list[Gpu]) -> str:
 # --- installing and removing ---------------------------------------------------------------------
 
 def pip_command(args: Sequence[str]) -> list[str]:
-    """How to run pip from this app: the frozen app re-runs itself with PIP_FLAG (it has no -m)."""
-    if getattr(sys, "frozen", False):
-        return [sys.executable, PIP_FLAG, *args]
-    return [sys.executable, "-m", "pip", *args]
+    """How to run pip from this app: the frozen app re-runs itself with PIP_FLAG (it has no -m).
+
+    On Windows the windowed SliderStudio.exe has no console streams; its console twin
+    sliderstudio.exe (same folder) runs pip instead.
+    """
+    if not getattr(sys, "frozen", False):
+        return [sys.executable, "-m", "pip", *args]
+    exe = Path(sys.executable)
+    console = exe.with_name("sliderstudio.exe")
+    if os_kind() == "windows" and console.is_file():
+        exe = console
+    return [str(exe), PIP_FLAG, *args]
 
 
 def run_pip(args: Sequence[str]) -> int:
@@ -375,8 +394,10 @@ def install_runtime(plan: InstallPlan, on_line: Callable[[str], None] | None = N
 
 def _run_streaming(command: list[str], on_line: Callable[[str], None],
                    cancel: threading.Event | None) -> None:
+    no_window = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # Windows: no console pops up behind the app
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               encoding="utf-8", errors="replace", bufsize=1, creationflags=no_window,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"})
     watcher = None
     if cancel is not None:
         watcher = threading.Thread(target=_kill_on_cancel, args=(process, cancel), daemon=True)

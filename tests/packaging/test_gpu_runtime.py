@@ -217,7 +217,8 @@ def test_install_status_remove_with_a_stand_in_wheel(tmp_path, runtime_home):
     assert not list(runtime_home.glob("*.partial"))
 
     status = json.loads(_cli("runtime", "status", "--json", env=env).stdout)
-    assert status["torch"] == f"{TORCH}+cu128"
+    assert status["torch"] == f"{TORCH}+cu128" and status["bundled_torch"].split("+")[0] == TORCH
+    assert "+cu128" not in status["bundled_torch"]
     assert Path(status["torch_file"]).is_relative_to(runtime_home)
     assert status["gpus"][0]["name"] == "NVIDIA GeForce RTX 4090"
 
