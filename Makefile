@@ -42,5 +42,25 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/sliderstudio demo --workdir demo-work
 
+# Installer (packaging/README.md): a self-contained Linux bundle in dist/, rebuilt only when the
+# package or packaging/ changed; installer-test runs the unpacked bundle outside the checkout.
+PACKAGING_STAMP := $(VENV)/.packaging-stamp
+VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' sliderstudio/__init__.py)
+BUNDLE_TGZ = dist/SliderStudio-$(VERSION)-linux-$(shell uname -m | sed 's/aarch64/arm64/').tar.gz
+BUNDLE_INPUTS = $(shell find sliderstudio packaging -type f -not -path '*/__pycache__/*') pyproject.toml
+
+$(PACKAGING_STAMP): $(STAMP) packaging/requirements.txt
+	$(BIN)/python -m pip install -q -r packaging/requirements.txt
+	touch $(PACKAGING_STAMP)
+
+installer: $(PACKAGING_STAMP)
+	@$(MAKE) --no-print-directory $(BUNDLE_TGZ)
+
+$(BUNDLE_TGZ): $(BUNDLE_INPUTS)
+	nice $(BIN)/python packaging/build.py
+
+installer-test: installer
+	bash packaging/smoke_test.sh $(BUNDLE_TGZ)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info
