@@ -51,7 +51,7 @@ CALIBRATION_STEPS = 15
 
 
 def text_encoder_config(vocab_size: int) -> "CLIPTextConfig":  # noqa: F821
-    """2 layers, hidden 64: the captions are 9 words from a 24-word vocabulary."""
+    """2 layers, hidden 64: captions are at most 9 words from a 17-word vocabulary."""
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
@@ -154,8 +154,11 @@ def plan_steps(fixed: int | None, budget_s: float, done: int, elapsed: float) ->
     return max(done, int(done + rate * max(0.0, budget_s - elapsed)))
 
 
-def run_phase(name: str, step_fn, fixed_steps: int | None, budget_s: float, log: PhaseLog) -> None:
-    """Call `step_fn(step, total)` until the step count (fixed, or fitted to the budget) is reached."""
+def run_phase(name: str, step_fn, fixed_steps: int | None, budget_s: float, log: PhaseLog,
+              on_step=None) -> None:
+    """Call `step_fn(step, total)` until the step count (fixed, or fitted to the budget) is reached.
+
+    `on_step(done, total, log)` runs after every step (snapshots); returning True stops early."""
     start = time.perf_counter()
     total = fixed_steps if fixed_steps is not None else 10**9
     step = 0
@@ -165,11 +168,12 @@ def run_phase(name: str, step_fn, fixed_steps: int | None, budget_s: float, log:
             print(f"[{name}] {step / (time.perf_counter() - start):.2f} steps/s -> {total} steps", flush=True)
         log.losses.append(step_fn(step, total))
         step += 1
+        log.steps, log.seconds = step, time.perf_counter() - start
         if step % 50 == 0 or step == total:
-            el = time.perf_counter() - start
             print(f"[{name}] step {step}/{total} loss {np.mean(log.losses[-50:]):.5f} "
-                  f"{step / el:.2f} it/s {el / 60:.1f} min", flush=True)
-    log.steps, log.seconds = step, time.perf_counter() - start
+                  f"{step / log.seconds:.2f} it/s {log.seconds / 60:.1f} min", flush=True)
+        if on_step is not None and on_step(step, total, log):
+            break
 
 
 def train_vae(vae, pool: Pool, gen: torch.Generator, steps: int | None, budget_s: float, device: str) -> PhaseLog:
@@ -222,7 +226,8 @@ class Ema:
 
 
 def train_denoiser(unet, text_encoder, latents: torch.Tensor, pool: Pool, gen: torch.Generator,
-                   steps: int | None, budget_s: float, device: str, lr: float = 8e-4) -> tuple[PhaseLog, Ema]:
+                   steps: int | None, budget_s: float, device: str, lr: float = 8e-4,
+                   on_step=None) -> tuple[PhaseLog, Ema]:
     """Joint UNet + text encoder epsilon-prediction training with caption dropout and EMA."""
     from diffusers import DDPMScheduler
 
@@ -255,7 +260,7 @@ def train_denoiser(unet, text_encoder, latents: torch.Tensor, pool: Pool, gen: t
 
     unet.train()
     text_encoder.train()
-    run_phase("unet", step_fn, steps, budget_s, log)
+    run_phase("unet", step_fn, steps, budget_s, log, on_step=lambda *a: on_step(ema, *a) if on_step else None)
     return log, ema
 
 
@@ -293,7 +298,7 @@ def _write_slow_tokenizer_files(folder: Path, tokenizer) -> None:
 
 def train(out: Path, seed: int = 0, minutes: float | None = 25.0, steps: int | None = None,
           vae_steps: int | None = None, device: str = "cpu", threads: int = 2,
-          vae_fraction: float = 0.25) -> dict:
+          vae_fraction: float = 0.25, snapshot_every: int = 0, stop_after: int | None = None) -> dict:
     """Train both stages and save the pipeline to `out`; returns the training log dict."""
     from transformers import CLIPTextModel
 
@@ -316,26 +321,46 @@ def train(out: Path, seed: int = 0, minutes: float | None = 25.0, steps: int | N
     unet = build_unet().to(device)
     text_encoder = CLIPTextModel(text_encoder_config(len(tokenizer))).to(device)
     unet_budget = budget - (time.perf_counter() - t0) - 30  # keep time for saving
-    unet_log, ema = train_denoiser(unet, text_encoder, latents.to(device), pool, gen,
-                                   steps if steps is not None else (None if minutes else 2000), unet_budget, device)
+    meta = {"seed": seed, "device": device, "threads": threads, "t0": t0}
 
+    def snapshot(ema: Ema, done: int, total: int, unet_log: PhaseLog) -> bool:
+        stop = done == stop_after
+        if done == total or stop or (snapshot_every and done % snapshot_every == 0):
+            _save_all(out, vae, ema, tokenizer, vae_log, unet_log, total, meta)
+        return stop
+
+    train_denoiser(unet, text_encoder, latents.to(device), pool, gen,
+                   steps if steps is not None else (None if minutes else 2000), unet_budget, device,
+                   on_step=snapshot)
+    log = json.loads((out / "training_log.json").read_text())
+    print(json.dumps(log, indent=2), flush=True)
+    return log
+
+
+def _save_all(out: Path, vae, ema: Ema, tokenizer, vae_log: PhaseLog, unet_log: PhaseLog,
+              planned: int, meta: dict) -> None:
+    """Save the EMA pipeline and training_log.json. Mid-run saves are snapshots: their log says
+    at which step of which planned run they were taken (the run is deterministic, so the same
+    command reaches the same weights at that step)."""
     out.mkdir(parents=True, exist_ok=True)
-    ema_unet, ema_text = (m.to("cpu") for m in ema.shadow)
-    save_pipeline(out, vae.to("cpu"), ema_text, tokenizer, ema_unet)
+    ema_unet, ema_text = ema.shadow
+    save_pipeline(out, vae, ema_text, tokenizer, ema_unet)
+    seed, threads = meta["seed"], meta["threads"]
     log = {
-        "seed": seed, "device": device, "threads": threads, "resolution": RESOLUTION,
+        "seed": seed, "device": meta["device"], "threads": threads, "resolution": RESOLUTION,
         "pool_size": POOL_SIZE, "train_spec_seed": seed, "caption_dropout": CAPTION_DROPOUT,
         "ema_decay": EMA_DECAY, "vae": vae_log.summary(), "unet": unet_log.summary(),
-        "minutes": round((time.perf_counter() - t0) / 60, 2),
+        "unet_planned_steps": planned, "complete": unet_log.steps == planned,
+        "minutes": round((time.perf_counter() - meta["t0"]) / 60, 2),
         "params": {"vae": _count(vae), "unet": _count(ema_unet), "text_encoder": _count(ema_text)},
         "reproduce": f"python -m sliderstudio.toy.train_base --out DIR --seed {seed} "
-                     f"--vae-steps {vae_log.steps} --steps {unet_log.steps} --threads {threads}",
+                     f"--vae-steps {vae_log.steps} --steps {planned} --threads {threads}"
+                     + ("" if unet_log.steps == planned else f" --stop-after {unet_log.steps}"),
     }
     (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
     log["size_mb"] = round(folder_size_mb(out), 2)
     (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
-    print(json.dumps(log, indent=2), flush=True)
-    return log
+    print(f"saved {'model' if log['complete'] else 'snapshot'} at unet step {unet_log.steps}/{planned}", flush=True)
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -351,11 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vae-steps", type=int, help="autoencoder steps (default: 25%% of the budget, or 800)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 is faster on a busy machine)")
+    ap.add_argument("--snapshot-every", type=int, default=0, help="also save the model every N denoiser steps")
+    ap.add_argument("--stop-after", type=int, help="stop (and save) after this many denoiser steps of the planned run")
     a = ap.parse_args(argv)
     minutes = None if a.steps is not None else (a.minutes if a.minutes is not None else 25.0)
     train(a.out, seed=a.seed, minutes=minutes, steps=a.steps, vae_steps=a.vae_steps,
-          device=a.device, threads=a.threads)
+          device=a.device, threads=a.threads, snapshot_every=a.snapshot_every, stop_after=a.stop_after)
     return 0
 
 
