@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup, QComboBox, QDoubleSpinBox, QFrame, QHBoxLayout, QLabel, QLineEdit, QSpinBox,
-    QToolButton, QVBoxLayout, QWidget,
+    QSizePolicy, QToolButton, QVBoxLayout, QWidget,
 )
 from superqt import QLabeledDoubleSlider
 from superqt.utils import signals_blocked
@@ -52,15 +52,17 @@ class BucketRow(QFrame):
         self.title.setStyleSheet("font-weight: 600;")
         self.folder_label = QLabel()
         self.folder_label.setStyleSheet("color: palette(mid);")
+        # A long absolute path must not widen the row beyond the pane (the tooltip has it all).
+        self.folder_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.folder_label.setMinimumWidth(20)
         self.count_label = QLabel("scanning…")
         self.count_label.setObjectName("count")
         self.badge = QLabel()
         self.badge.setObjectName("badge")
         remove = QToolButton(text="✕", toolTip="Remove this bucket from the project (the folder is kept)")
         remove.clicked.connect(lambda: self.vm.remove_bucket(self.bucket_id))
-        for w in (self.title, self.folder_label):
-            row.addWidget(w)
-        row.addStretch(1)
+        row.addWidget(self.title)
+        row.addWidget(self.folder_label, 1)
         for w in (self.badge, self.count_label, remove):
             row.addWidget(w)
         return row

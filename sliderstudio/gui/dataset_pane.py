@@ -44,6 +44,7 @@ class DatasetPane(QWidget):
         for label in (self.balance_label, self.pairing_label, self.warning_label):
             layout.addWidget(label)
         self.scroll = QScrollArea(widgetResizable=True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list_widget = QWidget()
         self.list_layout = QVBoxLayout(self.list_widget)
         self.list_layout.setAlignment(Qt.AlignmentFlag.AlignTop)

@@ -31,7 +31,10 @@ class LossPlot(pg.PlotWidget):
         self.setLabel("bottom", "step")
         self.setLabel("left", "loss")
         self.showGrid(x=True, y=True, alpha=0.2)
-        self.raw = self.plot([], [], pen=pg.mkPen("#9bb7d4", width=1))
+        # Raw losses as dots: positive, negative and neutral micro-batches alternate and have
+        # very different losses, so a line through them is a zig-zag that hides the trend.
+        self.raw = self.plot([], [], pen=None, symbol="o", symbolSize=4, symbolPen=None,
+                             symbolBrush=pg.mkBrush("#9bb7d4"))
         self.avg = self.plot([], [], pen=pg.mkPen("#1f5fa8", width=2))
         self.setMenuEnabled(False)
         self._steps: list[int] = []

@@ -32,7 +32,7 @@ class LycorisEditor(QGroupBox):
         layout.addLayout(top)
         self.text = QPlainTextEdit()
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.text.setMinimumHeight(120)
+        self.text.setMinimumHeight(200)
         self.text.textChanged.connect(self.validate)
         layout.addWidget(self.text)
         bottom = QHBoxLayout()

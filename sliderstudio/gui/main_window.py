@@ -12,7 +12,8 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QFileDialog, QGroupBox, QLabel, QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget,
+    QFileDialog, QFrame, QGroupBox, QLabel, QMainWindow, QMessageBox, QScrollArea, QSplitter, QVBoxLayout,
+    QWidget,
 )
 
 from sliderstudio import __version__
@@ -32,11 +33,16 @@ from sliderstudio.gui.workers.tasks import TaskRunner
 APP_TITLE = "Slider Studio"
 
 
-def area(title: str, widget: QWidget) -> QGroupBox:
-    """One of the four titled areas of the window."""
+def area(title: str, widget: QWidget, scroll: bool = False) -> QGroupBox:
+    """One of the four titled areas of the window (scrolling when its content can outgrow it)."""
     box = QGroupBox(title, objectName=f"area{title}")
     layout = QVBoxLayout(box)
     layout.setContentsMargins(4, 8, 4, 4)
+    if scroll:
+        scroller = QScrollArea(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
+        scroller.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroller.setWidget(widget)
+        widget = scroller
     layout.addWidget(widget)
     return box
 
@@ -75,18 +81,18 @@ class MainWindow(QMainWindow):
         self.preset_pane = PresetPane(self.arch_vm)
         self.training_pane = TrainingPane(self.training_vm, self.project_vm)
         self.preview_pane = PreviewPane(self.preview_vm)
-        self.areas = {title: area(title, widget) for title, widget in (
-            ("Dataset", self.dataset_pane), ("Architecture", self.preset_pane),
-            ("Training", self.training_pane), ("Preview", self.preview_pane))}
+        self.areas = {title: area(title, widget, scroll) for title, widget, scroll in (
+            ("Dataset", self.dataset_pane, False), ("Architecture", self.preset_pane, True),
+            ("Training", self.training_pane, False), ("Preview", self.preview_pane, True))}
         self.left = QSplitter(Qt.Orientation.Vertical, objectName="leftSplitter")
         self.left.addWidget(self.areas["Dataset"])
         self.left.addWidget(self.areas["Architecture"])
         self.left.setSizes([560, 440])
         self.columns = QSplitter(Qt.Orientation.Horizontal, objectName="columnSplitter")
-        for widget in (self.left, self.areas["Preview"], self.areas["Training"]):
-            widget.setMinimumWidth(360)
+        for widget, width in ((self.left, 420), (self.areas["Preview"], 500), (self.areas["Training"], 420)):
+            widget.setMinimumWidth(width)
             self.columns.addWidget(widget)
-        self.columns.setSizes([560, 560, 480])
+        self.columns.setSizes([520, 540, 540])
         self.setCentralWidget(self.columns)
         self.project_label = QLabel()
         self.statusBar().addPermanentWidget(self.project_label)

@@ -138,6 +138,7 @@ class PresetPane(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setMinimumHeight(180)
         self.total_label = QLabel(objectName="targetTotal", wordWrap=True)
         col.addWidget(self.table, 1)
         col.addWidget(self.total_label)

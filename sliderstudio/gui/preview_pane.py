@@ -16,7 +16,7 @@ from sliderstudio.gui.tooltips import bind_tooltip
 from sliderstudio.gui.viewmodels.preview import PreviewViewModel
 from sliderstudio.gui.workers.preview import RenderResult
 
-AB_SIZE = 256
+AB_SIZE = 224
 SWEEP_SIZE = 84
 
 
