@@ -31,7 +31,12 @@ def attach_lora(model: nn.Module, module_names: list[str], rank: int, alpha: flo
                         target_modules=list(module_names))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model.add_adapter(config, adapter_name=adapter)
+        if hasattr(model, "add_adapter"):
+            model.add_adapter(config, adapter_name=adapter)
+        else:  # denoisers without diffusers' PEFT mixin (Stable Cascade's UNet) take the adapter from PEFT itself
+            from peft import inject_adapter_in_model
+
+            inject_adapter_in_model(config, model, adapter_name=adapter)
     return config
 
 

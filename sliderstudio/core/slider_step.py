@@ -58,7 +58,9 @@ class SliderStep:
         g = self.generator(mb.index)
         noise = torch.randn(shape, generator=g)
         if self.noise_offset:
-            noise = noise + self.noise_offset * torch.randn((shape[0], shape[1], 1, 1), generator=g)
+            # one offset per sample and channel, broadcast over the rest (H, W, and frames for video latents)
+            per_channel = (shape[0], shape[1], *([1] * (len(shape) - 2)))
+            noise = noise + self.noise_offset * torch.randn(per_channel, generator=g)
         timesteps = self.family.sample_timesteps(self.schedule, shape[0], g)
         return noise, timesteps
 

@@ -68,10 +68,13 @@ def load_pipeline(family: Family, spec: str, dtype: torch.dtype = torch.float32,
     kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}
     if family.pipeline_class_name in ("StableDiffusionPipeline", "StableDiffusionControlNetPipeline"):
         kwargs.update(safety_checker=None, requires_safety_checker=False)
+    kwargs.update(family.pipeline_kwargs())
     try:
         if path.is_dir():
-            check_model_folder(path)
-            pipe = cls.from_pretrained(str(path), local_files_only=True, **kwargs)
+            pipe = family.load_layout(path, {**kwargs, "local_files_only": True})
+            if pipe is None:
+                check_model_folder(path)
+                pipe = cls.from_pretrained(str(path), local_files_only=True, **kwargs)
         elif path.is_file():
             pipe = cls.from_single_file(str(path), local_files_only=True, **kwargs)
         else:
