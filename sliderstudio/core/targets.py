@@ -32,7 +32,10 @@ TEXT_PATH_MARKERS = ("attn2.", "add_q_proj", "add_k_proj", "add_v_proj", "to_add
                      # caption embedders and text-stream layers of Z-Image, Lumina2, HiDream, Qwen-Image, Kandinsky 5
                      "cap_embedder", "caption_embedder", "caption_projection", ".p_embedder.", ".txt_",
                      ".to_q_t.", ".to_k_t.", ".to_v_t.", ".to_out_t.", ".ff_t.", "text_transformer_blocks",
-                     "text_embeddings")
+                     "text_embeddings",
+                     # Wan's text/image embedders, Cosmos 2.5's context projections, Stable Cascade's CLIP mappers
+                     ".text_embedder.", "image_embedder", "crossattn_proj", "img_context_proj", "kv_mapper",
+                     "clip_txt_mapper", "clip_txt_pooled_mapper", "clip_img_mapper")
 
 
 @dataclass
