@@ -15,15 +15,16 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from sliderstudio.core.adapters import SLIDER, lora_layers
+from sliderstudio.core.adapters import SLIDER, PerSampleScale, activate, attach_lora, lora_layers, slider_scale
 from sliderstudio.core.preview import PreviewRenderer
 from sliderstudio.core.project import load_project
-from sliderstudio.core.targets import resolve_targets, text_path_modules
+from sliderstudio.core.targets import resolve_on_module, resolve_targets, text_path_modules
 from sliderstudio.core.trainer import Trainer
 from sliderstudio.families.base import Family
 from sliderstudio.families.registry import FAMILIES, get_family
@@ -103,6 +104,56 @@ def check_preview(family: Family, model: Path, adapter: Path) -> tuple[bool, boo
     signs_differ = not np.array_equal(images[1], reference) and not np.array_equal(images[2], reference) \
         and not np.array_equal(images[1], images[2])
     return reloaded, zero_is_base and signs_differ
+
+
+def attach_random_slider(family: Family, pipe: Any, rank: int = 2, seed: int = 0) -> list[str]:
+    """A slider adapter on the family's slider preset with random (non-zero) weights, for mechanics tests."""
+    denoiser = family.denoiser(pipe)
+    names = resolve_on_module(denoiser, family.presets["slider"], "slider").module_names
+    attach_lora(denoiser, names, rank, rank, seed=seed)
+    activate(denoiser, SLIDER)
+    g = torch.Generator("cpu").manual_seed(seed)
+    for layer in lora_layers(denoiser):
+        if SLIDER in layer.lora_B:
+            weight = layer.lora_B[SLIDER].weight
+            weight.data.copy_(0.1 * torch.randn(weight.shape, generator=g))
+    return names
+
+
+def per_sample_scale_error(family: Family, pipe: Any, strengths: Sequence[float] = (0.0, 1.0, -0.5),
+                           seed: int = 0) -> tuple[float, float]:
+    """(max |batched − separate|, max |strength 1 − strength 0|) for one training-style forward.
+
+    One batch with a per-sample slider scale (the preview's batched strengths) must equal a separate
+    forward per sample at that strength; the second number shows the adapter has an effect at all.
+    """
+    size, n = int(family.extra.get("tiny_size", 64)), len(strengths)
+    g = torch.Generator("cpu").manual_seed(seed)
+    latents = family.encode_images(pipe, torch.rand((n, 3, size, size), generator=g) * 2 - 1)
+    schedule = family.noise_schedule(pipe)
+    timesteps = family.sample_timesteps(schedule, n, g)
+    noisy, _ = family.noisy_and_target(schedule, latents, torch.randn(latents.shape, generator=g), timesteps)
+    words = ["a photo of a red square", "a blue circle", "a small dog on the background"]
+    conds = family.encode_prompts(pipe, [words[i % len(words)] for i in range(n)])
+    denoiser = family.denoiser(pipe)
+    device, dtype = denoiser.device, denoiser.dtype
+
+    def forward(rows: slice, batch: list) -> torch.Tensor:
+        cond = family.collate(batch, device, dtype, size)
+        return family.predict(denoiser, noisy[rows].to(device, dtype), timesteps[rows].to(device), cond)
+
+    with torch.no_grad():
+        with PerSampleScale(denoiser, strengths):
+            batched = forward(slice(0, n), conds)
+        separate = []
+        for i, strength in enumerate(strengths):
+            with slider_scale(denoiser, strength):
+                separate.append(forward(slice(i, i + 1), [conds[i]]))
+        with slider_scale(denoiser, 1.0):
+            on = forward(slice(0, 1), [conds[0]])
+        with slider_scale(denoiser, 0.0):
+            off = forward(slice(0, 1), [conds[0]])
+    return (batched - torch.cat(separate)).abs().max().item(), (on - off).abs().max().item()
 
 
 def check_family(family: Family, workdir: Path) -> CheckResult:
