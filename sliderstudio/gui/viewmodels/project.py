@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from sliderstudio.core.config import BucketConfig, TrainConfig, build
-from sliderstudio.core.errors import ConfigError, InputError
+from sliderstudio.core.errors import ConfigError
 from sliderstudio.core.project import Project, load_project, save_project
 
 PROMPT_LIBRARY_NAME = "prompt_library.json"
@@ -151,5 +151,3 @@ class ProjectViewModel(QObject):
         data = {**bucket.model_dump(), **changes}
         return build(BucketConfig, data, file=str(self.project.dataloader_path), where=f"{bucket.id}.")
 
-
-__all__ = ["ProjectViewModel", "new_project", "rebase_buckets", "InputError"]
