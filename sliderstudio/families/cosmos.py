@@ -108,8 +108,9 @@ class CosmosFamily(VideoFlowFamily):
         ensure_mask_resize()
         t = timesteps / 1000.0  # FlowFamily counts σ·1000; the transformer takes t = σ
         padding = noisy.new_zeros(1, 1, *noisy.shape[-2:])  # the pipeline's mask is all zeros at any size
-        return denoiser(hidden_states=noisy, timestep=t.to(noisy.dtype), encoder_hidden_states=cond.kwargs["encoder_hidden_states"],
-                        padding_mask=padding, return_dict=False)[0]
+        return denoiser(hidden_states=noisy, timestep=t.to(noisy.dtype),
+                        encoder_hidden_states=cond.kwargs["encoder_hidden_states"], padding_mask=padding,
+                        return_dict=False)[0]
 
     def clip_kwargs(self, pipe: Any) -> dict[str, Any]:
         return {"max_sequence_length": self.sequence_length(pipe)}  # text-to-image: always one frame
@@ -142,7 +143,8 @@ class CosmosFamily(VideoFlowFamily):
         return Path(out_dir)
 
 
-COSMOS = CosmosFamily(id="cosmos", label="Cosmos-Predict2 text-to-image", pipeline_class_name="Cosmos2TextToImagePipeline",
+COSMOS = CosmosFamily(id="cosmos", label="Cosmos-Predict2 text-to-image",
+                      pipeline_class_name="Cosmos2TextToImagePipeline",
                       transformer_class_name="CosmosTransformer3DModel",
                       aliases=("cosmos2image", "cosmos2", "cosmos-predict2", "cosmos_predict2", "cosmos2_image"),
                       flavours=("2b", "14b"), text_length=512, extra={"tiny_size": TINY_SIZE})

@@ -90,7 +90,8 @@ class LTXVideoFamily(VideoFlowFamily):
         return Path(out_dir)
 
 
-LTXVIDEO = LTXVideoFamily(id="ltxvideo", label="LTX-Video (video, trained on stills)", pipeline_class_name="LTXPipeline",
+LTXVIDEO = LTXVideoFamily(id="ltxvideo", label="LTX-Video (video, trained on stills)",
+                          pipeline_class_name="LTXPipeline",
                           transformer_class_name="LTXVideoTransformer3DModel",
                           aliases=("ltx", "ltx-video", "ltx_video", "ltxv"), flavours=("0.9.0", "0.9.1", "0.9.5"),
                           text_length=128, extra={"tiny_size": TINY_SIZE})

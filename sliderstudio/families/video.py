@@ -75,9 +75,9 @@ class VideoFlowFamily(FlowFamily):
                on_step: Callable[[int, int], None] | None = None) -> list[Any]:
         """The generic call of `Family.render`, plus arguments that depend on the loaded tokenizer."""
         result = pipe(prompt=prompts, negative_prompt=[negative_prompt] * len(prompts) if negative_prompt else None,
-                      num_inference_steps=steps, guidance_scale=guidance, generator=seeded_generators(len(prompts), seed),
-                      height=size, width=size, output_type="pil", callback_on_step_end=step_callback(on_step, steps),
-                      **self.clip_kwargs(pipe))
+                      num_inference_steps=steps, guidance_scale=guidance,
+                      generator=seeded_generators(len(prompts), seed), height=size, width=size, output_type="pil",
+                      callback_on_step_end=step_callback(on_step, steps), **self.clip_kwargs(pipe))
         return self.images_of(result)
 
 
@@ -108,6 +108,7 @@ def tiny_wan_vae(seed: int = 0) -> torch.nn.Module:
     from diffusers import AutoencoderKLWan
 
     torch.manual_seed(seed)
-    return AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True],
+    return AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1], num_res_blocks=1,
+                            temperal_downsample=[False, True],
                             scale_factor_spatial=4, scale_factor_temporal=2, latents_mean=[0.1, -0.2, 0.05, 0.3],
                             latents_std=[1.5, 0.8, 1.2, 2.0])

@@ -38,8 +38,8 @@ class WanFamily(VideoFlowFamily):
 
     def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
                 cond: Conditioning) -> torch.Tensor:
-        return denoiser(hidden_states=noisy, timestep=timesteps, encoder_hidden_states=cond.kwargs["encoder_hidden_states"],
-                        return_dict=False)[0]
+        return denoiser(hidden_states=noisy, timestep=timesteps,
+                        encoder_hidden_states=cond.kwargs["encoder_hidden_states"], return_dict=False)[0]
 
     def default_size(self, pipe: Any) -> int:
         return self.native_size
