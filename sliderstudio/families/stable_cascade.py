@@ -177,8 +177,8 @@ class StableCascadeFamily(Family):
         prior.save_pretrained(out / "prior", safe_serialization=True)
         decoder.save_pretrained(out / "decoder", safe_serialization=True)
         torch.manual_seed(seed + 5)
-        encoder = StageCEncoder(stem_channels=8, stages=(("fused", 1, 1, 8, 1), ("fused", 2, 2, 8, 1), ("mb", 2, 2, 16, 1)),
-                                head_channels=32, latent_channels=4, input_scale=1.0)
+        stages = (("fused", 1, 1, 8, 1), ("fused", 2, 2, 8, 1), ("mb", 2, 2, 16, 1))  # 8x, like 4x4 prior latents
+        encoder = StageCEncoder(stem_channels=8, stages=stages, head_channels=32, latent_channels=4, input_scale=1.0)
         encoder.save_pretrained(out / "effnet", safe_serialization=True)
         return out
 
@@ -220,8 +220,9 @@ def tiny_decoder_pipeline(seed: int = 0) -> Any:
     torch.manual_seed(seed + 3)
     vqgan = PaellaVQModel(up_down_scale_factor=2, levels=2, bottleneck_blocks=1, embed_dim=16, latent_channels=4,
                           num_vq_embeddings=32)
-    return StableCascadeDecoderPipeline(decoder=decoder, tokenizer=tiny_tokenizer(), text_encoder=tiny_clip(True, 32, seed),
-                                        scheduler=DDPMWuerstchenScheduler(), vqgan=vqgan, latent_dim_scale=2.0)
+    return StableCascadeDecoderPipeline(decoder=decoder, tokenizer=tiny_tokenizer(),
+                                        text_encoder=tiny_clip(True, 32, seed), scheduler=DDPMWuerstchenScheduler(),
+                                        vqgan=vqgan, latent_dim_scale=2.0)
 
 
 STABLE_CASCADE = StableCascadeFamily(

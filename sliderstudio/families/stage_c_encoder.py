@@ -20,6 +20,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from sliderstudio.core.errors import ModelLoadError
+
 # (kind, expand ratio, stride, out channels, layers): EfficientNetV2-S, kernel 3 everywhere
 V2_S_STAGES = (("fused", 1, 1, 24, 2), ("fused", 4, 2, 48, 4), ("fused", 4, 2, 64, 4),
                ("mb", 4, 2, 128, 6), ("mb", 6, 1, 160, 9), ("mb", 6, 2, 256, 15))
@@ -113,11 +115,17 @@ def find_encoder(folder: Path) -> Path | None:
 
 
 def load_encoder(location: Path) -> StageCEncoder:
-    """A saved encoder folder, or the official safetensors file into the full-size architecture (strict)."""
+    """A saved encoder folder, or the official safetensors file into the full-size architecture.
+
+    Every weight must be there and nothing else; only BatchNorm's step counters may be absent."""
     if location.is_dir():
         return StageCEncoder.from_pretrained(str(location), local_files_only=True).eval()
     from safetensors.torch import load_file
 
     encoder = StageCEncoder()
-    encoder.load_state_dict(load_file(str(location)), strict=True)
+    result = encoder.load_state_dict(load_file(str(location)), strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]  # a counter, not a weight
+    if missing or result.unexpected_keys:
+        raise ModelLoadError(f"not a Stage C encoder: {len(missing)} missing and {len(result.unexpected_keys)} "
+                             f"unexpected tensors, e.g. {(missing + result.unexpected_keys)[0]}", file=location)
     return encoder.eval()

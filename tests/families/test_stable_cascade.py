@@ -8,6 +8,7 @@ from sliderstudio.core.targets import resolve_targets, text_path_modules
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 from sliderstudio.families.selfcheck import attach_random_slider, per_sample_scale_error
+from sliderstudio.families.stage_c_encoder import StageCEncoder, load_encoder
 
 FAMILY = get_family("stable_cascade")
 EXPECTED = {"attention.to_q": 4, "attention.to_k": 4, "attention.to_v": 4, "attention.to_out.0": 4,
@@ -80,3 +81,22 @@ def test_per_sample_scale_matches_separate_forwards(model):
     error, effect = per_sample_scale_error(FAMILY, pipe)
     assert effect > 1e-4
     assert error < 1e-5
+
+
+def test_full_size_stage_c_encoder_has_efficientnet_v2_s_shape_and_key_names(tmp_path):
+    """Stability's effnet_encoder.safetensors = torchvision efficientnet_v2_s().features + mapper."""
+    from safetensors.torch import save_file
+
+    encoder = StageCEncoder()
+    backbone = sum(p.numel() for n, p in encoder.named_parameters() if n.startswith("backbone."))
+    assert backbone == 21_458_488 - 1280 * 1000 - 1000  # torchvision's count without the classifier
+    state = encoder.state_dict()
+    assert {"backbone.0.0.weight", "backbone.1.0.block.0.1.running_var", "backbone.4.0.block.2.fc1.bias",
+            "backbone.7.0.weight", "mapper.0.weight", "mapper.1.running_mean"} <= set(state)
+    official = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    save_file(official, str(tmp_path / "effnet_encoder.safetensors"))
+    loaded = load_encoder(tmp_path / "effnet_encoder.safetensors")
+    assert torch.equal(loaded.state_dict()["mapper.0.weight"], state["mapper.0.weight"])
+    save_file({**official, "extra.weight": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(Exception, match="not a Stage C encoder"):
+        load_encoder(tmp_path / "bad.safetensors")
