@@ -52,6 +52,26 @@ def run_pyinstaller() -> None:
                     str(HERE / "sliderstudio.spec")], check=True, cwd=ROOT, env=env)
 
 
+#: Big libraries that ship with full symbol tables (libtorch_cpu.so: ~90 MB of them). Only these:
+#: libraries patched by auditwheel/patchelf (numpy.libs, pillow.libs, ...) can break when stripped.
+STRIP_GLOBS = ("torch/lib/libtorch*.so*", "torch/lib/libc10*.so*", "libpython3*.so*")
+
+
+def strip_symbols(internal: Path) -> int:
+    """`strip --strip-unneeded` the libraries in STRIP_GLOBS (dynamic symbols stay); bytes saved."""
+    strip = shutil.which("strip")
+    if strip is None or sys.platform != "linux":
+        return 0
+    saved = 0
+    for pattern in STRIP_GLOBS:
+        for lib in internal.glob(pattern):
+            if lib.is_file() and not lib.is_symlink():
+                before = lib.stat().st_size
+                subprocess.run([strip, "--strip-unneeded", str(lib)], check=True)
+                saved += before - lib.stat().st_size
+    return saved
+
+
 def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -106,6 +126,7 @@ def main() -> int:
     write_icons(BUILD / "icons")
     if not args.skip_pyinstaller:
         run_pyinstaller()
+    stripped = strip_symbols(BUNDLE / "sliderstudio" / "_internal")
     bundled = time.monotonic()
     DIST.mkdir(exist_ok=True)
     packer = {"win32": package_windows, "darwin": package_macos}.get(sys.platform, package_linux)
@@ -114,7 +135,7 @@ def main() -> int:
     app = BUNDLE / ("Slider Studio.app" if sys.platform == "darwin" else "sliderstudio")
     report = {"artifact": str(artifact.relative_to(ROOT)), "artifact_bytes": artifact.stat().st_size,
               "unpacked_bytes": folder_size(app), "pyinstaller_seconds": round(bundled - started, 1),
-              "packing_seconds": round(done - bundled, 1), "total_seconds": round(done - started, 1),
+              "stripped_bytes": stripped, "packing_seconds": round(done - bundled, 1), "total_seconds": round(done - started, 1),
               "platform": f"{sys.platform}-{arch()}", "python": platform.python_version(), "version": version}
     (BUILD / "installer-report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     print(json.dumps(report, indent=2))

@@ -45,7 +45,7 @@ EXCLUDES = [
     "PySide6.QtPdf", "PySide6.QtSql", "PySide6.QtDesigner", "PySide6.QtHelp", "PySide6.QtUiTools",
     "PySide6.QtXml", "PySide6.QtConcurrent", "PySide6.QtDBus", "PySide6.QtPrintSupport",
     "PySide6.Qt3DCore", "PySide6.QtCharts", "PySide6.QtDataVisualization", "PySide6.QtBluetooth",
-    "torch.testing._internal.distributed", "torch.utils.tensorboard",
+    "torch.utils.tensorboard",
 ]
 
 #: Distributions whose metadata is read at run time (`importlib.metadata.version(...)` checks in
@@ -215,33 +215,37 @@ def datas() -> list[tuple[str, str]]:
     return found
 
 
+#: Folders of the torch / PySide6 wheels that only builds and tests use (C++ test programs, headers,
+#: CMake files, Qt translations and QML), matched against a file's place in the bundle.
+DROP_DIRS = ("torch/test/", "torch/include/", "torch/share/cmake", "PySide6/include", "PySide6/Qt/translations",
+             "PySide6/Qt/qml", "PySide6/typesystems", "PySide6/glue", "/tests/")
+DROP_SUFFIXES = (".h", ".hpp", ".cuh", ".pyi", ".cmake")
+#: torch/bin holds test programs and protoc; only the shared-memory manager is used at run time.
+TORCH_BIN_KEEP = ("torch_shm_manager",)
+CUDA_LIBS = ("libcudnn", "libcublas", "libnccl", "libcusparse", "libcufft", "libcurand", "libcusolver",
+             "libnvrtc", "libcudart", "libnvJitLink", "libtriton")
+
+
+def _dropped(dest: str) -> bool:
+    dest = "/" + dest.replace("\\", "/")
+    name = dest.rsplit("/", 1)[-1]
+    if "/torch/bin/" in dest:
+        return name not in TORCH_BIN_KEEP
+    return (any(d in dest for d in DROP_DIRS) or dest.endswith(DROP_SUFFIXES)
+            or name.startswith(TORCH_TEST_LIBS) or name.startswith(CUDA_LIBS))
+
+
 def strip_binaries(binaries: list) -> list:
-    """Drop torch's test libraries and any CUDA library a CUDA torch build would drag in.
+    """Drop torch's test programs and libraries, and any CUDA library a CUDA torch build would add.
 
     Entries are PyInstaller TOC tuples: (destination path, source path, type).
     """
-    def keep(entry) -> bool:
-        name = Path(entry[0]).name
-        if name.startswith(TORCH_TEST_LIBS):
-            return False
-        return not name.startswith(("libcudnn", "libcublas", "libnccl", "libcusparse", "libcufft",
-                                    "libcurand", "libcusolver", "libnvrtc", "libcudart", "libnvJitLink",
-                                    "libtriton"))
-
-    return [entry for entry in binaries if keep(entry)]
+    return [entry for entry in binaries if not _dropped(str(entry[0]))]
 
 
 def strip_datas(entries: list) -> list:
-    """Drop headers, CMake files, type stubs and Qt's translations/tools from collected data."""
-    drop_dirs = ("torch/include/", "torch/share/cmake", "PySide6/include", "PySide6/Qt/translations",
-                 "PySide6/Qt/qml", "PySide6/typesystems", "PySide6/glue", "/tests/")
-    drop_suffix = (".h", ".hpp", ".cuh", ".pyi", ".cmake")
-
-    def keep(entry) -> bool:
-        dest = str(entry[0]).replace("\\", "/")
-        return not (any(d in "/" + dest for d in drop_dirs) or dest.endswith(drop_suffix))
-
-    return [entry for entry in entries if keep(entry)]
+    """Drop headers, CMake files, type stubs, test programs and Qt's translations from collected data."""
+    return [entry for entry in entries if not _dropped(str(entry[0]))]
 
 
 def app_version() -> str:

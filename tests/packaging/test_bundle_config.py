@@ -59,7 +59,10 @@ def test_strip_lists_drop_test_libraries_cuda_and_headers():
     assert [b[0] for b in bundle_config.strip_binaries(binaries)] == ["torch/lib/libtorch_cpu.so"]
     datas = [("torch/include/ATen/ATen.h", "/x", "DATA"), ("sliderstudio/presets/targets/sd1x.json", "/y", "DATA"),
              ("PySide6/Qt/translations/qt_de.qm", "/z", "DATA"), ("torch/_C/__init__.pyi", "/w", "DATA")]
-    assert [d[0] for d in bundle_config.strip_datas(datas)] == ["sliderstudio/presets/targets/sd1x.json"]
+    datas += [("torch/bin/torch_shm_manager", "/v", "DATA"), ("torch/bin/test_jit", "/v", "DATA"),
+              ("torch/test/atest", "/v", "DATA")]
+    assert [d[0] for d in bundle_config.strip_datas(datas)] == ["sliderstudio/presets/targets/sd1x.json",
+                                                                "torch/bin/torch_shm_manager"]
 
 
 def test_app_version_matches_the_package():

@@ -57,7 +57,7 @@ def home(tmp_path_factory) -> Path:
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """What a desktop session gives a program, minus a display; nothing that points at the checkout."""
     runtime_dir = home / "xdg-runtime"
-    runtime_dir.mkdir(mode=0o700, exist_ok=True)
+    runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return {"HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "QT_QPA_PLATFORM": "offscreen",
             "XDG_RUNTIME_DIR": str(runtime_dir), "PIP_CONFIG_FILE": os.devnull, **extra}
 
