@@ -1,13 +1,15 @@
 """Kandinsky 5: slider targets on the real module tree, per-sample scale, the pipeline's conventions."""
 import pytest
+import torch
 
+from sliderstudio.core import adapter_io, adapters
 from sliderstudio.core.targets import resolve_targets
 from sliderstudio.families.kandinsky5 import allow_size
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 from tests.families.family_checks import (
-    PROMPT, all_module_names, block_counts, check_matches_pipeline_step, check_per_sample_scale, entry_counts,
-    slider_report,
+    PROMPT, all_module_names, batch_inputs, block_counts, check_matches_pipeline_step, check_per_sample_scale,
+    entry_counts, slider_report, with_random_slider,
 )
 
 FAMILY = get_family("kandinsky5")
@@ -58,3 +60,20 @@ def test_per_sample_scale_matches_separate_forwards(model):
 def test_prediction_matches_the_pipelines_denoising_step(model):
     check_matches_pipeline_step(FAMILY, model, to_ours=lambda latents: latents[:, 0].permute(0, 3, 1, 2),
                                 size_context=allow_size)
+
+
+def test_slider_file_round_trips_without_the_diffusers_lora_loader(model, tmp_path):
+    """Our own file layout and loader (used where a pipeline has no LoRA mixin) give the same slider back."""
+    pipe, trained = with_random_slider(FAMILY, model)
+    targets = [n for n, m in trained.named_modules() if hasattr(m, "lora_A") and adapters.SLIDER in m.lora_A]
+    path = adapter_io.save_lora(tmp_path / adapter_io.ADAPTER_NAME, object, "transformer",
+                                adapters.slider_state_dict(trained), trained.peft_config[adapters.SLIDER],
+                                {"targets": targets, "rank": 2, "alpha": 2})
+    fresh = FAMILY.denoiser(load_pipeline(FAMILY, str(model)))
+    adapter_io.load_into(fresh, "transformer", path, adapters.SLIDER)
+    adapters.activate(fresh, adapters.SLIDER)
+    x, t, cond = batch_inputs(FAMILY, pipe, (4, 8, 8), [PROMPT, "a dog"])
+    with torch.no_grad():
+        for strength in (1.0, -0.5):
+            with adapters.slider_scale(trained, strength), adapters.slider_scale(fresh, strength):
+                assert torch.equal(FAMILY.predict(trained, x, t, cond), FAMILY.predict(fresh, x, t, cond))
