@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from sliderstudio.core.errors import ConfigError
 
 PREFIX = "checkpoint-"
@@ -90,11 +88,15 @@ def read_state(folder: Path) -> LoopState:
 
 
 def save_torch(obj: Any, path: Path) -> None:
+    import torch  # here, not at the top: listing checkpoints must not need the engine
+
     torch.save(obj, path)
 
 
 def load_torch(path: Path) -> Any:
     """Optimizer and scheduler states hold only tensors and numbers: weights_only refuses anything else."""
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sliderstudio.core.adapter_io import ADAPTER_NAME
 from sliderstudio.core.checkpoints import latest_checkpoint, read_state
 
 HEARTBEAT = "run.json"
@@ -60,13 +59,11 @@ def run_status(output_dir: Path, now: float | None = None) -> RunStatus:
     ckpt = latest_checkpoint(output_dir)
     resumable = read_state(ckpt).step if ckpt else None
     if beat is None:
-        if (output_dir / ADAPTER_NAME).exists():
-            return RunStatus("finished", resumable or 0, resumable or 0)
         return RunStatus("stopped", resumable or 0, 0, resumable) if ckpt else RunStatus("none")
     step, total = int(beat.get("step", 0)), int(beat.get("total", 0))
     fresh = (now or time.time()) - float(beat.get("updated", 0)) < STALE_AFTER_S
     if beat.get("state") == "running" and fresh and pid_alive(int(beat.get("pid", -1))):
         return RunStatus("running", step, total, resumable)
-    if total and step >= total and (output_dir / ADAPTER_NAME).exists():
+    if beat.get("state") == "finished":
         return RunStatus("finished", step, total)
     return RunStatus("stopped", step, total, resumable)
