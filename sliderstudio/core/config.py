@@ -30,7 +30,7 @@ UNIMPLEMENTED_TRAIN_KEYS = frozenset({
     "vae_dtype", "validation_on_startup", "validation_disable_unconditional", "num_validation_images",
     "evaluation_type", "eval_steps_interval", "user_prompt_library_strength", "trust_remote_code",
     "max_workers", "read_batch_size", "write_batch_size", "image_processing_batch_size",
-    "enable_xformers_memory_efficient_attention", "controlnet_model_name_or_path",
+    "enable_xformers_memory_efficient_attention",
 })
 UNIMPLEMENTED_BUCKET_KEYS = frozenset({
     "minimum_image_size", "maximum_image_size", "target_downsample_size", "skip_file_discovery",
@@ -101,6 +101,9 @@ class TrainConfig(_Strict):
     lora_format: Literal["diffusers", "comfyui"] = Field("diffusers", description="Key naming of the saved adapter")
     slider_neutral_mode: Literal["preserve", "off"] = Field("preserve", description="Neutral buckets as preservation")
     slider_pairing: Literal["auto", "off"] = Field("auto", description="Pair positive/negative images by file stem")
+    controlnet: bool = Field(False, description="Train the slider on a ControlNet (SD 1.x / SDXL)")
+    controlnet_model_name_or_path: str | None = Field(
+        None, description="The ControlNet the slider is trained on (diffusers folder)")
     slider_start_fraction: float = Field(0.0, ge=0, le=1, description="Slider off for this first fraction of steps in previews")
     schema_version: int = Field(CONFIG_SCHEMA_VERSION, description="Config schema version")
 
@@ -117,6 +120,9 @@ class TrainConfig(_Strict):
             raise ValueError("max_train_steps and num_train_epochs are both 0: nothing to train")
         if self.lora_type == "lycoris" and not self.lycoris_config:
             raise ValueError("lora_type 'lycoris' needs lycoris_config (a JSON file)")
+        if self.controlnet and not self.controlnet_model_name_or_path:
+            raise ValueError("controlnet: true needs controlnet_model_name_or_path (a trained ControlNet folder; "
+                             "one fresh from the UNet outputs zeros, so a slider on it could change nothing)")
         return self
 
     @property

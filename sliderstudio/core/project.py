@@ -15,6 +15,7 @@ from sliderstudio.core.config import (
     parse_train_config,
 )
 from sliderstudio.core.errors import ConfigError
+from sliderstudio.core.lycoris_config import LycorisSpec, read_lycoris_config
 
 CONFIG_NAME = "config.json"
 
@@ -26,6 +27,7 @@ class Project:
     buckets: list[BucketConfig]
     prompts: list[PromptEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    lycoris: LycorisSpec | None = None
 
     @property
     def config_path(self) -> Path:
@@ -94,6 +96,10 @@ def load_project(path: str | Path, overrides: dict[str, Any] | None = None) -> P
     if config.user_prompt_library:
         lib = project.resolve(config.user_prompt_library)
         project.prompts = parse_prompt_library(read_json(lib), str(lib))
+    if config.lora_type == "lycoris" and config.lycoris_config:
+        # validated here, with the rest of the config, so a bad preset costs no model load
+        project.lycoris = read_lycoris_config(project.resolve(config.lycoris_config))
+        project.warnings += [f"{config.lycoris_config}: {w}" for w in project.lycoris.warnings]
     return project
 
 
