@@ -98,6 +98,70 @@ def resolve_on_module(model: nn.Module, patterns: list[str], preset: str = "cust
     return TargetReport(preset, entries, chosen)
 
 
+def is_class_entry(model: nn.Module, entry: str) -> bool:
+    """A bare word that names no module (by dotted suffix) but is some module's class name (SPEC §5)."""
+    if "." in entry or "*" in entry:
+        return False
+    names = [name for name, _ in model.named_modules() if name and not ADAPTER_INTERNALS.search(name)]
+    if any(matches(name, entry) for name in names):
+        return False
+    return any(type(m).__name__ == entry for m in model.modules())
+
+
+def pattern_match(name: str, pattern: str, use_fnmatch: bool = False) -> bool:
+    """LyCORIS's `target_name` / `exclude_name` rule: fnmatch, or a regular expression from the start."""
+    if use_fnmatch:
+        return fnmatchcase(name, pattern)
+    try:
+        return re.match(pattern, name) is not None
+    except re.error:
+        return name == pattern
+
+
+def _count(entry: TargetEntry, name: str, module: nn.Module, chosen: list[str]) -> None:
+    kind = type(module).__name__
+    if isinstance(module, SUPPORTED_TYPES):
+        entry.count += 1
+        entry.layer_types[kind] = entry.layer_types.get(kind, 0) + 1
+        if name not in chosen:
+            chosen.append(name)
+    else:
+        entry.unsupported[kind] = entry.unsupported.get(kind, 0) + 1
+
+
+def resolve_mixed(model: nn.Module, entries: list[str], preset: str = "custom", regexes: list[str] = (),
+                  exclude: list[str] = (), use_fnmatch: bool = False) -> TargetReport:
+    """Module paths (dotted suffix), class names (every supported layer inside) and LyCORIS regexes.
+
+    Module-path entries behave exactly as in `resolve_on_module`; a class entry is listed as
+    `Attention (class)`, a regex entry as `re:PATTERN`. `exclude` removes modules from every entry.
+    """
+    classes = {e for e in entries if is_class_entry(model, e)}
+    paths = [e for e in entries if e not in classes]
+    report = resolve_on_module(model, paths, preset)
+    by_label = {e.pattern: e for e in report.entries}
+    chosen = list(report.module_names)
+    extra = [TargetEntry(f"{c} (class)") for c in entries if c in classes]
+    extra += [TargetEntry(f"re:{r}") for r in regexes]
+    for name, module in model.named_modules():
+        if not name or ADAPTER_INTERNALS.search(name):
+            continue
+        for entry in extra:
+            if entry.pattern.startswith("re:") and pattern_match(name, entry.pattern[3:], use_fnmatch):
+                _count(entry, name, getattr(module, "base_layer", module), chosen)
+            elif entry.pattern.endswith(" (class)") and type(module).__name__ == entry.pattern[:-8]:
+                for sub, leaf in module.named_modules():
+                    full = f"{name}.{sub}" if sub else name
+                    if not ADAPTER_INTERNALS.search(full) and isinstance(getattr(leaf, "base_layer", leaf),
+                                                                         SUPPORTED_TYPES):
+                        _count(entry, full, getattr(leaf, "base_layer", leaf), chosen)
+    ordered = [by_label.get(e) or next(x for x in extra if x.pattern == f"{e} (class)") for e in entries]
+    ordered += [x for x in extra if x.pattern.startswith("re:")]
+    if exclude:
+        chosen = [n for n in chosen if not any(n == p or pattern_match(n, p, use_fnmatch) for p in exclude)]
+    return TargetReport(preset, ordered, chosen)
+
+
 def require_matches(report: TargetReport, key: str = "peft_lora_target_modules") -> TargetReport:
     if report.total > 0:
         return report
