@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--guidance", type=float, default=2.0)
     preview.add_argument("--size", type=int)
     preview.add_argument("--start-fraction", type=float, default=0.0)
+    preview.add_argument("--control-image", help="conditioning image for a slider trained on a ControlNet")
+    preview.add_argument("--controlnet", help="ControlNet folder (default: the one the adapter records)")
     preview.add_argument("--out", required=True)
 
     demo = sub.add_parser("demo", help="the whole flow on the bundled toy model")

@@ -128,7 +128,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
     strengths = parse_strengths(args.strengths)
     if not 0.0 <= args.start_fraction <= 1.0:
         raise InputError("must be between 0 and 1", key="--start-fraction", value=args.start_fraction)
-    renderer = PreviewRenderer(args.family, args.model, args.lora)
+    if args.control_image and not Path(args.control_image).is_file():
+        raise InputError("no such image file", file=args.control_image, key="--control-image")
+    renderer = PreviewRenderer(args.family, args.model, args.lora, args.controlnet, args.control_image)
     images = renderer.render(args.prompt, args.seed, strengths, args.steps, args.guidance, args.start_fraction,
                              args.size)
     save_image(grid(images, [f"{s:+.2f}" for s in strengths]), Path(args.out))
@@ -142,7 +144,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     source = Path(args.lora)
     if not source.exists():
         raise InputError("no such adapter file", file=source, key="--lora")
-    print(export_file(source, Path(args.out), args.format))
+    result = export_file(source, Path(args.out), args.format)
+    for note in result.notes:
+        print(f"warning: {note}", file=sys.stderr)
+    print(result.path)
     return 0
 
 

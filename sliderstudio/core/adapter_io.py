@@ -23,12 +23,12 @@ ADAPTER_NAME = "pytorch_lora_weights.safetensors"
 META_PREFIX = "sliderstudio."
 
 
-def save_lora(path: Path, pipeline_class: type, denoiser_name: str, state: dict[str, torch.Tensor],
+def save_lora(path: Path, pipeline_class: type | None, denoiser_name: str, state: dict[str, torch.Tensor],
               lora_config: Any, metadata: dict[str, Any]) -> Path:
     """Save the slider adapter in diffusers naming; `metadata` values are JSON-encoded into the header."""
     config = lora_config.to_dict() if hasattr(lora_config, "to_dict") else dict(lora_config)
     config = {k: (sorted(v) if isinstance(v, set) else v) for k, v in config.items()}
-    if hasattr(pipeline_class, "save_lora_weights"):
+    if pipeline_class is not None and hasattr(pipeline_class, "save_lora_weights"):
         tensors, header = _diffusers_layout(pipeline_class, denoiser_name, state, config, path.parent)
     else:
         tensors, header = _own_layout(denoiser_name, state, config)
@@ -59,8 +59,8 @@ def _own_layout(denoiser_name: str, state: dict[str, torch.Tensor],
     return tensors, {"format": "pt", "lora_adapter_metadata": json.dumps(packed, sort_keys=True)}
 
 
-def load_into(denoiser: torch.nn.Module, denoiser_name: str, path: Path, adapter: str) -> None:
-    """Attach and fill an adapter from our file without diffusers (any family, any pipeline)."""
+def load_into(denoiser: torch.nn.Module, denoiser_name: str, path: Path, adapter: str) -> Any:
+    """Attach and fill an adapter from our file without diffusers (any family, any pipeline); returns its config."""
     from sliderstudio.core.adapters import attach_lora, load_slider_state
 
     meta = read_metadata(path)
@@ -73,8 +73,9 @@ def load_into(denoiser: torch.nn.Module, denoiser_name: str, path: Path, adapter
         raise ModelLoadError("adapter file has no targets or no tensors for this model", file=path)
     rank = int(meta.get("rank") or peft.get("r"))
     alpha = float(meta.get("alpha") or peft.get("lora_alpha") or rank)
-    attach_lora(denoiser, list(targets), rank, alpha, adapter=adapter)
+    config = attach_lora(denoiser, list(targets), rank, alpha, adapter=adapter)
     load_slider_state(denoiser, state, adapter)
+    return config
 
 
 def read_metadata(path: Path) -> dict[str, Any]:

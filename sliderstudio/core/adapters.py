@@ -131,3 +131,27 @@ def load_slider_state(model: nn.Module, state: dict[str, torch.Tensor], adapter:
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise RuntimeError(f"adapter state has {len(unexpected)} keys the model lacks, e.g. {unexpected[0]}")
+
+
+def freeze(model: nn.Module, frozen: Sequence[str] = ()) -> None:
+    """Every parameter of `model` fixed; PEFT adapters named in `frozen` stay active at their own scale.
+
+    Used when the slider is not a PEFT adapter (LyCORIS keeps its tensors outside the model).
+    """
+    for layer in lora_layers(model):
+        present = [n for n in frozen if n in layer.lora_A]
+        if present:
+            layer.set_adapter(present)
+    model.requires_grad_(False)
+
+
+def delete_adapter(model: nn.Module, name: str) -> None:
+    """Remove one PEFT adapter from every layer, so a newer checkpoint can take its place."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer) and name in getattr(module, "lora_A", {}):
+            module.delete_adapter(name)
+    config = getattr(model, "peft_config", None)
+    if isinstance(config, dict):
+        config.pop(name, None)

@@ -56,9 +56,12 @@ class FeatureCache:
         return (override or self.root) / self.key / kind
 
     def latents(self, items: list[tuple[Path, str]], encode: Callable[[list[int]], list[torch.Tensor]],
-                override: Path | None = None, batch: int = 8) -> list[torch.Tensor]:
-        """`items`: (image path, transform tag) pairs; `encode(indices)` encodes the misses."""
-        folder = self._dir("vae", override)
+                override: Path | None = None, batch: int = 8, kind: str = "vae") -> list[torch.Tensor]:
+        """`items`: (image path, transform tag) pairs; `encode(indices)` encodes the misses.
+
+        `kind` names the cache folder: "vae" for latents, "control" for ControlNet conditioning images.
+        """
+        folder = self._dir(kind, override)
         paths = [folder / f"{file_digest(p)}-{tag}.safetensors" for p, tag in items]
         out: list[torch.Tensor | None] = [None] * len(items)
         misses = []

@@ -2,7 +2,12 @@
 
 Every strength gets the same initial noise; a per-sample adapter scale lets them share one forward
 per denoising step. With a start fraction the slider is off for the first part of the denoising
-and on afterwards, which keeps the composition of all strengths the same.
+and on afterwards, which keeps the composition of all strengths the same. An adapter whose output
+is not linear in its strength (LyCORIS with DoRA-style decomposition) renders one call per strength
+instead, with the same seed, so the images still line up.
+
+Adapters are loaded by our own code for every kind (`slider_adapter.load_slider`), LoRA files made
+by other tools through diffusers' loader where the pipeline has one.
 """
 from __future__ import annotations
 
@@ -13,23 +18,41 @@ from typing import Any, Callable
 from PIL import Image, ImageDraw
 
 from sliderstudio.core import adapter_io, atomic
-from sliderstudio.core.adapters import SLIDER, PerSampleScale, lora_layers
+from sliderstudio.core.adapters import SLIDER, delete_adapter  # noqa: F401  (delete_adapter: older import path)
 from sliderstudio.core.checkpoints import list_checkpoints
+from sliderstudio.core.errors import InputError
+from sliderstudio.core.slider_adapter import PeftSlider, SliderAdapter, attached, file_kind, load_slider
 from sliderstudio.families.base import Family
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 
+StepHook = Callable[[int, int], None]
+
 
 def render_strengths(family: Family, pipe: Any, prompts: list[str], strengths: list[float], seed: int,
                      steps: int, guidance: float, size: int, start_fraction: float = 0.0,
-                     negative_prompt: str | None = None,
-                     on_step: Callable[[int, int], None] | None = None) -> list[Image.Image]:
-    """prompts[i] is rendered at strengths[i]; all from `seed`. One pipeline call."""
-    denoiser = family.denoiser(pipe)
-    if not any(SLIDER in layer.lora_A for layer in lora_layers(denoiser)):
+                     negative_prompt: str | None = None, on_step: StepHook | None = None,
+                     adapter: SliderAdapter | None = None) -> list[Image.Image]:
+    """prompts[i] is rendered at strengths[i]; all from `seed`. One pipeline call where the adapter allows."""
+    adapter = adapter or attached(family.denoiser(pipe))
+    if adapter is None:
         return family.render(pipe, prompts, seed, steps, guidance, size, negative_prompt, on_step)
+    if adapter.batched:
+        return _render_scaled(family, pipe, adapter, prompts, strengths, seed, steps, guidance, size,
+                              start_fraction, negative_prompt, on_step)
+    images: list[Image.Image] = []
+    for k, (prompt, strength) in enumerate(zip(prompts, strengths)):
+        hook = (lambda done, total, k=k: on_step(done + k * total, total * len(prompts))) if on_step else None
+        images += _render_scaled(family, pipe, adapter, [prompt], [strength], seed, steps, guidance, size,
+                                 start_fraction, negative_prompt, hook)
+    return images
+
+
+def _render_scaled(family: Family, pipe: Any, adapter: SliderAdapter, prompts: list[str], strengths: list[float],
+                   seed: int, steps: int, guidance: float, size: int, start_fraction: float,
+                   negative_prompt: str | None, on_step: StepHook | None) -> list[Image.Image]:
     start_step = min(steps, math.ceil(start_fraction * steps)) if start_fraction > 0 else 0
-    with PerSampleScale(denoiser, strengths) as scale:
+    with adapter.per_sample(strengths) as scale:
         if start_step:
             scale.values.zero_()
 
@@ -42,18 +65,6 @@ def render_strengths(family: Family, pipe: Any, prompts: list[str], strengths: l
         return family.render(pipe, prompts, seed, steps, guidance, size, negative_prompt, step_done)
 
 
-def delete_adapter(denoiser: Any, name: str) -> None:
-    """Remove one adapter from every layer (PEFT), so a newer checkpoint can take its place."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    for module in denoiser.modules():
-        if isinstance(module, BaseTunerLayer) and name in getattr(module, "lora_A", {}):
-            module.delete_adapter(name)
-    config = getattr(denoiser, "peft_config", None)
-    if isinstance(config, dict):
-        config.pop(name, None)
-
-
 def latest_adapter(output_dir: Path) -> Path | None:
     """The newest adapter of a run: the final file, or the latest checkpoint's while training."""
     candidates = [output_dir / adapter_io.ADAPTER_NAME]
@@ -63,34 +74,76 @@ def latest_adapter(output_dir: Path) -> Path | None:
 
 
 class PreviewRenderer:
-    """Holds a loaded pipeline so that repeated previews (the app's A/B view) cost only the render."""
+    """Holds a loaded pipeline so that repeated previews (the app's A/B view) cost only the render.
 
-    def __init__(self, family: str, model_path: str, lora_path: str | Path | None = None):
+    A slider trained on a ControlNet renders through diffusers' ControlNet pipeline with a
+    conditioning image (`control_image`, or `set_control_image` later); the ControlNet comes from
+    `controlnet` or from the adapter's own metadata.
+    """
+
+    def __init__(self, family: str, model_path: str, lora_path: str | Path | None = None,
+                 controlnet: str | Path | None = None, control_image: str | Path | None = None):
         self.family = get_family(family)
         self.pipe = load_pipeline(self.family, model_path)
         self.lora_path: Path | None = None
+        self.adapter: SliderAdapter | None = None
+        self.controlnet_path = Path(controlnet) if controlnet else None
+        self.control_image_path = Path(control_image) if control_image else None
+        self._control_pipe: Any = None
         if lora_path:
             self.load_lora(lora_path)
 
     def load_lora(self, path: str | Path) -> None:
-        """Load (or swap to) an adapter file through diffusers' own loader."""
+        """Load (or swap to) an adapter file: LoRA or LyCORIS, on the denoiser or on a ControlNet."""
         path = Path(path)
-        adapter_io.read_metadata(path)  # refuses pickles and unreadable files with a clear error
-        denoiser = self.family.denoiser(self.pipe)
-        if self.lora_path is not None:
-            delete_adapter(denoiser, SLIDER)
-        if hasattr(self.pipe, "load_lora_weights"):
+        meta = adapter_io.read_metadata(path)  # refuses pickles and unreadable files with a clear error
+        if self.adapter is not None:
+            self.adapter.remove()
+            self.adapter = None
+        host, host_name = self._host_for(meta)
+        if host_name != "controlnet" and file_kind(path) == "standard" and hasattr(self.pipe, "load_lora_weights"):
             self.pipe.load_lora_weights(str(path), adapter_name=SLIDER)
+            self.adapter = PeftSlider(host, host_name)
         else:
-            adapter_io.load_into(denoiser, self.family.denoiser_name, path, SLIDER)
+            self.adapter = load_slider(path, host, host_name)
         self.lora_path = path
+
+    def _host_for(self, meta: dict[str, Any]) -> tuple[Any, str]:
+        if not meta.get("controlnet") and self.controlnet_path is None:
+            self._control_pipe = None
+            return self.family.denoiser(self.pipe), self.family.denoiser_name
+        from sliderstudio.core.controlnet import control_pipeline, load_controlnet
+
+        source = self.controlnet_path or Path(meta.get("controlnet_model") or "")
+        if not (source / "config.json").exists():
+            raise InputError("this adapter was trained on a ControlNet; give its folder (--controlnet)",
+                             file=source, key="controlnet")
+        denoiser = self.family.denoiser(self.pipe)
+        controlnet = load_controlnet(source, denoiser.dtype, denoiser.device)
+        self._control_pipe = control_pipeline(self.family, self.pipe, controlnet)
+        return controlnet, "controlnet"
+
+    def set_control_image(self, path: str | Path | None) -> None:
+        """The conditioning image for ControlNet sliders (ignored for ordinary ones)."""
+        self.control_image_path = Path(path) if path else None
+
+    def _render_pipe(self, size: int) -> Any:
+        if self._control_pipe is None:
+            return self.pipe
+        if self.control_image_path is None:
+            raise InputError("this adapter was trained on a ControlNet: a control image is needed",
+                             key="--control-image")
+        from sliderstudio.core.controlnet import ControlPipe, load_control_image
+
+        return ControlPipe(self._control_pipe, load_control_image(self.control_image_path, size))
 
     def render(self, prompt: str, seed: int, strengths: list[float], steps: int = 20, guidance: float = 2.0,
                start_fraction: float = 0.0, size: int | None = None, negative_prompt: str | None = None,
-               on_step: Callable[[int, int], None] | None = None) -> list[Image.Image]:
+               on_step: StepHook | None = None) -> list[Image.Image]:
         size = size or self.family.default_size(self.pipe)
-        return render_strengths(self.family, self.pipe, [prompt] * len(strengths), list(strengths), seed, steps,
-                                guidance, size, start_fraction, negative_prompt, on_step)
+        return render_strengths(self.family, self._render_pipe(size), [prompt] * len(strengths), list(strengths),
+                                seed, steps, guidance, size, start_fraction, negative_prompt, on_step,
+                                adapter=self.adapter)
 
 
 def grid(images: list[Image.Image], labels: list[str], columns: int | None = None) -> Image.Image:

@@ -18,8 +18,8 @@ from typing import Any, Callable, ContextManager
 import torch
 import torch.nn.functional as F
 
-from sliderstudio.core.adapters import slider_scale
 from sliderstudio.core.sampler import MicroBatch
+from sliderstudio.core.slider_adapter import PeftSlider, SliderAdapter
 from sliderstudio.families.base import Conditioning, Family
 
 
@@ -31,6 +31,7 @@ class StepData:
     captions: dict[tuple[str, int], str]
     conditioning: dict[str, Conditioning]
     image_size: dict[str, int]
+    control: dict[tuple[str, int], torch.Tensor] | None = None  # ControlNet conditioning images in [0, 1]
 
 
 @dataclass
@@ -45,7 +46,12 @@ class SliderStep:
     caption_dropout: float = 0.0
     noise_offset: float = 0.0
     autocast: Callable[[], ContextManager] = nullcontext
+    adapter: SliderAdapter | None = None  # None: the PEFT `slider` adapter on the denoiser
     _last: tuple[int, torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.adapter is None:
+            self.adapter = PeftSlider(self.denoiser, "")
 
     def generator(self, index: int) -> torch.Generator:
         return torch.Generator("cpu").manual_seed((self.seed * 1_000_003 + index) % (2**63))
@@ -79,12 +85,20 @@ class SliderStep:
         cond = self.family.collate(conds, self.device, self.dtype, self.data.image_size[mb.bucket_id])
         return (noisy.to(self.device, self.dtype), timesteps.to(self.device), target.to(self.device), cond)
 
+    def control_for(self, mb: MicroBatch) -> ContextManager:
+        """ControlNet runs: the batch's conditioning images in force on the wrapped denoiser."""
+        if self.data.control is None:
+            return nullcontext()
+        images = torch.stack([self.data.control[(mb.bucket_id, i)] for i in mb.items])
+        return self.denoiser.conditioned_on(images.to(self.device, self.dtype))
+
     def loss(self, mb: MicroBatch) -> torch.Tensor:
         """The micro-batch's loss with the slider scaled by its strength (graph kept for backward)."""
         noisy, timesteps, target, cond = self.inputs(mb)
-        if mb.preserve:
-            with torch.no_grad(), slider_scale(self.denoiser, 0.0), self.autocast():
-                target = self.family.predict(self.denoiser, noisy, timesteps, cond)
-        with slider_scale(self.denoiser, mb.strength), self.autocast():
-            pred = self.family.predict(self.denoiser, noisy, timesteps, cond)
+        with self.control_for(mb):
+            if mb.preserve:
+                with torch.no_grad(), self.adapter.strength(0.0), self.autocast():
+                    target = self.family.predict(self.denoiser, noisy, timesteps, cond)
+            with self.adapter.strength(mb.strength), self.autocast():
+                pred = self.family.predict(self.denoiser, noisy, timesteps, cond)
         return F.mse_loss(pred.float(), target.float())

@@ -16,8 +16,8 @@ from typing import Callable
 import torch
 
 from sliderstudio.core import atomic, checkpoints
-from sliderstudio.core.adapters import ASSISTANT, SLIDER, load_slider_state, slider_scale, slider_state_dict
-from sliderstudio.core.adapter_io import ADAPTER_NAME, read_tensors, save_lora
+from sliderstudio.core.adapters import ASSISTANT, slider_scale
+from sliderstudio.core.adapter_io import ADAPTER_NAME
 from sliderstudio.core.errors import InputError, OutOfMemory, TrainingStopped
 from sliderstudio.core.events import (
     Checkpoint, Command, Event, Failed, Finished, Image, Log, Mailbox, Progress,
@@ -156,16 +156,17 @@ class Trainer:
             fh.write(json.dumps(row) + "\n")
 
     def _save_adapter(self, path: Path) -> Path:
-        s = self.session
-        return save_lora(path, s.family.pipeline_class, s.family.denoiser_name,
-                         slider_state_dict(s.denoiser, SLIDER), s.lora_config, s.metadata(self.step))
+        """LoRA or LyCORIS alike: the adapter handle writes its file (and companion) atomically."""
+        return self.session.adapter.save(path, self.session.metadata(self.step))
 
     def _save_final(self) -> Path:
         path = self._save_adapter(self.project.output_dir / ADAPTER_NAME)
         if self.project.config.lora_format == "comfyui":
             from sliderstudio.core.export import export_file
 
-            export_file(path, path.with_name("pytorch_lora_weights_comfyui.safetensors"), "comfyui")
+            result = export_file(path, path.with_name("pytorch_lora_weights_comfyui.safetensors"), "comfyui")
+            for note in result.notes:
+                self.log(note, "warning")
         self.log(f"adapter saved: {path}")
         return path
 
@@ -195,9 +196,7 @@ class Trainer:
             return
         s = self.session
         state = checkpoints.read_state(folder)
-        tensors = read_tensors(folder / ADAPTER_NAME)
-        prefix = f"{s.family.denoiser_name}."
-        load_slider_state(s.denoiser, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        s.adapter.load_file(folder / ADAPTER_NAME)
         s.optimizer.load_state_dict(checkpoints.load_torch(folder / "optimizer.pt"))
         s.scheduler.load_state_dict(checkpoints.load_torch(folder / "scheduler.pt"))
         self.step, self.micro_index = state.step, state.micro_index
@@ -229,14 +228,17 @@ class Trainer:
         size = cfg.validation_resolution or cfg.resolution
         was_training = s.denoiser.training
         s.denoiser.eval()
+        s.adapter.train(False)
         try:
             # The assistant adapter only helps training a distilled model; validation shows the slider alone.
-            with torch.no_grad(), slider_scale(s.denoiser, 0.0, ASSISTANT):
-                images = render_strengths(s.family, s.pipe, [p.prompt for p in prompts], strengths,
+            with torch.no_grad(), slider_scale(s.family.denoiser(s.pipe), 0.0, ASSISTANT):
+                images = render_strengths(s.family, s.render_pipe, [p.prompt for p in prompts], strengths,
                                           cfg.validation_seed, cfg.validation_num_inference_steps,
-                                          cfg.validation_guidance, size, 0.0, cfg.validation_negative_prompt)
+                                          cfg.validation_guidance, size, 0.0, cfg.validation_negative_prompt,
+                                          adapter=s.adapter)
         finally:
             s.denoiser.train(was_training)
+            s.adapter.train(was_training)
         folder = self.project.output_dir / "validation" / f"step-{self.step:06d}"
         for entry, strength, image in zip(prompts, strengths, images):
             path = folder / f"{entry.name}_s{strength:+.2f}.png"

@@ -23,8 +23,11 @@ from sliderstudio.core.caches import FeatureCache, model_key, transform_tag
 from sliderstudio.core.errors import OutputError
 from sliderstudio.core.project import Project
 from sliderstudio.core.sampler import SliderSampler, sampler_buckets
+from sliderstudio.core.slider_adapter import PeftSlider, SliderAdapter
 from sliderstudio.core.slider_step import SliderStep, StepData
-from sliderstudio.core.targets import preset_patterns, require_matches, resolve_on_module
+from sliderstudio.core.targets import (
+    TargetReport, preset_patterns, require_matches, resolve_on_module, text_path_modules,
+)
 from sliderstudio.families.base import Family
 from sliderstudio.families.loading import load_pipeline, resolve_model_path
 from sliderstudio.families.registry import get_family
@@ -36,8 +39,8 @@ Logger = Callable[[str, str], None]
 class TrainingSession:
     family: Family
     pipe: Any
-    denoiser: torch.nn.Module
-    lora_config: Any
+    denoiser: torch.nn.Module  # what the step calls: the family's denoiser, or UNet + ControlNet
+    adapter: SliderAdapter
     sampler: SliderSampler
     step: SliderStep
     optimizer: torch.optim.Optimizer
@@ -47,6 +50,11 @@ class TrainingSession:
     total_steps: int
     targets: list[str]
     info: dict[str, Any] = field(default_factory=dict)
+    render_pipe: Any = None  # what validation renders with (a ControlNet pipeline for ControlNet sliders)
+
+    @property
+    def lora_config(self) -> Any:
+        return getattr(self.adapter, "lora_config", None)
 
     def metadata(self, step: int) -> dict[str, Any]:
         return {**self.info, "step": step}
@@ -83,8 +91,10 @@ def to_pixels(image: Any) -> torch.Tensor:
 
 
 def encode_buckets(project: Project, family: Family, pipe: Any, scanned: list[ScannedBucket],
-                   cache: FeatureCache, seed: int) -> StepData:
+                   cache: FeatureCache, seed: int,
+                   control_files: dict[tuple[str, int], Path] | None = None) -> StepData:
     latents, captions, sizes = {}, {}, {}
+    control: dict[tuple[str, int], torch.Tensor] | None = {} if control_files is not None else None
     for s in scanned:
         size = bucket_resolution(project, s.bucket)
         sizes[s.bucket.id] = size
@@ -99,9 +109,27 @@ def encode_buckets(project: Project, family: Family, pipe: Any, scanned: list[Sc
         for i, (record, latent) in enumerate(zip(s.images, encoded)):
             latents[(s.bucket.id, i)] = latent
             captions[(s.bucket.id, i)] = record.caption
+        if control is not None:
+            control.update(encode_control(s, control_files, cache, size, seed, tag, override))
     prompts = sorted(set(captions.values()) | {""})
     conds = cache.conditioning(prompts, lambda ps: family.encode_prompts(pipe, ps))
-    return StepData(latents, captions, conds, sizes)
+    return StepData(latents, captions, conds, sizes, control)
+
+
+def encode_control(s: ScannedBucket, files: dict[tuple[str, int], Path], cache: FeatureCache, size: int,
+                   seed: int, tag: str, override: Path | None) -> dict[tuple[str, int], torch.Tensor]:
+    """ControlNet conditioning images, cropped like their images, cached like latents."""
+    from sliderstudio.core.buckets import ImageRecord
+    from sliderstudio.core.controlnet import to_unit_pixels
+
+    paths = [files[(s.bucket.id, i)] for i in range(len(s.images))]
+
+    def load(indices: list[int]) -> list[torch.Tensor]:
+        return [to_unit_pixels(load_image(ImageRecord(paths[i], paths[i].stem, ""), s.bucket, size, seed))
+                for i in indices]
+
+    images = cache.latents([(p, tag) for p in paths], load, override, kind="control")
+    return {(s.bucket.id, i): image for i, image in enumerate(images)}
 
 
 def attach_assistant(project: Project, family: Family, pipe: Any, log: Logger) -> list[str]:
@@ -150,6 +178,13 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     log("pairing: " + (f"paired mode ({bal.pairs} positive images with counterparts: "
                        + ", ".join(f"{p}↔{n}" for p, n in bal.pair_map.items()) + ")"
                        if bal.pairing else "unpaired sampling"), "info")
+    control_files = None
+    if cfg.controlnet:
+        from sliderstudio.core.controlnet import conditioning_files, controlnet_location, require_controlnet_support
+
+        require_controlnet_support(family, project.config_path)
+        controlnet_location(cfg, project.root)
+        control_files = conditioning_files(project, scanned)
     check_output_dir(project.output_dir)
     location = resolve_model_path(cfg.pretrained_model_name_or_path)
 
@@ -157,26 +192,18 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     dtype = weight_dtype(cfg.mixed_precision, device)
     log(f"loading {family.label} from {location} on {device}", "info")
     pipe = load_pipeline(family, cfg.pretrained_model_name_or_path, dtype, device)
-    denoiser = family.denoiser(pipe)
-
-    preset, patterns = preset_patterns(family, cfg)
-    report = require_matches(resolve_on_module(denoiser, patterns, preset),
-                             "peft_lora_target_modules" if preset == "custom" else "slider_lora_target")
-    log(f"targets ({preset}): {report.total} modules\n{report.table()}", "info")
-
-    frozen = attach_assistant(project, family, pipe, log)
-    lora_config = adapters.attach_lora(denoiser, report.module_names, cfg.lora_rank, cfg.effective_alpha,
-                                       cfg.lora_dropout, adapters.SLIDER, cfg.seed)
-    adapters.activate(denoiser, adapters.SLIDER, frozen)
-    params = adapters.adapter_parameters(denoiser, adapters.SLIDER)
+    host, host_name, denoiser, render_pipe = adapter_host(project, family, pipe, device, dtype, log)
+    adapter, report, frozen = attach_slider(project, family, pipe, host, host_name, log)
+    params = adapter.parameters()
     for p in params:
         p.data = p.data.float()
-    if cfg.gradient_checkpointing and hasattr(denoiser, "enable_gradient_checkpointing"):
-        denoiser.enable_gradient_checkpointing()
+    if cfg.gradient_checkpointing and hasattr(host, "enable_gradient_checkpointing"):
+        host.enable_gradient_checkpointing()
     denoiser.train()
+    adapter.train(True)
 
     cache = FeatureCache(project.root / "cache", model_key(family.id, location))
-    data = encode_buckets(project, family, pipe, scanned, cache, cfg.seed)
+    data = encode_buckets(project, family, pipe, scanned, cache, cfg.seed, control_files)
     log(cache.describe(), "info")
 
     sampler = SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode), cfg.seed, cfg.train_batch_size,
@@ -189,11 +216,76 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     mp = cfg.mixed_precision if device.type == "cuda" else ("bf16" if cfg.mixed_precision == "bf16" else "no")
     accelerator = Accelerator(mixed_precision=mp, cpu=device.type == "cpu")
     step = SliderStep(family, denoiser, family.noise_schedule(pipe, cfg.prediction_type), data, cfg.seed, device,
-                      dtype, cfg.caption_dropout_probability, cfg.noise_offset, accelerator.autocast)
-    info = {"base_model": cfg.pretrained_model_name_or_path, "family": family.id, "targets": report.module_names,
-            "preset": preset, "rank": cfg.lora_rank, "alpha": cfg.effective_alpha, "lora_type": cfg.lora_type,
-            "strengths": sorted({b.slider_strength for b in project.active_buckets()}),
-            "pairing": bal.pairing, "sliderstudio_version": __version__}
+                      dtype, cfg.caption_dropout_probability, cfg.noise_offset, accelerator.autocast, adapter)
+    info = session_metadata(project, family, report, bal.pairing, adapter)
     log(f"training {total} steps, {sum(p.numel() for p in params)} adapter parameters", "info")
-    return TrainingSession(family, pipe, denoiser, lora_config, sampler, step, optimizer, scheduler, accelerator,
-                           params, total, report.module_names, info)
+    if render_pipe is not None and control_files:
+        from sliderstudio.core.controlnet import ControlPipe, load_control_image
+
+        first = control_files[min(control_files)]
+        render_pipe = ControlPipe(render_pipe, load_control_image(first, cfg.validation_resolution or cfg.resolution))
+    return TrainingSession(family, pipe, denoiser, adapter, sampler, step, optimizer, scheduler, accelerator,
+                           params, total, report.module_names, info, render_pipe or pipe)
+
+
+def session_metadata(project: Project, family: Family, report: TargetReport, pairing: bool,
+                     adapter: SliderAdapter) -> dict[str, Any]:
+    """What every saved adapter records (SPEC §8): base model, family, targets, shape, strengths, version."""
+    cfg = project.config
+    info = {"base_model": cfg.pretrained_model_name_or_path, "family": family.id, "targets": report.module_names,
+            "preset": report.preset, "lora_type": cfg.lora_type,
+            "strengths": sorted({b.slider_strength for b in project.active_buckets()}),
+            "pairing": pairing, "sliderstudio_version": __version__}
+    if cfg.lora_type == "standard":
+        info.update(rank=cfg.lora_rank, alpha=cfg.effective_alpha)
+    else:
+        info.update(adapter.describe())
+    if cfg.controlnet:
+        from sliderstudio.core.controlnet import controlnet_location
+
+        info.update(controlnet=True, controlnet_model=str(controlnet_location(cfg, project.root).resolve()))
+    return info
+
+
+def adapter_host(project: Project, family: Family, pipe: Any, device: torch.device, dtype: torch.dtype,
+                 log: Logger) -> tuple[torch.nn.Module, str, torch.nn.Module, Any]:
+    """Where the slider goes: (host module, its file prefix, what the step calls, render pipeline or None)."""
+    cfg = project.config
+    denoiser = family.denoiser(pipe)
+    if not cfg.controlnet:
+        return denoiser, family.denoiser_name, denoiser, None
+    from sliderstudio.core.controlnet import ControlledUNet, control_pipeline, controlnet_location, load_controlnet
+
+    controlnet = load_controlnet(controlnet_location(cfg, project.root), dtype, device)
+    denoiser.requires_grad_(False)
+    log(f"ControlNet slider: targets go on the ControlNet from {cfg.controlnet_model_name_or_path}; "
+        "the UNet stays untouched", "info")
+    return controlnet, "controlnet", ControlledUNet(denoiser, controlnet), control_pipeline(family, pipe, controlnet)
+
+
+def attach_slider(project: Project, family: Family, pipe: Any, host: torch.nn.Module, host_name: str,
+                  log: Logger) -> tuple[SliderAdapter, TargetReport, list[str]]:
+    """Resolve targets on the host, attach the slider (LoRA or LyCORIS) and any frozen assistant."""
+    cfg = project.config
+    preset = preset_patterns(family, cfg)
+    if cfg.lora_type == "lycoris":
+        from sliderstudio.core.lycoris_adapter import attach_lycoris
+
+        # LyCORIS first: it wraps plain layers; PEFT can then wrap the wrapped ones for an assistant
+        adapter, report = attach_lycoris(host, host_name, project.lycoris, preset, cfg.seed)
+        frozen = attach_assistant(project, family, pipe, log)
+    else:
+        report = require_matches(resolve_on_module(host, preset[1], preset[0]),
+                                 "peft_lora_target_modules" if preset[0] == "custom" else "slider_lora_target")
+        frozen = attach_assistant(project, family, pipe, log)
+        config = adapters.attach_lora(host, report.module_names, cfg.lora_rank, cfg.effective_alpha,
+                                      cfg.lora_dropout, adapters.SLIDER, cfg.seed)
+        pipeline_class = None if host_name == "controlnet" else family.pipeline_class
+        adapter = PeftSlider(host, host_name, config, pipeline_class)
+    log(f"targets ({report.preset}, {cfg.lora_type}): {report.total} modules\n{report.table()}", "info")
+    on_text = text_path_modules(report.module_names)
+    if on_text:
+        log(f"{len(on_text)} target(s) are on the text path (e.g. {on_text[0]}); a slider usually should "
+            "change only the visual path", "warning")
+    adapter.activate(frozen)
+    return adapter, report, frozen
