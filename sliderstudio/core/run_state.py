@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sliderstudio.core.checkpoints import latest_checkpoint, read_state
+from sliderstudio.core.checkpoints import PREFIX, latest_checkpoint
 
 HEARTBEAT = "run.json"
 STALE_AFTER_S = 60.0
@@ -57,7 +57,7 @@ def read_heartbeat(output_dir: Path) -> dict | None:
 def run_status(output_dir: Path, now: float | None = None) -> RunStatus:
     beat = read_heartbeat(output_dir)
     ckpt = latest_checkpoint(output_dir)
-    resumable = read_state(ckpt).step if ckpt else None
+    resumable = int(ckpt.name[len(PREFIX):]) if ckpt else None
     if beat is None:
         return RunStatus("stopped", resumable or 0, 0, resumable) if ckpt else RunStatus("none")
     step, total = int(beat.get("step", 0)), int(beat.get("total", 0))

@@ -237,8 +237,20 @@ class MainWindow(QMainWindow):
             {name: bytes(s.saveState().toHex()).decode() for name, s in self._splitters().items()})
         self.settings.save()
 
+    def _confirm_stop_training(self) -> bool:
+        """Closing during training asks first; yes stops after the current step and keeps a checkpoint."""
+        if not self.training_vm.running:
+            return True
+        p = self.training_vm.last_progress
+        where = f" (step {p.step} of {p.total})" if p else ""
+        answer = QMessageBox.question(
+            self, APP_TITLE, f"Training is running{where}. Stop it and close?\n\nThe run stops after the "
+            "current step and keeps its last checkpoint; Resume continues from there.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self._maybe_save():
+        if not self._confirm_stop_training() or not self._maybe_save():
             event.ignore()
             return
         self.shutdown()

@@ -57,6 +57,7 @@ class TrainingPane(QWidget):
         vm.runFailed.connect(lambda message, _details: self.show_error(message))
         vm.runFinished.connect(self.show_finished)
         vm.resumeAvailableChanged.connect(lambda _a: self.show_state(vm.state))
+        vm.runStatusChanged.connect(self.show_run_status)
         project_vm.projectLoaded.connect(self.load_fields)
         project_vm.configChanged.connect(lambda _k: self.load_fields())
         self.show_state(vm.state)
@@ -148,6 +149,11 @@ class TrainingPane(QWidget):
             self.status.setText("Preparing: loading the model, scanning buckets, filling caches…")
         elif state != IDLE:
             self.status.setText("Stopping after the current step…")
+
+    def show_run_status(self, label: str) -> None:
+        """A run found on disk (this window's earlier run, or another process's)."""
+        if not self.vm.running and self.vm.last_progress is None and self.error.isHidden():
+            self.status.setText(f"Last run: {label}")
 
     def _progress_arrived(self, _p: Progress) -> None:
         self._progress_dirty = True

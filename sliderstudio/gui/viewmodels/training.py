@@ -8,24 +8,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal
 
 from sliderstudio.core.events import Checkpoint, Failed, Finished, Image, Log, Progress
 from sliderstudio.core.errors import InputError
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
-from sliderstudio.gui.workers.engine import ensure_engine
+from sliderstudio.core.run_state import RunStatus
 from sliderstudio.gui.workers.tasks import TaskRunner
 from sliderstudio.gui.workers.training import TrainingWorker
 
 IDLE, RUNNING, STOPPING = "idle", "running", "stopping"
 
 
-def has_checkpoint(output_dir: Path) -> bool:
-    """Off the UI thread: core.checkpoints imports torch."""
-    ensure_engine()
-    from sliderstudio.core.checkpoints import latest_checkpoint
+def read_run_status(output_dir: Path) -> "RunStatus":
+    """What the output folder says about a run this window did not start (heartbeat + pid, never a flag)."""
+    from sliderstudio.core.run_state import run_status
 
-    return latest_checkpoint(output_dir) is not None
+    return run_status(output_dir)
 
 
 def format_eta(seconds: float) -> str:
@@ -46,6 +45,9 @@ class TrainingViewModel(QObject):
     runFinished = Signal(str, bool)           # adapter path, stopped early
     runFailed = Signal(str, str)              # readable message, details
     resumeAvailableChanged = Signal(bool)
+    runStatusChanged = Signal(str)            # "stopped at step N — Resume from step N", …
+
+    STATUS_POLL_MS = 3000
 
     def __init__(self, project_vm: ProjectViewModel, tasks: TaskRunner, parent: QObject | None = None):
         super().__init__(parent)
@@ -57,6 +59,8 @@ class TrainingViewModel(QObject):
         self.last_adapter: str | None = None
         self.last_error: str | None = None
         self.resume_available = False
+        self.run_status = RunStatus("none")
+        self._status_timer = QTimer(self, interval=self.STATUS_POLL_MS, timeout=self._check_resume)
         self._thread: QThread | None = None
         self._worker: TrainingWorker | None = None
         project_vm.projectLoaded.connect(self._project_loaded)
@@ -65,6 +69,10 @@ class TrainingViewModel(QObject):
     def start(self, resume: bool = False) -> bool:
         """Start a run on a worker thread; returns False (with a message) when it cannot start."""
         if self.state != IDLE:
+            return False
+        if self.run_status.state == "running":
+            self._fail("this project is being trained by another process right now "
+                       f"({self.run_status.label}); wait for it to finish or stop it first", "")
             return False
         try:
             if self._pvm.dirty:
@@ -178,11 +186,19 @@ class TrainingViewModel(QObject):
         self._check_resume()
 
     def _check_resume(self) -> None:
-        if not self._pvm.is_open:
+        """Re-read the run's state while idle: a run in another process may start, die or finish."""
+        if not self._pvm.is_open or self.running:
             return
+        self._status_timer.start()
         output = self._pvm.project.output_dir
-        self._tasks.submit(lambda: has_checkpoint(output), self._resume_checked)
+        self._tasks.submit(lambda: read_run_status(output), self._status_checked)
 
-    def _resume_checked(self, available: bool) -> None:
-        self.resume_available = bool(available)
-        self.resumeAvailableChanged.emit(self.resume_available)
+    def _status_checked(self, status: RunStatus) -> None:
+        if self.running:
+            return
+        self.run_status = status
+        available = status.state == "stopped" and status.resumable_step is not None
+        if available != self.resume_available:
+            self.resume_available = available
+            self.resumeAvailableChanged.emit(available)
+        self.runStatusChanged.emit(status.label)
