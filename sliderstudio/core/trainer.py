@@ -41,6 +41,7 @@ class Trainer:
         self.step = 0
         self.micro_index = 0
         self._last_heartbeat = 0.0
+        self._end_state = "ended"  # "finished" only once the final adapter is written
 
     # --- public --------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -62,7 +63,7 @@ class Trainer:
             self.sink(Failed(f"{type(exc).__name__}: {exc}", self.step, 1, traceback.format_exc()))
             raise
         finally:
-            self._write_heartbeat(state="ended", force=True)
+            self._write_heartbeat(state=self._end_state, force=True)
 
     def log(self, message: str, level: str = "info") -> None:
         self.sink(Log(message, level))
@@ -95,6 +96,7 @@ class Trainer:
         adapter = self._save_final()
         if cfg.validation_steps and self.step % cfg.validation_steps != 0:
             self._validate()
+        self._end_state = "finished"
         self.sink(Finished(self.step, str(adapter)))
         return adapter
 
