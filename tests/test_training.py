@@ -148,3 +148,18 @@ def test_other_unet_families_train_and_validate(tmp_path, tiny_models, family_id
     names = sorted(p.name for p in (root / "output" / "validation" / "step-000003").iterdir())
     assert names == ["neg_s-1.00.png", "sq_s+1.00.png"]
     assert load_file(str(path)).keys()
+
+
+def test_a_distilled_flavour_without_its_assistant_is_warned_about(tmp_path, tiny_models):
+    from sliderstudio.core.training_setup import attach_assistant
+    from sliderstudio.families.registry import get_family
+
+    logs = []
+    for flavour, disable in (("turbo", False), ("base", False), ("turbo", True)):
+        root = make_project(tmp_path / f"{flavour}{disable}", "/unused", family="z_image",
+                            config={"model_flavour": flavour, "disable_assistant_lora": disable})
+        logs.append([])
+        assert attach_assistant(load_project(root), get_family("z_image"), None,
+                                lambda m, level, out=logs[-1]: out.append((level, m))) == []
+    assert logs[0] and logs[0][0][0] == "warning" and "assistant_lora_path" in logs[0][0][1]
+    assert logs[1] == [] and logs[2] == []  # the base flavour needs none; disabling it on purpose is quiet

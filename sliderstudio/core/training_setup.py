@@ -136,6 +136,9 @@ def attach_assistant(project: Project, family: Family, pipe: Any, log: Logger) -
     """Load an assistant adapter frozen at its own fixed strength (never scaled, never saved)."""
     cfg = project.config
     if not cfg.assistant_lora_path or cfg.disable_assistant_lora:
+        hint = family.assistant_hint(cfg.model_flavour)
+        if hint and not cfg.disable_assistant_lora:
+            log(hint, "warning")
         return []
     path = project.resolve(cfg.assistant_lora_path)
     from sliderstudio.core.adapter_io import read_metadata
