@@ -218,7 +218,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
 
     mp = cfg.mixed_precision if device.type == "cuda" else ("bf16" if cfg.mixed_precision == "bf16" else "no")
     accelerator = Accelerator(mixed_precision=mp, cpu=device.type == "cpu")
-    step = SliderStep(family, denoiser, family.noise_schedule(pipe, cfg.prediction_type), data, cfg.seed, device,
+    step = SliderStep(family, denoiser, family.noise_schedule(pipe, cfg.prediction_type, cfg.resolution), data, cfg.seed, device,
                       dtype, cfg.caption_dropout_probability, cfg.noise_offset, accelerator.autocast, adapter)
     info = session_metadata(project, family, report, bal.pairing, adapter)
     log(f"training {total} steps, {sum(p.numel() for p in params)} adapter parameters", "info")

@@ -82,7 +82,7 @@ class Family(ABC):
         """Pixels in [-1, 1], shape (B, 3, H, W) → scaled latents."""
 
     @abstractmethod
-    def noise_schedule(self, pipe: Any, prediction: str | None = None) -> Any:
+    def noise_schedule(self, pipe: Any, prediction: str | None = None, image_size: int | None = None) -> Any:
         """The training-time noise schedule (an object the next two methods understand)."""
 
     @abstractmethod

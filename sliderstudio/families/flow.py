@@ -7,6 +7,7 @@ convention or target sign override `model_timestep` or `noisy_and_target`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +24,40 @@ class FlowSchedule:
     logit_std: float = 1.0
 
 
+def dynamic_shift(config: Any, seq_len: int) -> float:
+    """The static-equivalent shift of diffusers' resolution-dependent shifting.
+
+    μ grows linearly with the image's token count between (base_image_seq_len, base_shift) and
+    (max_image_seq_len, max_shift); the exponential time shift e^μ/(e^μ + 1/σ − 1) is the static
+    formula with s = e^μ (the linear one, with s = μ).
+    """
+    base_len, max_len = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+    base, top = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
+    slope = (top - base) / (max_len - base_len)
+    mu = base + slope * (seq_len - base_len)
+    return math.exp(mu) if config.get("time_shift_type", "exponential") == "exponential" else mu
+
+
 @dataclass
 class FlowFamily(Family):
     prediction: str = "flow_matching"
 
-    def noise_schedule(self, pipe: Any, prediction: str | None = None) -> FlowSchedule:
+    def noise_schedule(self, pipe: Any, prediction: str | None = None, image_size: int | None = None) -> FlowSchedule:
+        """The inference scheduler's shift: static (`shift`, Wan's `flow_shift`) or, for schedulers with
+        resolution-dependent shifting (Flux, Qwen-Image, LTX…), the shift sampling would use at `image_size`."""
         config = getattr(pipe.scheduler, "config", {})
         shift = float(config.get("shift", 1.0) or 1.0)
+        if shift == 1.0 and config.get("flow_shift"):
+            shift = float(config["flow_shift"])
+        if config.get("use_dynamic_shifting") and image_size:
+            shift = dynamic_shift(config, self.image_seq_len(pipe, image_size))
         return FlowSchedule(shift=shift, num_train_timesteps=int(config.get("num_train_timesteps", 1000)))
+
+    def image_seq_len(self, pipe: Any, image_size: int) -> int:
+        """Image tokens the transformer sees for a square image: (latent side / patch size)²."""
+        factor = getattr(pipe, "vae_spatial_compression_ratio", None) or getattr(pipe, "vae_scale_factor", 8)
+        side = image_size // (int(factor) * int(self.extra.get("patch_size", 2)))
+        return max(1, side) ** 2
 
     def sample_timesteps(self, schedule: FlowSchedule, batch: int, generator: torch.Generator) -> torch.Tensor:
         """σ in (0, 1), returned ×num_train_timesteps as diffusers' flow schedulers count timesteps."""

@@ -94,5 +94,5 @@ LTXVIDEO = LTXVideoFamily(id="ltxvideo", label="LTX-Video (video, trained on sti
                           pipeline_class_name="LTXPipeline",
                           transformer_class_name="LTXVideoTransformer3DModel",
                           aliases=("ltx", "ltx-video", "ltx_video", "ltxv"), flavours=("0.9.0", "0.9.1", "0.9.5"),
-                          text_length=128, extra={"tiny_size": TINY_SIZE})
+                          text_length=128, extra={"tiny_size": TINY_SIZE, "patch_size": 1})
 FAMILIES = (LTXVIDEO,)

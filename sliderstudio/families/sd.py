@@ -54,7 +54,7 @@ class UNetFamily(Family):
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         return ((latents - shift) * vae.config.scaling_factor).float().cpu()
 
-    def noise_schedule(self, pipe: Any, prediction: str | None = None) -> Any:
+    def noise_schedule(self, pipe: Any, prediction: str | None = None, image_size: int | None = None) -> Any:
         from diffusers import DDPMScheduler
 
         schedule = DDPMScheduler.from_config(pipe.scheduler.config)

@@ -135,7 +135,7 @@ class StableCascadeFamily(Family):
             latents = encoder(pixels.to(encoder.device, encoder.dtype))
         return latents.float().cpu()
 
-    def noise_schedule(self, pipe: Any, prediction: str | None = None) -> Any:
+    def noise_schedule(self, pipe: Any, prediction: str | None = None, image_size: int | None = None) -> Any:
         from diffusers import DDPMWuerstchenScheduler
 
         return DDPMWuerstchenScheduler.from_config(pipe.prior_scheduler.config)

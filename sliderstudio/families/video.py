@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 
 from sliderstudio.families.base import seeded_generators, step_callback
-from sliderstudio.families.flow import FlowFamily, FlowSchedule
+from sliderstudio.families.flow import FlowFamily
 from sliderstudio.families.tiny import WORDS
 
 
@@ -34,14 +34,6 @@ class VideoFlowFamily(FlowFamily):
         config = cls.load_config(str(model_dir), subfolder="transformer")
         with torch.device("meta"):
             return cls.from_config(config)
-
-    def noise_schedule(self, pipe: Any, prediction: str | None = None) -> FlowSchedule:
-        """Static shift from the scheduler: `shift` (flow-match Euler) or `flow_shift` (Wan's UniPC)."""
-        config = getattr(pipe.scheduler, "config", {})
-        shift = float(config.get("shift", 1.0) or 1.0)
-        if shift == 1.0 and config.get("flow_shift"):
-            shift = float(config["flow_shift"])
-        return FlowSchedule(shift=shift, num_train_timesteps=int(config.get("num_train_timesteps", 1000)))
 
     def encode_images(self, pipe: Any, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] → normalised latents (B, C, 1, h, w)."""
