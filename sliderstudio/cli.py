@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     targets.add_argument("--family", default="sd1x")
     targets.add_argument("--preset", default="slider",
                          help="reference | slider | default, or a comma-separated list of names")
+    targets.add_argument("--lycoris", help="a LyCORIS preset JSON: the modules its apply_preset selects")
 
     preview = sub.add_parser("preview", help="render a strength sweep into one grid image")
     preview.add_argument("--model", required=True)

@@ -103,7 +103,13 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
     preset = args.preset if args.preset in ("reference", "slider", "default") else \
         [p.strip() for p in args.preset.split(",") if p.strip()]
-    report = resolve_targets(args.family, args.model, preset, strict=False)
+    if args.lycoris:
+        from sliderstudio.core.lycoris_adapter import lycoris_target_report
+        from sliderstudio.core.lycoris_config import read_lycoris_config
+
+        report = lycoris_target_report(args.family, args.model, read_lycoris_config(Path(args.lycoris)).raw)
+    else:
+        report = resolve_targets(args.family, args.model, preset, strict=False)
     print(report.table())
     if report.total == 0:
         from sliderstudio.core.targets import require_matches

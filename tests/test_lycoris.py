@@ -261,3 +261,42 @@ def test_stop_and_resume_matches_an_uninterrupted_lycoris_run(tmp_path, tiny_mod
     assert [r["loss"] for r in rows[0]] == pytest.approx([r["loss"] for r in rows[1]], rel=1e-4, abs=1e-6)
     ta, tb = load_file(str(full / "output" / ADAPTER)), load_file(str(part / "output" / ADAPTER))
     assert ta.keys() == tb.keys() and all(torch.allclose(ta[k], tb[k], atol=1e-6) for k in ta)
+
+
+# --- other families and the target table ----------------------------------------------------------------
+@pytest.mark.parametrize("family_id", ["sd3", "z_image"])
+def test_the_generic_transformer_preset_trains_flow_families(tmp_path, family_id):
+    from sliderstudio.families.selfcheck import write_tiny_project
+
+    family = get_family(family_id)
+    model = family.build_tiny(tmp_path / "model")
+    root = write_tiny_project(tmp_path / "p", model, family)
+    cfg = json.loads((root / "config.json").read_text())
+    cfg.update(lora_type="lycoris", lycoris_config="lycoris.json", max_train_steps=2)
+    (root / "config.json").write_text(json.dumps(cfg))
+    (root / "lycoris.json").write_text(json.dumps(lycoris_preset(family_id, "lokr")))
+    path = Trainer(load_project(root), device="cpu").run()
+    targets = adapter_io.read_metadata(path)["targets"]
+    assert sorted(targets) == sorted(resolve_mixed(family.denoiser(load_pipeline(family, str(model))),
+                                                   family.presets["slider"]).module_names)
+    size = int(family.extra.get("tiny_size", 64))
+    renderer = PreviewRenderer(family_id, str(model), path)
+    images = [np.asarray(im, dtype=np.int16) for im in renderer.render(PROMPT, 0, [0.0, 1.0], steps=2, guidance=1.0,
+                                                                       size=size)]
+    base = PreviewRenderer(family_id, str(model)).render(PROMPT, 0, [0.0, 0.0], steps=2, guidance=1.0, size=size)
+    assert np.array_equal(images[0], np.asarray(base[0], dtype=np.int16))
+    assert not np.array_equal(images[1], images[0])
+
+
+def test_targets_cli_shows_what_a_lycoris_preset_selects(tmp_path, tiny_models, capsys):
+    preset = tmp_path / "l.json"
+    preset.write_text(json.dumps({**EXAMPLE, "apply_preset": {"target_module": ["attn1.to_q", "Attention"],
+                                                              "exclude_name": [".*attn2.*"]}}))
+    assert main(["targets", "--model", str(tiny_models["sd1x"]), "--lycoris", str(preset)]) == 0
+    rows = {line.rsplit("  ", 2)[0].strip(): line.split()[-2] if "class" in line else line.split()[1]
+            for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["attn1.to_q"] == "4" and rows["Attention (class)"] == "32"
+    assert rows["total"] == "16"  # attn2 (cross-attention) excluded: attn1 q/k/v/out in 4 blocks
+    preset.write_text(json.dumps({"algo": "lokr", "linear_dim": -2}))
+    assert main(["targets", "--model", str(tiny_models["sd1x"]), "--lycoris", str(preset)]) == 2
+    assert "key 'linear_dim'" in capsys.readouterr().err
