@@ -300,3 +300,23 @@ def test_targets_cli_shows_what_a_lycoris_preset_selects(tmp_path, tiny_models, 
     preset.write_text(json.dumps({"algo": "lokr", "linear_dim": -2}))
     assert main(["targets", "--model", str(tiny_models["sd1x"]), "--lycoris", str(preset)]) == 2
     assert "key 'linear_dim'" in capsys.readouterr().err
+
+
+def test_a_foreign_dora_file_renders_one_strength_at_a_time(tmp_path, tiny_models):
+    from sliderstudio.core.lycoris_config import LycorisSpec
+
+    assert validate_lycoris_config({"algo": "locon", "dora_wd": True})[0].key == "dora_wd"  # refused for training
+    family = get_family("sd1x")
+    pipe = load_pipeline(family, str(tiny_models["sd1x"]))
+    spec = LycorisSpec("locon", linear_dim=2, linear_alpha=2, options={"dora_wd": True}, target_module=["attn1.to_q"])
+    slider, _ = attach_lycoris(pipe.unet, "unet", spec, ("slider", []))
+    for p in slider.parameters():
+        p.data.add_(torch.randn_like(p) * 0.02)
+    path = slider.save(tmp_path / "dora.safetensors", {"family": "sd1x"})
+    (tmp_path / CONFIG_NAME).unlink()
+    renderer = PreviewRenderer("sd1x", str(tiny_models["sd1x"]), path)
+    assert not renderer.adapter.batched
+    together = renderer.render(PROMPT, 0, [1.0, -1.0], steps=2, guidance=1.0)
+    apart = [renderer.render(PROMPT, 0, [s], steps=2, guidance=1.0)[0] for s in (1.0, -1.0)]
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(together, apart))
+    assert not np.array_equal(np.asarray(together[0]), np.asarray(together[1]))

@@ -10,7 +10,9 @@ previous multiplier is put back exactly. A LyCORIS module's output at multiplier
 output bit for bit (its weight delta is multiplied by zero), which is what makes strength 0 the
 base model. For a batched preview each wrapped layer computes its output at multiplier 0 and 1 and
 mixes them per sample (`base + s·(full − base)`), exact at s = 0 and linear in s like the adapter
-itself; DoRA-style presets are not linear in s and render one strength at a time instead.
+itself. DoRA-style weight decomposition is refused in presets (LyCORIS rescales the weight even at
+multiplier 0, so strength 0 would not be the base); a foreign file that uses it still loads and
+renders one strength at a time, since it is not linear in s.
 """
 from __future__ import annotations
 
@@ -166,6 +168,7 @@ class LycorisSlider(SliderAdapter):
         return path
 
     def load_file(self, path: Path) -> None:
+        """Fill a freshly attached network (resume, reload); `full` adds the saved difference to its weights."""
         tensors = read_tensors(path)
         result = self.network.load_state_dict(tensors, strict=False)
         if result.missing_keys or result.unexpected_keys:
@@ -192,7 +195,11 @@ class LycorisSlider(SliderAdapter):
 
 
 class LycorisPerSample(PerSample):
-    """Per-sample strengths: each wrapped layer returns base + s·(adapted − base), s per sample."""
+    """Per-sample strengths: each wrapped layer returns base + s·(adapted − base), s per sample.
+
+    For an adapter that is not linear in s (DoRA-style), only one strength is allowed and it is set
+    as the multiplier itself; `values` is read at every forward, so start-fraction switching works.
+    """
 
     def __init__(self, slider: LycorisSlider, strengths: Sequence[float]):
         self.slider = slider
@@ -201,6 +208,14 @@ class LycorisPerSample(PerSample):
 
     def _mix(self, lora: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         saved = lora.multiplier
+        if not self.slider.batched:  # not linear in s: one strength per render, set as the real multiplier
+            if self.values.numel() != 1:
+                raise RuntimeError("this LyCORIS adapter renders one strength at a time")
+            try:
+                lora.multiplier = float(self.values[0])
+                return lora.forward(x, *args, **kwargs)
+            finally:
+                lora.multiplier = saved
         try:
             lora.multiplier = 0.0
             base = lora.forward(x, *args, **kwargs)

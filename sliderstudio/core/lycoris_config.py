@@ -145,6 +145,10 @@ def validate_lycoris_config(data: Any) -> list[LycorisProblem]:
         elif key in BOOL_KEYS:
             if not isinstance(value, bool):
                 problems.append(LycorisProblem(key, f"expected true or false (got {value!r})", value))
+            elif key == "dora_wd" and value:
+                problems.append(LycorisProblem(key, "weight decomposition (DoRA) is not supported for sliders: "
+                                               "LyCORIS rescales the adapted weight even at multiplier 0, so "
+                                               "strength 0 would not be the base model", value))
         else:
             problems.append(LycorisProblem(key, "unknown key" + _did_you_mean(key, TOP_KEYS), value))
     if "apply_preset" in data:

@@ -3,8 +3,8 @@
 Every strength gets the same initial noise; a per-sample adapter scale lets them share one forward
 per denoising step. With a start fraction the slider is off for the first part of the denoising
 and on afterwards, which keeps the composition of all strengths the same. An adapter whose output
-is not linear in its strength (LyCORIS with DoRA-style decomposition) renders one call per strength
-instead, with the same seed, so the images still line up.
+is not linear in its strength (a foreign LyCORIS file with DoRA-style decomposition) renders one
+call per strength instead, with the same seed, so the images still line up.
 
 Adapters are loaded by our own code for every kind (`slider_adapter.load_slider`), LoRA files made
 by other tools through diffusers' loader where the pipeline has one.
