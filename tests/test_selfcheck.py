@@ -14,6 +14,13 @@ def test_family_selfcheck(family_id, tmp_path):
     assert result.targets > 0 and result.train and result.reload and result.preview and result.ok
 
 
+@pytest.mark.parametrize("family_id", sorted(FAMILIES))
+def test_family_selfcheck_with_a_lycoris_slider(family_id, tmp_path):
+    result = check_family(FAMILIES[family_id], tmp_path, lycoris="lokr")
+    assert result.error is None, result.error
+    assert result.train and result.reload and result.preview and result.ok
+
+
 def test_selfcheck_json_shape(capsys):
     from sliderstudio.cli import main
 

@@ -42,8 +42,11 @@ class CheckResult:
     error: str | None = None
 
 
-def write_tiny_project(root: Path, model: Path, family: Family) -> Path:
-    """Two paired images per signed bucket and one neutral image, at the tiny model's size."""
+def write_tiny_project(root: Path, model: Path, family: Family, lycoris: str | None = None) -> Path:
+    """Two paired images per signed bucket and one neutral image, at the tiny model's size.
+
+    `lycoris` names an algorithm: the run then uses the family's shipped LyCORIS preset for it.
+    """
     size = int(family.extra.get("tiny_size", 64))
     for bucket, side, colour in (("pos", 0.8, (220, 40, 40)), ("neg", 0.3, (220, 40, 40)), ("neu", 0.5, (40, 40, 220))):
         folder = root / "data" / bucket
@@ -57,6 +60,11 @@ def write_tiny_project(root: Path, model: Path, family: Family) -> Path:
     config = {"model_family": family.id, "pretrained_model_name_or_path": str(model), "output_dir": "output",
               "lora_rank": 2, "lora_alpha": 2, "learning_rate": 5e-2, "max_train_steps": 3, "resolution": size,
               "seed": 0, "max_grad_norm": 0}
+    if lycoris:
+        from sliderstudio.core.lycoris_config import lycoris_preset
+
+        (root / "lycoris.json").write_text(json.dumps(lycoris_preset(family.id, lycoris)))
+        config.update(lora_type="lycoris", lycoris_config="lycoris.json")
     (root / "config.json").write_text(json.dumps(config))
     buckets = [{"id": "pos", "instance_data_dir": "data/pos", "slider_strength": 1.0},
                {"id": "neg", "instance_data_dir": "data/neg", "slider_strength": -1.0},
@@ -67,7 +75,7 @@ def write_tiny_project(root: Path, model: Path, family: Family) -> Path:
 
 def _base_state(denoiser: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n.replace(".base_layer", ""): p.detach().clone() for n, p in denoiser.named_parameters()
-            if ".lora_" not in n}
+            if ".lora_" not in n and "lycoris" not in n}
 
 
 def check_training(root: Path, model: Path, family: Family) -> Path:
@@ -79,8 +87,8 @@ def check_training(root: Path, model: Path, family: Family) -> Path:
         raise AssertionError(f"losses not finite: {losses}")
     denoiser = trainer.session.denoiser
     moved = [l for l in lora_layers(denoiser) if SLIDER in l.lora_B and l.lora_B[SLIDER].weight.abs().sum() > 0]
-    if not moved:
-        raise AssertionError("adapter weights did not change")
+    if not moved and trainer.project.config.lora_type == "standard":
+        raise AssertionError("adapter weights did not change")  # LyCORIS: the ±1 preview check shows it
     from sliderstudio.families.loading import load_pipeline
 
     fresh = _base_state(family.denoiser(load_pipeline(family, str(model))))
@@ -93,7 +101,7 @@ def check_training(root: Path, model: Path, family: Family) -> Path:
 
 def check_preview(family: Family, model: Path, adapter: Path) -> tuple[bool, bool]:
     renderer = PreviewRenderer(family.id, str(model), adapter)
-    reloaded = any(SLIDER in l.lora_A for l in lora_layers(family.denoiser(renderer.pipe)))
+    reloaded = renderer.adapter is not None and bool(renderer.adapter.parameters())
     size = int(family.extra.get("tiny_size", 64))
     images = [np.asarray(im, dtype=np.int16) for im in renderer.render("a photo of a red square", 0, [0.0, 1.0, -1.0],
                                                                        steps=2, guidance=1.0, size=size)]
@@ -156,7 +164,8 @@ def per_sample_scale_error(family: Family, pipe: Any, strengths: Sequence[float]
     return (batched - torch.cat(separate)).abs().max().item(), (on - off).abs().max().item()
 
 
-def check_family(family: Family, workdir: Path) -> CheckResult:
+def check_family(family: Family, workdir: Path, lycoris: str | None = None) -> CheckResult:
+    """The whole check for one family; with `lycoris` ('lokr', …) the slider is a LyCORIS network."""
     result = CheckResult(family.id)
     start = time.perf_counter()
     try:
@@ -166,7 +175,7 @@ def check_family(family: Family, workdir: Path) -> CheckResult:
         if on_text:
             raise AssertionError(f"slider preset reaches the text path: {on_text[:3]}")
         result.targets = report.total
-        adapter = check_training(write_tiny_project(workdir / "project", model, family), model, family)
+        adapter = check_training(write_tiny_project(workdir / "project", model, family, lycoris), model, family)
         result.train = True
         result.reload, result.preview = check_preview(family, model, adapter)
         result.ok = result.reload and result.preview
@@ -179,12 +188,12 @@ def check_family(family: Family, workdir: Path) -> CheckResult:
     return result
 
 
-def run_checks(family: str = "all") -> list[CheckResult]:
+def run_checks(family: str = "all", lycoris: str | None = None) -> list[CheckResult]:
     families = list(FAMILIES.values()) if family == "all" else [get_family(family)]
     results = []
     for fam in families:
         with tempfile.TemporaryDirectory(prefix=f"selfcheck-{fam.id}-") as tmp:
-            results.append(check_family(fam, Path(tmp)))
+            results.append(check_family(fam, Path(tmp), lycoris))
     return results
 
 
