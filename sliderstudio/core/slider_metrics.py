@@ -27,12 +27,14 @@ from sliderstudio.toy.world import BACKGROUND_COLOURS, SHAPE_COLOURS
 ATTRIBUTES: tuple[str, ...] = ("area", "brightness", "hue")
 #: Minimum RGB distance from the background for a pixel to count as shape (noise floor).
 MIN_CONTRAST = 24.0
-#: Kind prototypes in (fill ratio of the bounding box, bottom-heavy asymmetry) space.
-KIND_PROTOTYPES: dict[str, tuple[float, float]] = {
-    "circle": (0.785, 0.0),
-    "square": (1.0, 0.0),
-    "triangle": (0.5, 0.5),
-}
+#: Kind thresholds. Ideal shapes: circle (fill 0.785, asymmetry 0), square (1, 0), upright
+#: triangle (0.5, 0.5). Circles and squares are symmetric however blurred, so a clearly
+#: bottom-heavy mask is a triangle; otherwise a full bounding box is a square. The values sit
+#: between the classes both on exact renders and on renders passed through the toy VAE, whose
+#: blur rounds square corners (fill ~0.85) and fattens small triangles (measured: 99.7 % / 89 %
+#: correct, against 99.7 % / 84 % for nearest-prototype matching).
+TRIANGLE_MIN_ASYMMETRY = 0.2
+SQUARE_MIN_FILL = 0.87
 
 
 @dataclass(frozen=True)
@@ -117,11 +119,14 @@ def kind_features(mask: np.ndarray) -> tuple[float, float]:
 
 
 def classify_kind(mask: np.ndarray) -> str:
-    """Nearest kind prototype in (fill, asymmetry) space; 'none' for an empty mask."""
+    """'triangle' if bottom-heavy, else 'square' if it fills its box, else 'circle';
+    'none' for an empty mask."""
     if not mask.any():
         return "none"
-    f, a = kind_features(mask)
-    return min(KIND_PROTOTYPES, key=lambda k: (f - KIND_PROTOTYPES[k][0]) ** 2 + (a - KIND_PROTOTYPES[k][1]) ** 2)
+    fill, asym = kind_features(mask)
+    if asym > TRIANGLE_MIN_ASYMMETRY:
+        return "triangle"
+    return "square" if fill > SQUARE_MIN_FILL else "circle"
 
 
 def luma(rgb: Sequence[float]) -> float:

@@ -6,7 +6,8 @@ Renders captions of held-out specs (drawn from a seed range the training script 
 and reads the result back with `sliderstudio.core.slider_metrics`: the fraction of samples
 with the right shape colour, the right background colour and the right shape kind. The same
 classifiers are first run on the ground-truth renders of those specs, which shows how much of
-any error belongs to the classifier rather than the model (it should be ~100 %).
+any error belongs to the classifier rather than the model (it should be ~100 %), and on those
+renders passed through the model's VAE (the ceiling the latent space allows).
 """
 
 from __future__ import annotations
@@ -80,19 +81,36 @@ def generate(pipe, prompts: list[str], seeds: list[int], steps: int = DEFAULT_ST
     return images
 
 
+def vae_roundtrip(pipe, images: list) -> list:
+    """Ground-truth renders encoded and decoded by the model's VAE: what the latent space can
+    show at best, so the model's accuracy can be read against this ceiling."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    x = torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        rec = pipe.vae.decode(pipe.vae.encode(x).latent_dist.mean).sample
+    arr = ((rec.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return [Image.fromarray(a) for a in arr]
+
+
 def evaluate(model: Path, n: int = 100, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
              save_grid: Path | None = None) -> dict:
     """Accuracy of the model on `n` held-out captions, plus the classifier's own accuracy."""
     t0 = time.perf_counter()
     specs = held_out_specs(n)
-    truth = score(specs, [render(s, RESOLUTION) for s in specs])
+    truth_images = [render(s, RESOLUTION) for s in specs]
+    truth = score(specs, truth_images)
     pipe = load_pipeline(model)
+    vae_cap = score(specs, vae_roundtrip(pipe, truth_images))
     images = generate(pipe, [caption(s) for s in specs], list(range(n)), steps, guidance)
     acc = score(specs, images)
     if save_grid is not None:
         _save_grid(images, save_grid)
     return {"model": str(model), **acc.to_dict(), "steps": steps, "guidance": guidance,
             "held_out_seed": HELD_OUT_SEED, "classifier_on_ground_truth": truth.to_dict(),
+            "classifier_on_vae_roundtrip": vae_cap.to_dict(),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -116,10 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     ap.add_argument("--grid", type=Path, help="also save the samples as a contact sheet PNG")
     ap.add_argument("--out", type=Path, help="write the JSON here too")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (more is slower on a busy CPU)")
     a = ap.parse_args(argv)
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     result = evaluate(a.model, a.n, a.steps, a.guidance, a.grid)
     text = json.dumps(result, indent=2)
     print(text)
