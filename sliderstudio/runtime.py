@@ -337,7 +337,7 @@ def _gpu_words(gpus: list[Gpu]) -> str:
 def pip_command(args: Sequence[str]) -> list[str]:
     """How to run pip from this app: the frozen app re-runs itself with PIP_FLAG (it has no -m).
 
-    On Windows the windowed SliderStudio.exe has no console streams; its console twin
+    On Windows the windowed "Slider Studio.exe" has no console streams; its console twin
     sliderstudio.exe (same folder) runs pip instead.
     """
     if not getattr(sys, "frozen", False):

@@ -28,7 +28,7 @@ ArchitecturesAllowed=x64compatible
 ArchitecturesInstallIn64BitMode=x64compatible
 OutputBaseFilename=SliderStudio-{#AppVersion}-windows-x64-setup
 SetupIconFile={#IconFile}
-UninstallDisplayIcon={app}\SliderStudio.exe
+UninstallDisplayIcon={app}\Slider Studio.exe
 Compression=lzma2/max
 SolidCompression=yes
 WizardStyle=modern
@@ -42,17 +42,17 @@ Name: "addtopath"; Description: "Add the sliderstudio command to PATH"; GroupDes
 Source: "{#SourceDir}\*"; DestDir: "{app}"; Flags: ignoreversion recursesubdirs createallsubdirs
 
 [Icons]
-Name: "{group}\Slider Studio"; Filename: "{app}\SliderStudio.exe"
+Name: "{group}\Slider Studio"; Filename: "{app}\Slider Studio.exe"
 Name: "{group}\Slider Studio demo (command line)"; Filename: "{cmd}"; Parameters: "/k ""{app}\sliderstudio.exe"" demo --workdir ""%USERPROFILE%\sliderstudio-demo"""
 Name: "{group}\Install GPU runtime (NVIDIA)"; Filename: "{cmd}"; Parameters: "/k ""{app}\sliderstudio.exe"" runtime install"
 Name: "{group}\Uninstall Slider Studio"; Filename: "{uninstallexe}"
-Name: "{userdesktop}\Slider Studio"; Filename: "{app}\SliderStudio.exe"; Tasks: desktopicon
+Name: "{userdesktop}\Slider Studio"; Filename: "{app}\Slider Studio.exe"; Tasks: desktopicon
 
 [Registry]
 Root: HKCU; Subkey: "Environment"; ValueType: expandsz; ValueName: "Path"; ValueData: "{olddata};{app}"; Tasks: addtopath; Check: NeedsAddPath(ExpandConstant('{app}'))
 
 [Run]
-Filename: "{app}\SliderStudio.exe"; Description: "{cm:LaunchProgram,Slider Studio}"; Flags: nowait postinstall skipifsilent
+Filename: "{app}\Slider Studio.exe"; Description: "{cm:LaunchProgram,Slider Studio}"; Flags: nowait postinstall skipifsilent
 
 [UninstallDelete]
 ; the GPU runtime lives in the user's data folder; removing the app removes it too

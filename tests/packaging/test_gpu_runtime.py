@@ -145,6 +145,15 @@ def test_pip_command_in_frozen_app_reruns_the_app(monkeypatch):
     assert runtime.pip_command(["list"]) == ["/opt/SliderStudio/sliderstudio", runtime.PIP_FLAG, "list"]
 
 
+def test_pip_command_on_windows_uses_the_console_twin(monkeypatch, tmp_path):
+    (tmp_path / "Slider Studio.exe").write_bytes(b"")
+    (tmp_path / "sliderstudio.exe").write_bytes(b"")
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "Slider Studio.exe"))
+    monkeypatch.setattr(runtime, "os_kind", lambda: "windows")
+    assert runtime.pip_command(["list"])[0] == str(tmp_path / "sliderstudio.exe")
+
+
 # --- the side folder goes first -------------------------------------------------------------------
 
 def _side_runtime(folder: Path, version: str, python: str | None = None) -> Path:
