@@ -50,6 +50,8 @@ def comfy_prefix(family: str | None, denoiser: str) -> tuple[str, bool]:
     """(key prefix, confirmed) for a PEFT-LoRA layer of this family's denoiser in ComfyUI."""
     if denoiser == "unet":
         return UNET_PREFIX, True
+    if denoiser == "prior":  # Stable Cascade: ComfyUI's cascade prefix, over its own (ldm) module names
+        return "lora_prior_unet_", False
     if family in COMFY_TRANSFORMER_PREFIX:
         return COMFY_TRANSFORMER_PREFIX[family], True
     return DEFAULT_TRANSFORMER_PREFIX, False
@@ -79,7 +81,7 @@ def to_comfyui(tensors: dict[str, torch.Tensor], meta: dict) -> tuple[dict[str, 
             raise InputError("a slider trained on a ControlNet has no ComfyUI LoRA naming (ComfyUI loads "
                              "ControlNet adapters only as Control-LoRA checkpoints); export it as diffusers",
                              key="--format", value="comfyui")
-        if denoiser not in ("unet", "transformer") or ".lora_" not in rest:
+        if denoiser not in ("unet", "transformer", "prior") or ".lora_" not in rest:
             raise InputError(f"unexpected key '{key}' (not a denoiser LoRA key)")
         prefix, confirmed = comfy_prefix(family, denoiser)
         if not confirmed and not notes:
