@@ -102,7 +102,7 @@ def test_lycoris_editor_validates_and_saves(pane, qtbot):
     assert "invalid JSON at line 1" in pane.lycoris.status.text()
     assert not pane.lycoris.save_button.isEnabled()
     pane.lycoris.text.setPlainText('{"algo": "lokx", "linear_dim": 0}')
-    assert "algo: expected one of" in pane.lycoris.status.text()
+    assert "algo: unsupported algorithm 'lokx'; did you mean 'lokr'?" in pane.lycoris.status.text()
     assert "linear_dim: expected a whole number" in pane.lycoris.status.text()
     good = {"algo": "loha", "linear_dim": 8, "linear_alpha": 4,
             "apply_preset": {"target_module": ["attn1.to_q", "attn1.to_v"]}}
@@ -114,10 +114,14 @@ def test_lycoris_editor_validates_and_saves(pane, qtbot):
 
 
 def test_lycoris_check_rules():
-    assert validate_lycoris('{"algo": "full"}').warnings == ["no apply_preset: the family's slider preset will be used"]
+    assert validate_lycoris('{"algo": "full"}').warnings == [
+        "apply_preset names no targets: the family's slider preset will be used"]
     check = validate_lycoris('{"algo": "lokr", "factor": 0, "multiplier": "1", '
                              '"apply_preset": {"target_module": "attn1"}}')
-    assert check.errors == ["multiplier: expected a number (got '1')",
-                            "factor: expected -1 (automatic) or a whole number ≥ 1 (got 0)",
-                            "apply_preset.target_module: expected a list of module names or class names"]
-    assert validate_lycoris("[1]").errors == ["the top level must be a JSON object"]
+    assert sorted(check.errors) == sorted(["multiplier: expected a number (got '1')",
+                                           "factor: expected -1 (automatic) or a whole number ≥ 1 (got 0)",
+                                           "apply_preset.target_module: expected a list of module paths or class names"])
+    assert validate_lycoris('{"algo": "ia3"}').errors == [
+        "algo: unsupported algorithm 'ia3' (supported: lokr, locon, loha, full)"]
+    assert validate_lycoris("[1]").errors == ['(top level): expected a JSON object like {"algo": "lokr", …}']
+    assert validate_lycoris('{"algo": "lokr",}').errors[0].startswith("invalid JSON at line 1, column 17")

@@ -1,7 +1,7 @@
 """Checks for a LyCORIS preset JSON typed into the editor, before it is saved (SPEC §5).
 
-Errors block saving; warnings (e.g. an empty target list) do not. Only keys whose meaning is
-fixed are checked; LyCORIS has many optional keys and unknown ones pass through untouched.
+Errors block saving; warnings (e.g. an empty target list) do not. The rules are the engine's
+(`core.lycoris_config`): what the editor accepts is exactly what training accepts.
 """
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-ALGORITHMS = ("lokr", "locon", "loha", "full", "lora", "ia3", "dylora", "glora", "diag-oft", "boft")
-NUMBER_KEYS = ("multiplier", "linear_alpha", "conv_alpha", "dropout", "rank_dropout", "module_dropout")
-POSITIVE_INT_KEYS = ("linear_dim", "conv_dim")
+from sliderstudio.core.lycoris_config import lycoris_algorithms, lycoris_warnings, validate_lycoris_config
+
+ALGORITHMS = tuple(lycoris_algorithms())
 
 
 @dataclass
@@ -36,55 +36,22 @@ def template(algo: str = "lokr", targets: list[str] | None = None) -> dict[str, 
     return data
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_preset(preset: Any, check: LycorisCheck) -> None:
-    if not isinstance(preset, dict):
-        check.errors.append("apply_preset: expected an object like {\"target_module\": [...]}")
-        return
-    for key in ("target_module", "target_name", "exclude_name", "lora_prefix"):
-        if key not in preset:
-            continue
-        value = preset[key]
-        if key == "lora_prefix":
-            continue
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            check.errors.append(f"apply_preset.{key}: expected a list of module names or class names")
-    if not preset.get("target_module") and not preset.get("target_name"):
-        check.warnings.append("apply_preset names no targets: the family's slider preset will be used")
-
-
 def validate_lycoris(text: str) -> LycorisCheck:
-    """Parse and check; messages name the key (or line/column) and what is expected."""
+    """Parse and check with the engine's own rules, so the editor and `sliderstudio train` agree."""
     check = LycorisCheck()
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         check.errors.append(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
         return check
+    check.errors = [str(p) for p in validate_lycoris_config(data)]
     if not isinstance(data, dict):
-        check.errors.append("the top level must be a JSON object")
         return check
     check.data = data
-    algo = data.get("algo")
-    if algo not in ALGORITHMS:
-        check.errors.append(f"algo: expected one of {', '.join(ALGORITHMS)} (got {algo!r})")
-    for key in NUMBER_KEYS:
-        if key in data and not _is_number(data[key]):
-            check.errors.append(f"{key}: expected a number (got {data[key]!r})")
-    for key in POSITIVE_INT_KEYS:
-        if key in data and not (isinstance(data[key], int) and not isinstance(data[key], bool) and data[key] >= 1):
-            check.errors.append(f"{key}: expected a whole number ≥ 1 (got {data[key]!r})")
-    factor = data.get("factor")
-    if factor is not None and not (isinstance(factor, int) and not isinstance(factor, bool)
-                                   and (factor == -1 or factor >= 1)):
-        check.errors.append(f"factor: expected -1 (automatic) or a whole number ≥ 1 (got {factor!r})")
-    if "apply_preset" in data:
-        _check_preset(data["apply_preset"], check)
-    else:
-        check.warnings.append("no apply_preset: the family's slider preset will be used")
+    check.warnings = lycoris_warnings(data)
+    preset = data.get("apply_preset")
+    if not isinstance(preset, dict) or not (preset.get("target_module") or preset.get("target_name")):
+        check.warnings.append("apply_preset names no targets: the family's slider preset will be used")
     return check
 
 
