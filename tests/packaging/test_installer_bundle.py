@@ -101,23 +101,29 @@ def test_gui_screenshot_offscreen(app, home, tmp_path):
     assert colours is not None and len(colours) > 50, "the screenshot is (nearly) one flat colour"
 
 
-def test_demo_trains_a_few_steps_offline(app, home, tmp_path):
-    work = tmp_path / "demo"
-    run(app, "demo", "--workdir", str(work), "--steps", "3", "--seeds", "1", home=home, cwd=tmp_path)
-    assert (work / "output" / "pytorch_lora_weights.safetensors").stat().st_size > 1000
-    steps = [json.loads(line) for line in (work / "output" / "metrics.jsonl").read_text().splitlines()]
+@pytest.fixture(scope="module")
+def demo_project(app, home, tmp_path_factory) -> Path:
+    """`demo` run once (3 steps, one seed): it writes a project, trains and renders the sweep."""
+    work = tmp_path_factory.mktemp("demo") / "project"
+    run(app, "demo", "--workdir", str(work), "--steps", "3", "--seeds", "1", home=home, cwd=work.parent)
+    return work
+
+
+def test_demo_trains_a_few_steps_offline(demo_project):
+    output = demo_project / "output"
+    assert (output / "pytorch_lora_weights.safetensors").stat().st_size > 1000
+    steps = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2, 3]
-    assert (work / "report" / "metrics.json").is_file()
+    assert (demo_project / "report" / "metrics.json").is_file()
 
 
-def test_train_on_a_written_project(app, home, tmp_path):
-    """`sliderstudio train` on the demo project folder the previous test wrote (plan first, then 2 steps)."""
-    work = tmp_path / "train"
-    run(app, "demo", "--workdir", str(work), "--steps", "1", "--seeds", "1", home=home, cwd=tmp_path)
-    run(app, "plan", "--config", str(work), "--batches", "6", home=home, cwd=tmp_path)
-    run(app, "train", "--config", str(work), "--max_train_steps", "2", "--output_dir", "output2",
+def test_plan_and_train_on_the_written_project(app, home, demo_project, tmp_path):
+    """`plan`, then `train` with command-line overrides, on the project folder the demo wrote."""
+    done = run(app, "plan", "--config", str(demo_project), "--batches", "6", home=home, cwd=tmp_path)
+    assert "pairing:" in done.stdout
+    run(app, "train", "--config", str(demo_project), "--max_train_steps", "2", "--output_dir", "output2",
         home=home, cwd=tmp_path)
-    assert (work / "output2" / "pytorch_lora_weights.safetensors").is_file()
+    assert (demo_project / "output2" / "pytorch_lora_weights.safetensors").is_file()
 
 
 def test_every_family_selfchecks(app, home, tmp_path):
