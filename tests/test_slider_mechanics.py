@@ -85,16 +85,16 @@ def mb(index, bucket, role, strength, paired=False, preserve=False):
 def test_paired_negative_shares_noise_and_timesteps(tiny_models):
     family, pipe, unet = setup(tiny_models["sd1x"], "sd1x")
     step = step_for(family, pipe, unet)
-    step.inputs(mb(0, "p", "positive", 0.5))
-    pos_noise, pos_t = step._last[1], step._last[2]
-    step.inputs(mb(1, "n", "negative", -0.5, paired=True))
-    assert torch.equal(step._last[1], pos_noise) and torch.equal(step._last[2], pos_t)
-    step.inputs(mb(2, "n", "negative", -0.5, paired=False))
-    assert not torch.equal(step._last[1], pos_noise)
-    # Noise depends only on (seed, index): a fresh step object draws the same for index 2.
+    shape = torch.Size((2, 4, 8, 8))
+    pos_noise, pos_t = step.noise_for(mb(0, "p", "positive", 0.5), shape)
+    neg_noise, neg_t = step.noise_for(mb(1, "n", "negative", -0.5, paired=True), shape)
+    assert torch.equal(neg_noise, pos_noise) and torch.equal(neg_t, pos_t)
+    other, _ = step.noise_for(mb(1, "n", "negative", -0.5, paired=False), shape)
+    assert not torch.equal(other, pos_noise)
+    # Stateless: a fresh step object (a resumed run that starts at the paired negative) draws the same.
     again = step_for(family, pipe, unet)
-    again.inputs(mb(2, "n", "negative", -0.5))
-    assert torch.equal(again._last[1], step._last[1])
+    resumed, resumed_t = again.noise_for(mb(1, "n", "negative", -0.5, paired=True), shape)
+    assert torch.equal(resumed, pos_noise) and torch.equal(resumed_t, pos_t)
 
 
 def test_only_the_slider_trains_and_the_assistant_stays_frozen_and_unscaled(tiny_models):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ContextManager
 
 import torch
@@ -47,7 +47,6 @@ class SliderStep:
     noise_offset: float = 0.0
     autocast: Callable[[], ContextManager] = nullcontext
     adapter: SliderAdapter | None = None  # None: the PEFT `slider` adapter on the denoiser
-    _last: tuple[int, torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.adapter is None:
@@ -57,11 +56,12 @@ class SliderStep:
         return torch.Generator("cpu").manual_seed((self.seed * 1_000_003 + index) % (2**63))
 
     def noise_for(self, mb: MicroBatch, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fresh noise and timesteps, or the previous positive batch's for a paired negative."""
-        if mb.paired and self._last is not None and self._last[0] == mb.index - 1 \
-                and self._last[1].shape == shape:
-            return self._last[1], self._last[2]
-        g = self.generator(mb.index)
+        """Noise and timesteps of this micro-batch; a paired negative redraws its positive's.
+
+        Redrawing from the positive's seed instead of remembering its tensors keeps the pairing
+        exact across a resume that starts between the two batches.
+        """
+        g = self.generator(mb.index - 1 if mb.paired else mb.index)
         noise = torch.randn(shape, generator=g)
         if self.noise_offset:
             # one offset per sample and channel, broadcast over the rest (H, W, and frames for video latents)
@@ -79,7 +79,6 @@ class SliderStep:
     def inputs(self, mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Conditioning]:
         latents = torch.stack([self.data.latents[(mb.bucket_id, i)] for i in mb.items])
         noise, timesteps = self.noise_for(mb, latents.shape)
-        self._last = (mb.index, noise, timesteps)
         noisy, target = self.family.noisy_and_target(self.schedule, latents, noise, timesteps)
         conds = [self.data.conditioning[self.caption(mb, i)] for i in mb.items]
         cond = self.family.collate(conds, self.device, self.dtype, self.data.image_size[mb.bucket_id])
