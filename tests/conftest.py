@@ -16,14 +16,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Tiny random SD 1.x, SD 2.x (v-prediction) and SDXL folders, built once per session."""
+    from sliderstudio.core.build_lock import BUILD_LOCK
     from sliderstudio.families.tiny import build_tiny_sd
 
     root = tmp_path_factory.mktemp("models")
-    return {
-        "sd1x": build_tiny_sd(root / "sd1x", "sd1x"),
-        "sd2x": build_tiny_sd(root / "sd2x", "sd2x", prediction="v_prediction"),
-        "sdxl": build_tiny_sd(root / "sdxl", "sdxl"),
-    }
+    with BUILD_LOCK:  # a GUI test's worker may still be loading a model on another thread
+        return {
+            "sd1x": build_tiny_sd(root / "sd1x", "sd1x"),
+            "sd2x": build_tiny_sd(root / "sd2x", "sd2x", prediction="v_prediction"),
+            "sdxl": build_tiny_sd(root / "sdxl", "sdxl"),
+        }
 
 
 def draw(path: Path, size: float, colour=(200, 40, 40), px: int = 64, seed: int = 0) -> None:

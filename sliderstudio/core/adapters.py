@@ -12,6 +12,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from sliderstudio.core.build_lock import BUILD_LOCK
+
 SLIDER = "slider"
 ASSISTANT = "assistant"
 
@@ -29,7 +31,7 @@ def attach_lora(model: nn.Module, module_names: list[str], rank: int, alpha: flo
 
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, init_lora_weights=True,
                         target_modules=list(module_names))
-    with torch.random.fork_rng(devices=[]):
+    with BUILD_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if hasattr(model, "add_adapter"):
             model.add_adapter(config, adapter_name=adapter)

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from sliderstudio.core.build_lock import BUILD_LOCK
 from sliderstudio.core.errors import ConfigError, DatasetError, ModelLoadError
 
 CONTROL_PIPELINES = {"StableDiffusionPipeline": "StableDiffusionControlNetPipeline",
@@ -83,7 +84,8 @@ def load_controlnet(path: Path, dtype: torch.dtype, device: torch.device | str) 
     from diffusers import ControlNetModel
 
     try:
-        model = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
+        with BUILD_LOCK:
+            model = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load the ControlNet ({exc})", file=path,
                              key="controlnet_model_name_or_path") from None

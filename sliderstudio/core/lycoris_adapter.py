@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from sliderstudio import __version__
+from sliderstudio.core.build_lock import BUILD_LOCK
 from sliderstudio.core import adapters, atomic
 from sliderstudio.core.adapter_io import META_PREFIX, read_metadata, read_tensors
 from sliderstudio.core.errors import ModelLoadError, TargetError
@@ -84,7 +85,7 @@ def create_network(host: nn.Module, spec: LycorisSpec, names: list[str], seed: i
     from lycoris import LycorisNetwork
 
     _reset_preset(names)
-    with torch.random.fork_rng(devices=[]):
+    with BUILD_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = LycorisNetwork(host, warn_on_unmatched=False, **spec.network_kwargs())
     made = {lora.lora_name for lora in network.loras}
@@ -274,7 +275,8 @@ def _from_keys(path: Path, tensors: dict[str, torch.Tensor], host: nn.Module, ho
     from lycoris import create_lycoris_from_weights
 
     _reset_preset([])
-    network, _ = create_lycoris_from_weights(1.0, str(path), host, weights_sd=tensors)
+    with BUILD_LOCK:
+        network, _ = create_lycoris_from_weights(1.0, str(path), host, weights_sd=tensors)
     if not network.loras:
         raise ModelLoadError("no LyCORIS module of this file matches the model's module names", file=path)
     network.to(_device_of(host))

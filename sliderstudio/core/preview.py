@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from PIL import Image, ImageDraw
 
+from sliderstudio.core.build_lock import BUILD_LOCK
 from sliderstudio.core import adapter_io, atomic
 from sliderstudio.core.adapters import SLIDER, delete_adapter  # noqa: F401  (delete_adapter: older import path)
 from sliderstudio.core.checkpoints import list_checkpoints
@@ -102,7 +103,8 @@ class PreviewRenderer:
             self.adapter = None
         host, host_name = self._host_for(meta)
         if host_name != "controlnet" and file_kind(path) == "standard" and hasattr(self.pipe, "load_lora_weights"):
-            self.pipe.load_lora_weights(str(path), adapter_name=SLIDER)
+            with BUILD_LOCK:
+                self.pipe.load_lora_weights(str(path), adapter_name=SLIDER)
             self.adapter = PeftSlider(host, host_name)
         else:
             self.adapter = load_slider(path, host, host_name)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from sliderstudio import __version__
+from sliderstudio.core.build_lock import BUILD_LOCK
 from sliderstudio.core import adapters
 from sliderstudio.core.buckets import (
     ScannedBucket, balance, bucket_resolution, load_image, require_trainable, scan_project,
@@ -144,7 +145,8 @@ def attach_assistant(project: Project, family: Family, pipe: Any, log: Logger) -
     from sliderstudio.core.adapter_io import read_metadata
 
     read_metadata(path)
-    pipe.load_lora_weights(str(path), adapter_name=adapters.ASSISTANT)
+    with BUILD_LOCK:
+        pipe.load_lora_weights(str(path), adapter_name=adapters.ASSISTANT)
     adapters.set_multiplier(family.denoiser(pipe), cfg.assistant_lora_strength, adapters.ASSISTANT)
     log(f"assistant adapter loaded from {path} at strength {cfg.assistant_lora_strength}", "info")
     return [adapters.ASSISTANT]

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from sliderstudio.core.errors import ModelLoadError
+from sliderstudio.core.build_lock import BUILD_LOCK
 from sliderstudio.families.base import Family
 
 TOY_ALIAS = "sliderstudio:toy"
@@ -69,21 +70,22 @@ def load_pipeline(family: Family, spec: str, dtype: torch.dtype = torch.float32,
     if family.pipeline_class_name in ("StableDiffusionPipeline", "StableDiffusionControlNetPipeline"):
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     kwargs.update(family.pipeline_kwargs())
-    try:
-        if path.is_dir():
-            pipe = family.load_layout(path, {**kwargs, "local_files_only": True})
-            if pipe is None:
-                check_model_folder(path)
-                pipe = cls.from_pretrained(str(path), local_files_only=True, **kwargs)
-        elif path.is_file():
-            pipe = cls.from_single_file(str(path), local_files_only=True, **kwargs)
-        else:
-            pipe = cls.from_pretrained(location, **kwargs)
-    except ModelLoadError:
-        raise
-    except (OSError, ValueError, EnvironmentError) as exc:
-        raise ModelLoadError(f"could not load the model: {exc}", file=location,
-                             key="pretrained_model_name_or_path") from None
+    with BUILD_LOCK:
+        try:
+            if path.is_dir():
+                pipe = family.load_layout(path, {**kwargs, "local_files_only": True})
+                if pipe is None:
+                    check_model_folder(path)
+                    pipe = cls.from_pretrained(str(path), local_files_only=True, **kwargs)
+            elif path.is_file():
+                pipe = cls.from_single_file(str(path), local_files_only=True, **kwargs)
+            else:
+                pipe = cls.from_pretrained(location, **kwargs)
+        except ModelLoadError:
+            raise
+        except (OSError, ValueError, EnvironmentError) as exc:
+            raise ModelLoadError(f"could not load the model: {exc}", file=location,
+                                 key="pretrained_model_name_or_path") from None
     pipe.to(device)
     for name, module in pipe.components.items():
         if isinstance(module, torch.nn.Module):
