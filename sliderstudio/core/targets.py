@@ -85,16 +85,8 @@ def resolve_on_module(model: nn.Module, patterns: list[str], preset: str = "cust
             continue
         module = getattr(module, "base_layer", module)  # look through an adapter already attached
         for entry in entries:
-            if not name or not matches(name, entry.pattern):
-                continue
-            kind = type(module).__name__
-            if isinstance(module, SUPPORTED_TYPES):
-                entry.count += 1
-                entry.layer_types[kind] = entry.layer_types.get(kind, 0) + 1
-                if name not in chosen:
-                    chosen.append(name)
-            else:
-                entry.unsupported[kind] = entry.unsupported.get(kind, 0) + 1
+            if name and matches(name, entry.pattern):
+                _count(entry, name, module, chosen)
     return TargetReport(preset, entries, chosen)
 
 
