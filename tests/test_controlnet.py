@@ -135,3 +135,29 @@ def test_conditioning_images_are_cached_like_latents(tmp_path, tiny_models, tiny
     with pytest.raises(DatasetError):
         (root / "cond" / "neu" / "n0.png").unlink()
         Trainer(load_project(root)).run()
+
+
+def test_sdxl_controlnet_slider_trains_on_the_controlnet_and_previews(tmp_path, tiny_models):
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(str(tiny_models["sdxl"]), subfolder="unet")
+    torch.manual_seed(0)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 16))
+    for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                 controlnet.controlnet_cond_embedding.conv_out]:
+        torch.nn.init.normal_(conv.weight, std=0.05)
+    cn_path = tmp_path / "cn-xl"
+    controlnet.save_pretrained(cn_path)
+    root = controlnet_project(tmp_path / "p", tiny_models["sdxl"], cn_path,
+                              config={"max_train_steps": 2, "model_family": "sdxl"})
+    trainer = Trainer(load_project(root))
+    path = trainer.run()
+    unet = trainer.session.denoiser.unet
+    assert not any("lora" in n for n, _ in unet.named_parameters())
+    assert not any(p.requires_grad for p in unet.parameters())
+    keys = load_file(str(path)).keys()
+    assert keys and all(k.startswith("controlnet.") for k in keys)
+    control = root / "cond" / "pos" / "img0.png"
+    renderer = PreviewRenderer("sdxl", str(tiny_models["sdxl"]), path, control_image=control)
+    images = [np.asarray(im) for im in renderer.render(PROMPT, 0, [0.0, 1.0, -1.0], steps=2, guidance=1.0)]
+    assert not np.array_equal(images[1], images[0]) and not np.array_equal(images[2], images[1])
