@@ -92,17 +92,6 @@ class CosmosFamily(VideoFlowFamily):
         ensure_mask_resize()  # every load: the pipeline's transformer may be called directly afterwards
         return {"safety_checker": guardrail()}
 
-    def encode_prompts(self, pipe: Any, prompts: list[str]) -> list[Conditioning]:
-        """T5 states padded to a fixed length; the pipeline zeroes the padding, so no mask is needed."""
-        device, length = pipe.text_encoder.device, self.sequence_length(pipe)
-        out = []
-        with torch.no_grad():
-            for prompt in prompts:
-                embeds, _ = pipe.encode_prompt(prompt=prompt, do_classifier_free_guidance=False,
-                                               max_sequence_length=length, device=device)
-                out.append(Conditioning({"encoder_hidden_states": embeds.cpu()}))
-        return out
-
     def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
                 cond: Conditioning) -> torch.Tensor:
         ensure_mask_resize()

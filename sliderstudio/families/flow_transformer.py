@@ -36,3 +36,10 @@ class TransformerFlowFamily(FlowFamily):
         """Transformers without `sample_size` in their config (Flux, Chroma, Flux2) keep it in the pipeline."""
         sample = getattr(pipe.transformer.config, "sample_size", None) or getattr(pipe, "default_sample_size", 128)
         return int(sample * pipe.vae_scale_factor)
+
+
+def guidance_input(denoiser: torch.nn.Module, batch: int, like: torch.Tensor, value: float) -> torch.Tensor | None:
+    """The distilled-guidance input for checkpoints that embed it (Flux dev, Flux.2 dev), else None."""
+    if not getattr(denoiser.config, "guidance_embeds", False):
+        return None
+    return torch.full((batch,), value, device=like.device, dtype=torch.float32)

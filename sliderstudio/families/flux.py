@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from sliderstudio.families.base import Conditioning
-from sliderstudio.families.flow_transformer import TransformerFlowFamily
+from sliderstudio.families.flow_transformer import TransformerFlowFamily, guidance_input
 
 SCHNELL_HINT = ("Flux schnell is timestep-distilled: training a slider directly on it drifts from the distilled "
                 "behaviour. Load an assistant adapter (assistant_lora_path, e.g. a schnell training adapter); it "
@@ -64,17 +64,12 @@ class FluxFamily(TransformerFlowFamily):
                 out.append(Conditioning({"encoder_hidden_states": embeds.cpu(), "pooled_projections": pooled.cpu()}))
         return out
 
-    def guidance(self, denoiser: torch.nn.Module, batch: int, like: torch.Tensor) -> torch.Tensor | None:
-        if not getattr(denoiser.config, "guidance_embeds", False):
-            return None
-        return torch.full((batch,), self.train_guidance, device=like.device, dtype=torch.float32)
-
     def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
                 cond: Conditioning) -> torch.Tensor:
         """Flux takes σ (timestep / 1000), packed tokens and positional ids; returns unpacked velocity."""
         embeds = cond.kwargs["encoder_hidden_states"]
         out = denoiser(hidden_states=pack(noisy), timestep=timesteps.to(noisy.dtype) / 1000,
-                       guidance=self.guidance(denoiser, noisy.shape[0], noisy),
+                       guidance=guidance_input(denoiser, noisy.shape[0], noisy, self.train_guidance),
                        pooled_projections=cond.kwargs["pooled_projections"], encoder_hidden_states=embeds,
                        txt_ids=text_ids(embeds), img_ids=image_ids(noisy), return_dict=False)[0]
         return unpack(out, noisy.shape[2], noisy.shape[3])

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 
 from sliderstudio.families.base import Conditioning, seeded_generators, step_callback
-from sliderstudio.families.flow_transformer import TransformerFlowFamily
+from sliderstudio.families.flow_transformer import TransformerFlowFamily, guidance_input
 
 PIPELINE_CLASSES = ("Flux2Pipeline", "Flux2KleinPipeline")
 
@@ -73,11 +73,6 @@ class Flux2Family(TransformerFlowFamily):
             patched = normalise(vae, type(pipe)._patchify_latents(latents))
         return patched.float().cpu()
 
-    def guidance(self, denoiser: torch.nn.Module, batch: int, like: torch.Tensor) -> torch.Tensor | None:
-        if not getattr(denoiser.config, "guidance_embeds", False):
-            return None
-        return torch.full((batch,), self.train_guidance, device=like.device, dtype=torch.float32)
-
     def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
                 cond: Conditioning) -> torch.Tensor:
         """σ as the timestep, tokens in, tokens out; ids are built for this batch's size."""
@@ -88,7 +83,7 @@ class Flux2Family(TransformerFlowFamily):
         out = denoiser(hidden_states=seq, encoder_hidden_states=embeds, timestep=timesteps.to(noisy.dtype) / 1000,
                        img_ids=Flux2Pipeline._prepare_latent_ids(noisy).to(noisy.device),
                        txt_ids=Flux2Pipeline._prepare_text_ids(embeds).to(noisy.device),
-                       guidance=self.guidance(denoiser, noisy.shape[0], noisy), return_dict=False)[0]
+                       guidance=guidance_input(denoiser, noisy.shape[0], noisy, self.train_guidance), return_dict=False)[0]
         return untokens(out[:, :seq.shape[1]], noisy.shape[2], noisy.shape[3])
 
     def render(self, pipe: Any, prompts: list[str], seed: int, steps: int, guidance: float,

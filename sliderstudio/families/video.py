@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from sliderstudio.families.base import seeded_generators, step_callback
+from sliderstudio.families.base import Conditioning, seeded_generators, step_callback
 from sliderstudio.families.flow import FlowFamily
 from sliderstudio.families.tiny import WORDS
 
@@ -34,6 +34,17 @@ class VideoFlowFamily(FlowFamily):
         config = cls.load_config(str(model_dir), subfolder="transformer")
         with torch.device("meta"):
             return cls.from_config(config)
+
+    def encode_prompts(self, pipe: Any, prompts: list[str]) -> list[Conditioning]:
+        """T5 states padded to a fixed length (the pipelines zero the padding, so no mask is needed)."""
+        device, length = pipe.text_encoder.device, self.sequence_length(pipe)
+        out = []
+        with torch.no_grad():
+            for prompt in prompts:
+                embeds, _ = pipe.encode_prompt(prompt=prompt, do_classifier_free_guidance=False,
+                                               max_sequence_length=length, device=device)
+                out.append(Conditioning({"encoder_hidden_states": embeds.cpu()}))
+        return out
 
     def encode_images(self, pipe: Any, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] → normalised latents (B, C, 1, h, w)."""

@@ -26,16 +26,6 @@ TINY_SIZE = 32
 class WanFamily(VideoFlowFamily):
     native_size: int = 480  # Wan 2.1 renders 832×480; the square closest to its training data
 
-    def encode_prompts(self, pipe: Any, prompts: list[str]) -> list[Conditioning]:
-        device, length = pipe.text_encoder.device, self.sequence_length(pipe)
-        out = []
-        with torch.no_grad():
-            for prompt in prompts:
-                embeds, _ = pipe.encode_prompt(prompt=prompt, do_classifier_free_guidance=False,
-                                               max_sequence_length=length, device=device)
-                out.append(Conditioning({"encoder_hidden_states": embeds.cpu()}))
-        return out
-
     def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
                 cond: Conditioning) -> torch.Tensor:
         return denoiser(hidden_states=noisy, timestep=timesteps,
