@@ -65,12 +65,35 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     from sliderstudio.core.project import load_project, parse_cli_overrides
     from sliderstudio.core.trainer import Trainer
 
+    if args.events:
+        return train_with_events(args, extra)
     project = load_project(args.config, parse_cli_overrides(extra))
     sink = ConsoleSink()
     try:
         Trainer(project, sink, device=args.device).run()
     finally:
         sink.close()
+    return 0
+
+
+def train_with_events(args: argparse.Namespace, extra: list[str]) -> int:
+    """`train --events`: the app's training process. Every outcome reaches the wire as an event,
+    including a bad config found before the trainer exists."""
+    from sliderstudio.core.event_wire import WireSink, claim_stdout, listen_for_commands
+    from sliderstudio.core.events import Mailbox
+    from sliderstudio.core.project import load_project, parse_cli_overrides
+    from sliderstudio.core.trainer import Trainer
+
+    sink = WireSink(claim_stdout())
+    mailbox = Mailbox()
+    listen_for_commands(sys.stdin, mailbox,
+                        on_unknown=lambda text: sink(Log(f"unknown command {text!r} ignored", "warning")))
+    try:
+        project = load_project(args.config, parse_cli_overrides(extra))
+    except InputError as exc:
+        sink(Failed(str(exc), 0, exit_code=2))
+        raise
+    Trainer(project, sink, mailbox, device=args.device).run()
     return 0
 
 

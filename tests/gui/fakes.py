@@ -1,26 +1,56 @@
 """A stand-in trainer with the engine's contract (events, mailbox, STOP within one step).
 
 Used where the test is about the GUI's handling of a run (stop, errors, stalls), so those
-tests do not spend the CPU on a real model.
+tests do not spend the CPU on a real model. The app trains in a child process; the stand-in
+runs in that process (tests/gui/fake_train_child.py) behind the product's own CLI and wire.
 """
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
+import sys
 import time
+import traceback
 from pathlib import Path
 
 from sliderstudio.core.events import Checkpoint, Command, Failed, Finished, Log, Progress
+
+FAKE_CHILD = Path(__file__).with_name("fake_train_child.py")
+
+
+def use_fake_training_process(monkeypatch, **settings) -> None:
+    """The app's Train button starts the stand-in's process; `settings` set FakeTrainer's attributes
+    there (step_seconds, fail_at, total, die_at) and `kind` picks the class."""
+    from sliderstudio.gui.workers import training as training_worker
+
+    real = training_worker.training_command
+
+    def command(project):
+        argv = real(project)
+        return [sys.executable, str(FAKE_CHILD)] + argv[argv.index("train"):]
+
+    monkeypatch.setattr(training_worker, "training_command", command)
+    monkeypatch.setenv("FAKE_TRAINER", json.dumps(settings))
+
+
+def stop_seen_at(log_text: str) -> int:
+    """The step at which the stand-in saw STOP, from its log line."""
+    found = re.findall(r"stop seen at step (\d+)", log_text)
+    assert found, "the stand-in never saw STOP"
+    return int(found[-1])
 
 
 class FakeTrainer:
     step_seconds = 0.02
     total = 30
     fail_at: int | None = None
-    instances: list["FakeTrainer"] = []
+    die_at: int | None = None        # the process vanishes here (a crash or an OOM kill)
 
-    def __init__(self, project, sink, mailbox):
+    def __init__(self, project, sink, mailbox, device=None):
         self.project, self.sink, self.mailbox = project, sink, mailbox
         self.stop_seen_at: int | None = None
-        FakeTrainer.instances.append(self)
 
     def _save(self, name: str) -> Path:
         path = self.project.output_dir / name
@@ -30,6 +60,8 @@ class FakeTrainer:
 
     def run(self) -> Path:
         self.sink(Log("fake trainer started"))
+        print("a library printing to stdout")           # must not reach the app's event stream
+        os.write(1, b"C code writing to fd 1\n")
         start = 0
         if self.project.config.resume_from_checkpoint == "latest":
             start = int((self.project.output_dir / "fake-step.txt").read_text())
@@ -37,6 +69,7 @@ class FakeTrainer:
         for step in range(start + 1, self.total + 1):
             if Command.STOP in self.mailbox.drain():
                 self.stop_seen_at = step - 1
+                self.sink(Log(f"stop seen at step {step - 1}"))
                 self.project.output_dir.mkdir(parents=True, exist_ok=True)
                 (self.project.output_dir / "fake-step.txt").write_text(str(step - 1))
                 path = self._save(f"checkpoints/checkpoint-{step - 1:06d}/pytorch_lora_weights.safetensors")
@@ -46,12 +79,22 @@ class FakeTrainer:
                 return path
             time.sleep(self.step_seconds)
             if self.fail_at == step:
-                raise RuntimeError(f"boom at step {step}")
+                self._fail(RuntimeError(f"boom at step {step}"), step)
+            if self.die_at == step:
+                os.kill(os.getpid(), signal.SIGKILL)
             self.sink(Progress(step, self.total, 1.0 / step, 1e-4, 50.0, (self.total - step) / 50.0,
                                ("more",), (0.5,)))
         path = self._save("pytorch_lora_weights.safetensors")
         self.sink(Finished(self.total, str(path)))
         return path
+
+    def _fail(self, exc: Exception, step: int) -> None:
+        """What core's Trainer does with an unexpected error: report it with its traceback, re-raise."""
+        try:
+            raise exc
+        except Exception:
+            self.sink(Failed(f"{type(exc).__name__}: {exc}", step, 1, traceback.format_exc()))
+            raise
 
 
 class ReportingFailTrainer(FakeTrainer):

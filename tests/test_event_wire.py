@@ -1,0 +1,137 @@
+"""The training process's wire: events as JSON lines out, commands in, and `train --events` end to end."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+
+from sliderstudio.core.event_wire import WireError, WireSink, decode, encode, listen_for_commands
+from sliderstudio.core.events import Checkpoint, Command, Failed, Finished, Image, Log, Mailbox, Progress
+from tests.conftest import make_project
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_CHILD = ROOT / "tests" / "gui" / "fake_train_child.py"
+
+
+@pytest.mark.parametrize("event", [
+    Progress(3, 10, 0.25, 1e-4, 2.5, 2.8, ("bigger", "smaller"), (1.0, -1.0)),
+    Log("a warning about the bucket", "warning"),
+    Checkpoint(5, "/runs/out/checkpoints/checkpoint-000005"),
+    Finished(10, "/runs/out/pytorch_lora_weights.safetensors", stopped_early=True),
+    Failed("bucket 'more' has no images", 0, exit_code=2, details="Traceback …"),
+])
+def test_every_event_survives_the_wire_unchanged(event):
+    line = encode(event)
+    assert "\n" not in line
+    assert decode(line + "\n") == event
+
+
+def test_an_image_event_carries_its_pixels():
+    picture = PILImage.new("RGB", (8, 6), (10, 200, 30))
+    picture.putpixel((2, 3), (255, 0, 0))
+    back = decode(encode(Image(picture, 6, "a red square", 0.5, "/out/validation/x.png")))
+    assert (back.step, back.prompt, back.strength, back.path) == (6, "a red square", 0.5, "/out/validation/x.png")
+    assert back.image.size == (8, 6)
+    assert back.image.convert("RGB").getpixel((2, 3)) == (255, 0, 0)
+    assert back.image.convert("RGB").getpixel((0, 0)) == (10, 200, 30)
+
+
+@pytest.mark.parametrize("line, why", [
+    ("Loading pipeline components...", "not JSON"),
+    ('{"type": "Explosion"}', "not an event"),
+    ('[1, 2]', "not an event"),
+    ('{"type": "Progress", "step": 1}', "bad Progress fields"),
+    ('{"type": "Image", "step": 1, "prompt": "p", "strength": 0, "png": "not base64!"}', "readable PNG"),
+])
+def test_anything_else_on_the_wire_is_a_wire_error(line, why):
+    with pytest.raises(WireError, match=why) as caught:
+        decode(line)
+    assert caught.value.line == line
+
+
+def test_the_sink_writes_one_flushed_line_per_event():
+    stream = io.StringIO()
+    sink = WireSink(stream)
+    sink(Log("one"))
+    sink(Progress(1, 2, 0.5, 1e-3, 1.0, 1.0))
+    lines = stream.getvalue().splitlines()
+    assert [decode(line) for line in lines] == [Log("one"), Progress(1, 2, 0.5, 1e-3, 1.0, 1.0)]
+
+
+def test_commands_reach_the_mailbox_and_end_of_input_means_stop():
+    mailbox, unknown = Mailbox(), []
+    thread = listen_for_commands(io.StringIO("\nsave_now\nexplode\nstop\n"), mailbox, unknown.append)
+    thread.join(timeout=5)
+    assert mailbox.drain() == [Command.SAVE_NOW, Command.STOP, Command.STOP]   # the last one: EOF
+    assert unknown == ["explode"]
+
+
+def start_child(project: Path, *extra: str, **settings) -> subprocess.Popen:
+    env = {**os.environ, "FAKE_TRAINER": json.dumps(settings)}
+    return subprocess.Popen([sys.executable, str(FAKE_CHILD), "train", "--config", str(project), "--events",
+                             *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def run_to_the_end(child: subprocess.Popen) -> list:
+    """Read events until the run reports its end; stdin stays open meanwhile (closing it means stop)."""
+    events = []
+    for line in child.stdout:
+        events.append(decode(line))
+        if isinstance(events[-1], (Finished, Failed)):
+            break
+    child.stdin.close()
+    assert child.wait(timeout=30) in (0, 2)
+    return events
+
+
+def test_train_events_streams_only_events_and_stops_when_stdin_closes(tmp_path):
+    """The app's process contract: stdout carries nothing but events (a stray print goes to stderr),
+    and when the app goes away (stdin closed) the run stops with a checkpoint instead of going on."""
+    project = make_project(tmp_path / "p", "sliderstudio:toy")
+    child = start_child(project, step_seconds=0.05, total=200)
+    events = []
+    for line in child.stdout:
+        events.append(decode(line))
+        if isinstance(events[-1], Progress) and events[-1].step == 3:
+            print("explode", file=child.stdin, flush=True)   # an unknown command: logged, ignored
+            child.stdin.close()
+    assert child.wait(timeout=30) == 0
+    chatter = child.stderr.read()
+    assert "a library printing to stdout" in chatter and "C code writing to fd 1" in chatter
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "Log" and kinds[-2:] == ["Checkpoint", "Finished"]
+    finished = events[-1]
+    assert finished.stopped_early and 3 <= finished.step <= 5
+    assert (project / "output" / "checkpoints" / f"checkpoint-{finished.step:06d}" / "state.json").exists()
+    assert Log("unknown command 'explode' ignored", "warning") in events
+
+
+def test_train_events_reports_a_bad_config_as_a_failed_event_and_exits_2(tmp_path):
+    project = make_project(tmp_path / "p", "sliderstudio:toy", config={"learning_rate": "fast"})
+    child = start_child(project)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 2
+    (event,) = [decode(line) for line in out.splitlines()]
+    assert isinstance(event, Failed) and event.exit_code == 2
+    assert "learning_rate" in event.message and "fast" in event.message
+    assert "error:" in err and not (project / "output").exists()
+
+
+def test_train_events_passes_the_resume_override_to_the_trainer(tmp_path):
+    project = make_project(tmp_path / "p", "sliderstudio:toy", config={"resume_from_checkpoint": "latest"})
+    (project / "output").mkdir()
+    (project / "output" / "fake-step.txt").write_text("7")
+    resumed = start_child(project, "--resume_from_checkpoint", "latest", total=9)
+    fresh = start_child(project, "--resume_from_checkpoint", "none", total=9)
+    logs = {"resumed": run_to_the_end(resumed), "fresh": run_to_the_end(fresh)}
+    assert Log("resumed at step 7") in logs["resumed"] and logs["resumed"][-1] == Finished(
+        9, str(project / "output" / "pytorch_lora_weights.safetensors"))
+    assert not any(isinstance(e, Log) and e.message.startswith("resumed") for e in logs["fresh"])
+    assert [e.step for e in logs["fresh"] if isinstance(e, Progress)] == list(range(1, 10))
