@@ -59,6 +59,7 @@ class MainWindow(QMainWindow):
         self.preview_vm = PreviewViewModel(self.project_vm, self)
         self.training_vm.checkpointSaved.connect(self.preview_vm.on_checkpoint)
         self.training_vm.runFinished.connect(self.preview_vm.on_run_finished)
+        self.training_vm.stateChanged.connect(self.preview_vm.on_training_state)
         self._build_areas()
         self._build_menus()
         self.project_vm.projectLoaded.connect(self._project_loaded)

@@ -40,15 +40,10 @@ class Heartbeat:
         return (f"max event-loop gap {self.max_gap * 1000:.0f} ms (most UI-thread CPU between two ticks "
                 f"≤ {self.max_busy * 1000:.0f} ms), {self.ticks} ticks, load {load:.1f} on {os.cpu_count()} cores")
 
-    def assert_responsive(self, wall_clock: bool = True) -> None:
+    def assert_responsive(self) -> None:
         """Our code must never hold the loop for 100 ms; the wall clock too, unless the
-        machine is oversubscribed by other processes (then the OS, not the app, decides).
-
-        `wall_clock=False` is for the real-model run only: its worker still holds the GIL long enough
-        for 111–344 ms gaps on a quiet machine (an open defect of the app, tracked in its issue), while
-        the UI thread's own work between ticks stays under 30 ms.
-        """
+        machine is oversubscribed by other processes (then the OS, not the app, decides)."""
         print("HEARTBEAT", self.report())
         assert self.max_busy < LIMIT_S, self.report()
-        if wall_clock and os.getloadavg()[0] <= (os.cpu_count() or 1):
+        if os.getloadavg()[0] <= (os.cpu_count() or 1):
             assert self.max_gap < LIMIT_S, self.report()

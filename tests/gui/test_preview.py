@@ -12,6 +12,9 @@ from tests.gui.fakes import FakeRenderer
 
 @pytest.fixture
 def pane(qtbot, small_project, monkeypatch):
+    from sliderstudio.gui.workers.engine import ensure_engine
+
+    ensure_engine()           # the app imports the engine at start-up; not part of a render's time
     FakeRenderer.calls.clear()
     FakeRenderer.loaded.clear()
     monkeypatch.setattr(preview_worker, "make_renderer", FakeRenderer)
@@ -106,3 +109,30 @@ def test_render_errors_are_shown(pane, qtbot, monkeypatch):
     with qtbot.waitSignal(pane.vm.failed, timeout=5000):
         pane.vm.render_now("all")
     assert pane.status.text() == "✗ Preview failed: RuntimeError: no such model"
+
+
+def test_renders_during_a_training_run_use_one_cpu_thread(pane):
+    """Two processes whose thread pools each want every core spin against each other (a 40-step
+    toy run took 152-202 s instead of 15-18 s); while training runs, the preview takes one thread."""
+    vm = pane.vm
+    assert vm.request("all").threads is None
+    vm.on_training_state("running")
+    assert vm.request("all").threads == 1 and vm.request("ab").threads == 1
+    vm.on_run_finished("adapter.safetensors", False)          # the run is over before its thread ends
+    assert vm.request("all").threads is None
+
+
+def test_cpu_threads_sets_and_restores_torch_threads():
+    import torch
+
+    from sliderstudio.gui.workers.preview import cpu_threads
+
+    before = torch.get_num_threads()
+    with cpu_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), cpu_threads(1):
+        raise RuntimeError("a failed render")
+    assert torch.get_num_threads() == before
+    with cpu_threads(None):
+        assert torch.get_num_threads() == before

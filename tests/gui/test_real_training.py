@@ -69,4 +69,4 @@ def test_train_button_trains_saves_and_previews(window, qtbot):
     pixmap = window.preview_pane.ab_images["B"].pixmap()
     assert pixmap is not None and not pixmap.isNull()
     assert window.preview_pane.adapter_label.text().endswith("pytorch_lora_weights.safetensors")
-    beat.assert_responsive(wall_clock=False)  # see Heartbeat.assert_responsive
+    beat.assert_responsive()

@@ -12,8 +12,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from sliderstudio.core import checkpoints
 from sliderstudio.gui.main_window import MainWindow
-from sliderstudio.gui.workers import training as training_worker
-from tests.gui.fakes import FakeTrainer
+from tests.gui.fakes import stop_seen_at, use_fake_training_process
 
 
 def heartbeat(output, pid, step=3, total=10, state="running"):
@@ -30,9 +29,7 @@ def dead_pid() -> int:
 
 @pytest.fixture
 def window(qtbot, monkeypatch):
-    FakeTrainer.instances.clear()
-    monkeypatch.setattr(FakeTrainer, "fail_at", None)
-    monkeypatch.setattr(training_worker, "make_trainer", FakeTrainer)
+    use_fake_training_process(monkeypatch)
     win = MainWindow()
     qtbot.addWidget(win)
     yield win
@@ -56,7 +53,7 @@ def test_a_run_live_in_another_process_blocks_a_second_one(window, small_project
     qtbot.waitUntil(lambda: vm.run_status.state == "running", timeout=20000)
     assert window.training_pane.status.text() == "Last run: running — step 5 of 10"
     assert not vm.start()
-    assert "being trained by another process" in vm.last_error and not FakeTrainer.instances
+    assert "being trained by another process" in vm.last_error and not vm.running
     heartbeat(small_project.output_dir, os.getpid(), step=10, state="finished")   # the other run ends
     qtbot.waitUntil(lambda: vm.run_status.state == "finished", timeout=20000)
     assert vm.start()
@@ -65,7 +62,7 @@ def test_a_run_live_in_another_process_blocks_a_second_one(window, small_project
 
 def test_closing_during_training_asks_then_stops_and_keeps_the_checkpoint(window, small_project, qtbot,
                                                                           monkeypatch):
-    monkeypatch.setattr(FakeTrainer, "step_seconds", 0.05)
+    use_fake_training_process(monkeypatch, step_seconds=0.05)
     window.open_project(small_project.root)
     vm = window.training_vm
     qtbot.waitUntil(lambda: vm.run_status.state == "none" and not window.tasks.busy, timeout=20000)
@@ -83,7 +80,7 @@ def test_closing_during_training_asks_then_stops_and_keeps_the_checkpoint(window
     step_before = vm.last_progress.step
     qtbot.waitUntil(lambda: vm.last_progress.step > step_before, timeout=20000)
     assert window.close()                            # "Yes": stop after the current step, checkpoint kept
-    trainer = FakeTrainer.instances[-1]
-    assert trainer.stop_seen_at is not None          # the worker saw STOP before close() returned
+    latest = checkpoints.latest_checkpoint(small_project.output_dir)
+    assert latest is not None                        # close() waited for the process to write it
     qtbot.waitUntil(lambda: not vm.running, timeout=5000)
-    assert checkpoints.latest_checkpoint(small_project.output_dir).name == f"checkpoint-{trainer.stop_seen_at:06d}"
+    assert latest.name == f"checkpoint-{stop_seen_at(window.training_pane.log.toPlainText()):06d}"

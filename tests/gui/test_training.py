@@ -1,4 +1,5 @@
-"""Training pane with a stand-in trainer: progress, Stop within one step, Resume, worker errors."""
+"""Training pane with a stand-in trainer in a real training process: progress, Stop within one step,
+Resume, errors reported by the trainer, and a process that dies without a word."""
 from __future__ import annotations
 
 import pytest
@@ -6,16 +7,13 @@ import pytest
 from sliderstudio.gui.training_pane import TrainingPane
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.viewmodels.training import IDLE, TrainingViewModel, format_eta
-from sliderstudio.gui.workers import training as training_worker
-from tests.gui.fakes import FakeTrainer, ReportingFailTrainer
+from tests.gui.fakes import stop_seen_at, use_fake_training_process
 from tests.gui.heartbeat import Heartbeat
 
 
 @pytest.fixture
 def pane(qtbot, small_project, monkeypatch):
-    FakeTrainer.instances.clear()
-    monkeypatch.setattr(FakeTrainer, "fail_at", None)
-    monkeypatch.setattr(training_worker, "make_trainer", FakeTrainer)
+    use_fake_training_process(monkeypatch)
     from sliderstudio.gui.workers.tasks import TaskRunner
 
     tasks = TaskRunner()
@@ -68,23 +66,22 @@ def test_stop_mid_run_keeps_a_checkpoint_and_resume_continues(pane, qtbot):
         pane.stop_button.click()
         assert pane.status.text().startswith("Stopping")
     qtbot.waitUntil(lambda: vm.state == IDLE, timeout=5000)
-    trainer = FakeTrainer.instances[-1]
+    stopped_at = stop_seen_at(pane.log.toPlainText())
     assert finished.args[1] is True
-    assert trainer.stop_seen_at - requested_at <= 1          # within one step of the request
-    assert f"checkpoint-{trainer.stop_seen_at:06d}" in finished.args[0]
+    assert stopped_at - requested_at <= 1                    # within one step of the request
+    assert f"checkpoint-{stopped_at:06d}" in finished.args[0]
     qtbot.waitUntil(lambda: not vm._tasks.busy, timeout=10000)   # the resume check after the run
     assert pane.resume_button.isEnabled()
     with qtbot.waitSignal(vm.runFinished, timeout=10000) as resumed:
         pane.resume_button.click()
     qtbot.waitUntil(lambda: vm.state == IDLE, timeout=5000)
     assert resumed.args[1] is False
-    assert FakeTrainer.instances[-1].project.config.resume_from_checkpoint == "latest"
-    assert f"resumed at step {trainer.stop_seen_at}" in pane.log.toPlainText()
+    assert f"resumed at step {stopped_at}" in pane.log.toPlainText()
     assert vm.steps[-1] == 30
 
 
 def test_worker_exception_is_shown_and_the_app_stays_usable(pane, qtbot, monkeypatch):
-    monkeypatch.setattr(FakeTrainer, "fail_at", 3)
+    use_fake_training_process(monkeypatch, fail_at=3)
     with qtbot.waitSignal(pane.vm.runFailed, timeout=5000) as failed:
         pane.train_button.click()
     qtbot.waitUntil(lambda: pane.vm.state == IDLE, timeout=5000)
@@ -93,14 +90,14 @@ def test_worker_exception_is_shown_and_the_app_stays_usable(pane, qtbot, monkeyp
     assert pane.error_label.text() == "Training failed: RuntimeError: boom at step 3"
     assert "Traceback" in pane.log.toPlainText()
     assert pane.train_button.isEnabled()
-    monkeypatch.setattr(FakeTrainer, "fail_at", None)        # and the next run works
+    use_fake_training_process(monkeypatch)                    # and the next run works
     with qtbot.waitSignal(pane.vm.runFinished, timeout=10000):
         pane.train_button.click()
     assert pane.error.isHidden()
 
 
 def test_input_error_reported_by_the_trainer_is_shown_once(pane, qtbot, monkeypatch):
-    monkeypatch.setattr(training_worker, "make_trainer", ReportingFailTrainer)
+    use_fake_training_process(monkeypatch, kind="ReportingFailTrainer")
     messages = []
     pane.vm.runFailed.connect(lambda m, _d: messages.append(m))
     pane.train_button.click()
@@ -123,3 +120,28 @@ def test_schedule_fields_edit_the_config_and_lock_while_training(pane, qtbot):
 def test_eta_format():
     assert [format_eta(s) for s in (5, 65, 3725, float("inf"), float("nan"))] == \
         ["0:05", "1:05", "1:02:05", "—", "—"]
+
+
+def test_a_training_process_that_dies_is_reported_and_the_app_stays_usable(pane, qtbot, monkeypatch):
+    use_fake_training_process(monkeypatch, die_at=4)
+    with qtbot.waitSignal(pane.vm.runFailed, timeout=10000) as failed:
+        pane.train_button.click()
+    qtbot.waitUntil(lambda: pane.vm.state == IDLE, timeout=5000)
+    assert failed.args[0] == ("the training process was killed by SIGKILL (the system may have run out of "
+                              "memory); the last checkpoint is kept")
+    assert "C code writing to fd 1" in failed.args[1]          # the process's stderr is in the details
+    assert pane.vm.steps == [1, 2, 3]
+    assert pane.error_label.text().startswith("Training failed: the training process was killed")
+    use_fake_training_process(monkeypatch)
+    with qtbot.waitSignal(pane.vm.runFinished, timeout=10000):
+        pane.train_button.click()
+    assert pane.error.isHidden()
+
+
+def test_stop_pressed_before_the_process_is_up_still_stops_it(pane, qtbot):
+    with qtbot.waitSignal(pane.vm.runFinished, timeout=10000) as finished:
+        pane.train_button.click()
+        pane.stop_button.click()
+    qtbot.waitUntil(lambda: pane.vm.state == IDLE, timeout=5000)
+    assert finished.args[1] is True and stop_seen_at(pane.log.toPlainText()) == 0
+    assert pane.vm.steps == []

@@ -36,6 +36,7 @@ class PreviewViewModel(QObject):
         self.strength_b = 1.0
         self.sweep = SWEEP
         self.follow = True
+        self.training_active = False      # a training process shares the CPU: render on one thread
         self.lora: str | None = LATEST
         self.adapter = ""
         self.last: RenderResult | None = None
@@ -112,7 +113,11 @@ class PreviewViewModel(QObject):
         if self.follow and self.lora == LATEST:
             self.render_now("all")
 
+    def on_training_state(self, state: str) -> None:
+        self.training_active = state != "idle"
+
     def on_run_finished(self, _adapter: str = "", _stopped: bool = False) -> None:
+        self.training_active = False      # the process has reported its end: the cores are free again
         self.lora = LATEST
         self.render_now("all")
 
@@ -123,7 +128,8 @@ class PreviewViewModel(QObject):
         self._ticket += 1
         return RenderRequest(config.model_family, config.pretrained_model_name_or_path,
                              str(self._pvm.project.output_dir), self.lora, self.prompt or " ", self.seed,
-                             self.steps, self.guidance, self.start_fraction, strengths, kind, self._ticket)
+                             self.steps, self.guidance, self.start_fraction, strengths, kind, self._ticket,
+                             threads=1 if self.training_active else None)
 
     def render_now(self, kind: str = "all") -> None:
         if not self._pvm.is_open:

@@ -1,31 +1,60 @@
-"""The QThread worker that runs `core.trainer.Trainer` and turns its events into Qt signals.
+"""The QThread worker that supervises a training process and turns its events into Qt signals.
 
-The trainer is a blocking loop; it runs here, on its own QThread. Events cross to the UI thread
-as queued signals (never a direct call into widgets). Stop goes through the trainer's mailbox,
-which it polls before every optimizer step, so a stop takes effect within one step.
+Training runs in a child process, `sliderstudio train --events` (the same command a user can
+type), not on a thread of the app. In-process, the trainer held Python's GIL in long unbroken
+stretches (model construction, full garbage collections, pickling a checkpoint), and the window
+froze for 111–344 ms at a time although the UI thread itself had nothing to do. A process has
+its own GIL, so nothing the engine does can stall the window; a crash or an out-of-memory kill
+ends the run, not the app; and the accelerator's memory is returned when the run ends.
+
+This worker lives on its own QThread: it starts the process, reads its event lines (a blocking
+read, which releases the GIL) and emits them as queued signals. Stop writes `stop` to the
+process's stdin; the trainer polls for it before every optimizer step, so a stop takes effect
+within one step.
 """
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 import traceback
-from typing import Any, Callable
+from collections import deque
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+import sliderstudio
 from sliderstudio.core.errors import InputError
-from sliderstudio.core.events import (
-    Checkpoint, Command, Event, Failed, Finished, Image, Log, Mailbox, Progress,
-)
+from sliderstudio.core.event_wire import WireError, decode
+from sliderstudio.core.events import Checkpoint, Event, Failed, Finished, Image, Log, Progress
 from sliderstudio.core.project import Project
-from sliderstudio.gui.workers.engine import ensure_engine
 from sliderstudio.gui.workers.qimages import pil_to_qimage
 
+STDERR_LINES = 60      # how much of the process's stderr a failure report shows
 
-def make_trainer(project: Project, sink: Callable[[Event], None], mailbox: Mailbox) -> Any:
-    """The engine's trainer (imported here, on the worker thread). Tests replace this function."""
-    ensure_engine()
-    from sliderstudio.core.trainer import Trainer
 
-    return Trainer(project, sink, mailbox)
+def training_command(project: Project) -> list[str]:
+    """argv of the training process: this same program (the frozen app, or `python -m sliderstudio`).
+
+    The run's settings are the saved project files; only the resume choice travels as an override,
+    always, so a value left in config.json can never turn a fresh run into a resume.
+    """
+    program = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "sliderstudio"]
+    resume = project.config.resume_from_checkpoint or "none"
+    return program + ["train", "--config", str(project.root), "--events", "--resume_from_checkpoint", resume]
+
+
+def child_environment() -> dict[str, str]:
+    """The app's environment, with this copy of the package first on the path (a source checkout
+    runs as well as an installed one) and Python's output unbuffered."""
+    env = dict(os.environ)
+    if not getattr(sys, "frozen", False):
+        source = str(Path(sliderstudio.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def readable_failure(exc: BaseException, step: int) -> Failed:
@@ -33,6 +62,20 @@ def readable_failure(exc: BaseException, step: int) -> Failed:
     if isinstance(exc, InputError):
         return Failed(str(exc), step, exit_code=2)
     return Failed(f"{type(exc).__name__}: {exc}", step, 1, traceback.format_exc())
+
+
+def ended_without_result(returncode: int, stderr_tail: list[str]) -> str:
+    """Why a process that sent no Finished/Failed event ended, in words."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (the system may have run out of memory)" if -returncode == signal.SIGKILL else ""
+        return f"the training process was killed by {name}{hint}; the last checkpoint is kept"
+    last_error = next((line for line in reversed(stderr_tail) if line.startswith("error:")), "")
+    reason = f": {last_error.removeprefix('error:').strip()}" if last_error else ""
+    return f"the training process ended with exit status {returncode} without a result{reason}"
 
 
 class TrainingWorker(QObject):
@@ -47,13 +90,28 @@ class TrainingWorker(QObject):
     def __init__(self, project: Project):
         super().__init__()
         self.project = project
-        self.mailbox = Mailbox()
+        self.process: subprocess.Popen | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES)
+        self._lock = threading.Lock()         # guards process start vs. stop from the UI thread
+        self._stop_requested = False
         self._terminal: Event | None = None
         self._step = 0
 
     def stop(self) -> None:
-        """Thread-safe: the mailbox is a queue the trainer drains between steps."""
-        self.mailbox.send(Command.STOP)
+        """Thread-safe; a stop asked for before the process is up is sent as soon as it is."""
+        with self._lock:
+            self._stop_requested = True
+            self._send("stop")
+
+    def _send(self, command: str) -> None:
+        process = self.process
+        if process is None or process.stdin is None:
+            return
+        try:
+            process.stdin.write(command + "\n")
+            process.stdin.flush()
+        except (OSError, ValueError):      # the process is gone or its stdin closed: nothing to stop
+            pass
 
     def _sink(self, event: Event) -> None:
         if isinstance(event, Progress):
@@ -75,12 +133,46 @@ class TrainingWorker(QObject):
     @Slot()
     def run(self) -> None:
         try:
-            make_trainer(self.project, self._sink, self.mailbox).run()
+            self._supervise()
         except BaseException as exc:  # noqa: BLE001 - the worker thread must always report and end
             if not isinstance(self._terminal, Failed):
                 self.failed.emit(readable_failure(exc, self._step))
-        else:
-            if self._terminal is None:
-                self.failed.emit(Failed("the trainer ended without reporting a result", self._step))
         finally:
             self.done.emit()
+
+    def _start(self) -> subprocess.Popen:
+        with self._lock:
+            # its own session: a Ctrl-C in the terminal that started the app is the app's to handle
+            self.process = subprocess.Popen(
+                training_command(self.project), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1,
+                env=child_environment(), start_new_session=True)
+            if self._stop_requested:
+                self._send("stop")
+        self.log.emit(Log(f"training process {self.process.pid} started; loading the engine and the model"))
+        return self.process
+
+    def _supervise(self) -> None:
+        process = self._start()
+        reader = threading.Thread(target=self._read_stderr, args=(process,), name="training-stderr", daemon=True)
+        reader.start()
+        assert process.stdout is not None
+        for line in process.stdout:
+            try:
+                event = decode(line)
+            except WireError:
+                self.stderr_tail.append(line.rstrip())
+                continue
+            self._sink(event)
+        returncode = process.wait()
+        reader.join(timeout=5)
+        if process.stdin is not None:
+            process.stdin.close()
+        if self._terminal is None:
+            tail = list(self.stderr_tail)
+            self.failed.emit(Failed(ended_without_result(returncode, tail), self._step, 1, "\n".join(tail)))
+
+    def _read_stderr(self, process: subprocess.Popen) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            self.stderr_tail.append(line.rstrip())
