@@ -126,6 +126,27 @@ def test_plan_and_train_on_the_written_project(app, home, demo_project, tmp_path
     assert (demo_project / "output2" / "pytorch_lora_weights.safetensors").is_file()
 
 
+def test_train_events_is_how_the_app_trains(app, home, demo_project, tmp_path):
+    """The app's Train button runs its own executable with `train --events`: the event wire and the
+    stdin commands must work in the frozen program too."""
+    from sliderstudio.core.event_wire import decode
+    from sliderstudio.core.events import Failed, Finished, Progress
+
+    child = subprocess.Popen([str(app), "train", "--config", str(demo_project), "--events",
+                              "--resume_from_checkpoint", "none", "--max_train_steps", "2",
+                              "--output_dir", "output3"], cwd=tmp_path, env=clean_env(home), text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    events = []
+    for line in child.stdout:
+        events.append(decode(line))
+        if isinstance(events[-1], (Finished, Failed)):
+            break
+    child.stdin.close()
+    assert child.wait(timeout=300) == 0, child.stderr.read()[-3000:]
+    assert [e.step for e in events if isinstance(e, Progress)] == [1, 2]
+    assert events[-1] == Finished(2, str(demo_project / "output3" / "pytorch_lora_weights.safetensors"))
+
+
 def test_every_family_selfchecks(app, home, tmp_path):
     """Tiny random models of every family: catches a transformers/diffusers module left out."""
     done = run(app, "selfcheck", "--family", "all", "--json", home=home, cwd=tmp_path)
