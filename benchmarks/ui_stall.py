@@ -30,27 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("thread", "thread+freeze", "process")
 
 
-class GapRecorder:
-    """Every interval between two ticks of a 10 ms timer on the UI thread."""
-
-    def __init__(self) -> None:
-        from PySide6.QtCore import QTimer
-
-        self.gaps: list[float] = []
-        self.busy = 0.0                      # the most CPU the UI thread itself used between ticks
-        self.last = time.perf_counter()
-        self.last_cpu = time.thread_time()
-        self.timer = QTimer(interval=10)
-        self.timer.timeout.connect(self.tick)
-        self.timer.start()
-
-    def tick(self) -> None:
-        now, cpu = time.perf_counter(), time.thread_time()
-        self.gaps.append(now - self.last)
-        self.busy = max(self.busy, cpu - self.last_cpu)
-        self.last, self.last_cpu = now, cpu
-
-
 def project_dir(workdir: Path, steps: int, every: int) -> Path:
     from sliderstudio.toy.demo_project import write_demo_project
 
@@ -68,6 +47,7 @@ def run_variant(variant: str, steps: int, every: int) -> dict:
 
     from sliderstudio.gui.app import make_application, wait_until_settled
     from sliderstudio.gui.workers import engine
+    from tests.gui.heartbeat import Heartbeat     # the tests' probe; this script runs from the checkout
 
     app = make_application()
     if variant == "thread":
@@ -82,13 +62,13 @@ def run_variant(variant: str, steps: int, every: int) -> dict:
         window.show()
         window.project_vm.open(project_dir(Path(tmp), steps, every))
         wait_until_settled(window)
-        recorder = GapRecorder()
+        recorder = Heartbeat()
         started = time.perf_counter()
         window.training_vm.stateChanged.connect(lambda state: state == "idle" and app.quit())
         QTimer.singleShot(0, window.training_pane.train_button.click)
         app.exec()                # the UI thread waits in Qt's loop, as in the app
         wall = time.perf_counter() - started
-        recorder.timer.stop()
+        recorder.stop()
         error = window.training_vm.last_error
         window.shutdown(store=False)
     if error:
@@ -97,7 +77,7 @@ def run_variant(variant: str, steps: int, every: int) -> dict:
     return {"variant": variant, "wall_s": round(wall, 1), "ticks": len(gaps),
             "median_ms": round(statistics.median(gaps) * 1000, 1),
             "p99_ms": round(gaps[int(0.99 * (len(gaps) - 1))] * 1000, 1),
-            "max_ms": round(gaps[-1] * 1000, 1), "ui_cpu_ms": round(recorder.busy * 1000, 1)}
+            "max_ms": round(gaps[-1] * 1000, 1), "ui_cpu_ms": round(recorder.max_busy * 1000, 1)}
 
 
 def host_trainer_on_the_worker_thread() -> None:

@@ -62,11 +62,11 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.events:
+        return train_with_events(args, extra)
     from sliderstudio.core.project import load_project, parse_cli_overrides
     from sliderstudio.core.trainer import Trainer
 
-    if args.events:
-        return train_with_events(args, extra)
     project = load_project(args.config, parse_cli_overrides(extra))
     sink = ConsoleSink()
     try:

@@ -21,12 +21,14 @@ class Heartbeat:
         self.max_gap = 0.0
         self.max_busy = 0.0
         self.ticks = 0
+        self.gaps: list[float] = []       # every interval, for percentiles (benchmarks/ui_stall.py)
         self.timer = QTimer(interval=interval_ms)
         self.timer.timeout.connect(self._tick)
         self.timer.start()
 
     def _tick(self) -> None:
         wall, cpu = time.perf_counter(), time.thread_time()
+        self.gaps.append(wall - self.last_wall)
         self.max_gap = max(self.max_gap, wall - self.last_wall)
         self.max_busy = max(self.max_busy, cpu - self.last_cpu)
         self.last_wall, self.last_cpu = wall, cpu

@@ -26,7 +26,6 @@ def _import_engine() -> None:
 
     import sliderstudio.core.preview  # noqa: F401
     import sliderstudio.core.targets  # noqa: F401
-    import sliderstudio.core.trainer  # noqa: F401
     from sliderstudio.families.registry import FAMILIES
 
     for family in FAMILIES.values():
