@@ -6,9 +6,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 QT_SYSTEM_LIBS := libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
+# What Qt's xcb platform plugin (a real X11 window) links: `ldd` of plugins/platforms/libqxcb.so,
+# lib/libQt6XcbQpa.so.6 and plugins/xcbglintegrations/*.so, mapped to Debian/Ubuntu packages.
+QT_XCB_LIBS := libx11-6 libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-glx0 libxcb-icccm4 libxcb-image0 \
+  libxcb-keysyms1 libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 \
+  libxcb-util1 libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0
+# Only the tests need these: a virtual X server and xwininfo (tests/gui/test_real_display.py).
+TEST_SYSTEM_TOOLS := xvfb x11-utils
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow demo system-deps install clean installer installer-test
+.PHONY: run test test-slow demo system-deps test-system-deps install clean installer installer-test
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -21,22 +28,29 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Qt needs a few shared libraries that a bare Debian image lacks; install them only when missing.
-system-deps:
-	@missing=""; for p in $(QT_SYSTEM_LIBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Qt needs shared libraries that a bare Debian image lacks (the xcb set for a real window); install
+# only the missing ones. Ubuntu 24.04 renamed some (libglib2.0-0t64), so that name counts as present too.
+APT_INSTALL_MISSING = missing=""; for p in $(1); do \
+	  dpkg -s $$p >/dev/null 2>&1 || dpkg -s $${p}t64 >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "Installing system libraries for Qt:$$missing"; \
+	  echo "Installing $(2):$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-run: $(STAMP)
+system-deps:
+	@$(call APT_INSTALL_MISSING,$(QT_SYSTEM_LIBS) $(QT_XCB_LIBS),system libraries for Qt)
+
+test-system-deps: system-deps
+	@$(call APT_INSTALL_MISSING,$(TEST_SYSTEM_TOOLS),test tools)
+
+run: $(STAMP) system-deps
 	$(BIN)/sliderstudio gui
 
-test: $(STAMP)
+test: $(STAMP) test-system-deps
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) test-system-deps
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 demo: $(STAMP)

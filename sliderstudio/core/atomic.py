@@ -1,6 +1,8 @@
 """Atomic file writes: a temp file in the same folder, fsync, then rename over the target.
 
 A crash (or a full disk) at any point leaves either the old file or the new one, never a truncated one.
+The temp file is private (mkstemp's 0o600); before the rename it gets the mode the user's umask gives
+any new file, so other users' programs (ComfyUI, a render server) can read the outputs.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from sliderstudio.core.errors import OutputError
+from sliderstudio.core.file_modes import file_mode
 
 
 @contextmanager
@@ -28,6 +31,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, file_mode())  # path, not fd: os.fchmod is missing on Windows before 3.13
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)

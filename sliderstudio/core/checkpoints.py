@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sliderstudio.core.errors import ConfigError
+from sliderstudio.core.file_modes import dir_mode
 
 PREFIX = "checkpoint-"
 STATE = "state.json"
@@ -66,6 +67,7 @@ def write_checkpoint(output_dir: Path, state: LoopState, write_files: Callable[[
     final = root / f"{PREFIX}{state.step:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
+        tmp.chmod(dir_mode())  # mkdtemp's 0o700 would survive the rename: other users could not read it
         write_files(tmp)
         (tmp / STATE).write_text(json.dumps(asdict(state), indent=2))
         for f in tmp.iterdir():
