@@ -12,7 +12,9 @@ import pytest
 from PIL import Image as PILImage
 
 from sliderstudio.core.event_wire import WireError, WireSink, decode, encode, listen_for_commands
-from sliderstudio.core.events import Checkpoint, Command, Failed, Finished, Image, Log, Mailbox, Progress
+from sliderstudio.core.events import (
+    Checkpoint, Command, Device, Failed, Finished, Image, Log, Mailbox, PauseChanged, Progress,
+)
 from tests.conftest import make_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +27,10 @@ FAKE_CHILD = ROOT / "tests" / "gui" / "fake_train_child.py"
     Checkpoint(5, "/runs/out/checkpoints/checkpoint-000005"),
     Finished(10, "/runs/out/pytorch_lora_weights.safetensors", stopped_early=True),
     Failed("bucket 'more' has no images", 0, exit_code=2, details="Traceback …"),
+    Device("NVIDIA H200 (cuda:0)", "cuda", 3 * 2**30, 137 * 2**30, 140 * 2**30, 2 * 2**30, step=12),
+    Device("CPU (2 threads)", "cpu", None, None, None, None),
+    PauseChanged(True, 7),
+    PauseChanged(False, 7),
 ])
 def test_every_event_survives_the_wire_unchanged(event):
     line = encode(event)
@@ -47,6 +53,8 @@ def test_an_image_event_carries_its_pixels():
     ('{"type": "Explosion"}', "not an event"),
     ('[1, 2]', "not an event"),
     ('{"type": "Progress", "step": 1}', "bad Progress fields"),
+    ('{"type": "Device", "name": "CPU", "kind": "cpu", "used": 1}', "bad Device fields"),
+    ('{"type": "PauseChanged", "paused": true, "step": 3, "why": "x"}', "bad PauseChanged fields"),
     ('{"type": "Image", "step": 1, "prompt": "p", "strength": 0, "png": "not base64!"}', "readable PNG"),
 ])
 def test_anything_else_on_the_wire_is_a_wire_error(line, why):

@@ -18,10 +18,11 @@ from dataclasses import asdict, fields
 from typing import IO, Any, Callable
 
 from sliderstudio.core.events import (
-    Checkpoint, Command, Event, Failed, Finished, Image, Log, Mailbox, Progress,
+    Checkpoint, Command, Device, Event, Failed, Finished, Image, Log, Mailbox, PauseChanged, Progress,
 )
 
-EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Progress, Log, Image, Checkpoint, Finished, Failed)}
+EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Progress, Log, Image, Checkpoint, Finished, Failed,
+                                                           Device, PauseChanged)}
 
 
 class WireError(ValueError):

@@ -62,7 +62,35 @@ class Failed:
     details: str = ""
 
 
-Event = Progress | Log | Image | Checkpoint | Finished | Failed
+@dataclass(frozen=True)
+class Device:
+    """Which device trains and its memory in bytes; sent when training starts and every few seconds.
+
+    `used`/`free`/`total` describe the whole device, because that is what decides whether the next
+    allocation fits (a GPU: the driver's figures, other processes included; the CPU: system RAM,
+    `free` being what the kernel can hand out). `process` is this run's share (a GPU: what torch's
+    allocator holds; the CPU: the process's resident memory). None where the platform does not say.
+    """
+
+    name: str          # "CPU (2 threads)", "NVIDIA H200 (cuda:0)"
+    kind: str          # torch device type: cpu | cuda | mps | …
+    used: int | None
+    free: int | None
+    total: int | None
+    process: int | None
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class PauseChanged:
+    """The trainer's answer to PAUSE (paused) and RESUME (not paused): the one way a face learns
+    the run's pause state, sent only once the loop really holds (or goes on) between steps."""
+
+    paused: bool
+    step: int
+
+
+Event = Progress | Log | Image | Checkpoint | Finished | Failed | Device | PauseChanged
 
 
 class EventSink(Protocol):
@@ -85,6 +113,13 @@ class Mailbox:
 
     def send(self, command: Command) -> None:
         self._queue.put(command)
+
+    def take(self) -> Command | None:
+        """The oldest command, or None at once: one at a time, so a PAUSE sees the RESUME behind it."""
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
 
     def drain(self) -> list[Command]:
         out = []

@@ -18,9 +18,10 @@ import torch
 from sliderstudio.core import atomic, checkpoints
 from sliderstudio.core.adapters import ASSISTANT, slider_scale
 from sliderstudio.core.adapter_io import ADAPTER_NAME
+from sliderstudio.core.device_report import device_report
 from sliderstudio.core.errors import InputError, OutOfMemory, TrainingStopped
 from sliderstudio.core.events import (
-    Checkpoint, Command, Event, Failed, Finished, Image, Log, Mailbox, Progress,
+    Checkpoint, Command, Event, Failed, Finished, Image, Log, Mailbox, PauseChanged, Progress,
 )
 from sliderstudio.core.preview import render_strengths, save_image
 from sliderstudio.core.project import Project
@@ -28,6 +29,7 @@ from sliderstudio.core.run_state import HEARTBEAT
 from sliderstudio.core.training_setup import TrainingSession, prepare_session
 
 METRICS = "metrics.jsonl"
+DEVICE_REPORT_S = 2.0   # how often the Device event (name, memory) is sent while a run is live
 
 
 class Trainer:
@@ -41,6 +43,7 @@ class Trainer:
         self.step = 0
         self.micro_index = 0
         self._last_heartbeat = 0.0
+        self._last_device_report = 0.0
         self._end_state = "ended"  # "finished" only once the final adapter is written
 
     # --- public --------------------------------------------------------------------------------
@@ -48,6 +51,7 @@ class Trainer:
         """Train to the end (or until STOP). Emits Failed and re-raises on error."""
         try:
             self.session = prepare_session(self.project, self.log, self.device)
+            self._report_device(force=True)
             self._resume()
             return self._loop()
         except TrainingStopped:
@@ -89,6 +93,7 @@ class Trainer:
             self.sink(Progress(self.step, s.total_steps, loss, lr, rate, (s.total_steps - self.step) / rate,
                                tuple(m.bucket_id for m in used), tuple(m.strength for m in used)))
             self._write_heartbeat()
+            self._report_device()
             if cfg.validation_steps and self.step % cfg.validation_steps == 0:
                 self._validate()
             if cfg.checkpointing_steps and self.step % cfg.checkpointing_steps == 0 and self.step < s.total_steps:
@@ -119,7 +124,8 @@ class Trainer:
         return total, used
 
     def _poll(self) -> None:
-        for command in self.mailbox.drain():
+        # one at a time (not drain): a PAUSE handled here must find the RESUME queued behind it
+        while (command := self.mailbox.take()) is not None:
             self._handle(command)
 
     def _handle(self, command: Command) -> None:
@@ -128,18 +134,31 @@ class Trainer:
         if command is Command.SAVE_NOW:
             self._checkpoint()
         elif command is Command.SAMPLE_NOW:
-            self._validate()
+            self._validate(requested=True)
         elif command is Command.PAUSE:
-            self.log(f"paused at step {self.step}")
-            while True:
-                nxt = self.mailbox.wait(0.2)
-                if nxt is Command.RESUME:
-                    self.log("resumed")
-                    return
-                if nxt is Command.STOP:
-                    raise TrainingStopped()
-                if nxt is not None:
-                    self._handle(nxt)
+            self._pause()
+        elif command is Command.RESUME:
+            self.log("resume ignored: the run is not paused", "warning")
+
+    def _pause(self) -> None:
+        """Hold between steps until RESUME or STOP. Save/sample requests are served meanwhile, and the
+        heartbeat and device report go on, so a long pause never reads as a dead run."""
+        self.log(f"paused at step {self.step}")
+        self.sink(PauseChanged(True, self.step))
+        while True:
+            nxt = self.mailbox.wait(0.2)
+            self._write_heartbeat()
+            self._report_device()
+            if nxt is Command.RESUME:
+                self.log("resumed")
+                self.sink(PauseChanged(False, self.step))
+                return
+            if nxt is Command.STOP:
+                raise TrainingStopped()
+            if nxt is Command.PAUSE:
+                continue                      # already paused
+            if nxt is not None:
+                self._handle(nxt)
 
     def _stop(self) -> Path:
         """Stop: checkpoint the current state so Resume continues from here."""
@@ -219,11 +238,14 @@ class Trainer:
                 break
         atomic.write_text(path, "".join(x + "\n" for x in keep))
 
-    def _validate(self) -> None:
+    def _validate(self, requested: bool = False) -> None:
         s = self.session
         cfg = self.project.config
         prompts = self.project.validation_prompts()
         if not prompts:
+            if requested:   # a Sample now that renders nothing must say why
+                self.log("sample now: nothing to render, the project has no validation prompts "
+                         "(set validation_prompt or user_prompt_library)", "warning")
             return
         strengths = [p.adapter_strength if p.adapter_strength is not None else cfg.validation_adapter_strength
                      for p in prompts]
@@ -246,6 +268,14 @@ class Trainer:
             path = folder / f"{entry.name}_s{strength:+.2f}.png"
             save_image(image, path)
             self.sink(Image(image, self.step, entry.prompt, strength, str(path)))
+
+    def _report_device(self, force: bool = False) -> None:
+        """The Device event every DEVICE_REPORT_S: cheap queries only, never a sync inside the step."""
+        now = time.monotonic()
+        if self.session is None or (not force and now - self._last_device_report < DEVICE_REPORT_S):
+            return
+        self._last_device_report = now
+        self.sink(device_report(self.session.step.device, self.step))
 
     def _write_heartbeat(self, state: str = "running", force: bool = False) -> None:
         """A file other processes (the app) read to tell a live run from a dead one."""
