@@ -35,14 +35,14 @@ def _parser() -> argparse.ArgumentParser:
 
     targets = sub.add_parser("targets", help="show which modules a target preset matches")
     targets.add_argument("--model", required=True, help="model folder, file or hub id")
-    targets.add_argument("--family", default="sd1x")
+    targets.add_argument("--family", help="model family (default: read from the model's files)")
     targets.add_argument("--preset", default="slider",
                          help="reference | slider | default, or a comma-separated list of names")
     targets.add_argument("--lycoris", help="a LyCORIS preset JSON: the modules its apply_preset selects")
 
     preview = sub.add_parser("preview", help="render a strength sweep into one grid image")
     preview.add_argument("--model", required=True)
-    preview.add_argument("--family", default="sd1x")
+    preview.add_argument("--family", help="model family (default: read from the adapter and the model's files)")
     preview.add_argument("--lora", help="adapter .safetensors (omit for the base model)")
     preview.add_argument("--prompt", required=True)
     preview.add_argument("--strengths", default="-1,-0.5,0,0.5,1")

@@ -126,6 +126,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
     preset = args.preset if args.preset in ("reference", "slider", "default") else \
         [p.strip() for p in args.preset.split(",") if p.strip()]
+    args.family = read_family(args.model, None, args.family)
     if args.lycoris:
         from sliderstudio.core.lycoris_adapter import lycoris_target_report
         from sliderstudio.core.lycoris_config import read_lycoris_config
@@ -139,6 +140,15 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
         require_matches(report, "preset")
     return 0
+
+
+def read_family(model: str, adapter: str | None, requested: str | None) -> str:
+    """The family the files say (adapter metadata, model_index.json, checkpoint keys); `--family` must agree."""
+    from sliderstudio.families.detect import family_for
+
+    family, note = family_for(model, adapter, requested)
+    print(note, file=sys.stderr)
+    return family
 
 
 def parse_strengths(text: str) -> list[float]:
@@ -159,7 +169,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
         raise InputError("must be between 0 and 1", key="--start-fraction", value=args.start_fraction)
     if args.control_image and not Path(args.control_image).is_file():
         raise InputError("no such image file", file=args.control_image, key="--control-image")
-    renderer = PreviewRenderer(args.family, args.model, args.lora, args.controlnet, args.control_image)
+    family = read_family(args.model, args.lora, args.family)
+    renderer = PreviewRenderer(family, args.model, args.lora, args.controlnet, args.control_image)
     images = renderer.render(args.prompt, args.seed, strengths, args.steps, args.guidance, args.start_fraction,
                              args.size)
     save_image(grid(images, [f"{s:+.2f}" for s in strengths]), Path(args.out))

@@ -98,6 +98,10 @@ class PreviewRenderer:
         """Load (or swap to) an adapter file: LoRA or LyCORIS, on the denoiser or on a ControlNet."""
         path = Path(path)
         meta = adapter_io.read_metadata(path)  # refuses pickles and unreadable files with a clear error
+        trained_for = meta.get("family")
+        if trained_for and get_family(str(trained_for)).id != self.family.id:
+            raise InputError(f"this adapter was trained for '{trained_for}' (its metadata) but the model is "
+                             f"'{self.family.id}'", file=path, key="family")
         if self.adapter is not None:
             self.adapter.remove()
             self.adapter = None

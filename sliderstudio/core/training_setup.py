@@ -30,6 +30,7 @@ from sliderstudio.core.targets import (
     TargetReport, preset_patterns, require_matches, resolve_on_module, text_path_modules,
 )
 from sliderstudio.families.base import Family
+from sliderstudio.families.detect import config_family
 from sliderstudio.families.loading import load_pipeline, resolve_model_path
 from sliderstudio.families.registry import get_family
 
@@ -169,7 +170,10 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     cfg = project.config
     for warning in project.warnings:
         log(warning, "warning")
-    family = get_family(cfg.model_family, str(project.config_path))
+    family_id, family_note = config_family(cfg, str(project.config_path))  # the files say which family
+    family = get_family(family_id, str(project.config_path))
+    if family_note:
+        log(family_note, "info")
     scanned = scan_project(project, deep=True)
     require_trainable(project, scanned)
     for s in scanned:

@@ -64,6 +64,14 @@ def resolve_for_table(family: str, model_path: str, preset: str | list[str]) -> 
     return TargetResult(report, None, request)
 
 
+def detect_model_family(model_path: str) -> Any:
+    """What the model's files say about its family (model_index.json, checkpoint keys): off the UI thread."""
+    ensure_engine()
+    from sliderstudio.families.detect import detect_model
+
+    return detect_model(model_path)
+
+
 def preset_choice(config: Any) -> str:
     """Which of the four choices a config expresses (same precedence as core.targets)."""
     if config.peft_lora_target_modules:
@@ -79,6 +87,7 @@ class ArchitectureViewModel(QObject):
     targetsResolving = Signal()
     targetsResolved = Signal(object)    # TargetResult
     notice = Signal(str)
+    familyDetected = Signal(str)        # the model's files named a family different from the config's
 
     def __init__(self, project_vm: ProjectViewModel, tasks: TaskRunner, parent: QObject | None = None,
                  debounce_ms: int = 300):
@@ -112,9 +121,12 @@ class ArchitectureViewModel(QObject):
     def _project_loaded(self) -> None:
         self.fieldsChanged.emit()
         self.schedule_resolve()
+        self.detect_family()
 
     def _config_changed(self, key: str) -> None:
         self.fieldsChanged.emit()
+        if key == "pretrained_model_name_or_path":
+            self.detect_family()
         if key in ("model_family", "pretrained_model_name_or_path", "slider_target_preset",
                    "slider_lora_target", "peft_lora_target_modules", "lora_type", "lycoris_config"):
             self.schedule_resolve()
@@ -205,6 +217,23 @@ class ArchitectureViewModel(QObject):
                 self.update(lycoris_config=str(path.relative_to(self._pvm.project.root)))
             self.schedule_resolve()
         return check
+
+    # --- family detection ----------------------------------------------------------------
+    def detect_family(self) -> None:
+        """Read the chosen model's family from its files; the picker follows what they say."""
+        if not self._pvm.is_open:
+            return
+        model = self.config.pretrained_model_name_or_path
+        self._tasks.submit(lambda: detect_model_family(model), lambda found, m=model: self._family_detected(m, found))
+
+    def _family_detected(self, model: str, detection: Any) -> None:
+        if not self._pvm.is_open or model != self.config.pretrained_model_name_or_path or not detection.known:
+            return  # the path changed meanwhile, or the files cannot tell: the user's choice stands
+        if detection.accepts(self.config.model_family):
+            return
+        if self.update(model_family=detection.family):
+            self.notice.emit(f"Model family set to '{detection.family}': the {detection.how} of the model says so")
+        self.familyDetected.emit(detection.family)
 
     # --- target resolution -------------------------------------------------------------
     def _target_request(self) -> tuple[str, str, str | list[str]]:
