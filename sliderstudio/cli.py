@@ -117,8 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # the last resort: say what happened, exit 1
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:  # the last resort: what, where, and the traceback in a log file; exit 1
+        from sliderstudio.core.crash_log import report_unexpected
+
+        print(report_unexpected(exc, argv), file=sys.stderr)
         return 1
 
 

@@ -103,3 +103,39 @@ def test_preview_rejects_bad_strengths(tiny_models, tmp_path, capsys):
                  "--out", str(tmp_path / "g.png")]) == 2
     assert "--strengths" in capsys.readouterr().err
     assert not (tmp_path / "g.png").exists()
+
+
+def test_unexpected_exception_names_where_and_keeps_the_traceback(tmp_path, capsys, monkeypatch):
+    from sliderstudio.core import buckets
+
+    def broken_balance(project, scanned):
+        raise TypeError("argument of type 'NoneType' is not iterable")
+
+    monkeypatch.setattr(buckets, "balance", broken_balance)
+    monkeypatch.setenv("SLIDERSTUDIO_LOG_DIR", str(tmp_path / "logs"))
+    root = make_project(tmp_path / "p", "/nowhere")
+    assert main(["plan", "--config", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "error: an unexpected TypeError: argument of type 'NoneType' is not iterable" in err
+    assert "where: sliderstudio/commands.py:" in err and " in cmd_plan" in err
+    logs = list((tmp_path / "logs").glob("crash-*.log"))
+    assert len(logs) == 1 and f"full traceback: {logs[0]}" in err
+    text = logs[0].read_text()
+    assert "Traceback (most recent call last)" in text and "broken_balance" in text
+    assert f"command: sliderstudio plan --config {root}" in text
+
+
+def test_unexpected_exception_without_a_writable_log_folder(tmp_path, capsys, monkeypatch):
+    from sliderstudio import commands
+
+    def broken(args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(commands, "cmd_plan", broken)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the log folder should be")
+    monkeypatch.setenv("SLIDERSTUDIO_LOG_DIR", str(blocker / "logs"))
+    assert main(["plan", "--config", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "error: an unexpected RuntimeError: boom" in err and "where: sliderstudio/cli.py:" in err
+    assert "the traceback follows" in err and 'raise RuntimeError("boom")' in err
