@@ -98,7 +98,9 @@ class TrainConfig(_Strict):
     disable_assistant_lora: bool = Field(False, description="Do not load the assistant adapter")
     assistant_lora_path: str | None = Field(None, description="Assistant adapter for distilled models")
     assistant_lora_strength: float = Field(1.0, description="Fixed strength of the assistant adapter")
-    lora_format: Literal["diffusers", "comfyui"] = Field("diffusers", description="Key naming of the saved adapter")
+    lora_format: Literal["both", "diffusers", "comfyui"] = Field(
+        "both", description="Files written at the end: 'both' (default) and 'comfyui' add the ComfyUI/kohya file "
+                            "next to the diffusers one, 'diffusers' writes only the diffusers file")
     slider_neutral_mode: Literal["preserve", "off"] = Field("preserve", description="Neutral buckets as preservation")
     slider_pairing: Literal["auto", "off"] = Field("auto", description="Pair positive/negative images by file stem")
     controlnet: bool = Field(False, description="Train the slider on a ControlNet (SD 1.x / SDXL)")

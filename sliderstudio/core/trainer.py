@@ -182,14 +182,26 @@ class Trainer:
 
     def _save_final(self) -> Path:
         path = self._save_adapter(self.project.output_dir / ADAPTER_NAME)
-        if self.project.config.lora_format == "comfyui":
-            from sliderstudio.core.export import export_file
-
-            result = export_file(path, path.with_name("pytorch_lora_weights_comfyui.safetensors"), "comfyui")
-            for note in result.notes:
-                self.log(note, "warning")
+        self._save_comfyui(path)
         self.log(f"adapter saved: {path}")
         return path
+
+    def _save_comfyui(self, path: Path) -> None:
+        """The ComfyUI/kohya file next to the diffusers one (SPEC §8) unless lora_format is 'diffusers'.
+
+        The diffusers file is the run's result; a slider ComfyUI cannot name (ControlNet) only warns.
+        """
+        if self.project.config.lora_format == "diffusers":
+            return
+        from sliderstudio.core.export import COMFYUI_NAME, export_file
+
+        try:
+            result = export_file(path, path.with_name(COMFYUI_NAME), "comfyui")
+        except InputError as exc:
+            self.log(f"no ComfyUI file written: {exc}", "warning")
+            return
+        for note in result.notes:
+            self.log(note, "warning")
 
     def _checkpoint(self) -> Path:
         s = self.session

@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import torch
 
+from sliderstudio.families.comfy_naming import DIFFUSERS_PATH_KEYS, ComfyNaming
+
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "targets"
 PRESET_NAMES = ("reference", "slider", "default")
 
@@ -45,6 +47,7 @@ class Family(ABC):
     supports_lycoris: bool = True
     supports_controlnet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    comfy: ComfyNaming = DIFFUSERS_PATH_KEYS  # ComfyUI/kohya LoRA key names (families/comfy_naming.py)
 
     @cached_property
     def presets(self) -> dict[str, list[str]]:

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from sliderstudio.families.base import Conditioning
+from sliderstudio.families.comfy_naming import ComfyNaming, rule
 from sliderstudio.families.video import VideoFlowFamily, tiny_t5_encoder, tiny_t5_tokenizer, tiny_wan_vae
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,22 @@ def ensure_mask_resize() -> None:
                                             functional=SimpleNamespace(resize=_resize_nearest))
 
 
+# ComfyUI runs Cosmos-Predict2 as its MiniTrainDIT with the original names (comfy/ldm/cosmos/predict2.py).
+COMFY_NAMING = ComfyNaming(basis="ComfyUI's Cosmos-Predict2 module names", rules=(
+    rule(r"transformer_blocks\.(\d+)\.attn1\.to_([qkv])", r"blocks.\1.self_attn.\2_proj"),
+    rule(r"transformer_blocks\.(\d+)\.attn1\.to_out\.0", r"blocks.\1.self_attn.output_proj"),
+    rule(r"transformer_blocks\.(\d+)\.attn2\.to_([qkv])", r"blocks.\1.cross_attn.\2_proj"),
+    rule(r"transformer_blocks\.(\d+)\.attn2\.to_out\.0", r"blocks.\1.cross_attn.output_proj"),
+    rule(r"patch_embed\.proj", "x_embedder.proj.1"),
+    rule(r"proj_out", "final_layer.linear"),
+    rule(r"time_embed\.t_embedder\.linear_([12])", r"t_embedder.1.linear_\1"),
+))
+
+
 @dataclass
 class CosmosFamily(VideoFlowFamily):
     native_size: int = 768  # Cosmos-Predict2 text-to-image renders 1360×768 by default
+    comfy: ComfyNaming = COMFY_NAMING
 
     def pipeline_kwargs(self) -> dict[str, Any]:
         ensure_mask_resize()  # every load: the pipeline's transformer may be called directly afterwards

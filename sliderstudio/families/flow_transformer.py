@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from sliderstudio.families.comfy_naming import TRANSFORMER_KEYS, ComfyNaming
 from sliderstudio.families.flow import FlowFamily
 
 
@@ -19,6 +20,7 @@ from sliderstudio.families.flow import FlowFamily
 class TransformerFlowFamily(FlowFamily):
     denoiser_name: str = "transformer"
     transformer_class_name: str = ""
+    comfy: ComfyNaming = TRANSFORMER_KEYS
 
     @property
     def transformer_class(self) -> type:

@@ -16,15 +16,26 @@ from typing import Any
 import torch
 
 from sliderstudio.families.base import Conditioning
+from sliderstudio.families.comfy_naming import ComfyNaming, rule
 from sliderstudio.families.video import VideoFlowFamily, tiny_t5_encoder, tiny_t5_tokenizer
 
 TINY_SIZE = 32
 FRAME_RATE = 25  # the pipeline's default frame_rate, which sets the temporal rope scale
 
 
+# ComfyUI's LTX-Video keeps diffusers' block names but calls the input projection `patchify_proj` and the
+# timestep embedding `adaln_single` (comfy/ldm/lightricks/model.py).
+COMFY_NAMING = ComfyNaming(basis="ComfyUI's LTX-Video module names", rules=(
+    rule(r"proj_in", "patchify_proj"),
+    rule(r"time_embed\.(.+)", r"adaln_single.\1"),
+))
+
+
 @dataclass
 class LTXVideoFamily(VideoFlowFamily):
     native_size: int = 512  # LTX-Video renders 704×480 by default; 512² is the square it handles natively
+    comfy: ComfyNaming = COMFY_NAMING
+    size_alignment: int = 32  # the VAE compresses 32× spatially; patch size 1
 
     def encode_prompts(self, pipe: Any, prompts: list[str]) -> list[Conditioning]:
         """T5 states and their mask (padding matters: LTX masks it out), plus the VAE ratios for the rope scale."""

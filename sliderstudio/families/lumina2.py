@@ -14,14 +14,27 @@ from typing import Any
 import torch
 
 from sliderstudio.families.base import Conditioning
+from sliderstudio.families.comfy_naming import ComfyNaming, rule
 from sliderstudio.families.flow import FlowFamily
 
 MAX_SEQUENCE_LENGTH = 256  # the pipeline's default
+
+_BLOCK = r"(layers|noise_refiner|context_refiner)\.(\d+)"
+# ComfyUI runs Lumina 2 as its NextDiT: one fused `attention.qkv` (q ‖ k ‖ v rows, k/v with 8 of the 24 heads)
+# and `attention.out`. Its Z-Image map would slice q/k/v as three equal blocks, which is wrong with fewer
+# key/value heads, so q/k/v are exported as one stacked LoRA on the fused weight (core/export.py).
+COMFY_NAMING = ComfyNaming(basis="ComfyUI's NextDiT module names (fused attention.qkv)", rules=(
+    rule(_BLOCK + r"\.attn\.to_q", r"\1.\2.attention.qkv", 0, 3),
+    rule(_BLOCK + r"\.attn\.to_k", r"\1.\2.attention.qkv", 1, 3),
+    rule(_BLOCK + r"\.attn\.to_v", r"\1.\2.attention.qkv", 2, 3),
+    rule(_BLOCK + r"\.attn\.to_out\.0", r"\1.\2.attention.out"),
+))
 
 
 @dataclass
 class Lumina2Family(FlowFamily):
     denoiser_name: str = "transformer"
+    comfy: ComfyNaming = COMFY_NAMING
 
     def skeleton(self, model_dir: Path) -> torch.nn.Module:
         from diffusers import Lumina2Transformer2DModel

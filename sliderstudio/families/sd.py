@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from sliderstudio.families.base import Conditioning, Family
+from sliderstudio.families.comfy_naming import UNET_KEYS, ComfyNaming
 
 
 @dataclass
@@ -15,6 +16,7 @@ class UNetFamily(Family):
     """Stable Diffusion UNet models; SDXL adds pooled text embeddings and size/crop time ids."""
 
     xl: bool = False
+    comfy: ComfyNaming = UNET_KEYS
 
     def skeleton(self, model_dir: Path) -> torch.nn.Module:
         from diffusers import UNet2DConditionModel

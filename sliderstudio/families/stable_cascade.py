@@ -27,6 +27,7 @@ import torch
 
 from sliderstudio.core.errors import ModelLoadError
 from sliderstudio.families.base import Conditioning, Family, seeded_generators, step_callback
+from sliderstudio.families.comfy_naming import ComfyNaming, rule
 from sliderstudio.families.stage_c_encoder import StageCEncoder, find_encoder, load_encoder
 
 TINY_SIZE = 32
@@ -65,9 +66,18 @@ def split_parts(folder: Path, kwargs: dict[str, Any]) -> tuple[dict[str, Any], t
     return parts, (prior.config.resolution_multiple, decoder.config.latent_dim_scale)
 
 
+# ComfyUI's Stage C keeps diffusers' block layout; its attention wraps q/k/v/out one level deeper
+# (`attention.attn.to_q`, `attention.attn.out_proj`, comfy/ldm/cascade/common.py). Its cascade LoRA prefix
+# is `lora_prior_unet_` (kohya style, dots as underscores).
+COMFY_NAMING = ComfyNaming(prefix="lora_prior_unet_", underscores=True, basis="ComfyUI's Stage C module names",
+                           rules=(rule(r"(.+)\.attention\.to_([qkv])", r"\1.attention.attn.to_\2"),
+                                  rule(r"(.+)\.attention\.to_out\.0", r"\1.attention.attn.out_proj")))
+
+
 @dataclass
 class StableCascadeFamily(Family):
     denoiser_name: str = "prior"  # adapter keys read `prior.<module>…`, as in the prior pipeline
+    comfy: ComfyNaming = COMFY_NAMING
     decoder_steps: int = 10  # Stability's recommended decoder steps; the prior gets the caller's `steps`
 
     def denoiser(self, pipe: Any) -> torch.nn.Module:

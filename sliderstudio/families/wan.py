@@ -17,14 +17,34 @@ from typing import Any
 import torch
 
 from sliderstudio.families.base import Conditioning
+from sliderstudio.families.comfy_naming import ComfyNaming, rule
 from sliderstudio.families.video import VideoFlowFamily, tiny_t5_encoder, tiny_t5_tokenizer, tiny_wan_vae
 
 TINY_SIZE = 32
 
 
+# ComfyUI runs Wan with the original module names (comfy/ldm/wan/model.py), not diffusers'.
+COMFY_NAMING = ComfyNaming(basis="ComfyUI's Wan module names", rules=(
+    rule(r"blocks\.(\d+)\.attn1\.to_([qkv])", r"blocks.\1.self_attn.\2"),
+    rule(r"blocks\.(\d+)\.attn1\.to_out\.0", r"blocks.\1.self_attn.o"),
+    rule(r"blocks\.(\d+)\.attn2\.to_([qkv])", r"blocks.\1.cross_attn.\2"),
+    rule(r"blocks\.(\d+)\.attn2\.to_out\.0", r"blocks.\1.cross_attn.o"),
+    rule(r"blocks\.(\d+)\.attn2\.add_([kv])_proj", r"blocks.\1.cross_attn.\2_img"),
+    rule(r"blocks\.(\d+)\.ffn\.net\.0\.proj", r"blocks.\1.ffn.0"),
+    rule(r"blocks\.(\d+)\.ffn\.net\.2", r"blocks.\1.ffn.2"),
+    rule(r"proj_out", "head.head"),
+    rule(r"condition_embedder\.time_embedder\.linear_1", "time_embedding.0"),
+    rule(r"condition_embedder\.time_embedder\.linear_2", "time_embedding.2"),
+    rule(r"condition_embedder\.time_proj", "time_projection.1"),
+    rule(r"condition_embedder\.text_embedder\.linear_1", "text_embedding.0"),
+    rule(r"condition_embedder\.text_embedder\.linear_2", "text_embedding.2"),
+))
+
+
 @dataclass
 class WanFamily(VideoFlowFamily):
     native_size: int = 480  # Wan 2.1 renders 832×480; the square closest to its training data
+    comfy: ComfyNaming = COMFY_NAMING
 
     def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
                 cond: Conditioning) -> torch.Tensor:
