@@ -113,8 +113,8 @@ def test_missing_conditioning_image_fails_before_the_model_loads(tmp_path, tiny_
 
 @pytest.mark.parametrize("change,fragment", [
     ({"controlnet_model_name_or_path": None}, "controlnet: true needs controlnet_model_name_or_path"),
-    ({"controlnet_model_name_or_path": "/nowhere/cn"}, "not a diffusers ControlNet folder"),
-    ({"model_family": "sd2x"}, "ControlNet sliders are supported for SD 1.x and SDXL"),
+    ({"controlnet_model_name_or_path": "/nowhere/cn"}, "controlnet_model_name_or_path': no such folder"),
+    ({"model_family": "sd2x"}, "Stable Diffusion 2.x has no ControlNet support here"),
 ])
 def test_controlnet_config_errors_exit_2(tmp_path, tiny_controlnet, capsys, change, fragment):
     root = controlnet_project(tmp_path / "p", "/nowhere/model", tiny_controlnet)
@@ -130,7 +130,7 @@ def test_controlnet_config_errors_exit_2(tmp_path, tiny_controlnet, capsys, chan
 def test_conditioning_images_are_cached_like_latents(tmp_path, tiny_models, tiny_controlnet):
     root = controlnet_project(tmp_path / "p", tiny_models["sd1x"], tiny_controlnet, config={"max_train_steps": 1})
     Trainer(load_project(root)).run()
-    cached = list((root / "cache").rglob("control/*.safetensors"))
+    cached = list((root / "cache").rglob("control-pixels01/*.safetensors"))
     assert len(cached) == len(set(p.read_bytes() for p in (root / "cond").rglob("*.png")))
     with pytest.raises(DatasetError):
         (root / "cond" / "neu" / "n0.png").unlink()

@@ -4,20 +4,21 @@ Config keys follow SimpleTuner: `controlnet: true` and `controlnet_model_name_or
 ControlNet folder). Each image bucket names a `conditioning_data_dir` whose files share the image
 files' stems; conditioning images are cropped like their images and cached on disk like latents.
 
-The training step sees one module, `ControlledUNet`, with the UNet's call signature: the ControlNet
-runs first on the batch's conditioning images and its residuals go into the UNet. The family's own
-`predict` therefore works unchanged. Rendering uses diffusers' ControlNet pipeline built from the
-loaded pipeline's components; a thin proxy adds the conditioning image to every call so the
-family's generic `render` is reused.
+Which families have ControlNet sliders, which diffusers classes they use and how the conditioning
+reaches the ControlNet are family traits (`Family.controlnet`, see `families/controlnet_support.py`):
+SD 1.x and SDXL (`ControlNetModel`, pixels), SD3 (`SD3ControlNetModel`, VAE latents) and Flux.1
+(`FluxControlNetModel`, packed latents or XLabs-style pixels). The training step sees one module
+with the denoiser's call signature (the family's wrapper): the ControlNet runs first on the batch's
+conditioning and its residuals go into the denoiser, so the family's own `predict` works unchanged.
+Rendering uses diffusers' ControlNet pipeline built from the loaded pipeline's components; a thin
+proxy adds the conditioning image to every call so the family's generic `render` is reused.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -25,44 +26,13 @@ from torch import nn
 from sliderstudio.core.build_lock import BUILD_LOCK
 from sliderstudio.core.errors import ConfigError, DatasetError, ModelLoadError
 
-CONTROL_PIPELINES = {"StableDiffusionPipeline": "StableDiffusionControlNetPipeline",
-                     "StableDiffusionXLPipeline": "StableDiffusionXLControlNetPipeline"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-class ControlledUNet(nn.Module):
-    """UNet + ControlNet behind the UNet's own call, with the batch's conditioning images set around it."""
-
-    def __init__(self, unet: nn.Module, controlnet: nn.Module, scale: float = 1.0):
-        super().__init__()
-        self.unet, self.controlnet, self.scale = unet, controlnet, scale
-        self._control: torch.Tensor | None = None
-
-    @contextmanager
-    def conditioned_on(self, images: torch.Tensor) -> Iterator[None]:
-        """Conditioning images (B, 3, H, W) in [0, 1] for the forwards inside the block."""
-        previous, self._control = self._control, images
-        try:
-            yield
-        finally:
-            self._control = previous
-
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                added_cond_kwargs: dict | None = None, return_dict: bool = False, **kwargs: Any) -> Any:
-        if self._control is None:
-            raise RuntimeError("ControlledUNet called without conditioning images (use conditioned_on)")
-        down, mid = self.controlnet(sample, timestep, encoder_hidden_states=encoder_hidden_states,
-                                    controlnet_cond=self._control, conditioning_scale=self.scale,
-                                    added_cond_kwargs=added_cond_kwargs, return_dict=False)
-        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states,
-                         added_cond_kwargs=added_cond_kwargs, down_block_additional_residuals=down,
-                         mid_block_additional_residual=mid, return_dict=return_dict, **kwargs)
 
 
 def require_controlnet_support(family: Any, config_file: str | Path) -> None:
     if not family.supports_controlnet:
-        raise ConfigError(f"ControlNet sliders are supported for SD 1.x and SDXL, not {family.label}",
-                          file=config_file, key="controlnet")
+        raise ConfigError(f"{family.label} has no ControlNet support here (diffusers has no ControlNet model and "
+                          "pipeline for it); train the slider on the model itself", file=config_file, key="controlnet")
 
 
 def controlnet_location(config: Any, project_root: Path) -> Path:
@@ -80,12 +50,12 @@ def controlnet_location(config: Any, project_root: Path) -> Path:
     return path
 
 
-def load_controlnet(path: Path, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
-    from diffusers import ControlNetModel
-
+def load_controlnet(family: Any, path: Path, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
+    """The family's kind of diffusers ControlNet, frozen; the slider is attached to it afterwards."""
+    cls = family.controlnet.model_cls
     try:
         with BUILD_LOCK:
-            model = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
+            model = cls.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load the ControlNet ({exc})", file=path,
                              key="controlnet_model_name_or_path") from None
@@ -125,9 +95,20 @@ def conditioning_files(project: Any, scanned: list[Any]) -> dict[tuple[str, int]
     return found
 
 
-def to_unit_pixels(image: Image.Image) -> torch.Tensor:
-    """A PIL image as (3, H, W) float in [0, 1], the range diffusers' ControlNet pipelines feed."""
-    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+@dataclass(frozen=True)
+class ControlInputs:
+    """The conditioning of a ControlNet run: which file goes with each image, and how it is encoded."""
+
+    files: dict[tuple[str, int], Path]
+    encode: Callable[[torch.Tensor], torch.Tensor]   # pixels in [-1, 1] (B, 3, H, W) → the ControlNet's input
+    kind: str                                          # cache kind: names the representation
+
+
+def control_inputs_for(family: Any, pipe: Any, controlnet: nn.Module,
+                       files: dict[tuple[str, int], Path]) -> ControlInputs:
+    support = family.controlnet
+    return ControlInputs(files, lambda pixels: support.encode(pipe, controlnet, pixels),
+                         f"control-{support.tag(controlnet)}")
 
 
 def load_control_image(path: str | Path, size: int) -> Image.Image:
@@ -151,10 +132,11 @@ class ControlPipe:
 
     pipe: Any
     image: Image.Image
+    image_kwarg: str = "image"   # the pipeline's name for it: `image` (UNet), `control_image` (SD3, Flux)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         count = len(kwargs.get("prompt") or [None])
-        return self.pipe(*args, image=[self.image] * count, **kwargs)
+        return self.pipe(*args, **{self.image_kwarg: [self.image] * count}, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.pipe, name)
@@ -162,11 +144,8 @@ class ControlPipe:
 
 def control_pipeline(family: Any, pipe: Any, controlnet: nn.Module) -> Any:
     """diffusers' ControlNet pipeline sharing the loaded pipeline's components (no copy)."""
-    import diffusers
-
-    name = CONTROL_PIPELINES.get(family.pipeline_class_name)
-    if name is None:
+    if family.controlnet is None:
         raise ConfigError(f"no ControlNet pipeline for {family.label}", key="controlnet")
-    control = getattr(diffusers, name).from_pipe(pipe, controlnet=controlnet)
+    control = family.controlnet.pipeline_cls.from_pipe(pipe, controlnet=controlnet)
     control.set_progress_bar_config(disable=True)
     return control

@@ -125,7 +125,10 @@ class PreviewRenderer:
             raise InputError("this adapter was trained on a ControlNet; give its folder (--controlnet)",
                              file=source, key="controlnet")
         denoiser = self.family.denoiser(self.pipe)
-        controlnet = load_controlnet(source, denoiser.dtype, denoiser.device)
+        if self.family.controlnet is None:
+            raise InputError(f"this adapter was trained on a ControlNet, which {self.family.label} does not support",
+                             key="controlnet")
+        controlnet = load_controlnet(self.family, source, denoiser.dtype, denoiser.device)
         self._control_pipe = control_pipeline(self.family, self.pipe, controlnet)
         return controlnet, "controlnet"
 
@@ -141,7 +144,8 @@ class PreviewRenderer:
                              key="--control-image")
         from sliderstudio.core.controlnet import ControlPipe, load_control_image
 
-        return ControlPipe(self._control_pipe, load_control_image(self.control_image_path, size))
+        return ControlPipe(self._control_pipe, load_control_image(self.control_image_path, size),
+                           self.family.controlnet.image_kwarg)
 
     def render(self, prompt: str, seed: int, strengths: list[float], steps: int = 20, guidance: float = 2.0,
                start_fraction: float = 0.0, size: int | None = None, negative_prompt: str | None = None,

@@ -24,7 +24,8 @@ offline on a tiny random model of the family built from its config: the slider p
 does not), the adapter saved, reloaded into a fresh pipeline through the family's loading code, and
 rendered at strengths 0 / +1 / −1 (0 identical to the base render, ±1 distinct). The LyCORIS column
 is the same check with the family's shipped LoKr preset (`presets/lycoris/`); ControlNet is what the
-family supports (SD 1.x and SDXL `ControlNetModel`, tested in `tests/test_controlnet.py`).
+family supports (SD 1.x and SDXL `ControlNetModel`, SD3 `SD3ControlNetModel`, Flux.1
+`FluxControlNetModel`; tested in `tests/test_controlnet.py` and `tests/test_controlnet_transformers.py`).
 
 | family | model | prediction | slider modules (tiny model) | LoRA | LyCORIS (LoKr) | ControlNet | selfcheck s (LoRA + LoKr) |
 |---|---|---|---|---|---|---|---|

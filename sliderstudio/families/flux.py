@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from sliderstudio.families.base import Conditioning
+from sliderstudio.families.controlnet_support import ControlledDenoiser, ControlNetSupport
 from sliderstudio.families.flow_transformer import TransformerFlowFamily, guidance_input
 
 SCHNELL_HINT = ("Flux schnell is timestep-distilled: training a slider directly on it drifts from the distilled "
@@ -109,9 +110,63 @@ def build_tiny_flux(out_dir: str | Path, seed: int = 0, schnell: bool = False) -
     return out
 
 
+def _xlabs(controlnet: torch.nn.Module) -> bool:
+    """XLabs-style Flux ControlNets read pixels through their own hint block; InstantX-style ones read latents."""
+    return getattr(controlnet, "input_hint_block", None) is not None
+
+
+class ControlledFlux(ControlledDenoiser):
+    """Flux transformer + Flux ControlNet, called like the transformer (diffusers' Flux ControlNet pipeline rules).
+
+    The ControlNet takes the same packed tokens, ids and σ; its own guidance input only when it embeds
+    guidance. An InstantX-style ControlNet reads the packed VAE latents of the control image, an
+    XLabs-style one the pixels, and then its block samples repeat over the transformer's blocks.
+    """
+
+    def __init__(self, denoiser: torch.nn.Module, controlnet: torch.nn.Module, scale: float = 1.0):
+        if getattr(controlnet, "union", False):
+            from sliderstudio.core.errors import ConfigError
+
+            raise ConfigError("a Flux ControlNet-Union needs a control mode per image; Slider Studio trains sliders "
+                              "on single-mode Flux ControlNets", key="controlnet_model_name_or_path")
+        super().__init__(denoiser, controlnet, scale)
+
+    def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                pooled_projections: torch.Tensor, txt_ids: torch.Tensor, img_ids: torch.Tensor,
+                guidance: torch.Tensor | None = None, return_dict: bool = False, **kwargs: Any) -> Any:
+        control = self.control()
+        if not _xlabs(self.controlnet):
+            control = pack(control)
+        cn_guidance = None
+        if self.controlnet.config.guidance_embeds:
+            cn_guidance = guidance if guidance is not None else torch.ones(hidden_states.shape[0],
+                                                                           device=hidden_states.device)
+        blocks, singles = self.controlnet(hidden_states=hidden_states, controlnet_cond=control,
+                                          conditioning_scale=self.scale, timestep=timestep, guidance=cn_guidance,
+                                          pooled_projections=pooled_projections,
+                                          encoder_hidden_states=encoder_hidden_states, txt_ids=txt_ids,
+                                          img_ids=img_ids, return_dict=False)
+        return self.denoiser(hidden_states=hidden_states, timestep=timestep, guidance=guidance,
+                             pooled_projections=pooled_projections, encoder_hidden_states=encoder_hidden_states,
+                             controlnet_block_samples=blocks, controlnet_single_block_samples=singles,
+                             txt_ids=txt_ids, img_ids=img_ids, controlnet_blocks_repeat=_xlabs(self.controlnet),
+                             return_dict=return_dict, **kwargs)
+
+
+def flux_control_input(pipe: Any, controlnet: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """Control images (in [-1, 1]): XLabs ControlNets read them as they are, InstantX ones as (unpacked) latents."""
+    if _xlabs(controlnet):
+        return pixels.float().cpu()
+    return FLUX.encode_images(pipe, pixels)
+
+
+FLUX_CONTROLNET = ControlNetSupport(
+    "FluxControlNetModel", "FluxControlNetPipeline", ControlledFlux, image_kwarg="control_image",
+    encode=flux_control_input, tag=lambda cn: "pixels" if _xlabs(cn) else "latents")
+
 FLUX = FluxFamily(id="flux", label="Flux.1", pipeline_class_name="FluxPipeline",
                   transformer_class_name="FluxTransformer2DModel",
                   aliases=("flux.1", "flux1", "flux-dev", "flux.1-dev", "flux-schnell", "flux.1-schnell",
                            "flux_krea", "flux.1-krea"),
-                  flavours=("dev", "schnell", "krea"))
+                  flavours=("dev", "schnell", "krea"), controlnet=FLUX_CONTROLNET)
 FAMILIES = (FLUX,)

@@ -13,7 +13,49 @@ from typing import Any
 import torch
 
 from sliderstudio.families.base import Conditioning
+from sliderstudio.families.controlnet_support import ControlledDenoiser, ControlNetSupport
 from sliderstudio.families.flow_transformer import TransformerFlowFamily
+
+
+class ControlledSD3(ControlledDenoiser):
+    """SD3 transformer + SD3 ControlNet, called like the transformer.
+
+    As diffusers' SD3 ControlNet pipeline does: an InstantX-style ControlNet
+    (`force_zeros_for_pooled_projection`) sees zero pooled projections, and one without its own
+    `joint_attention_dim` gets no text states; its block samples go in as
+    `block_controlnet_hidden_states`.
+    """
+
+    def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                pooled_projections: torch.Tensor, return_dict: bool = False, **kwargs: Any) -> Any:
+        cfg = self.controlnet.config
+        pooled = torch.zeros_like(pooled_projections) if cfg.force_zeros_for_pooled_projection else pooled_projections
+        text = encoder_hidden_states if cfg.joint_attention_dim is not None else None
+        samples = self.controlnet(hidden_states=hidden_states, timestep=timestep, encoder_hidden_states=text,
+                                  pooled_projections=pooled, controlnet_cond=self.control(),
+                                  conditioning_scale=self.scale, return_dict=False)[0]
+        return self.denoiser(hidden_states=hidden_states, timestep=timestep,
+                             encoder_hidden_states=encoder_hidden_states, pooled_projections=pooled_projections,
+                             block_controlnet_hidden_states=samples, return_dict=return_dict, **kwargs)
+
+
+def _zero_shift(controlnet: torch.nn.Module) -> bool:
+    """InstantX SD3 ControlNets were trained on latents without the VAE's shift (diffusers' pipeline rule)."""
+    return bool(controlnet.config.force_zeros_for_pooled_projection)
+
+
+def sd3_control_latents(pipe: Any, controlnet: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """Control images (in [-1, 1]) as the VAE latents SD3 ControlNets read."""
+    vae = pipe.vae
+    with torch.no_grad():
+        latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+    shift = 0.0 if _zero_shift(controlnet) else (getattr(vae.config, "shift_factor", None) or 0.0)
+    return ((latents - shift) * vae.config.scaling_factor).float().cpu()
+
+
+SD3_CONTROLNET = ControlNetSupport(
+    "SD3ControlNetModel", "StableDiffusion3ControlNetPipeline", ControlledSD3, image_kwarg="control_image",
+    encode=sd3_control_latents, tag=lambda cn: "latents-noshift" if _zero_shift(cn) else "latents")
 
 
 @dataclass
@@ -71,5 +113,5 @@ SD3 = SD3Family(id="sd3", label="Stable Diffusion 3 / 3.5", pipeline_class_name=
                 transformer_class_name="SD3Transformer2DModel",
                 aliases=("sd3.5", "sd3.0", "stable_diffusion_3", "stable_diffusion_3.5", "sd3-medium",
                          "sd3.5-medium", "sd3.5-large"),
-                flavours=("medium", "large"))
+                flavours=("medium", "large"), controlnet=SD3_CONTROLNET)
 FAMILIES = (SD3,)
