@@ -19,12 +19,14 @@ from PySide6.QtWidgets import (
 from sliderstudio import __version__
 from sliderstudio.core.errors import InputError
 from sliderstudio.gui.dataset_pane import DatasetPane
+from sliderstudio.gui.device_panel import DevicePanel
 from sliderstudio.gui.preset_pane import PresetPane
 from sliderstudio.gui.preview_pane import PreviewPane
 from sliderstudio.gui.settings import AppSettings
 from sliderstudio.gui.training_pane import TrainingPane
 from sliderstudio.gui.viewmodels.architecture import ArchitectureViewModel
 from sliderstudio.gui.viewmodels.dataset import DatasetViewModel
+from sliderstudio.gui.viewmodels.device import DeviceViewModel
 from sliderstudio.gui.viewmodels.preview import PreviewViewModel
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.viewmodels.training import TrainingViewModel
@@ -57,6 +59,7 @@ class MainWindow(QMainWindow):
         self.arch_vm = ArchitectureViewModel(self.project_vm, self.tasks, self)
         self.training_vm = TrainingViewModel(self.project_vm, self.tasks, self)
         self.preview_vm = PreviewViewModel(self.project_vm, self)
+        self.device_vm = DeviceViewModel(self.training_vm, self.project_vm, self.tasks, self)
         self.training_vm.checkpointSaved.connect(self.preview_vm.on_checkpoint)
         self.training_vm.runFinished.connect(self.preview_vm.on_run_finished)
         self.training_vm.stateChanged.connect(self.preview_vm.on_training_state)
@@ -89,8 +92,17 @@ class MainWindow(QMainWindow):
         self.left.addWidget(self.areas["Dataset"])
         self.left.addWidget(self.areas["Architecture"])
         self.left.setSizes([560, 440])
+        # The device panel sits under the training area: live next to the run it describes. It is
+        # not one of the four project areas (it edits nothing), hence its own object name.
+        self.device_panel = DevicePanel(self.device_vm)
+        self.device_area = area("Device", self.device_panel)
+        self.device_area.setObjectName("deviceArea")
+        self.right = QSplitter(Qt.Orientation.Vertical, objectName="rightSplitter")
+        self.right.addWidget(self.areas["Training"])
+        self.right.addWidget(self.device_area)
+        self.right.setSizes([600, 400])
         self.columns = QSplitter(Qt.Orientation.Horizontal, objectName="columnSplitter")
-        for widget, width in ((self.left, 420), (self.areas["Preview"], 500), (self.areas["Training"], 420)):
+        for widget, width in ((self.left, 420), (self.areas["Preview"], 500), (self.right, 420)):
             widget.setMinimumWidth(width)
             self.columns.addWidget(widget)
         self.columns.setSizes([520, 540, 540])
@@ -118,6 +130,9 @@ class MainWindow(QMainWindow):
             action = QAction(title, self, checkable=True, checked=True)
             action.toggled.connect(box.setVisible)
             view.addAction(action)
+        device = QAction("Device", self, checkable=True, checked=True)
+        device.toggled.connect(self.device_area.setVisible)
+        view.addAction(device)
         help_menu = self.menuBar().addMenu("&Help")
         about = QAction("&About Slider Studio", self)
         about.triggered.connect(lambda: QMessageBox.about(
@@ -219,7 +234,7 @@ class MainWindow(QMainWindow):
 
     # --- window state ------------------------------------------------------------------
     def _splitters(self) -> dict[str, QSplitter]:
-        return {"columns": self.columns, "left": self.left}
+        return {"columns": self.columns, "left": self.left, "right": self.right}
 
     def _restore_window(self) -> None:
         if self.settings.geometry:

@@ -127,3 +127,67 @@ class FakeRenderer:
         FakeRenderer.calls.append(dict(prompt=prompt, seed=seed, strengths=list(strengths), steps=steps,
                                        guidance=guidance, start_fraction=start_fraction))
         return [Image.new("RGB", (16, 16), (int(128 + 60 * s),) * 3) for s in strengths]
+
+
+class CommandingTrainer(FakeTrainer):
+    """The stand-in for the live-run commands: reports a Device, answers PAUSE/RESUME with
+    PauseChanged, SAMPLE_NOW with a validation PNG + Image event, SAVE_NOW with a checkpoint."""
+
+    DEVICE = dict(name="Fake GPU (cuda:0)", kind="cuda", used=6 * 2**30, free=10 * 2**30, total=16 * 2**30,
+                  process=3 * 2**30)
+
+    def run(self) -> Path:
+        from sliderstudio.core.events import Device
+
+        self.step = 0
+        self.sink(Device(**self.DEVICE, step=0))
+        while self.step < self.total:
+            self._serve(self.mailbox.take())
+            if self.stop_seen_at is not None:
+                return self._save_checkpoint(self.step, finish=True)
+            time.sleep(self.step_seconds)
+            self.step += 1
+            self.sink(Progress(self.step, self.total, 1.0 / self.step, 1e-4, 50.0, 0.0, ("more",), (0.5,)))
+        path = self._save("pytorch_lora_weights.safetensors")
+        self.sink(Finished(self.total, str(path)))
+        return path
+
+    def _serve(self, command) -> None:
+        from sliderstudio.core.events import PauseChanged
+
+        while command is not None and self.stop_seen_at is None:
+            if command is Command.STOP:
+                self.stop_seen_at = self.step
+            elif command is Command.SAVE_NOW:
+                self._save_checkpoint(self.step)
+            elif command is Command.SAMPLE_NOW:
+                self._sample()
+            elif command is Command.PAUSE:
+                self.sink(PauseChanged(True, self.step))
+                while (held := self.mailbox.wait(0.05)) is not Command.RESUME:
+                    if held is not None and held is not Command.PAUSE:
+                        self._serve(held)
+                    if self.stop_seen_at is not None:
+                        return
+                self.sink(PauseChanged(False, self.step))
+            command = self.mailbox.take()
+
+    def _save_checkpoint(self, step: int, finish: bool = False) -> Path:
+        path = self._save(f"checkpoints/checkpoint-{step:06d}/pytorch_lora_weights.safetensors")
+        (path.parent / "state.json").write_text("{}")
+        self.sink(Checkpoint(step, str(path.parent)))
+        if finish:
+            self.sink(Finished(step, str(path), stopped_early=True))
+        return path
+
+    def _sample(self) -> None:
+        from PIL import Image as PILImage
+
+        from sliderstudio.core.events import Image
+
+        for name, strength, grey in (("big", 1.0, 220), ("big", -1.0, 40)):
+            image = PILImage.new("RGB", (16, 16), (grey,) * 3)
+            path = self.project.output_dir / "validation" / f"step-{self.step:06d}" / f"{name}_s{strength:+.2f}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image.save(path)
+            self.sink(Image(image, self.step, f"a {name} shape", strength, str(path)))

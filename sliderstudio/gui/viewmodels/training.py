@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal
 
-from sliderstudio.core.events import Checkpoint, Failed, Finished, Image, Log, Progress
+from sliderstudio.core.events import Checkpoint, Command, Device, Failed, Finished, Image, Log, PauseChanged, Progress
 from sliderstudio.core.errors import InputError
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.core.run_state import RunStatus
@@ -46,6 +46,9 @@ class TrainingViewModel(QObject):
     runFailed = Signal(str, str)              # readable message, details
     resumeAvailableChanged = Signal(bool)
     runStatusChanged = Signal(str)            # "stopped at step N — Resume from step N", …
+    runStarted = Signal(bool)                 # a run was launched; True when it resumes a checkpoint
+    deviceReported = Signal(object)           # Device: which device trains, its memory
+    pausedChanged = Signal(bool, int)         # paused, step: confirmed by the trainer (PauseChanged)
 
     STATUS_POLL_MS = 3000
 
@@ -59,6 +62,8 @@ class TrainingViewModel(QObject):
         self.last_adapter: str | None = None
         self.last_error: str | None = None
         self.resume_available = False
+        self.paused = False
+        self.last_device: Device | None = None
         self.run_status = RunStatus("none")
         self._status_timer = QTimer(self, interval=self.STATUS_POLL_MS, timeout=self._check_resume)
         self._thread: QThread | None = None
@@ -85,6 +90,7 @@ class TrainingViewModel(QObject):
         self.last_error = None
         self._launch(TrainingWorker(project))
         self._set_state(RUNNING)
+        self.runStarted.emit(resume)
         self.logAppended.emit("info", ("Resuming" if resume else "Starting") + f" training in {project.root}")
         return True
 
@@ -96,6 +102,27 @@ class TrainingViewModel(QObject):
             self._worker.stop()
             self._set_state(STOPPING)
             self.logAppended.emit("info", "Stop requested: finishing the current step and saving a checkpoint")
+
+    # Commands for the live run. `continue_run` is RESUME of a paused run; `resume` (above) starts a
+    # new process from the latest checkpoint. Each returns whether the command reached the process;
+    # the trainer confirms it with an event (PauseChanged, Image or a warning, Checkpoint).
+    def pause(self) -> bool:
+        return self._command(Command.PAUSE, "Pause requested: the run holds after the current step")
+
+    def continue_run(self) -> bool:
+        return self._command(Command.RESUME, "Continue requested")
+
+    def sample_now(self) -> bool:
+        return self._command(Command.SAMPLE_NOW, "Sample requested: validation renders after the current step")
+
+    def save_now(self) -> bool:
+        return self._command(Command.SAVE_NOW, "Save requested: a checkpoint is written after the current step")
+
+    def _command(self, command: Command, note: str) -> bool:
+        if self.state != RUNNING or self._worker is None or not self._worker.send(command):
+            return False
+        self.logAppended.emit("info", note)
+        return True
 
     def wait(self, msecs: int = 60000) -> bool:
         """Block until the worker thread ended (closing the window, tests)."""
@@ -117,6 +144,8 @@ class TrainingViewModel(QObject):
         worker.log.connect(self._on_log)
         worker.image.connect(self._on_image)
         worker.checkpoint.connect(self._on_checkpoint)
+        worker.device.connect(self._on_device)
+        worker.pauseChanged.connect(self._on_pause_changed)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
         # QThread.quit is thread-safe; a direct call ends the thread's loop even while the UI
@@ -130,6 +159,7 @@ class TrainingViewModel(QObject):
         if self._worker is not None:
             self._worker.deleteLater()
         self._worker = None
+        self._set_paused(False, self.last_progress.step if self.last_progress else 0)
         self._set_state(IDLE)
         self._check_resume()
 
@@ -139,6 +169,18 @@ class TrainingViewModel(QObject):
         self.steps.append(event.step)
         self.losses.append(event.loss)
         self.progressChanged.emit(event)
+
+    def _on_device(self, event: Device) -> None:
+        self.last_device = event
+        self.deviceReported.emit(event)
+
+    def _on_pause_changed(self, event: PauseChanged) -> None:
+        self._set_paused(event.paused, event.step)
+
+    def _set_paused(self, paused: bool, step: int) -> None:
+        if paused != self.paused:
+            self.paused = paused
+            self.pausedChanged.emit(paused, step)
 
     def _on_log(self, event: Log) -> None:
         self.logAppended.emit(event.level, event.message)

@@ -28,7 +28,9 @@ from PySide6.QtCore import QObject, Signal, Slot
 import sliderstudio
 from sliderstudio.core.errors import InputError
 from sliderstudio.core.event_wire import WireError, decode
-from sliderstudio.core.events import Checkpoint, Event, Failed, Finished, Image, Log, Progress
+from sliderstudio.core.events import (
+    Checkpoint, Command, Device, Event, Failed, Finished, Image, Log, PauseChanged, Progress,
+)
 from sliderstudio.core.project import Project
 from sliderstudio.gui.workers.qimages import pil_to_qimage
 
@@ -85,6 +87,8 @@ class TrainingWorker(QObject):
     checkpoint = Signal(object)    # Checkpoint
     finished = Signal(object)      # Finished
     failed = Signal(object)        # Failed
+    device = Signal(object)        # Device: which device trains, its memory
+    pauseChanged = Signal(object)  # PauseChanged: the trainer holds (or goes on) between steps
     done = Signal()                # always emitted last, success or not
 
     def __init__(self, project: Project):
@@ -103,15 +107,25 @@ class TrainingWorker(QObject):
             self._stop_requested = True
             self._send("stop")
 
-    def _send(self, command: str) -> None:
+    def send(self, command: Command) -> bool:
+        """Thread-safe: pause / resume / sample_now / save_now for the live process; False when no process
+        is up to take it. Unlike stop, these are not kept for a process that has not started yet:
+        the buttons that send them are live only while a run is."""
+        with self._lock:
+            if self.process is None or self.process.poll() is not None:
+                return False
+            return self._send(command.value)
+
+    def _send(self, command: str) -> bool:
         process = self.process
         if process is None or process.stdin is None:
-            return
+            return False
         try:
             process.stdin.write(command + "\n")
             process.stdin.flush()
         except (OSError, ValueError):      # the process is gone or its stdin closed: nothing to stop
-            pass
+            return False
+        return True
 
     def _sink(self, event: Event) -> None:
         if isinstance(event, Progress):
@@ -123,6 +137,10 @@ class TrainingWorker(QObject):
             self.image.emit(event, pil_to_qimage(event.image))
         elif isinstance(event, Checkpoint):
             self.checkpoint.emit(event)
+        elif isinstance(event, Device):
+            self.device.emit(event)
+        elif isinstance(event, PauseChanged):
+            self.pauseChanged.emit(event)
         elif isinstance(event, Finished):
             self._terminal = event
             self.finished.emit(event)
