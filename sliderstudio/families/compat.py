@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from sliderstudio import __version__
+from sliderstudio.families.base import Family
 from sliderstudio.families.registry import FAMILIES
 from sliderstudio.families.selfcheck import CheckResult, run_checks
 
@@ -27,8 +28,13 @@ is the same check with the family's shipped LoKr preset (`presets/lycoris/`); Co
 family supports (SD 1.x and SDXL `ControlNetModel`, SD3 `SD3ControlNetModel`, Flux.1
 `FluxControlNetModel`; tested in `tests/test_controlnet.py` and `tests/test_controlnet_transformers.py`).
 
-| family | model | prediction | slider modules (tiny model) | LoRA | LyCORIS (LoKr) | ControlNet | selfcheck s (LoRA + LoKr) |
-|---|---|---|---|---|---|---|---|
+The ComfyUI column is the key form of `pytorch_lora_weights_comfyui.safetensors`, written next to the
+adapter by default: for the slider and the default preset on the real model's full-size layout, every
+key is one ComfyUI's LoRA loader maps onto an existing weight with fitting shapes
+(`tests/test_export_full_size.py`; per-family key counts in [USING-SLIDERS.md](USING-SLIDERS.md)).
+
+| family | model | prediction | slider modules (tiny model) | LoRA | LyCORIS (LoKr) | ControlNet | ComfyUI file | selfcheck s (LoRA + LoKr) |
+|---|---|---|---|---|---|---|---|---|
 """
 
 
@@ -36,12 +42,21 @@ def mark(result: CheckResult) -> str:
     return "✅" if result.ok else f"❌ {(result.error or '').splitlines()[0][:60]}"
 
 
+def comfy_cell(family: Family) -> str:
+    """The key form of the family's ComfyUI/kohya file (families/comfy_naming.py)."""
+    naming = family.comfy
+    path = "path_with_underscores" if naming.underscores else "path"
+    kind = "ComfyUI's module" if naming.rules else "diffusers"
+    fused = ", q/k/v fused" if any(rule.parts > 1 for rule in naming.rules) else ""
+    return f"`{naming.prefix}<{path}>` ({kind} names{fused})"
+
+
 def row(result: CheckResult, lokr: CheckResult) -> str:
     family = FAMILIES[result.family]
     lora, lycoris = mark(result), mark(lokr)
     controlnet = "✅" if family.supports_controlnet else "—"
     return (f"| `{family.id}` | {family.label} | {family.prediction} | {result.targets} | {lora} | {lycoris} | "
-            f"{controlnet} | {result.seconds:.1f} + {lokr.seconds:.1f} |")
+            f"{controlnet} | {comfy_cell(family)} | {result.seconds:.1f} + {lokr.seconds:.1f} |")
 
 
 def render(results: list[CheckResult], lokr: list[CheckResult]) -> str:
