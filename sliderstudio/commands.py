@@ -100,6 +100,7 @@ def train_with_events(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from sliderstudio.core.buckets import balance, require_trainable, scan_project
     from sliderstudio.core.project import load_project
+    from sliderstudio.core.run_checks import check_run
     from sliderstudio.core.sampler import SliderSampler, sampler_buckets
 
     project = load_project(args.config)
@@ -107,6 +108,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     scanned = scan_project(project, check_images=False)
     require_trainable(project, scanned)
+    for w in check_run(project, scanned):
+        print(f"warning: {w}", file=sys.stderr)
     bal = balance(project, scanned)
     if bal.warning:
         print(f"warning: {bal.warning}", file=sys.stderr)

@@ -220,3 +220,84 @@ def test_out_of_memory_is_explained(tmp_path, tiny_models, monkeypatch):
     assert "ran out of memory at step 0" in message and "gradient_checkpointing" in message
     assert "lower train_batch_size (now 2" in message and "lower resolution (now 64)" in message
     assert isinstance(events[-1], Failed) and "Tried to allocate" in events[-1].details
+
+
+# --- inputs that parse but make no sense for the run (issue #18, item 7) ---------------------------
+
+def plan(root, capsys):
+    code = main(["plan", "--config", str(root), "--batches", "2"])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config,fragments", [
+    ({"train_batch_size": 1_000_000_000}, ["key 'train_batch_size'", "1000000000 is beyond any run that could finish",
+                                            "(expected at most 4096)"]),
+    ({"max_train_steps": 1_000_000_000}, ["key 'max_train_steps'", "(expected at most 10000000)"]),
+    ({"max_train_steps": 0, "num_train_epochs": 10_000_000}, ["key 'num_train_epochs'", "(expected at most 100000)"]),
+    ({"resolution": 1_000_000}, ["key 'resolution'", "(expected at most 16384)"]),
+    ({"gradient_accumulation_steps": 50_000}, ["key 'gradient_accumulation_steps'", "(expected at most 10000)"]),
+    ({"train_batch_size": 4}, ["key 'train_batch_size'", "train_batch_size 4 is larger than every bucket",
+                               "'pos' 3, 'neg' 3, 'neu' 2", "(expected at most 3)"]),
+    ({"max_train_steps": 0, "num_train_epochs": 1, "gradient_accumulation_steps": 100},
+     ["key 'gradient_accumulation_steps'", "num_train_epochs 1 × 8 micro-batches per epoch = 8, fewer than "
+      "gradient_accumulation_steps 100: not one optimizer step would complete"]),
+])
+def test_run_that_makes_no_sense_exits_2(tmp_path, capsys, config, fragments):
+    root = make_project(tmp_path, "/no/model", config=config)
+    code, err = train(root, capsys)
+    assert code == 2, err
+    assert "config.json" in err and all(f in err for f in fragments), err
+    assert_nothing_written(root)
+
+
+def test_batch_larger_than_some_buckets_is_a_warning(tmp_path, capsys):
+    root = make_project(tmp_path, "/no/model", config={"train_batch_size": 3})
+    code, err = plan(root, capsys)
+    assert code == 0
+    assert "warning: train_batch_size is 3 but bucket(s) 'neu' (2) hold fewer images" in err
+
+
+def test_no_signed_bucket_is_ever_drawn(tmp_path, capsys):
+    root = make_project(tmp_path, "/no/model")
+    set_buckets(root, [{"id": "pos", "instance_data_dir": "data/pos", "slider_strength": 0.5, "probability": 0},
+                       {"id": "neg", "instance_data_dir": "data/neg", "slider_strength": -0.5, "probability": 0},
+                       {"id": "neu", "instance_data_dir": "data/neu", "slider_strength": 0}])
+    code, err = train(root, capsys)
+    assert code == 2 and "key 'probability'" in err and "no positive or negative bucket takes part" in err
+    assert_nothing_written(root)
+
+
+@pytest.mark.parametrize("config,fragment", [
+    ({"learning_rate": 5}, "key 'learning_rate' is 5.0: AdamW on an adapter at this rate diverges"),
+    ({"lr_scheduler": "cosine", "lr_warmup_steps": 50},
+     "lr_warmup_steps 50 ≥ the run's 6 optimizer steps: the learning rate never reaches learning_rate"),
+])
+def test_values_that_still_run_are_warned_about(tmp_path, capsys, config, fragment):
+    root = make_project(tmp_path, "/no/model", config=config)
+    code, err = plan(root, capsys)
+    assert code == 0 and f"warning: " in err and fragment in err
+
+
+@pytest.mark.parametrize("config,key,path", [
+    ({"data_backend_config": "buckets/missing.json"}, "data_backend_config", "buckets/missing.json"),
+    ({"user_prompt_library": "no_prompts.json"}, "user_prompt_library", "no_prompts.json"),
+    ({"lora_type": "lycoris", "lycoris_config": "no_lycoris.json"}, "lycoris_config", "no_lycoris.json"),
+    ({"assistant_lora_path": "adapters/assistant.safetensors"}, "assistant_lora_path",
+     "adapters/assistant.safetensors"),
+    ({"controlnet": True, "controlnet_model_name_or_path": "cn/missing"}, "controlnet_model_name_or_path",
+     "cn/missing"),
+    ({"resume_from_checkpoint": "output/checkpoints/checkpoint-000099"}, "resume_from_checkpoint",
+     "checkpoint-000099"),
+])
+def test_a_missing_file_names_its_key_and_path(tmp_path, capsys, config, key, path):
+    root = make_project(tmp_path, "/no/model", config=config)
+    code, err = train(root, capsys)
+    assert code == 2 and f"key '{key}'" in err and path in err, err
+    assert_nothing_written(root)
+
+
+def test_a_missing_bucket_folder_names_its_key(tmp_path, capsys):
+    root = make_project(tmp_path, "/no/model")
+    shutil.rmtree(root / "data" / "pos")
+    code, err = train(root, capsys)
+    assert code == 2 and "key 'pos.instance_data_dir'" in err and "data/pos" in err

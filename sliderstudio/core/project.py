@@ -16,6 +16,7 @@ from sliderstudio.core.config import (
 )
 from sliderstudio.core.errors import ConfigError
 from sliderstudio.core.lycoris_config import LycorisSpec, read_lycoris_config
+from sliderstudio.core.run_checks import check_files, check_limits
 
 CONFIG_NAME = "config.json"
 
@@ -60,14 +61,19 @@ class Project:
         return []
 
 
-def read_json(path: Path) -> Any:
-    """Read JSON, turning a syntax error into a ConfigError with line and column."""
+def read_json(path: Path, key: str | None = None) -> Any:
+    """Read JSON, turning a syntax error into a ConfigError with line and column.
+
+    `key` is the config key that named this file: a missing file is reported by that key, since the
+    key is what the user edits to fix it.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("file not found", file=path) from None
+        raise ConfigError("file not found" + (f" (named by the config key '{key}')" if key else ""),
+                          file=path, key=key) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file: {exc}", file=path) from None
+        raise ConfigError(f"cannot read file: {exc}", file=path, key=key) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -90,16 +96,19 @@ def load_project(path: str | Path, overrides: dict[str, Any] | None = None) -> P
     if isinstance(raw, dict) and overrides:
         raw = {**{k.lstrip("-"): v for k, v in raw.items()}, **overrides}
     config, warnings = parse_train_config(raw, str(config_path))
+    warnings += check_limits(config, str(config_path))
     project = Project(root=config_path.parent, config=config, buckets=[], warnings=warnings)
-    buckets, bwarn = parse_buckets(read_json(project.dataloader_path), str(project.dataloader_path))
+    buckets, bwarn = parse_buckets(read_json(project.dataloader_path, "data_backend_config"),
+                                   str(project.dataloader_path))
     project.buckets, project.warnings = buckets, warnings + bwarn
     if config.user_prompt_library:
         lib = project.resolve(config.user_prompt_library)
-        project.prompts = parse_prompt_library(read_json(lib), str(lib))
+        project.prompts = parse_prompt_library(read_json(lib, "user_prompt_library"), str(lib))
     if config.lora_type == "lycoris" and config.lycoris_config:
         # validated here, with the rest of the config, so a bad preset costs no model load
         project.lycoris = read_lycoris_config(project.resolve(config.lycoris_config))
         project.warnings += [f"{config.lycoris_config}: {w}" for w in project.lycoris.warnings]
+    check_files(project)
     return project
 
 

@@ -22,7 +22,9 @@ from sliderstudio.core.buckets import (
 )
 from sliderstudio.core.caches import FeatureCache, model_key, transform_tag
 from sliderstudio.core.errors import OutputError
+from sliderstudio.core.precision_check import precision_warning
 from sliderstudio.core.project import Project
+from sliderstudio.core.run_checks import check_run
 from sliderstudio.core.sampler import SliderSampler, sampler_buckets
 from sliderstudio.core.slider_adapter import PeftSlider, SliderAdapter
 from sliderstudio.core.slider_step import SliderStep, StepData
@@ -176,6 +178,8 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
         log(family_note, "info")
     scanned = scan_project(project, deep=True)
     require_trainable(project, scanned)
+    for warning in check_run(project, scanned):
+        log(warning, "warning")
     for s in scanned:
         for problem in s.problems:
             log(f"bucket '{s.bucket.id}': {problem}", "warning")
@@ -198,6 +202,9 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     location = resolve_model_path(cfg.pretrained_model_name_or_path)
 
     device = pick_device(device_name)
+    slow = precision_warning(cfg.mixed_precision, device)
+    if slow:
+        log(slow, "warning")
     dtype = weight_dtype(cfg.mixed_precision, device)
     log(f"loading {family.label} from {location} on {device}", "info")
     pipe = load_pipeline(family, cfg.pretrained_model_name_or_path, dtype, device)

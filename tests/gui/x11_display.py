@@ -196,6 +196,16 @@ def send_delete_window(display: str, window_id: int) -> None:
         x11.XCloseDisplay(dpy)
 
 
+def colour_count(pixels: np.ndarray) -> int:
+    """Distinct colours after dropping the two low bits per channel (anti-aliasing noise stays in)."""
+    packed = (pixels.astype(np.uint32) >> 2) @ np.array([1 << 12, 1 << 6, 1], dtype=np.uint32)
+    return len(np.unique(packed))
+
+
+def crop(screen: np.ndarray, window: Window) -> np.ndarray:
+    return screen[window.y:window.y + window.height, window.x:window.x + window.width]
+
+
 def wait_for(condition, timeout_s: float, poll_s: float = 0.25):
     """Poll `condition()` until it returns something other than None (returned) or the time is up (None)."""
     deadline = time.monotonic() + timeout_s

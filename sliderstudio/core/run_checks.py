@@ -1,0 +1,143 @@
+"""Checks that a config which parses also describes a run that makes sense, before any model loads.
+
+The config's own validation knows each value alone; these checks know the run: a batch larger than
+any bucket, an accumulation that never completes one optimizer step, a number no run could reach, a
+file a key points to that is not there. Each one either stops the run with the key, the value and
+the counts that contradict it (exit 2), or, where the run still does what was asked in substance,
+becomes a warning that says what will actually happen.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sliderstudio.core.config import TrainConfig
+from sliderstudio.core.errors import ConfigError, DatasetError
+
+if TYPE_CHECKING:
+    from sliderstudio.core.buckets import ScannedBucket
+    from sliderstudio.core.project import Project
+
+# Values beyond these describe no run anyone can finish; they are typos (an extra 000) or placeholders.
+LIMITS: dict[str, int] = {
+    "train_batch_size": 4096,
+    "max_train_steps": 10_000_000,
+    "num_train_epochs": 100_000,
+    "gradient_accumulation_steps": 10_000,
+    "lr_warmup_steps": 10_000_000,
+    "resolution": 16384,
+    "validation_resolution": 16384,
+    "validation_num_inference_steps": 1000,
+}
+HIGH_LEARNING_RATE = 0.1  # AdamW on an adapter at or above this diverges within a few steps
+
+
+def check_limits(config: TrainConfig, file: str) -> list[str]:
+    """Absurd magnitudes are errors; a learning rate that can only diverge is a warning."""
+    for key, limit in LIMITS.items():
+        value = getattr(config, key)
+        if key == "validation_resolution" and value is not None:  # may be "WxH" or a list (SimpleTuner)
+            value = max(max(size) for size in config.validation_sizes)
+        if value is not None and value > limit:
+            raise ConfigError(f"{value} is beyond any run that could finish", file=file, key=key, value=value,
+                              expected=f"at most {limit}")
+    if config.learning_rate >= HIGH_LEARNING_RATE:
+        return [f"{file}: key 'learning_rate' is {config.learning_rate}: AdamW on an adapter at this rate "
+                "diverges within a few steps (sliders train at 1e-4 … 2e-3)"]
+    return []
+
+
+def require_file(project: Project, key: str, value: str | None, what: str = "file") -> Path | None:
+    """The path a config key names, which must exist; the error names the key and the resolved path."""
+    if not value:
+        return None
+    path = project.resolve(value)
+    exists = path.is_dir() if what == "folder" else path.is_file()
+    if not exists:
+        found = "a folder" if path.is_dir() else ("a file" if path.exists() else "nothing")
+        raise ConfigError(f"no such {what} ({found} at that path)", file=path, key=key, value=value)
+    return path
+
+
+def check_files(project: Project) -> None:
+    """Files named by config keys that are read only after the model loads: found missing up front."""
+    cfg = project.config
+    if cfg.assistant_lora_path and not cfg.disable_assistant_lora:
+        require_file(project, "assistant_lora_path", cfg.assistant_lora_path)
+    if cfg.controlnet and cfg.controlnet_model_name_or_path:
+        require_file(project, "controlnet_model_name_or_path", cfg.controlnet_model_name_or_path, "folder")
+    if cfg.resume_from_checkpoint and cfg.resume_from_checkpoint != "latest":
+        require_file(project, "resume_from_checkpoint", cfg.resume_from_checkpoint, "folder")
+
+
+def _sampled(project: Project, scanned: list[ScannedBucket]) -> list[ScannedBucket]:
+    from sliderstudio.core.sampler import sampler_buckets
+
+    ids = {b.id for b in sampler_buckets(scanned, project.config.slider_neutral_mode)}
+    return [s for s in scanned if s.bucket.id in ids]
+
+
+def check_batch_size(project: Project, scanned: list[ScannedBucket]) -> list[str]:
+    """The sampler fills a micro-batch from one bucket: it never holds more than that bucket's images.
+
+    Larger than every bucket: no micro-batch ever has the asked size, and memory estimates made for
+    it are wrong, so it is an error. Larger than some buckets only: those buckets give smaller
+    micro-batches (still a valid slider run), so it is a warning naming them.
+    """
+    size = project.config.train_batch_size
+    sampled = _sampled(project, scanned)
+    largest = max(s.count for s in sampled)
+    counts = ", ".join(f"'{s.bucket.id}' {s.count}" for s in sampled)
+    if size > largest:
+        raise ConfigError(f"train_batch_size {size} is larger than every bucket (images per bucket: {counts}); "
+                          "a micro-batch is drawn from one bucket, so none could ever be that large",
+                          file=project.config_path, key="train_batch_size", value=size,
+                          expected=f"at most {largest}")
+    small = [s for s in sampled if s.count < size]
+    if not small:
+        return []
+    names = ", ".join(f"'{s.bucket.id}' ({s.count})" for s in small)
+    return [f"train_batch_size is {size} but bucket(s) {names} hold fewer images: their micro-batches hold only "
+            "that many"]
+
+
+def check_steps(project: Project, scanned: list[ScannedBucket]) -> list[str]:
+    """Epochs × micro-batches must make at least one optimizer step; warm-up and validation must fit."""
+    from sliderstudio.core.sampler import SliderSampler, sampler_buckets
+
+    cfg = project.config
+    buckets = sampler_buckets(scanned, cfg.slider_neutral_mode)
+    if cfg.max_train_steps:
+        total = cfg.max_train_steps
+    else:
+        from sliderstudio.core.buckets import balance
+
+        pairs = balance(project, scanned).pair_map
+        per_epoch = SliderSampler(buckets, cfg.seed, cfg.train_batch_size, pairs).epoch_length()
+        micro = cfg.num_train_epochs * per_epoch
+        if micro < cfg.gradient_accumulation_steps:
+            raise ConfigError(f"num_train_epochs {cfg.num_train_epochs} × {per_epoch} micro-batches per epoch = "
+                              f"{micro}, fewer than gradient_accumulation_steps {cfg.gradient_accumulation_steps}: "
+                              "not one optimizer step would complete", file=project.config_path,
+                              key="gradient_accumulation_steps", value=cfg.gradient_accumulation_steps,
+                              expected=f"at most {micro}, or set max_train_steps")
+        total = math.ceil(micro / cfg.gradient_accumulation_steps)
+    warnings = []
+    if cfg.lr_warmup_steps >= total and cfg.lr_scheduler != "constant":
+        warnings.append(f"lr_warmup_steps {cfg.lr_warmup_steps} ≥ the run's {total} optimizer steps: the learning "
+                        "rate never reaches learning_rate")
+    return warnings
+
+
+def check_sampled(project: Project, scanned: list[ScannedBucket]) -> None:
+    """A bucket with probability 0 is never drawn: at least one signed bucket must be."""
+    if not any(s.bucket.role != "neutral" for s in _sampled(project, scanned)):
+        raise DatasetError("no positive or negative bucket takes part in sampling (their probability is 0)",
+                           file=project.dataloader_path, key="probability")
+
+
+def check_run(project: Project, scanned: list[ScannedBucket]) -> list[str]:
+    """All run-level checks on scanned buckets; raises for nonsense, returns the warnings."""
+    check_sampled(project, scanned)
+    return check_batch_size(project, scanned) + check_steps(project, scanned)
