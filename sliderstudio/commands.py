@@ -104,6 +104,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from sliderstudio.core.sampler import SliderSampler, sampler_buckets
 
     project = load_project(args.config)
+    for note in project.key_notes:
+        if note.kind == "mapped":  # SimpleTuner spellings (ignored / changed keys are warnings below)
+            print(f"note: {note}", file=sys.stderr)
     for w in project.warnings:
         print(f"warning: {w}", file=sys.stderr)
     scanned = scan_project(project, check_images=False)

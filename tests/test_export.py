@@ -247,3 +247,15 @@ def test_a_fused_weight_with_a_missing_part_is_refused_by_name(tmp_path, lumina2
     assert "diffusion_model.layers.0.attention.qkv" in err and "layers.0.attn.to_q, layers.0.attn.to_v" in err
     assert not out.exists()
     assert main(["export", "--lora", str(source), "--format", "diffusers", "--out", str(out)]) == 0
+
+
+def test_a_controlnet_slider_has_no_comfyui_file_exit_2(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    source = tmp_path / "cn.safetensors"
+    save_file({"controlnet.down_blocks.0.attentions.0.proj_in.lora_A.weight": torch.zeros(2, 8),
+               "controlnet.down_blocks.0.attentions.0.proj_in.lora_B.weight": torch.zeros(8, 2)}, str(source),
+              metadata={"sliderstudio.family": '"sd1x"', "sliderstudio.controlnet": "true"})
+    out = tmp_path / "c.safetensors"
+    assert main(["export", "--lora", str(source), "--format", "comfyui", "--out", str(out)]) == 2
+    assert "Control-LoRA" in capsys.readouterr().err and not out.exists()

@@ -6,32 +6,17 @@ file, the key and what was expected, and is raised before any model is loaded.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sliderstudio.core.errors import ConfigError
+from sliderstudio.core.simpletuner_keys import KeyNote, dataloader_keys, normalise_train_data
 
 CONFIG_SCHEMA_VERSION = 1
 
-# SimpleTuner keys that are understood but not implemented: a warning, not an error.
-UNIMPLEMENTED_TRAIN_KEYS = frozenset({
-    "report_to", "tracker_project_name", "tracker_run_name", "push_to_hub", "hub_model_id",
-    "use_ema", "ema_decay", "snr_gamma", "optimizer", "optimizer_config", "vae_batch_size",
-    "aspect_bucket_rounding", "minimum_image_size", "maximum_image_size", "base_model_precision",
-    "quantize_via", "text_encoder_precision", "train_text_encoder", "offload_during_startup",
-    "webhook_config", "data_backend_sampling", "validation_torch_compile", "attention_mechanism",
-    "fuse_qkv_projections", "lora_init_type", "init_lora", "disable_benchmark",
-    "vae_cache_ondemand", "allow_tf32", "lr_end", "lr_num_cycles", "lr_power", "adam_beta1",
-    "adam_beta2", "adam_epsilon", "override_dataset_config", "skip_file_discovery",
-    "seed_for_each_device", "gradient_precision", "compress_disk_cache",
-    "delete_problematic_images", "metadata_update_interval", "model_card_note", "logging_dir",
-    "validation_num_video_frames", "aspect_bucket_alignment", "framerate", "tread_config",
-    "vae_dtype", "validation_on_startup", "validation_disable_unconditional", "num_validation_images",
-    "evaluation_type", "eval_steps_interval", "user_prompt_library_strength", "trust_remote_code",
-    "max_workers", "read_batch_size", "write_batch_size", "image_processing_batch_size",
-    "enable_xformers_memory_efficient_attention",
-})
+# Training-config keys: every SimpleTuner key is classified in simpletuner_keys (implemented / mapped / ignored).
 UNIMPLEMENTED_BUCKET_KEYS = frozenset({
     "minimum_image_size", "maximum_image_size", "target_downsample_size", "skip_file_discovery",
     "preserve_data_backend_cache", "metadata_backend", "caption_filter_list",
@@ -66,9 +51,20 @@ class TrainConfig(_Strict):
         None, description="Explicit preset choice; overrides slider_lora_target")
     peft_lora_target_modules: list[str] | None = Field(None, description="Explicit target list (overrides presets)")
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate")
-    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "linear", "polynomial"] = Field(
-        "constant", description="Learning-rate schedule")
+    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear",
+                          "polynomial"] = Field("constant", description="Learning-rate schedule")
     lr_warmup_steps: int = Field(0, ge=0, description="Warm-up steps")
+    lr_end: float = Field(4e-7, ge=0, description="Final learning rate of the polynomial schedule")
+    lr_num_cycles: float = Field(1, gt=0, description="Cycles of cosine_with_restarts (and half-waves of cosine)")
+    lr_power: float = Field(0.8, gt=0, description="Power of the polynomial schedule")
+    optimizer: str = Field("adamw_bf16", description="Optimizer, by SimpleTuner's name (adamw_bf16, bnb-adamw8bit, "
+                                                     "prodigy, optimi-lion, torch-adafactor, …)")
+    optimizer_config: str | None = Field(None, description="Extra optimizer settings as 'key=value,key=value'")
+    optimizer_beta1: float | None = Field(None, ge=0, lt=1, description="Beta 1 of any optimizer that has betas")
+    optimizer_beta2: float | None = Field(None, ge=0, lt=1, description="Beta 2 of any optimizer that has betas")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="Adam-family beta 1")
+    adam_beta2: float = Field(0.999, ge=0, lt=1, description="Adam-family beta 2")
+    adam_epsilon: float = Field(1e-8, gt=0, description="Adam-family epsilon")
     max_train_steps: int = Field(0, ge=0, description="Optimizer steps (0: use num_train_epochs)")
     num_train_epochs: int = Field(1, ge=0, description="Epochs when max_train_steps is 0")
     train_batch_size: int = Field(1, ge=1, description="Images per micro-batch")
@@ -77,6 +73,18 @@ class TrainConfig(_Strict):
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory")
     adam_weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping (0: off)")
+    grad_clip_method: Literal["norm", "value"] = Field(
+        "norm", description="Clip the gradients' total norm, or each gradient value, at max_grad_norm")
+    loss_type: Literal["l2", "huber", "smooth_l1"] = Field("l2", description="Loss between prediction and target")
+    huber_c: float = Field(0.1, gt=0, le=1, description="Huber / smooth-L1 transition point")
+    huber_schedule: Literal["snr", "exponential", "constant"] = Field(
+        "snr", description="How huber_c varies with the timestep")
+    flow_schedule_shift: float | None = Field(
+        None, gt=0, description="Flow models: timestep shift for training (default: the model's scheduler)")
+    flow_schedule_auto_shift: bool = Field(
+        False, description="Flow models: shift by image size, as resolution-dependent schedulers do")
+    vae_enable_tiling: bool = Field(False, description="Encode and decode large images in tiles")
+    vae_enable_slicing: bool = Field(False, description="Encode and decode one image of a batch at a time")
     noise_offset: float = Field(0.0, ge=0, description="Noise offset")
     caption_dropout_probability: float = Field(0.0, ge=0, le=1, description="Caption dropout")
     prediction_type: Literal["epsilon", "v_prediction", "flow_matching"] | None = Field(
@@ -91,7 +99,10 @@ class TrainConfig(_Strict):
     validation_num_inference_steps: int = Field(20, ge=1, description="Validation denoising steps")
     validation_guidance: float = Field(5.0, ge=0, description="Classifier-free guidance scale")
     validation_seed: int = Field(0, description="Validation seed")
-    validation_resolution: int | None = Field(None, ge=8, description="Validation size (defaults to resolution)")
+    validation_resolution: int | str | None = Field(
+        None, description="Validation size: pixels, 'WxH', or a comma list of them (defaults to resolution)")
+    validation_guidance_rescale: float = Field(0.0, ge=0, le=1, description="Guidance rescale (pipelines that take it)")
+    validation_prompt_library: bool = Field(False, description="Also render the built-in validation prompts")
     checkpointing_steps: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end)")
     checkpoints_total_limit: int | None = Field(None, ge=1, description="Keep at most N checkpoints")
     resume_from_checkpoint: str | None = Field(None, description="'latest' or a checkpoint folder")
@@ -103,11 +114,18 @@ class TrainConfig(_Strict):
                             "next to the diffusers one, 'diffusers' writes only the diffusers file")
     slider_neutral_mode: Literal["preserve", "off"] = Field("preserve", description="Neutral buckets as preservation")
     slider_pairing: Literal["auto", "off"] = Field("auto", description="Pair positive/negative images by file stem")
-    controlnet: bool = Field(False, description="Train the slider on a ControlNet (SD 1.x / SDXL)")
+    controlnet: bool = Field(False, description="Train the slider on a ControlNet (SD 1.x, SDXL, SD3, Flux.1)")
     controlnet_model_name_or_path: str | None = Field(
         None, description="The ControlNet the slider is trained on (diffusers folder)")
     slider_start_fraction: float = Field(0.0, ge=0, le=1, description="Slider off for this first fraction of steps in previews")
     schema_version: int = Field(CONFIG_SCHEMA_VERSION, description="Config schema version")
+
+    @field_validator("validation_resolution", mode="before")
+    @classmethod
+    def _check_validation_resolution(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, bool):
+            parse_sizes(value)
+        return value
 
     @field_validator("peft_lora_target_modules", mode="before")
     @classmethod
@@ -130,6 +148,31 @@ class TrainConfig(_Strict):
     @property
     def effective_alpha(self) -> float:
         return float(self.lora_alpha if self.lora_alpha is not None else self.lora_rank)
+
+    @property
+    def validation_sizes(self) -> list[tuple[int, int]]:
+        """(width, height) of each validation resolution; the training resolution when none is set."""
+        if self.validation_resolution is None:
+            return [(self.resolution, self.resolution)]
+        return parse_sizes(self.validation_resolution)
+
+
+def parse_sizes(value: Any) -> list[tuple[int, int]]:
+    """SimpleTuner's validation_resolution: 1024, "1024", "1024x768" or "1024x768,512" → [(w, h), …]."""
+    parts = [value] if isinstance(value, int) else [p.strip() for p in str(value).split(",") if p.strip()]
+    sizes = []
+    for part in parts:
+        match = re.fullmatch(r"(\d+)(?:\s*[xX]\s*(\d+))?", str(part))
+        if not match:
+            raise ValueError(f"expected pixels, 'WxH' or a comma list of them (got {value!r})")
+        width = int(match.group(1))
+        height = int(match.group(2) or width)
+        if min(width, height) < 8:
+            raise ValueError(f"a validation size must be at least 8 pixels (got {value!r})")
+        sizes.append((width, height))
+    if not sizes:
+        raise ValueError(f"expected pixels, 'WxH' or a comma list of them (got {value!r})")
+    return sizes
 
 
 class BucketConfig(_Strict):
@@ -218,10 +261,22 @@ def build(model: type[BaseModel], data: dict[str, Any], file: str, where: str = 
 
 
 def parse_train_config(data: dict[str, Any], file: str) -> tuple[TrainConfig, list[str]]:
+    """The config and its warnings (keys ignored, values changed); mapped keys are in the report only."""
+    config, notes = parse_train_config_report(data, file)
+    return config, [str(n) for n in notes if n.kind != "mapped"]
+
+
+def parse_train_config_report(data: dict[str, Any], file: str) -> tuple[TrainConfig, list[KeyNote]]:
+    """SimpleTuner keys mapped or ignored with reasons (simpletuner_keys); unknown keys and bad choices fail."""
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a JSON object of key: value", file=file)
-    kept, warnings = check_keys(strip_dashes(data), TrainConfig, UNIMPLEMENTED_TRAIN_KEYS, file)
-    return build(TrainConfig, kept, file), warnings
+    kept, notes = normalise_train_data(data, file)
+    config = build(TrainConfig, kept, file)
+    from sliderstudio.core.lr_schedule import check_schedule
+    from sliderstudio.core.optimizers import check_optimizer
+
+    check_schedule(config, file)
+    return config, notes + check_optimizer(config, file)
 
 
 def parse_buckets(data: Any, file: str) -> tuple[list[BucketConfig], list[str]]:
@@ -231,7 +286,8 @@ def parse_buckets(data: Any, file: str) -> tuple[list[BucketConfig], list[str]]:
     for index, entry in enumerate(data):
         if not isinstance(entry, dict):
             raise ConfigError(f"entry {index} must be an object", file=file, key=f"[{index}]")
-        kept, warn = check_keys(strip_dashes(entry), BucketConfig, UNIMPLEMENTED_BUCKET_KEYS, file)
+        kept, warn = check_keys(strip_dashes(entry), BucketConfig,
+                                UNIMPLEMENTED_BUCKET_KEYS | (dataloader_keys() - set(BucketConfig.model_fields)), file)
         warnings += warn
         bucket = build(BucketConfig, kept, file, where=f"[{index}].")
         if bucket.id in seen:

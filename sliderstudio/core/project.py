@@ -12,13 +12,16 @@ from typing import Any
 from sliderstudio.core import atomic
 from sliderstudio.core.config import (
     BucketConfig, PromptEntry, TrainConfig, coerce_override, parse_buckets, parse_prompt_library,
-    parse_train_config,
+    parse_train_config_report,
 )
+from sliderstudio.core.simpletuner_keys import KeyNote, canonical_key
 from sliderstudio.core.errors import ConfigError
 from sliderstudio.core.lycoris_config import LycorisSpec, read_lycoris_config
 from sliderstudio.core.run_checks import check_files, check_limits
 
 CONFIG_NAME = "config.json"
+# Where a folder's config is looked for, in order: our layout first, then SimpleTuner's (config/…).
+CONFIG_CANDIDATES = ("config.json", "config.toml", "config/config.json", "config/config.toml")
 
 
 @dataclass
@@ -29,10 +32,13 @@ class Project:
     prompts: list[PromptEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     lycoris: LycorisSpec | None = None
+    config_file: Path | None = None  # None: root/config.json; else e.g. a SimpleTuner root's config/config.toml
+    key_notes: list[KeyNote] = field(default_factory=list)  # SimpleTuner keys mapped / ignored / changed
+    passthrough: dict[str, Any] = field(default_factory=dict)  # ignored keys, written back on save as given
 
     @property
     def config_path(self) -> Path:
-        return self.root / CONFIG_NAME
+        return self.config_file or (self.root / CONFIG_NAME)
 
     @property
     def dataloader_path(self) -> Path:
@@ -54,11 +60,15 @@ class Project:
         return [b for b in self.buckets if not b.disabled and b.dataset_type == "image"]
 
     def validation_prompts(self) -> list[PromptEntry]:
-        if self.prompts:
-            return self.prompts
-        if self.config.validation_prompt:
-            return [PromptEntry(name="validation", prompt=self.config.validation_prompt)]
-        return []
+        """The prompt library, else validation_prompt; plus the built-in library when it is switched on."""
+        own = list(self.prompts)
+        if not own and self.config.validation_prompt:
+            own = [PromptEntry(name="validation", prompt=self.config.validation_prompt)]
+        if self.config.validation_prompt_library:
+            from sliderstudio.core.prompt_library import builtin_prompts
+
+            own += builtin_prompts()
+        return own
 
 
 def read_json(path: Path, key: str | None = None) -> Any:
@@ -80,24 +90,69 @@ def read_json(path: Path, key: str | None = None) -> Any:
         raise ConfigError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=path) from None
 
 
+def read_config(path: Path) -> Any:
+    """config.json, or SimpleTuner's config.toml form (flat keys, with or without `--`)."""
+    if path.suffix.lower() != ".toml":
+        return read_json(path)
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read file: {exc}", file=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", file=path) from None
+
+
 def locate_config(path: str | Path) -> Path:
+    """A config file, or the first of CONFIG_CANDIDATES in a folder (ours or a SimpleTuner root)."""
     p = Path(path).expanduser()
     if p.is_dir():
-        p = p / CONFIG_NAME
+        found = [p / name for name in CONFIG_CANDIDATES if (p / name).is_file()]
+        if not found:
+            raise ConfigError(f"no config in this folder (looked for {', '.join(CONFIG_CANDIDATES)})", file=p)
+        p = found[0]
     if not p.exists():
         raise ConfigError("no such config file or project folder", file=p)
     return p.resolve()
 
 
+def project_root(config_path: Path, data_backend_config: str) -> Path:
+    """The folder relative paths start from: the config's own, or, for SimpleTuner's layout
+    (<root>/config/config.json naming 'config/multidatabackend.json'), the SimpleTuner root."""
+    folder = config_path.parent
+    relative = not Path(data_backend_config).expanduser().is_absolute()
+    for candidate in [folder, *list(folder.parents)[:3]]:
+        if relative and (candidate / data_backend_config).exists():
+            return candidate
+    for candidate in [folder, *list(folder.parents)[:2]]:
+        if candidate.name == "config":
+            return candidate.parent
+    return folder
+
+
+def merge_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Command-line overrides win over the file, whichever spelling (alias or ours) either side used."""
+    replaced = {canonical_key(k) for k in overrides}
+    kept = {k: v for k, v in raw.items() if canonical_key(str(k)) not in replaced}
+    return {**kept, **{k.lstrip("-"): v for k, v in overrides.items()}}
+
+
 def load_project(path: str | Path, overrides: dict[str, Any] | None = None) -> Project:
     """Load and validate a whole project; raises ConfigError (exit 2) before anything heavy happens."""
     config_path = locate_config(path)
-    raw = read_json(config_path)
+    raw = read_config(config_path)
     if isinstance(raw, dict) and overrides:
-        raw = {**{k.lstrip("-"): v for k, v in raw.items()}, **overrides}
-    config, warnings = parse_train_config(raw, str(config_path))
+        raw = merge_overrides(raw, overrides)
+    config, notes = parse_train_config_report(raw, str(config_path))
+    warnings = [str(n) for n in notes if n.kind != "mapped"]
     warnings += check_limits(config, str(config_path))
-    project = Project(root=config_path.parent, config=config, buckets=[], warnings=warnings)
+    root = project_root(config_path, config.data_backend_config)
+    project = Project(root=root, config=config, buckets=[], warnings=warnings,
+                      config_file=None if config_path == root / CONFIG_NAME else config_path, key_notes=notes,
+                      passthrough={n.key: n.value for n in notes if n.kind == "ignored"})
     buckets, bwarn = parse_buckets(read_json(project.dataloader_path, "data_backend_config"),
                                    str(project.dataloader_path))
     project.buckets, project.warnings = buckets, warnings + bwarn
@@ -136,7 +191,10 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def save_project(project: Project) -> None:
-    atomic.write_json(project.config_path, config_to_dict(project.config))
+    """Writes JSON; a project opened from config.toml is saved as config.json beside it (no TOML writer)."""
+    if project.config_path.suffix.lower() == ".toml":
+        project.config_file = project.config_path.with_suffix(".json")
+    atomic.write_json(project.config_path, {**project.passthrough, **config_to_dict(project.config)})
     atomic.write_json(project.dataloader_path,
                       [b.model_dump(exclude_defaults=True) | {"id": b.id} for b in project.buckets])
     if project.config.user_prompt_library:

@@ -47,6 +47,7 @@ class SliderStep:
     noise_offset: float = 0.0
     autocast: Callable[[], ContextManager] = nullcontext
     adapter: SliderAdapter | None = None  # None: the PEFT `slider` adapter on the denoiser
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # None: MSE
 
     def __post_init__(self) -> None:
         if self.adapter is None:
@@ -100,4 +101,6 @@ class SliderStep:
                     target = self.family.predict(self.denoiser, noisy, timesteps, cond)
             with self.adapter.strength(mb.strength), self.autocast():
                 pred = self.family.predict(self.denoiser, noisy, timesteps, cond)
+        if self.loss_fn is not None:  # loss_type huber / smooth_l1 (core.losses)
+            return self.loss_fn(pred, target, timesteps)
         return F.mse_loss(pred.float(), target.float())

@@ -24,6 +24,7 @@ from sliderstudio.core.events import (
     Checkpoint, Command, Event, Failed, Finished, Image, Log, Mailbox, PauseChanged, Progress,
 )
 from sliderstudio.core.preview import render_strengths, save_image
+from sliderstudio.core.validation_render import validation_pipes
 from sliderstudio.core.project import Project
 from sliderstudio.core.run_state import HEARTBEAT
 from sliderstudio.core.training_setup import TrainingSession, prepare_session
@@ -117,7 +118,10 @@ class Trainer:
             used.append(mb)
             self.micro_index = mb.index + 1
         if self.project.config.max_grad_norm > 0:
-            s.accelerator.clip_grad_norm_(s.params, self.project.config.max_grad_norm)
+            if self.project.config.grad_clip_method == "value":  # SimpleTuner's grad_clip_method
+                s.accelerator.clip_grad_value_(s.params, self.project.config.max_grad_norm)
+            else:
+                s.accelerator.clip_grad_norm_(s.params, self.project.config.max_grad_norm)
         s.optimizer.step()
         s.scheduler.step()
         s.optimizer.zero_grad(set_to_none=True)
@@ -261,25 +265,30 @@ class Trainer:
             return
         strengths = [p.adapter_strength if p.adapter_strength is not None else cfg.validation_adapter_strength
                      for p in prompts]
-        size = cfg.validation_resolution or cfg.resolution
         was_training = s.denoiser.training
         s.denoiser.eval()
         s.adapter.train(False)
+        rendered = []
         try:
             # The assistant adapter only helps training a distilled model; validation shows the slider alone.
-            with torch.no_grad(), slider_scale(s.family.denoiser(s.pipe), 0.0, ASSISTANT):
-                images = render_strengths(s.family, s.render_pipe, [p.prompt for p in prompts], strengths,
-                                          cfg.validation_seed, cfg.validation_num_inference_steps,
-                                          cfg.validation_guidance, size, 0.0, cfg.validation_negative_prompt,
-                                          adapter=s.adapter)
+            # One pass per validation_resolution (SimpleTuner's "WxH" / comma lists; core.validation_render).
+            for tag, size, pipe in validation_pipes(s.render_pipe, cfg.validation_sizes,
+                                                    cfg.validation_guidance_rescale):
+                with torch.no_grad(), slider_scale(s.family.denoiser(s.pipe), 0.0, ASSISTANT):
+                    images = render_strengths(s.family, pipe, [p.prompt for p in prompts], strengths,
+                                              cfg.validation_seed, cfg.validation_num_inference_steps,
+                                              cfg.validation_guidance, size, 0.0, cfg.validation_negative_prompt,
+                                              adapter=s.adapter)
+                rendered.append((tag, images))
         finally:
             s.denoiser.train(was_training)
             s.adapter.train(was_training)
         folder = self.project.output_dir / "validation" / f"step-{self.step:06d}"
-        for entry, strength, image in zip(prompts, strengths, images):
-            path = folder / f"{entry.name}_s{strength:+.2f}.png"
-            save_image(image, path)
-            self.sink(Image(image, self.step, entry.prompt, strength, str(path)))
+        for tag, images in rendered:
+            for entry, strength, image in zip(prompts, strengths, images):
+                path = folder / f"{entry.name}{tag}_s{strength:+.2f}.png"
+                save_image(image, path)
+                self.sink(Image(image, self.step, entry.prompt, strength, str(path)))
 
     def _report_device(self, force: bool = False) -> None:
         """The Device event every DEVICE_REPORT_S: cheap queries only, never a sync inside the step."""

@@ -157,19 +157,32 @@ def attach_assistant(project: Project, family: Family, pipe: Any, log: Logger) -
 
 def make_optimizer(params: list[torch.nn.Parameter], project: Project, device: torch.device,
                    total: int) -> tuple[torch.optim.Optimizer, Any]:
-    from diffusers.optimization import get_scheduler
+    """SimpleTuner's optimizer / lr_scheduler names and settings (core.optimizers, core.lr_schedule)."""
+    from sliderstudio.core.lr_schedule import build_scheduler
+    from sliderstudio.core.optimizers import build_optimizer
 
-    cfg = project.config
-    fused = device.type == "cuda"
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay,
-                                  fused=fused, foreach=None if fused else True)
-    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
-                              num_training_steps=total)
-    return optimizer, scheduler
+    optimizer = build_optimizer(params, project.config, device, str(project.config_path))
+    return optimizer, build_scheduler(optimizer, project.config, total)
+
+
+
+def apply_vae_options(pipe: Any, cfg: Any, log: Logger) -> None:
+    """vae_enable_tiling / vae_enable_slicing on the pipeline's VAE: used for encoding and for rendering."""
+    vae = getattr(pipe, "vae", None)
+    for flag, method in (("vae_enable_tiling", "enable_tiling"), ("vae_enable_slicing", "enable_slicing")):
+        if not getattr(cfg, flag):
+            continue
+        if vae is not None and hasattr(vae, method):
+            getattr(vae, method)()
+        else:
+            log(f"{flag}: this model's VAE ({type(vae).__name__}) has no {method}(); ignored", "warning")
 
 
 def prepare_session(project: Project, log: Logger, device_name: str | None = None) -> TrainingSession:
     cfg = project.config
+    for note in project.key_notes:
+        if note.kind == "mapped":
+            log(str(note), "info")
     for warning in project.warnings:
         log(warning, "warning")
     family_id, family_note = config_family(cfg, str(project.config_path))  # the files say which family
@@ -208,6 +221,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     dtype = weight_dtype(cfg.mixed_precision, device)
     log(f"loading {family.label} from {location} on {device}", "info")
     pipe = load_pipeline(family, cfg.pretrained_model_name_or_path, dtype, device)
+    apply_vae_options(pipe, cfg, log)
     host, host_name, denoiser, render_pipe = adapter_host(project, family, pipe, device, dtype, log)
     adapter, report, frozen = attach_slider(project, family, pipe, host, host_name, log)
     params = adapter.parameters()
@@ -231,15 +245,27 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
 
     mp = cfg.mixed_precision if device.type == "cuda" else ("bf16" if cfg.mixed_precision == "bf16" else "no")
     accelerator = Accelerator(mixed_precision=mp, cpu=device.type == "cpu")
-    step = SliderStep(family, denoiser, family.noise_schedule(pipe, cfg.prediction_type, cfg.resolution), data, cfg.seed, device,
-                      dtype, cfg.caption_dropout_probability, cfg.noise_offset, accelerator.autocast, adapter)
+    from sliderstudio.core.losses import make_loss
+    from sliderstudio.families.flow import training_schedule
+
+    schedule, shift_note = training_schedule(family, pipe, cfg)
+    if shift_note:
+        log(shift_note, "warning")
+    step = SliderStep(family, denoiser, schedule, data, cfg.seed, device,
+                      dtype, cfg.caption_dropout_probability, cfg.noise_offset, accelerator.autocast, adapter,
+                      None if cfg.loss_type == "l2" else make_loss(cfg, schedule))
     info = session_metadata(project, family, report, bal.pairing, adapter)
     log(f"training {total} steps, {sum(p.numel() for p in params)} adapter parameters", "info")
     if render_pipe is not None and control_files:
         from sliderstudio.core.controlnet import ControlPipe, load_control_image
 
         first = control_files[min(control_files)]
-        render_pipe = ControlPipe(render_pipe, load_control_image(first, cfg.validation_resolution or cfg.resolution))
+        render_pipe = ControlPipe(render_pipe, load_control_image(first, cfg.validation_sizes[0][0]))
+    from sliderstudio.core.validation_render import accepts_guidance_rescale
+
+    if cfg.validation_guidance_rescale and not accepts_guidance_rescale(render_pipe or pipe):
+        log("validation_guidance_rescale: this pipeline takes no guidance_rescale; validation renders without it",
+            "warning")
     return TrainingSession(family, pipe, denoiser, adapter, sampler, step, optimizer, scheduler, accelerator,
                            params, total, report.module_names, info, render_pipe or pipe)
 

@@ -8,7 +8,7 @@ convention or target sign override `model_timestep` or `noisy_and_target`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -80,3 +80,25 @@ class FlowFamily(Family):
             latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         return ((latents - shift) * vae.config.scaling_factor).float().cpu()
+
+
+def training_schedule(family: Family, pipe: Any, config: Any) -> tuple[Any, str | None]:
+    """The family's training schedule with SimpleTuner's flow_schedule_shift / flow_schedule_auto_shift applied.
+
+    Returns (schedule, warning). auto-shift wins over a fixed shift, as in SimpleTuner: the shift
+    then follows the image's token count, like Flux's resolution-dependent scheduler, using the
+    scheduler's own base/max shift when it has them and Flux's defaults otherwise.
+    """
+    schedule = family.noise_schedule(pipe, config.prediction_type, config.resolution)
+    wanted = config.flow_schedule_auto_shift or config.flow_schedule_shift is not None
+    if not isinstance(schedule, FlowSchedule):
+        note = ("flow_schedule_shift / flow_schedule_auto_shift apply to flow-matching models only; "
+                f"{family.id} is not one, so they are ignored") if wanted else None
+        return schedule, note
+    if config.flow_schedule_auto_shift:
+        scheduler_config = dict(getattr(pipe.scheduler, "config", {}) or {})
+        shift = dynamic_shift(scheduler_config, family.image_seq_len(pipe, config.resolution))
+        return replace(schedule, shift=shift), None
+    if config.flow_schedule_shift is not None:
+        return replace(schedule, shift=float(config.flow_schedule_shift)), None
+    return schedule, None

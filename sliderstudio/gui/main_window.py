@@ -118,6 +118,7 @@ class MainWindow(QMainWindow):
                                      ("Save &As…", QKeySequence.StandardKey.SaveAs, self.save_as_dialog)):
             action = QAction(text, self, shortcut=shortcut)
             action.triggered.connect(slot)
+                                     ("Open config &file…", QKeySequence(), self.open_config_dialog),
             file.addAction(action)
         self.recent_menu = file.addMenu("Open &Recent")
         self._fill_recent()
@@ -161,6 +162,11 @@ class MainWindow(QMainWindow):
         return True
 
     def new_project(self, folder: str | Path) -> bool:
+        notes = self.project_vm.project.key_notes
+        if notes:  # a SimpleTuner config: say what was mapped, changed and ignored
+            from sliderstudio.gui.key_report import show_key_report
+
+            self.key_report_box = show_key_report(self, APP_TITLE, notes)
         try:
             self.project_vm.create(folder)
         except InputError as exc:
@@ -185,7 +191,8 @@ class MainWindow(QMainWindow):
         return True
 
     def open_project_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a project folder (with config.json)")
+        folder = QFileDialog.getExistingDirectory(
+            self, "Open a project folder (config.json, or a SimpleTuner folder with config/config.json)")
         if folder and self._maybe_save():
             self.open_project(folder)
 
@@ -193,6 +200,12 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Choose an empty folder for the new project")
         if folder and self._maybe_save():
             self.new_project(folder)
+    def open_config_dialog(self) -> None:
+        """Open by config file: ours, or SimpleTuner's config.json / config.toml."""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a config file", "", "Configs (*.json *.toml)")
+        if path and self._maybe_save():
+            self.open_project(path)
+
 
     def save_as_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Save the project into folder")

@@ -109,7 +109,8 @@ class ProjectViewModel(QObject):
         old = self.project
         moved = Project(root=new_root, config=old.config.model_copy(),
                         buckets=rebase_buckets(old.buckets, old.root, new_root),
-                        prompts=list(old.prompts), warnings=list(old.warnings))
+                        prompts=list(old.prompts), warnings=list(old.warnings),
+                        passthrough=dict(old.passthrough))  # SimpleTuner keys we ignore stay in the config
         if moved.config.user_prompt_library is None:
             moved.config = moved.config.model_copy(update={"user_prompt_library": PROMPT_LIBRARY_NAME})
         self._project = moved
@@ -121,7 +122,8 @@ class ProjectViewModel(QObject):
         project = self.project
         return Project(root=project.root, config=project.config.model_copy(update=config_changes),
                        buckets=[b.model_copy() for b in project.buckets],
-                       prompts=copy.deepcopy(project.prompts), warnings=list(project.warnings))
+                       prompts=copy.deepcopy(project.prompts), warnings=list(project.warnings),
+                       config_file=project.config_file, key_notes=list(project.key_notes))
 
     # --- edits -------------------------------------------------------------------------
     def update_config(self, **changes: Any) -> str | None:
