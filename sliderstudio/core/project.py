@@ -17,7 +17,7 @@ from sliderstudio.core.config import (
 from sliderstudio.core.simpletuner_keys import KeyNote, canonical_key
 from sliderstudio.core.errors import ConfigError
 from sliderstudio.core.lycoris_config import LycorisSpec, read_lycoris_config
-from sliderstudio.core.run_checks import check_files, check_limits
+from sliderstudio.core.run_checks import check_limits, check_project
 
 CONFIG_NAME = "config.json"
 # Where a folder's config is looked for, in order: our layout first, then SimpleTuner's (config/…).
@@ -163,7 +163,7 @@ def load_project(path: str | Path, overrides: dict[str, Any] | None = None) -> P
         # validated here, with the rest of the config, so a bad preset costs no model load
         project.lycoris = read_lycoris_config(project.resolve(config.lycoris_config))
         project.warnings += [f"{config.lycoris_config}: {w}" for w in project.lycoris.warnings]
-    check_files(project)
+    check_project(project)
     return project
 
 

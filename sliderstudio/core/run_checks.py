@@ -30,7 +30,11 @@ LIMITS: dict[str, int] = {
     "validation_resolution": 16384,
     "validation_num_inference_steps": 1000,
 }
-HIGH_LEARNING_RATE = 0.1  # AdamW on an adapter at or above this diverges within a few steps
+HIGH_LEARNING_RATE = 0.1  # Adam-like optimizers on an adapter at or above this diverge within a few steps
+MAX_LEARNING_RATE = 10.0  # beyond even the step-size-free optimizers' 1.0
+STEP_SIZE_FREE = ("prodigy", "dadapt")  # optimizers that expect learning_rate 1.0
+BUCKET_LIMITS: dict[str, float] = {"repeats": 10_000}
+MAX_BUCKET_SIDE = 16384  # pixels, as for `resolution`
 
 
 def check_limits(config: TrainConfig, file: str) -> list[str]:
@@ -42,10 +46,19 @@ def check_limits(config: TrainConfig, file: str) -> list[str]:
         if value is not None and value > limit:
             raise ConfigError(f"{value} is beyond any run that could finish", file=file, key=key, value=value,
                               expected=f"at most {limit}")
-    if config.learning_rate >= HIGH_LEARNING_RATE:
-        return [f"{file}: key 'learning_rate' is {config.learning_rate}: AdamW on an adapter at this rate "
-                "diverges within a few steps (sliders train at 1e-4 … 2e-3)"]
-    return []
+    lr = config.learning_rate
+    if lr > MAX_LEARNING_RATE:
+        raise ConfigError(f"{lr} would turn the adapter into noise at the first step", file=file,
+                          key="learning_rate", value=lr, expected=f"at most {MAX_LEARNING_RATE:g}")
+    optimizer = str(getattr(config, "optimizer", "adamw")).lower()
+    warnings = []
+    if lr >= HIGH_LEARNING_RATE and not any(name in optimizer for name in STEP_SIZE_FREE):
+        warnings.append(f"{file}: key 'learning_rate' is {lr}: an Adam-like optimizer on an adapter at this rate "
+                        "diverges within a few steps (sliders train at 1e-4 … 2e-3)")
+    if config.lr_warmup_steps and config.lr_scheduler == "constant":
+        warnings.append(f"{file}: key 'lr_warmup_steps' is {config.lr_warmup_steps} but lr_scheduler 'constant' "
+                        "has no warm-up; use 'constant_with_warmup'")
+    return warnings
 
 
 def require_file(project: Project, key: str, value: str | None, what: str = "file") -> Path | None:
@@ -58,6 +71,32 @@ def require_file(project: Project, key: str, value: str | None, what: str = "fil
         found = "a folder" if path.is_dir() else ("a file" if path.exists() else "nothing")
         raise ConfigError(f"no such {what} ({found} at that path)", file=path, key=key, value=value)
     return path
+
+
+def check_bucket_limits(project: Project) -> None:
+    """Per-bucket magnitudes no run survives: `repeats` builds an epoch list of that many passes, a
+    bucket `resolution` resizes every image to it."""
+    file = project.dataloader_path
+    for bucket in project.active_buckets():
+        for key, limit in BUCKET_LIMITS.items():
+            value = getattr(bucket, key)
+            if value > limit:
+                raise ConfigError(f"{value} is beyond any run that could finish", file=file,
+                                  key=f"{bucket.id}.{key}", value=value, expected=f"at most {limit:g}")
+        res = bucket.resolution
+        if res is None:
+            continue
+        side = (float(res) * 1_000_000) ** 0.5 if bucket.resolution_type == "area" or res < 8 else float(res)
+        if side > MAX_BUCKET_SIDE:
+            raise ConfigError(f"{res} ({bucket.resolution_type}) means images {side:.0f} px on a side", file=file,
+                              key=f"{bucket.id}.resolution", value=res,
+                              expected=f"at most {MAX_BUCKET_SIDE} px on a side")
+
+
+def check_project(project: Project) -> None:
+    """The project-level checks that need no image scan: file keys and per-bucket magnitudes."""
+    check_files(project)
+    check_bucket_limits(project)
 
 
 def check_files(project: Project) -> None:
