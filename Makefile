@@ -73,7 +73,7 @@ installer: $(PACKAGING_STAMP)
 $(BUNDLE_TGZ): $(BUNDLE_INPUTS)
 	nice $(BIN)/python packaging/build.py
 
-installer-test: installer
+installer-test: installer test-system-deps
 	bash packaging/smoke_test.sh $(BUNDLE_TGZ)
 
 clean:

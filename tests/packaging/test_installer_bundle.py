@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+from gui.window_check import check_real_window, xcb_env
+from gui.x11_display import VirtualDisplay, missing_tools
 from pack_helpers import DUMMY_MARKER, write_dummy_torch_wheel, write_fake_nvidia_smi
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="the Linux bundle")]
@@ -99,6 +101,20 @@ def test_gui_screenshot_offscreen(app, home, tmp_path):
 
     colours = Image.open(shot).convert("RGB").resize((160, 100)).getcolors(maxcolors=100_000)
     assert colours is not None and len(colours) > 50, "the screenshot is (nearly) one flat colour"
+
+
+def test_gui_opens_a_real_window_on_x11(app, home, tmp_path):
+    """The bundle on a virtual X server with Qt's xcb platform (what a desktop uses): the window maps,
+    paints and closes with status 0. The bundle must carry the xcb libraries a bare desktop may lack."""
+    missing = missing_tools()
+    if missing:
+        pytest.fail(f"missing the Debian packages {' '.join(missing)}; `make installer-test` installs them")
+    with VirtualDisplay(tmp_path / "xvfb") as display:
+        env = xcb_env(display, clean_env(home), tmp_path)
+        result = check_real_window(display, [str(app), "gui"], env, tmp_path)
+    TIMINGS["gui window (xcb)"] = round(result.seconds_to_window, 2)
+    TIMINGS["gui idle (xcb)"] = round(result.seconds_to_idle, 2)
+    assert "demo" in result.window.name
 
 
 @pytest.fixture(scope="module")
