@@ -139,3 +139,22 @@ def test_unexpected_exception_without_a_writable_log_folder(tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert "error: an unexpected RuntimeError: boom" in err and "where: sliderstudio/cli.py:" in err
     assert "the traceback follows" in err and 'raise RuntimeError("boom")' in err
+
+
+def test_trainer_failure_event_says_where(tmp_path, tiny_models, monkeypatch):
+    from sliderstudio.core.events import Failed
+    from sliderstudio.core.project import load_project
+    from sliderstudio.core.slider_step import SliderStep
+    from sliderstudio.core.trainer import Trainer
+
+    def broken(self, mb):
+        return None + 1  # a TypeError raised inside a library-free frame of the test
+
+    monkeypatch.setattr(SliderStep, "loss", broken)
+    root = make_project(tmp_path, tiny_models["sd1x"], config={"max_train_steps": 1})
+    events = []
+    with pytest.raises(TypeError):
+        Trainer(load_project(root), events.append).run()
+    failed = events[-1]
+    assert isinstance(failed, Failed) and failed.message.startswith("unexpected TypeError at sliderstudio/core/")
+    assert "unsupported operand type(s)" in failed.message and "Traceback" in failed.details

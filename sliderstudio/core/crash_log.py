@@ -60,6 +60,11 @@ def where(exc: BaseException) -> str:
     return f"{relative.as_posix()}:{frame.lineno} in {frame.name}"
 
 
+def summary(exc: BaseException) -> str:
+    """One readable line for an event or a status bar: the type, where it happened, the message."""
+    return f"unexpected {type(exc).__name__} at {where(exc)}: {str(exc).strip() or '(no message)'}"
+
+
 def write_crash_log(exc: BaseException, argv: Sequence[str], folder: Path | None = None) -> Path | None:
     """Write the traceback and the context to a new file; None when no log folder is writable."""
     stamp = time.strftime("%Y%m%d-%H%M%S")

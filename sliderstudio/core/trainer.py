@@ -65,7 +65,9 @@ class Trainer:
             self.sink(Failed(str(error), self.step, 1, str(exc)))
             raise error from exc
         except Exception as exc:
-            self.sink(Failed(f"{type(exc).__name__}: {exc}", self.step, 1, traceback.format_exc()))
+            from sliderstudio.core.crash_log import summary
+
+            self.sink(Failed(summary(exc), self.step, 1, traceback.format_exc()))
             raise
         finally:
             self._write_heartbeat(state=self._end_state, force=True)
