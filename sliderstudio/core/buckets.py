@@ -1,7 +1,8 @@
 """Buckets: scan a folder into image records with captions, report problems, detect pairs (SPEC §2.5, §3).
 
 Scanning only reads headers, so the app can show counts and problems instantly. A file that is not an
-image, cannot be decoded, or is absurdly large is reported by name and skipped, never a crash.
+image, cannot be decoded, or is absurdly large is reported by name and skipped, never a crash. The
+header's size also feeds the aspect buckets (core/aspect_buckets.py) and `minimum_image_size`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from sliderstudio.core import aspect_buckets
+from sliderstudio.core.aspect_buckets import Size
 from sliderstudio.core.config import BucketConfig
 from sliderstudio.core.errors import DatasetError
 from sliderstudio.core.project import Project
@@ -27,6 +30,7 @@ class ImageRecord:
     path: Path
     stem: str
     caption: str
+    size: Size | None = None  # (width, height) from the header; None when the scan skipped the check
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class ScannedBucket:
     folder: Path
     images: list[ImageRecord] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    targets: list[Size] = field(default_factory=list)  # training size per image (assign_targets)
 
     @property
     def count(self) -> int:
@@ -52,6 +57,9 @@ class ScannedBucket:
     @property
     def stems(self) -> list[str]:
         return [r.stem for r in self.images]
+
+    def target(self, index: int) -> Size | None:
+        return self.targets[index] if self.targets else None
 
 
 @dataclass(frozen=True)
@@ -65,26 +73,41 @@ class Balance:
     warning: str | None
 
 
-def _check_image(path: Path, deep: bool = False) -> str | None:
-    """A problem description, or None. `deep` decodes the pixels too (catches truncated files)."""
+def _check_image(path: Path, deep: bool = False, verify: bool = True) -> tuple[str | None, Size | None]:
+    """(problem or None, header size). `deep` decodes the pixels too (catches truncated files);
+    without `verify` only the header is read (the plan's quick scan)."""
+    size = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                w, h = im.size
+                w, h = size = im.size
                 if w * h > MAX_PIXELS:
-                    return f"too large ({w}×{h} pixels; the limit is {MAX_PIXELS // 1_000_000} megapixels)"
-                im.verify()
+                    return f"too large ({w}×{h} pixels; the limit is {MAX_PIXELS // 1_000_000} megapixels)", size
+                if verify:
+                    im.verify()
             if deep:
                 with Image.open(path) as im:
                     im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return f"too large to decode safely (over {MAX_PIXELS // 1_000_000} megapixels)"
+        return f"too large to decode safely (over {MAX_PIXELS // 1_000_000} megapixels)", size
     except UnidentifiedImageError:
-        return "not a readable image"
+        return "not a readable image", size
     except (OSError, SyntaxError, ValueError) as exc:
-        return f"unreadable image ({exc})"
-    return None
+        return f"unreadable image ({exc})", size
+    return None, size
+
+
+def too_small(size: Size | None, bucket: BucketConfig) -> str | None:
+    """`minimum_image_size` in the unit of the bucket's resolution_type (SimpleTuner's rule)."""
+    if size is None or not bucket.minimum_image_size:
+        return None
+    measure = aspect_buckets.image_measure(size, bucket.resolution_type)
+    if measure >= bucket.minimum_image_size:
+        return None
+    unit = {"pixel": "px short side", "area": "megapixels", "pixel_area": "px (square root of the area)"}
+    return (f"smaller than minimum_image_size ({size[0]}×{size[1]} is {measure:g} "
+            f"{unit[bucket.resolution_type]}, the minimum is {bucket.minimum_image_size:g})")
 
 
 def caption_for(path: Path, bucket: BucketConfig) -> tuple[str, str | None]:
@@ -121,14 +144,15 @@ def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, d
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             scanned.problems.append(Problem(path, "not an image file (skipped)"))
             continue
-        bad = _check_image(path, deep) if check_images else None
+        bad, size = _check_image(path, deep, verify=check_images)
+        bad = bad or too_small(size, bucket)
         if bad:
             scanned.problems.append(Problem(path, bad + " (skipped)"))
             continue
         caption, note = caption_for(path, bucket)
-        if note and bucket.caption_strategy == "textfile" and not bucket.instance_prompt:
+        if note and bucket.caption_strategy in ("textfile", "huggingface") and not bucket.instance_prompt:
             scanned.problems.append(Problem(path, note))
-        scanned.images.append(ImageRecord(path=path, stem=path.stem, caption=caption))
+        scanned.images.append(ImageRecord(path=path, stem=path.stem, caption=caption, size=size))
     if not scanned.images:
         scanned.problems.append(Problem(folder, "no usable images in this folder"))
     return scanned
@@ -136,6 +160,10 @@ def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, d
 
 def scan_bucket(project: Project, bucket: BucketConfig, check_images: bool = True,
                 deep: bool = False) -> ScannedBucket:
+    if bucket.type == "huggingface":
+        from sliderstudio.core.hf_datasets import materialise
+
+        return scan_folder(materialise(project, bucket), bucket, check_images, deep)
     return scan_folder(project.bucket_dir(bucket), bucket, check_images, deep)
 
 
@@ -188,35 +216,84 @@ def require_trainable(project: Project, scanned: list[ScannedBucket]) -> None:
 
 
 def bucket_resolution(project: Project, bucket: BucketConfig) -> int:
-    """Side length in pixels, a multiple of 8 (the VAE's downsampling needs it)."""
-    res = bucket.resolution if bucket.resolution is not None else project.config.resolution
-    if bucket.resolution_type == "area" or (isinstance(res, float) and res < 8):
-        res = (float(res) * 1_000_000) ** 0.5
+    """Side length in pixels of the bucket's square size, a multiple of 8 (the VAE's downsampling needs it)."""
+    res, kind = aspect_buckets.effective_resolution(bucket, project.config.resolution)
+    if kind != "pixel":
+        res = (float(res) * 1_000_000) ** 0.5 if kind == "area" else float(res)
     return max(8, int(round(float(res) / 8)) * 8)
 
 
-def load_image(record: ImageRecord, bucket: BucketConfig, size: int, seed: int) -> Image.Image:
-    """Decode, convert to RGB, resize the short side to `size` and crop a square.
+def assign_targets(project: Project, scanned: list[ScannedBucket], pair_map: dict[str, str],
+                   alignment: int) -> None:
+    """Give every image its training size; a paired negative takes its positive's size (same stem).
 
-    Random crops are seeded by (seed, file name) so a cached latent and a fresh one agree.
+    Deciding the pair's size once, from the positive, keeps the two latents the same shape, so the
+    paired negative batch can reuse the positive's noise exactly.
     """
+    by_id = {s.bucket.id: s for s in scanned}
+    for s in scanned:
+        rule = aspect_buckets.size_rule(s.bucket, project.config.resolution, alignment, project.config.seed)
+        s.targets = [aspect_buckets.target_size(r.size or (1, 1), rule, r.stem) for r in s.images]
+    for pos_id, neg_id in pair_map.items():
+        pos, neg = by_id.get(pos_id), by_id.get(neg_id)
+        if pos is None or neg is None:
+            continue
+        sizes = dict(zip(pos.stems, pos.targets))
+        neg.targets = [sizes.get(stem, own) for stem, own in zip(neg.stems, neg.targets)]
+
+
+def downsample_first(image: Image.Image, bucket: BucketConfig) -> Image.Image:
+    """SimpleTuner's maximum_image_size / target_downsample_size: shrink big images before cropping."""
+    limit = bucket.maximum_image_size
+    if not limit or aspect_buckets.image_measure(image.size, bucket.resolution_type) <= limit:
+        return image
+    goal = bucket.target_downsample_size or limit
+    scale = goal / aspect_buckets.image_measure(image.size, bucket.resolution_type)
+    if bucket.resolution_type == "area":
+        scale = scale ** 0.5
+    w, h = image.size
+    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+
+
+def load_image(record: ImageRecord, bucket: BucketConfig, size: int | Size, seed: int) -> Image.Image:
+    """Decode, convert to RGB and bring to `size` ((w, h), or a side for a square).
+
+    crop off: resize straight to the bucket size (its aspect is the image's own, up to rounding).
+    crop on: scale to cover the bucket size, then cut it out at crop_style. Random crops are seeded by
+    (seed, file name) so a cached latent and a fresh one agree, and a pair's two images crop alike.
+    """
+    tw, th = (size, size) if isinstance(size, int) else size
     try:
         with Image.open(record.path) as im:
+            if im.format == "JPEG" and bucket.maximum_image_size:
+                im.draft("RGB", (tw, th))  # decode a huge JPEG at a fraction of its size
             im.load()
             image = im.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"cannot decode image ({exc})", file=record.path) from None
+    image = downsample_first(image, bucket)
     if not bucket.crop:
-        return image.resize((size, size), Image.Resampling.LANCZOS)
+        return image.resize((tw, th), Image.Resampling.LANCZOS)
     w, h = image.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    scale = max(tw / w, th / h)
+    nw, nh = max(tw, round(w * scale)), max(th, round(h * scale))
     image = image.resize((nw, nh), Image.Resampling.LANCZOS)
     if bucket.crop_style == "random":
         rng = random.Random(f"{seed}:{record.path.name}")
-        left, top = rng.randint(0, nw - size), rng.randint(0, nh - size)
+        left, top = rng.randint(0, nw - tw), rng.randint(0, nh - th)
     elif bucket.crop_style == "corner":
         left, top = 0, 0
     else:
-        left, top = (nw - size) // 2, (nh - size) // 2
-    return image.crop((left, top, left + size, top + size))
+        left, top = (nw - tw) // 2, (nh - th) // 2
+    return image.crop((left, top, left + tw, top + th))
+
+
+def describe_targets(scanned: list[ScannedBucket]) -> str:
+    """'pos: 64x96 ×2, 64x64 ×1; neg: …' for the run log."""
+    parts = []
+    for s in scanned:
+        counts: dict[Size, int] = {}
+        for size in s.targets:
+            counts[size] = counts.get(size, 0) + 1
+        parts.append(f"{s.bucket.id}: " + ", ".join(f"{w}x{h} ×{n}" for (w, h), n in counts.items()))
+    return "; ".join(parts)

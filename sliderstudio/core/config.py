@@ -176,35 +176,68 @@ def parse_sizes(value: Any) -> list[tuple[int, int]]:
 
 
 class BucketConfig(_Strict):
-    """One entry of the dataloader JSON."""
+    """One entry of the dataloader JSON (SimpleTuner's keys; docs/TRAINING.md "Dataloader entries")."""
 
     id: str = Field(..., min_length=1, description="Bucket id")
-    type: Literal["local"] = Field("local", description="Storage backend (local folders only)")
-    dataset_type: Literal["image", "text_embeds", "conditioning"] = Field("image", description="What the entry holds")
+    type: str = Field("local", description="Storage backend: 'local' (a folder) or 'huggingface' (a data set)")
+    dataset_type: str = Field("image", description="image, conditioning, text_embeds or image_embeds")
     instance_data_dir: str | None = Field(None, description="Folder of images (and .txt captions)")
-    caption_strategy: Literal["textfile", "filename", "instanceprompt"] = Field(
+    caption_strategy: Literal["textfile", "filename", "instanceprompt", "huggingface"] = Field(
         "textfile", description="Where captions come from")
     instance_prompt: str | None = Field(None, description="Caption for 'instanceprompt' (and fallback)")
     resolution: int | float | None = Field(None, gt=0, description="Bucket resolution (defaults to the config's)")
-    resolution_type: Literal["pixel", "pixel_area", "area"] = Field("pixel", description="How resolution is read")
-    crop: bool = Field(True, description="Crop to a square after resizing")
+    resolution_type: Literal["pixel", "pixel_area", "area"] = Field(
+        "pixel", description="pixel: short side in px; area: megapixels; pixel_area: side of an equal-area square")
+    crop: bool = Field(False, description="Crop to the bucket's aspect (off: resize to the aspect bucket)")
     crop_style: Literal["center", "centre", "random", "corner"] = Field("center", description="Where to crop")
-    crop_aspect: Literal["square", "preserve"] = Field("square", description="Crop shape")
+    crop_aspect: Literal["square", "preserve", "closest", "random"] = Field(
+        "square", description="Crop shape: square, the image's own aspect, or one of crop_aspect_buckets")
+    crop_aspect_buckets: list[float] | None = Field(
+        None, description="Aspect ratios (w/h) that 'closest'/'random' choose from")
+    minimum_image_size: float | None = Field(None, gt=0, description="Skip smaller images (resolution_type units)")
+    maximum_image_size: float | None = Field(None, gt=0, description="Downsample larger images first")
+    target_downsample_size: float | None = Field(None, gt=0, description="Size big images are downsampled to")
+    metadata_backend: Literal["discovery", "json", "huggingface"] = Field(
+        "discovery", description="How image sizes are found (Slider Studio reads the headers every run)")
     probability: float = Field(1.0, ge=0, description="Relative chance within its group")
     repeats: int = Field(0, ge=0, description="Extra passes per epoch")
     slider_strength: float = Field(0.0, ge=-10, le=10, description=">0 positive, <0 negative, 0 neutral")
-    cache_dir_vae: str | None = Field(None, description="VAE latent cache folder")
-    cache_dir: str | None = Field(None, description="Text-embedding cache folder (text_embeds entries)")
+    cache_dir_vae: str | None = Field(None, description="VAE latent cache folder ({model_family} expands)")
+    cache_dir: str | None = Field(None, description="Cache folder of a text_embeds / image_embeds entry")
     conditioning_data_dir: str | None = Field(None, description="ControlNet conditioning images (same file names)")
+    conditioning_data: str | list[str] | None = Field(None, description="Id(s) of linked conditioning entries")
+    conditioning_type: str | None = Field(None, description="Kind of a conditioning entry (e.g. controlnet)")
+    text_embeds: str | None = Field(None, description="Id of the text_embeds entry for this image entry")
+    image_embeds: str | None = Field(None, description="Id of the image_embeds entry holding this entry's latents")
+    dataset_name: str | None = Field(None, description="Hugging Face data set id, or a local saved data set")
+    split: str = Field("train", description="Hugging Face split")
+    revision: str | None = Field(None, description="Hugging Face revision")
+    image_column: str | None = Field(None, description="Hugging Face image column (default 'image')")
+    caption_column: str | list[str] | None = Field(None, description="Hugging Face caption column(s)")
+    fallback_caption_column: str | None = Field(None, description="Caption column used when the first is empty")
+    huggingface: dict[str, Any] | None = Field(None, description="Hugging Face options block (same sub-keys)")
     default: bool = Field(False, description="Default text-embedding cache")
     disabled: bool = Field(False, description="Skip this bucket")
 
+    @field_validator("type")
+    @classmethod
+    def _check_type(cls, value: str) -> str:
+        from sliderstudio.core.dataloader_entries import check_backend_type
+
+        return check_backend_type(value)
+
+    @field_validator("dataset_type")
+    @classmethod
+    def _check_dataset_type(cls, value: str) -> str:
+        from sliderstudio.core.dataloader_entries import check_dataset_type
+
+        return check_dataset_type(value)
+
     @model_validator(mode="after")
     def _needs_folder(self) -> "BucketConfig":
-        if self.dataset_type == "image" and not self.instance_data_dir:
-            raise ValueError("an image bucket needs instance_data_dir")
-        if self.caption_strategy == "instanceprompt" and not self.instance_prompt:
-            raise ValueError("caption_strategy 'instanceprompt' needs instance_prompt")
+        from sliderstudio.core.dataloader_entries import check_entry
+
+        check_entry(self)
         return self
 
     @property
@@ -279,14 +312,19 @@ def parse_train_config_report(data: dict[str, Any], file: str) -> tuple[TrainCon
     return config, notes + check_optimizer(config, file)
 
 
-def parse_buckets(data: Any, file: str) -> tuple[list[BucketConfig], list[str]]:
+def parse_buckets(data: Any, file: str,
+                  variables: dict[str, str] | None = None) -> tuple[list[BucketConfig], list[str]]:
+    """`variables` fill path templates such as {model_family} (core/dataloader_entries.py)."""
+    from sliderstudio.core.dataloader_entries import expand_templates, link_entries
+
     if not isinstance(data, list):
         raise ConfigError("the dataloader config must be a JSON list of bucket objects", file=file)
     buckets, warnings, seen = [], [], set()
     for index, entry in enumerate(data):
         if not isinstance(entry, dict):
             raise ConfigError(f"entry {index} must be an object", file=file, key=f"[{index}]")
-        kept, warn = check_keys(strip_dashes(entry), BucketConfig,
+        entry = expand_templates(strip_dashes(entry), variables or {}, file, f"[{index}].")
+        kept, warn = check_keys(entry, BucketConfig,
                                 UNIMPLEMENTED_BUCKET_KEYS | (dataloader_keys() - set(BucketConfig.model_fields)), file)
         warnings += warn
         bucket = build(BucketConfig, kept, file, where=f"[{index}].")
@@ -294,6 +332,7 @@ def parse_buckets(data: Any, file: str) -> tuple[list[BucketConfig], list[str]]:
             raise ConfigError(f"duplicate bucket id '{bucket.id}'", file=file, key=f"[{index}].id")
         seen.add(bucket.id)
         buckets.append(bucket)
+    link_entries(buckets, file)
     return buckets, warnings
 
 

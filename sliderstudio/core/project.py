@@ -154,7 +154,8 @@ def load_project(path: str | Path, overrides: dict[str, Any] | None = None) -> P
                       config_file=None if config_path == root / CONFIG_NAME else config_path, key_notes=notes,
                       passthrough={n.key: n.value for n in notes if n.kind == "ignored"})
     buckets, bwarn = parse_buckets(read_json(project.dataloader_path, "data_backend_config"),
-                                   str(project.dataloader_path))
+                                   str(project.dataloader_path),
+                                   {"model_family": config.model_family})
     project.buckets, project.warnings = buckets, warnings + bwarn
     if config.user_prompt_library:
         lib = project.resolve(config.user_prompt_library)

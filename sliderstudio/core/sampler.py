@@ -4,6 +4,10 @@ The order is a pure function of (seed, buckets, batch size), so resuming at micr
 regenerating and skipping N entries: no hidden state to save, and the same seed always gives the
 same order. Paired mode (SPEC §2.5) makes the negative slot after a paired positive batch use the
 counterpart images; the trainer gives that batch the same noise and timesteps.
+
+Aspect buckets: a micro-batch holds images of one training size only (one latent shape). Each bucket's
+shuffled order is cut into batches per size, in order of first appearance, so a bucket whose images
+all share a size batches exactly as before, and the order stays a pure function of the seed.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import random
 from dataclasses import dataclass
 from typing import Iterator
 
+from sliderstudio.core.aspect_buckets import Size
 from sliderstudio.core.buckets import ScannedBucket
 
 ROLES = ("positive", "negative", "neutral")
@@ -25,6 +30,10 @@ class SamplerBucket:
     probability: float
     repeats: int
     stems: tuple[str, ...]
+    sizes: tuple[Size, ...] = ()  # training size per image; empty: all one size
+
+    def size(self, item: int) -> Size | None:
+        return self.sizes[item] if self.sizes else None
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class MicroBatch:
     stems: tuple[str, ...]
     paired: bool = False  # a negative batch that reuses the previous positive batch's noise
     preserve: bool = False  # neutral batch: the target is the base model's own prediction
+    size: Size | None = None  # the aspect bucket (width, height) all its images train at
 
 
 def sampler_buckets(scanned: list[ScannedBucket], neutral_mode: str = "preserve") -> list[SamplerBucket]:
@@ -49,7 +59,23 @@ def sampler_buckets(scanned: list[ScannedBucket], neutral_mode: str = "preserve"
             continue
         if b.role == "neutral" and neutral_mode == "off":
             continue
-        out.append(SamplerBucket(b.id, b.role, b.slider_strength, b.probability, b.repeats, tuple(s.stems)))
+        out.append(SamplerBucket(b.id, b.role, b.slider_strength, b.probability, b.repeats, tuple(s.stems),
+                                 tuple(s.targets)))
+    return out
+
+
+def batches_by_size(order: list[int], bucket: SamplerBucket, batch_size: int) -> list[tuple[int, ...]]:
+    """Cut a shuffled order into batches whose images share one size; partial batches come last,
+    in order of their size's first appearance."""
+    open_batches: dict[Size | None, list[int]] = {}
+    out: list[tuple[int, ...]] = []
+    for item in order:
+        batch = open_batches.setdefault(bucket.size(item), [])
+        batch.append(item)
+        if len(batch) == batch_size:
+            out.append(tuple(batch))
+            batch.clear()
+    out += [tuple(batch) for batch in open_batches.values() if batch]
     return out
 
 
@@ -67,7 +93,7 @@ class SliderSampler:
     def paired(self) -> bool:
         return bool(self.pair_map)
 
-    def _queues(self, rng: random.Random) -> dict[str, list[int]]:
+    def _queues(self, rng: random.Random) -> dict[str, list[tuple[int, ...]]]:
         queues = {}
         for b in self.buckets.values():
             if b.id in self._slaved:
@@ -77,7 +103,7 @@ class SliderSampler:
                 idx = list(range(len(b.stems)))
                 rng.shuffle(idx)
                 order += idx
-            queues[b.id] = order
+            queues[b.id] = batches_by_size(order, b, self.batch_size)
         return queues
 
     def _epoch(self, epoch: int, start_index: int, neutral_count: list[int]) -> Iterator[MicroBatch]:
@@ -98,8 +124,7 @@ class SliderSampler:
             if not candidates:
                 continue
             bucket = rng.choices(candidates, weights=[b.probability for b in candidates])[0]
-            items = tuple(queues[bucket.id][: self.batch_size])
-            del queues[bucket.id][: self.batch_size]
+            items = queues[bucket.id].pop(0)
             strength, preserve = bucket.strength, False
             if role == "neutral":
                 sign = 1.0 if neutral_count[0] % 2 == 0 else -1.0
@@ -108,7 +133,7 @@ class SliderSampler:
             if bucket.id in self.pair_map:
                 pending = (self.pair_map[bucket.id], items)
             yield MicroBatch(index, epoch, bucket.id, role, strength, items,
-                             tuple(bucket.stems[i] for i in items), preserve=preserve)
+                             tuple(bucket.stems[i] for i in items), preserve=preserve, size=bucket.size(items[0]))
             index += 1
 
     def _paired_negative(self, index: int, epoch: int, neg_id: str, pos_items: tuple[int, ...]) -> MicroBatch:
@@ -117,8 +142,9 @@ class SliderSampler:
         stems = tuple(self.buckets[pos_id].stems[i] for i in pos_items)
         neg = self.buckets[neg_id]
         lookup = {s: i for i, s in enumerate(neg.stems)}
-        return MicroBatch(index, epoch, neg_id, "negative", neg.strength,
-                          tuple(lookup[s] for s in stems), stems, paired=True)
+        items = tuple(lookup[s] for s in stems)
+        return MicroBatch(index, epoch, neg_id, "negative", neg.strength, items, stems, paired=True,
+                          size=neg.size(items[0]))
 
     def __iter__(self) -> Iterator[MicroBatch]:
         return self.iter_from(0)

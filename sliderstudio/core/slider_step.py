@@ -32,6 +32,14 @@ class StepData:
     conditioning: dict[str, Conditioning]
     image_size: dict[str, int]
     control: dict[tuple[str, int], torch.Tensor] | None = None  # ControlNet conditioning images in [0, 1]
+    sizes: dict[tuple[str, int], tuple[int, int]] | None = None  # (width, height) of each image's aspect bucket
+
+    def collate_size(self, mb: MicroBatch) -> int | tuple[int, int]:
+        """What the family's collate gets: the bucket side, or (height, width) of a non-square batch."""
+        size = self.sizes.get((mb.bucket_id, mb.items[0])) if self.sizes else None
+        if size is None or size[0] == size[1]:
+            return size[0] if size else self.image_size[mb.bucket_id]
+        return size[1], size[0]
 
 
 @dataclass
@@ -82,7 +90,7 @@ class SliderStep:
         noise, timesteps = self.noise_for(mb, latents.shape)
         noisy, target = self.family.noisy_and_target(self.schedule, latents, noise, timesteps)
         conds = [self.data.conditioning[self.caption(mb, i)] for i in mb.items]
-        cond = self.family.collate(conds, self.device, self.dtype, self.data.image_size[mb.bucket_id])
+        cond = self.family.collate(conds, self.device, self.dtype, self.data.collate_size(mb))
         return (noisy.to(self.device, self.dtype), timesteps.to(self.device), target.to(self.device), cond)
 
     def control_for(self, mb: MicroBatch) -> ContextManager:

@@ -50,7 +50,7 @@ class ComfyNaming:
     prefix: str = "diffusion_model."
     rules: tuple[ComfyRule, ...] = ()
     underscores: bool = False
-    basis: str = "native module names (generic diffusion_model.<path> rule)"
+    basis: str = "ComfyUI's module names"  # what the names are, for the compatibility matrix
 
     def key(self, module: str) -> ComfyKey:
         """The ComfyUI key of a diffusers module path (the first matching rule renames it)."""
@@ -69,9 +69,7 @@ def rule(pattern: str, replacement: str, part: int = 0, parts: int = 1) -> Comfy
 
 
 # ComfyUI maps diffusers paths for these (its per-architecture diffusers maps in comfy/utils.py).
-UNET_KEYS = ComfyNaming(prefix="lora_unet_", underscores=True,
-                        basis="diffusers UNet paths (ComfyUI's unet_to_diffusers map), kohya lora_unet_ names")
-TRANSFORMER_KEYS = ComfyNaming(prefix="transformer.",
-                               basis="diffusers paths (ComfyUI's mmdit/flux/auraflow_to_diffusers maps)")
-DIFFUSERS_PATH_KEYS = ComfyNaming(prefix="diffusion_model.",
-                                  basis="diffusers paths equal to ComfyUI's native names or mapped by it")
+UNET_KEYS = ComfyNaming(prefix="lora_unet_", underscores=True, basis="diffusers paths via ComfyUI's UNet map")
+TRANSFORMER_KEYS = ComfyNaming(prefix="transformer.", basis="diffusers paths via ComfyUI's map for the model")
+DIFFUSERS_PATH_KEYS = ComfyNaming(prefix="diffusion_model.", basis="diffusers paths = ComfyUI's names")
+Z_IMAGE_KEYS = ComfyNaming(prefix="diffusion_model.", basis="diffusers paths via ComfyUI's Z-Image map")

@@ -46,9 +46,7 @@ def comfy_cell(family: Family) -> str:
     """The key form of the family's ComfyUI/kohya file (families/comfy_naming.py)."""
     naming = family.comfy
     path = "path_with_underscores" if naming.underscores else "path"
-    kind = "ComfyUI's module" if naming.rules else "diffusers"
-    fused = ", q/k/v fused" if any(rule.parts > 1 for rule in naming.rules) else ""
-    return f"`{naming.prefix}<{path}>` ({kind} names{fused})"
+    return f"`{naming.prefix}<{path}>` ({naming.basis})"
 
 
 def row(result: CheckResult, lokr: CheckResult) -> str:

@@ -86,7 +86,7 @@ def ensure_mask_resize() -> None:
 
 
 # ComfyUI runs Cosmos-Predict2 as its MiniTrainDIT with the original names (comfy/ldm/cosmos/predict2.py).
-COMFY_NAMING = ComfyNaming(basis="ComfyUI's Cosmos-Predict2 module names", rules=(
+COMFY_NAMING = ComfyNaming(basis="ComfyUI's Cosmos-Predict2 names", rules=(
     rule(r"transformer_blocks\.(\d+)\.attn1\.to_([qkv])", r"blocks.\1.self_attn.\2_proj"),
     rule(r"transformer_blocks\.(\d+)\.attn1\.to_out\.0", r"blocks.\1.self_attn.output_proj"),
     rule(r"transformer_blocks\.(\d+)\.attn2\.to_([qkv])", r"blocks.\1.cross_attn.\2_proj"),

@@ -25,7 +25,7 @@ FRAME_RATE = 25  # the pipeline's default frame_rate, which sets the temporal ro
 
 # ComfyUI's LTX-Video keeps diffusers' block names but calls the input projection `patchify_proj` and the
 # timestep embedding `adaln_single` (comfy/ldm/lightricks/model.py).
-COMFY_NAMING = ComfyNaming(basis="ComfyUI's LTX-Video module names", rules=(
+COMFY_NAMING = ComfyNaming(basis="ComfyUI's LTX-Video names", rules=(
     rule(r"proj_in", "patchify_proj"),
     rule(r"time_embed\.(.+)", r"adaln_single.\1"),
 ))

@@ -69,7 +69,7 @@ def split_parts(folder: Path, kwargs: dict[str, Any]) -> tuple[dict[str, Any], t
 # ComfyUI's Stage C keeps diffusers' block layout; its attention wraps q/k/v/out one level deeper
 # (`attention.attn.to_q`, `attention.attn.out_proj`, comfy/ldm/cascade/common.py). Its cascade LoRA prefix
 # is `lora_prior_unet_` (kohya style, dots as underscores).
-COMFY_NAMING = ComfyNaming(prefix="lora_prior_unet_", underscores=True, basis="ComfyUI's Stage C module names",
+COMFY_NAMING = ComfyNaming(prefix="lora_prior_unet_", underscores=True, basis="ComfyUI's Stage C names",
                            rules=(rule(r"(.+)\.attention\.to_([qkv])", r"\1.attention.attn.to_\2"),
                                   rule(r"(.+)\.attention\.to_out\.0", r"\1.attention.attn.out_proj")))
 

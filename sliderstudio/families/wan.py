@@ -24,7 +24,7 @@ TINY_SIZE = 32
 
 
 # ComfyUI runs Wan with the original module names (comfy/ldm/wan/model.py), not diffusers'.
-COMFY_NAMING = ComfyNaming(basis="ComfyUI's Wan module names", rules=(
+COMFY_NAMING = ComfyNaming(basis="ComfyUI's Wan names", rules=(
     rule(r"blocks\.(\d+)\.attn1\.to_([qkv])", r"blocks.\1.self_attn.\2"),
     rule(r"blocks\.(\d+)\.attn1\.to_out\.0", r"blocks.\1.self_attn.o"),
     rule(r"blocks\.(\d+)\.attn2\.to_([qkv])", r"blocks.\1.cross_attn.\2"),

@@ -18,6 +18,7 @@ import torch
 
 from sliderstudio.families.base import Conditioning
 from sliderstudio.families.captions import pad_captions
+from sliderstudio.families.comfy_naming import Z_IMAGE_KEYS, ComfyNaming
 from sliderstudio.families.flow import FlowFamily
 
 MAX_SEQUENCE_LENGTH = 512  # the pipeline's default; training encodes captions exactly as inference does
@@ -26,6 +27,7 @@ MAX_SEQUENCE_LENGTH = 512  # the pipeline's default; training encodes captions e
 @dataclass
 class ZImageFamily(FlowFamily):
     denoiser_name: str = "transformer"
+    comfy: ComfyNaming = Z_IMAGE_KEYS
 
     def skeleton(self, model_dir: Path) -> torch.nn.Module:
         from diffusers import ZImageTransformer2DModel
