@@ -98,7 +98,8 @@ def train_with_events(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from sliderstudio.core.buckets import balance, require_trainable, scan_project
+    from sliderstudio.core.aspect_buckets import family_alignment, label
+    from sliderstudio.core.buckets import assign_targets, balance, require_trainable, scan_project
     from sliderstudio.core.project import load_project
     from sliderstudio.core.run_checks import check_run
     from sliderstudio.core.sampler import SliderSampler, sampler_buckets
@@ -117,13 +118,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if bal.warning:
         print(f"warning: {bal.warning}", file=sys.stderr)
     cfg = project.config
+    for s in scanned:  # files skipped (unreadable, too large, under minimum_image_size), each by name
+        for problem in s.problems:
+            print(f"warning: bucket '{s.bucket.id}': {problem}", file=sys.stderr)
+    assign_targets(project, scanned, bal.pair_map, family_alignment(cfg.model_family, str(project.config_path)))
     sampler = SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode), cfg.seed, cfg.train_batch_size,
                             bal.pair_map)
     print(f"# pairing: {'paired' if sampler.paired else 'unpaired'}; epoch length {sampler.epoch_length()} "
           f"micro-batches; batch size {cfg.train_batch_size}")
     for mb in sampler.take(args.batches):
         flags = " paired" if mb.paired else (" preserve" if mb.preserve else "")
-        print(f"{mb.index:5d}  {mb.bucket_id:<20} {mb.strength:+.2f}  {mb.role:<8} {','.join(mb.stems)}{flags}")
+        print(f"{mb.index:5d}  {mb.bucket_id:<20} {mb.strength:+.2f}  {mb.role:<8} {','.join(mb.stems)}  "
+              f"{label(mb.size)}{flags}")
     return 0
 
 

@@ -83,9 +83,10 @@ class FeatureCache:
                 self.stats.images_encoded += 1
         return [t for t in out if t is not None]
 
-    def conditioning(self, prompts: list[str],
-                     encode: Callable[[list[str]], list[Conditioning]]) -> dict[str, Conditioning]:
-        folder = self._dir("text")
+    def conditioning(self, prompts: list[str], encode: Callable[[list[str]], list[Conditioning]],
+                     override: Path | None = None) -> dict[str, Conditioning]:
+        """`override`: a text_embeds entry's cache_dir (the model key still separates models inside it)."""
+        folder = self._dir("text", override)
         unique = list(dict.fromkeys(prompts))
         result: dict[str, Conditioning] = {}
         misses = []
@@ -113,7 +114,16 @@ class FeatureCache:
                 f"{s.prompts_cached} captions reused, {s.prompts_encoded} encoded")
 
 
-def transform_tag(size: int, crop: bool, crop_style: str, seed: int) -> str:
-    """What else besides the file's bytes decides a latent (random crops depend on the seed)."""
-    tag = {"size": size, "crop": crop, "style": crop_style, "seed": seed if crop_style == "random" else None}
+def transform_tag(size: int | tuple[int, int], crop: bool, crop_style: str, seed: int,
+                  downsample: tuple[float | None, float | None, str] | None = None) -> str:
+    """What else besides the file's bytes decides a latent: the aspect bucket's (width, height), the crop,
+    the pre-downsample (maximum_image_size, target_downsample_size, unit), and the seed for random crops.
+
+    A changed bucket config therefore misses the cache instead of reusing wrong-shaped latents.
+    """
+    w, h = (size, size) if isinstance(size, int) else size
+    tag: dict = {"size": w if w == h else [w, h], "crop": crop, "style": crop_style,
+                 "seed": seed if crop_style == "random" else None}
+    if downsample and downsample[0]:
+        tag["downsample"] = list(downsample)
     return hashlib.sha256(json.dumps(tag, sort_keys=True).encode()).hexdigest()[:10]

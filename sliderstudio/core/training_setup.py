@@ -18,9 +18,12 @@ from sliderstudio import __version__
 from sliderstudio.core.build_lock import BUILD_LOCK
 from sliderstudio.core import adapters
 from sliderstudio.core.buckets import (
-    ScannedBucket, balance, bucket_resolution, load_image, require_trainable, scan_project,
+    ScannedBucket, assign_targets, balance, bucket_resolution, describe_targets, load_image, require_trainable,
+    scan_project,
 )
-from sliderstudio.core.caches import FeatureCache, model_key, transform_tag
+from sliderstudio.core.caches import FeatureCache, model_key
+from sliderstudio.core.dataloader_entries import text_cache_dir
+from sliderstudio.core.sized_encoding import encode_by_size, image_size, image_tags
 from sliderstudio.core.errors import OutputError
 from sliderstudio.core.precision_check import precision_warning
 from sliderstudio.core.project import Project
@@ -97,31 +100,35 @@ def to_pixels(image: Any) -> torch.Tensor:
 def encode_buckets(project: Project, family: Family, pipe: Any, scanned: list[ScannedBucket],
                    cache: FeatureCache, seed: int,
                    control_files: dict[tuple[str, int], Path] | None = None) -> StepData:
-    latents, captions, sizes = {}, {}, {}
+    latents, captions, sizes, item_sizes = {}, {}, {}, {}
     control: dict[tuple[str, int], torch.Tensor] | None = {} if control_files is not None else None
     for s in scanned:
         size = bucket_resolution(project, s.bucket)
         sizes[s.bucket.id] = size
-        tag = transform_tag(size, s.bucket.crop, s.bucket.crop_style, seed)
+        tags = image_tags(s, size, seed)
         override = project.resolve(s.bucket.cache_dir_vae) if s.bucket.cache_dir_vae else None
 
         def encode(indices: list[int], s: ScannedBucket = s, size: int = size) -> list[torch.Tensor]:
-            pixels = torch.stack([to_pixels(load_image(s.images[i], s.bucket, size, seed)) for i in indices])
-            return list(family.encode_images(pipe, pixels))
+            return encode_by_size(indices, lambda i: image_size(s, i, size),
+                                  lambda i: to_pixels(load_image(s.images[i], s.bucket, image_size(s, i, size), seed)),
+                                  lambda pixels: family.encode_images(pipe, pixels))
 
-        encoded = cache.latents([(r.path, tag) for r in s.images], encode, override)
+        encoded = cache.latents(list(zip((r.path for r in s.images), tags)), encode, override)
         for i, (record, latent) in enumerate(zip(s.images, encoded)):
             latents[(s.bucket.id, i)] = latent
             captions[(s.bucket.id, i)] = record.caption
+            item_sizes[(s.bucket.id, i)] = image_size(s, i, size)
         if control is not None:
-            control.update(encode_control(s, control_files, cache, size, seed, tag, override))
+            control.update(encode_control(s, control_files, cache, size, seed, tags, override))
     prompts = sorted(set(captions.values()) | {""})
-    conds = cache.conditioning(prompts, lambda ps: family.encode_prompts(pipe, ps))
-    return StepData(latents, captions, conds, sizes, control)
+    text_dir = text_cache_dir(project.buckets)
+    conds = cache.conditioning(prompts, lambda ps: family.encode_prompts(pipe, ps),
+                               project.resolve(text_dir) if text_dir else None)
+    return StepData(latents, captions, conds, sizes, control, item_sizes)
 
 
 def encode_control(s: ScannedBucket, files: dict[tuple[str, int], Path], cache: FeatureCache, size: int,
-                   seed: int, tag: str, override: Path | None) -> dict[tuple[str, int], torch.Tensor]:
+                   seed: int, tags: list[str], override: Path | None) -> dict[tuple[str, int], torch.Tensor]:
     """ControlNet conditioning images, cropped like their images, cached like latents."""
     from sliderstudio.core.buckets import ImageRecord
     from sliderstudio.core.controlnet import to_unit_pixels
@@ -129,10 +136,12 @@ def encode_control(s: ScannedBucket, files: dict[tuple[str, int], Path], cache: 
     paths = [files[(s.bucket.id, i)] for i in range(len(s.images))]
 
     def load(indices: list[int]) -> list[torch.Tensor]:
-        return [to_unit_pixels(load_image(ImageRecord(paths[i], paths[i].stem, ""), s.bucket, size, seed))
-                for i in indices]
+        return encode_by_size(indices, lambda i: image_size(s, i, size),
+                              lambda i: to_unit_pixels(load_image(ImageRecord(paths[i], paths[i].stem, ""),
+                                                                  s.bucket, image_size(s, i, size), seed)),
+                              list)
 
-    images = cache.latents([(p, tag) for p in paths], load, override, kind="control")
+    images = cache.latents(list(zip(paths, tags)), load, override, kind="control")
     return {(s.bucket.id, i): image for i, image in enumerate(images)}
 
 
@@ -199,6 +208,8 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     bal = balance(project, scanned)
     if bal.warning:
         log(bal.warning, "warning")
+    assign_targets(project, scanned, bal.pair_map, family.size_alignment)
+    log("aspect buckets: " + describe_targets(scanned), "info")
     if any(s.bucket.role == "neutral" for s in scanned) and cfg.slider_neutral_mode == "off":
         log("slider_neutral_mode is 'off': neutral buckets are skipped", "warning")
     log("pairing: " + (f"paired mode ({bal.pairs} positive images with counterparts: "

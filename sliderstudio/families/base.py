@@ -45,6 +45,7 @@ class Family(ABC):
     flavours: tuple[str, ...] = ()
     prediction: str = "epsilon"  # epsilon | v_prediction | flow_matching
     supports_lycoris: bool = True
+    size_alignment: int = 16  # training sizes are multiples of this: VAE downsampling × patch size
     supports_controlnet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     comfy: ComfyNaming = DIFFUSERS_PATH_KEYS  # ComfyUI/kohya LoRA key names (families/comfy_naming.py)
@@ -74,8 +75,9 @@ class Family(ABC):
         """One Conditioning per prompt (batch dimension 1), on CPU, for caching."""
 
     def collate(self, conds: list[Conditioning], device: torch.device, dtype: torch.dtype,
-                image_size: int) -> Conditioning:
-        """Stack per-prompt conditioning into one batch."""
+                image_size: int | tuple[int, int]) -> Conditioning:
+        """Stack per-prompt conditioning into one batch. `image_size`: a side, or (height, width) for a
+        non-square aspect bucket (SDXL's size conditioning needs it)."""
         keys = conds[0].kwargs.keys()
         batch = Conditioning({k: torch.cat([c.kwargs[k] for c in conds]) for k in keys})
         return batch.to(device, dtype)

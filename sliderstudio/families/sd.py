@@ -17,6 +17,7 @@ class UNetFamily(Family):
 
     xl: bool = False
     comfy: ComfyNaming = UNET_KEYS
+    size_alignment: int = 8  # the UNet takes any latent size (VAE ×8); no patches
 
     def skeleton(self, model_dir: Path) -> torch.nn.Module:
         from diffusers import UNet2DConditionModel
@@ -40,11 +41,12 @@ class UNetFamily(Family):
         return out
 
     def collate(self, conds: list[Conditioning], device: torch.device, dtype: torch.dtype,
-                image_size: int) -> Conditioning:
+                image_size: int | tuple[int, int]) -> Conditioning:
         batch = super().collate(conds, device, dtype, image_size)
         if self.xl:
-            # original size, crop top-left, target size: a square crop at the training size.
-            ids = torch.tensor([image_size, image_size, 0, 0, image_size, image_size], dtype=dtype)
+            # original size, crop top-left, target size (h, w): the training size of this aspect bucket.
+            h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+            ids = torch.tensor([h, w, 0, 0, h, w], dtype=dtype)
             batch.kwargs["time_ids"] = ids.repeat(len(conds), 1).to(device)
         return batch
 
