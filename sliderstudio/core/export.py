@@ -146,7 +146,8 @@ def lycoris_notes(meta: dict) -> list[str]:
 
 
 def export_file(source: Path, target: Path, fmt: str) -> ExportResult:
-    """Write `source` in the naming of `fmt` to `target` (atomically); notes say what is unconfirmed."""
+    """Write `source` in the naming of `fmt` to `target` (atomically); notes are warnings for the user
+    (e.g. LyCORIS names ComfyUI does not map for this family)."""
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}'", key="format", expected=" or ".join(FORMATS))
     if source.resolve() == target.resolve():
