@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,28 @@ TOY = "sliderstudio:toy"
 SMALL = {"max_train_steps": 2, "resolution": 32, "validation_resolution": 32, "validation_num_inference_steps": 1}
 
 
-def run_with_commands(root: Path, commands: list[Command]) -> list:
-    """A run whose mailbox already holds `commands`: the first poll (before step 1) serves them in order."""
-    mailbox, events = Mailbox(), []
+def run_with_commands(root: Path, commands: list[Command], timeout_s: float = 240) -> list:
+    """A run whose mailbox already holds `commands`: the first poll (before step 1) serves them in order.
+    On a thread with a deadline: a run stuck in its pause loop is stopped and the test fails."""
+    mailbox, events, errors = Mailbox(), [], []
     for command in commands:
         mailbox.send(command)
-    Trainer(load_project(root), events.append, mailbox).run()
+
+    def train() -> None:
+        try:
+            Trainer(load_project(root), events.append, mailbox).run()
+        except Exception as exc:  # noqa: BLE001 - re-raised on the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=train, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        mailbox.send(Command.STOP)
+        thread.join(60)
+        pytest.fail(f"the run did not end within {timeout_s} s; events: {events[-5:]}")
+    if errors:
+        raise errors[0]
     return events
 
 
