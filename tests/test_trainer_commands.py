@@ -86,9 +86,11 @@ def test_sample_now_renders_validation_for_the_current_step(tmp_path):
 def test_the_run_reports_its_device_first(tmp_path):
     root = make_project(tmp_path / "p", TOY, config=SMALL)
     events = run_with_commands(root, [])
-    devices = [e for e in events if isinstance(e, Device)]
+    devices = [i for i, e in enumerate(events) if isinstance(e, Device)]
+    loading = next(i for i, e in enumerate(events) if isinstance(e, Log) and e.message.startswith("loading "))
     first_progress = next(i for i, e in enumerate(events) if isinstance(e, Progress))
-    assert devices and events.index(devices[0]) < first_progress
+    assert devices[0] < loading < devices[1] < first_progress     # named before the model loads, and after
+    devices = [events[i] for i in devices]
     d = devices[0]
     assert d.name == f"CPU ({torch.get_num_threads()} threads)" and d.kind == "cpu" and d.step == 0
     assert d.used + d.free == d.total and 0 < d.free < d.total

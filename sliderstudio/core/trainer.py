@@ -27,7 +27,7 @@ from sliderstudio.core.preview import render_strengths, save_image
 from sliderstudio.core.validation_render import validation_pipes
 from sliderstudio.core.project import Project
 from sliderstudio.core.run_state import HEARTBEAT
-from sliderstudio.core.training_setup import TrainingSession, prepare_session
+from sliderstudio.core.training_setup import TrainingSession, pick_device, prepare_session
 
 METRICS = "metrics.jsonl"
 DEVICE_REPORT_S = 2.0   # how often the Device event (name, memory) is sent while a run is live
@@ -51,6 +51,7 @@ class Trainer:
     def run(self) -> Path:
         """Train to the end (or until STOP). Emits Failed and re-raises on error."""
         try:
+            self._report_early_device()
             self.session = prepare_session(self.project, self.log, self.device)
             self._report_device(force=True)
             self._resume()
@@ -291,6 +292,14 @@ class Trainer:
                 path = folder / f"{entry.name}{tag}_s{strength:+.2f}.png"
                 save_image(image, path)
                 self.sink(Image(image, self.step, entry.prompt, strength, str(path)))
+
+    def _report_early_device(self) -> None:
+        """The device before the model loads (seconds to minutes), so the app names it at once.
+        Best effort: a device that cannot be queried fails the run in set-up with its own message."""
+        try:
+            self.sink(device_report(pick_device(self.device), 0))
+        except Exception:  # noqa: BLE001 - prepare_session reports the real problem next
+            pass
 
     def _report_device(self, force: bool = False) -> None:
         """The Device event every DEVICE_REPORT_S: cheap queries only, never a sync inside the step."""
