@@ -286,6 +286,8 @@ def test_no_signed_bucket_is_ever_drawn(tmp_path, capsys):
     ({"learning_rate": 5}, "key 'learning_rate' is 5.0: an Adam-like optimizer on an adapter at this rate diverges"),
     ({"learning_rate": 1.0, "optimizer": "prodigy"}, None),
     ({"lr_warmup_steps": 10}, "key 'lr_warmup_steps' is 10 but lr_scheduler 'constant' has no warm-up"),
+    ({"lycoris_config": "lycoris.json"}, "key 'lycoris_config' is set but lora_type is 'standard'"),
+    ({"controlnet_model_name_or_path": "cn"}, "key 'controlnet_model_name_or_path' is set but controlnet is false"),
     ({"lr_scheduler": "cosine", "lr_warmup_steps": 50},
      "lr_warmup_steps 50 ≥ the run's 6 optimizer steps: the learning rate never reaches learning_rate"),
 ])

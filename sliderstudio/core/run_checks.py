@@ -55,6 +55,12 @@ def check_limits(config: TrainConfig, file: str) -> list[str]:
     if lr >= HIGH_LEARNING_RATE and not any(name in optimizer for name in STEP_SIZE_FREE):
         warnings.append(f"{file}: key 'learning_rate' is {lr}: an Adam-like optimizer on an adapter at this rate "
                         "diverges within a few steps (sliders train at 1e-4 … 2e-3)")
+    if config.lycoris_config and config.lora_type != "lycoris":
+        warnings.append(f"{file}: key 'lycoris_config' is set but lora_type is '{config.lora_type}': the LyCORIS "
+                        "file is not used (set lora_type 'lycoris' to use it)")
+    if config.controlnet_model_name_or_path and not config.controlnet:
+        warnings.append(f"{file}: key 'controlnet_model_name_or_path' is set but controlnet is false: the slider "
+                        "trains on the base model (set controlnet true to train it on the ControlNet)")
     if config.lr_warmup_steps and config.lr_scheduler == "constant":
         warnings.append(f"{file}: key 'lr_warmup_steps' is {config.lr_warmup_steps} but lr_scheduler 'constant' "
                         "has no warm-up; use 'constant_with_warmup'")
