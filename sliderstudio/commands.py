@@ -99,6 +99,7 @@ def train_with_events(args: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from sliderstudio.core.aspect_buckets import family_alignment, label
+    from sliderstudio.families.detect import config_family
     from sliderstudio.core.buckets import assign_targets, balance, require_trainable, scan_project
     from sliderstudio.core.project import load_project
     from sliderstudio.core.run_checks import check_run
@@ -121,7 +122,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for s in scanned:  # files skipped (unreadable, too large, under minimum_image_size), each by name
         for problem in s.problems:
             print(f"warning: bucket '{s.bucket.id}': {problem}", file=sys.stderr)
-    assign_targets(project, scanned, bal.pair_map, family_alignment(cfg.model_family, str(project.config_path)))
+    family = config_family(cfg, str(project.config_path))[0]  # read from the model's files, or checked against them
+    assign_targets(project, scanned, bal.pair_map, family_alignment(family, str(project.config_path)))
     sampler = SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode), cfg.seed, cfg.train_batch_size,
                             bal.pair_map)
     print(f"# pairing: {'paired' if sampler.paired else 'unpaired'}; epoch length {sampler.epoch_length()} "

@@ -176,3 +176,10 @@ def test_targets_without_family(tiny_models, capsys):
     assert "family 'sdxl' read from" in captured.err and "conv_in" in captured.out
     assert main(["targets", "--model", str(tiny_models["sdxl"]), "--family", "wan"]) == 2
     assert "--family is 'wan' but the files say 'sdxl'" in capsys.readouterr().err
+
+
+def test_plan_checks_model_family_against_the_model(tmp_path, capsys, tiny_models):
+    root = make_project(tmp_path, tiny_models["sdxl"], family="sd3")
+    assert main(["plan", "--config", str(root), "--batches", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "key 'model_family'" in err and "'sd3'" in err and "'sdxl'" in err
