@@ -53,7 +53,7 @@ def answers(events: list) -> list:
             (isinstance(e, Log) and e.level == "warning" and e.message.startswith(refusals))]
 
 
-def test_commands_queued_together_are_served_in_order_and_a_sample_without_prompts_says_so(tmp_path):
+def test_commands_queued_together_are_served_in_order_and_the_device_is_reported(tmp_path):
     root = make_project(tmp_path / "p", TOY, config=SMALL)
     events = run_with_commands(root, [Command.SAMPLE_NOW, Command.PAUSE, Command.PAUSE, Command.SAVE_NOW,
                                       Command.RESUME, Command.RESUME])
@@ -70,6 +70,16 @@ def test_commands_queued_together_are_served_in_order_and_a_sample_without_promp
     assert not (out / "validation").exists()
     assert [e.step for e in events if isinstance(e, Progress)] == [1, 2]
     assert Log("paused at step 0") in events and Log("resumed") in events
+    # the Device event: named before the model loads, again after it, before the first step
+    devices = [i for i, e in enumerate(events) if isinstance(e, Device)]
+    loading = next(i for i, e in enumerate(events) if isinstance(e, Log) and e.message.startswith("loading "))
+    first_progress = next(i for i, e in enumerate(events) if isinstance(e, Progress))
+    assert devices[0] < loading < devices[1] < first_progress     # named before the model loads, and after
+    devices = [events[i] for i in devices]
+    d = devices[1]
+    assert d.name == f"CPU ({torch.get_num_threads()} threads)" and d.kind == "cpu" and d.step == 0
+    assert d.used + d.free == d.total and 0 < d.free < d.total
+    assert d.process > 50 * 2**20            # torch and the toy model are resident
 
 
 def test_sample_now_renders_validation_for_the_current_step(tmp_path):
@@ -81,20 +91,6 @@ def test_sample_now_renders_validation_for_the_current_step(tmp_path):
     first = Path(images[0].path)
     assert first == root / "output" / "validation" / "step-000000" / "validation_s+1.00.png"
     assert first.stat().st_size > 0 and images[0].prompt == "a red square"
-
-
-def test_the_run_reports_its_device_first(tmp_path):
-    root = make_project(tmp_path / "p", TOY, config=SMALL)
-    events = run_with_commands(root, [])
-    devices = [i for i, e in enumerate(events) if isinstance(e, Device)]
-    loading = next(i for i, e in enumerate(events) if isinstance(e, Log) and e.message.startswith("loading "))
-    first_progress = next(i for i, e in enumerate(events) if isinstance(e, Progress))
-    assert devices[0] < loading < devices[1] < first_progress     # named before the model loads, and after
-    devices = [events[i] for i in devices]
-    d = devices[0]
-    assert d.name == f"CPU ({torch.get_num_threads()} threads)" and d.kind == "cpu" and d.step == 0
-    assert d.used + d.free == d.total and 0 < d.free < d.total
-    assert d.process > 50 * 2**20            # torch and the toy model are resident
 
 
 def test_cpu_figures_come_from_proc(tmp_path):
