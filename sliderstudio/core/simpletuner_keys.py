@@ -209,7 +209,12 @@ def is_simpletuner_key(key: str) -> bool:
 
 
 def ignore_reason(key: str) -> str:
-    """What ignoring `key` means for this run, by key, else by its registry section."""
+    """What ignoring `key` means for this run, by key, else by its registry section (+ the families it is for)."""
+    families = registry().get(key, {}).get("model_specific")
+    return base_ignore_reason(key) + (f" (SimpleTuner applies it to {', '.join(families)} only)" if families else "")
+
+
+def base_ignore_reason(key: str) -> str:
     if key in KEY_REASONS and KEY_REASONS[key]:
         reason = KEY_REASONS[key]
     elif key in LEGACY_KEYS:
@@ -219,8 +224,7 @@ def ignore_reason(key: str) -> str:
     else:
         spec = registry().get(_registry_aliases().get(key, key), {})
         reason = SECTION_REASONS.get(spec.get("section", ""), "not implemented")
-    families = registry().get(key, {}).get("model_specific")
-    return reason + (f" (SimpleTuner applies it to {', '.join(families)} only)" if families else "")
+    return reason
 
 
 def classify_train_key(key: str) -> KeyStatus | None:
