@@ -30,7 +30,9 @@ install: $(STAMP)
 
 # Qt needs shared libraries that a bare Debian image lacks (the xcb set for a real window); install
 # only the missing ones. Ubuntu 24.04 renamed some (libglib2.0-0t64), so that name counts as present too.
-APT_INSTALL_MISSING = missing=""; for p in $(1); do \
+# Without dpkg (not Debian/Ubuntu) nothing is installed: the README lists the libraries.
+APT_INSTALL_MISSING = missing=""; command -v dpkg >/dev/null || echo "no dpkg: not checking $(2)"; \
+	command -v dpkg >/dev/null && for p in $(1); do \
 	  dpkg -s $$p >/dev/null 2>&1 || dpkg -s $${p}t64 >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing $(2):$$missing"; \
