@@ -176,6 +176,8 @@ def test_targets_without_family(tiny_models, capsys):
     assert "family 'sdxl' read from" in captured.err and "conv_in" in captured.out
     assert main(["targets", "--model", str(tiny_models["sdxl"]), "--family", "wan"]) == 2
     assert "--family is 'wan' but the files say 'sdxl'" in capsys.readouterr().err
+    assert main(["targets", "--model", str(tiny_models["sdxl"]), "--family", "sd9"]) == 2
+    assert "key '--family': unknown model family 'sd9' (expected one of " in capsys.readouterr().err
 
 
 def test_plan_checks_model_family_against_the_model(tmp_path, capsys, tiny_models):

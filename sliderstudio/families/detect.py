@@ -260,7 +260,10 @@ def choose_family(requested: str | None, detections: list[Detection], *, key: st
     from sliderstudio.families.registry import get_family
 
     known = [d for d in detections if d.known]
-    wanted = get_family(requested, file).id if requested else None
+    try:
+        wanted = get_family(requested, file).id if requested else None
+    except InputError as exc:  # name the option the user typed, not the config key
+        raise InputError(exc.message, file=file, key=key, value=requested, expected=exc.expected) from None
     if wanted is not None:
         against = [d for d in known if not d.accepts(wanted)]
         if against:
