@@ -240,3 +240,34 @@ def test_changed_bucket_size_misses_the_cache(tmp_path, tiny_models, shapes):
     assert "6 latents reused, 0 encoded" in cache_line()
     assert "0 latents reused, 6 encoded" in cache_line({"resolution": 48})  # 48x72 and 48x48: all new sizes
     assert shapes[-1][1][2:] in ((9, 6), (6, 6))
+
+
+QUICK_FAMILIES = ("flux", "qwen_image", "ltxvideo")  # packed 2×2 tokens, img_shapes, 32× VAE with video latents
+ALL_FAMILIES = ("auraflow", "chroma", "cosmos", "flux", "flux2", "hidream", "kandinsky5", "ltxvideo", "lumina2",
+                "qwen_image", "sd1x", "sd2x", "sd3", "sdxl", "stable_cascade", "wan", "z_image")
+
+
+@pytest.mark.parametrize("family_id", [f if f in QUICK_FAMILIES else pytest.param(f, marks=pytest.mark.slow)
+                                       for f in ALL_FAMILIES])
+def test_every_family_predicts_at_a_non_square_aspect(tmp_path, family_id):
+    """A portrait aspect bucket (2:3 at the family's alignment) through encode → noise → predict."""
+    import torch
+
+    from sliderstudio.families.loading import load_pipeline
+    from sliderstudio.families.registry import get_family
+
+    family = get_family(family_id)
+    pipe = load_pipeline(family, str(family.build_tiny(tmp_path / "model")), torch.float32, torch.device("cpu"))
+    w, h = 2 * max(family.size_alignment, 16), 3 * max(family.size_alignment, 16)
+    latents = family.encode_images(pipe, torch.rand(2, 3, h, w) * 2 - 1)
+    assert latents.shape[-2] > latents.shape[-1]  # the latent is portrait too
+    cond = family.collate(family.encode_prompts(pipe, ["a photo", "a photo"]), torch.device("cpu"), torch.float32,
+                          (h, w))
+    schedule = family.noise_schedule(pipe)
+    generator = torch.Generator().manual_seed(0)
+    timesteps = family.sample_timesteps(schedule, 2, generator)
+    noisy, target = family.noisy_and_target(schedule, latents, torch.randn(latents.shape, generator=generator),
+                                            timesteps)
+    with torch.no_grad():
+        prediction = family.predict(family.denoiser(pipe), noisy, timesteps, cond)
+    assert prediction.shape == target.shape == latents.shape
