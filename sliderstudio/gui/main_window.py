@@ -30,6 +30,7 @@ from sliderstudio.gui.viewmodels.device import DeviceViewModel
 from sliderstudio.gui.viewmodels.preview import PreviewViewModel
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.viewmodels.training import TrainingViewModel
+from sliderstudio.gui.workers.file_writer import FileWriter
 from sliderstudio.gui.workers.tasks import TaskRunner
 
 APP_TITLE = "Slider Studio"
@@ -54,7 +55,9 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.settings = settings or AppSettings.load()
         self.tasks = TaskRunner(self)
-        self.project_vm = ProjectViewModel(self)
+        self.writer = FileWriter(self)        # project and settings writes: never fsync on the UI thread
+        self.settings.writer = self.writer
+        self.project_vm = ProjectViewModel(self, writer=self.writer)
         self.dataset_vm = DatasetViewModel(self.project_vm, self.tasks, self)
         self.arch_vm = ArchitectureViewModel(self.project_vm, self.tasks, self)
         self.training_vm = TrainingViewModel(self.project_vm, self.tasks, self)
@@ -68,6 +71,7 @@ class MainWindow(QMainWindow):
         self.project_vm.projectLoaded.connect(self._project_loaded)
         self.project_vm.dirtyChanged.connect(self.setWindowModified)
         self.project_vm.saved.connect(lambda root: self.statusBar().showMessage(f"Saved {root}", 5000))
+        self.project_vm.saveFailed.connect(lambda why: self.show_error(f"Cannot save:\n{why}"))
         self.training_vm.stateChanged.connect(self._training_state)
         self.setWindowTitle(f"{APP_TITLE}[*]")
         self.resize(1600, 1000)
@@ -294,3 +298,4 @@ class MainWindow(QMainWindow):
             self.training_vm.wait()
         self.preview_vm.shutdown()
         self.tasks.wait()
+        self.writer.flush()              # nothing asked for is lost: the settings and the last save land

@@ -1,4 +1,8 @@
-"""A/B preview area: prompt, seed, steps, two strength dials side by side, the sweep strip."""
+"""A/B preview area: prompt, seed, steps, two strength dials side by side, the sweep strip.
+
+While a render runs the status line says what is computed ("rendering base image 1 of 7, step
+3/20"), and the base image is painted as soon as it exists, before the rest of the batch.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,7 +65,9 @@ class PreviewPane(QWidget):
         layout.addStretch(1)
         vm.abRendered.connect(self.show_ab)
         vm.sweepRendered.connect(self.show_sweep)
-        vm.busyChanged.connect(lambda busy: self.status.setText("rendering…") if busy else None)
+        vm.busyChanged.connect(lambda busy: self.status.setText("preparing the preview…") if busy else None)
+        vm.progressed.connect(lambda progress: self.status.setText(progress.text()))
+        vm.partialRendered.connect(self.show_partial)
         vm.failed.connect(lambda m: self.status.setText(f"✗ Preview failed: {m}"))
         vm.adapterChanged.connect(self.show_adapter)
         vm.project_vm.projectLoaded.connect(self.load)
@@ -193,6 +199,15 @@ class PreviewPane(QWidget):
     def show_sweep(self, result: RenderResult) -> None:
         for label, image in zip(self.sweep_images, result.images[2:]):
             show_image(label, image)
+
+    def show_partial(self, result: RenderResult) -> None:
+        """Paint the images a render has finished so far (the base image), leave the others."""
+        labels = [self.ab_images["A"], self.ab_images["B"]]
+        if result.request.kind == "all":
+            labels += self.sweep_images
+        for label, image in zip(labels, result.images):
+            if image is not None:
+                show_image(label, image)
 
     def show_adapter(self, path: str) -> None:
         if path:

@@ -3,17 +3,22 @@
 A small JSON file in the user's config folder rather than QSettings, so tests can point the whole
 app at a temp folder with one environment variable and read back exactly what was stored.
 `SLIDERSTUDIO_CONFIG_DIR` / `SLIDERSTUDIO_DATA_DIR` override the platform folders.
+
+With a `writer` (the main window sets its `FileWriter`), `save()` queues the atomic write on the
+writer's thread: its fsync must not stall the UI thread. Without one it writes at once.
 """
 from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths
 
 from sliderstudio.core import atomic
+from sliderstudio.gui.workers.file_writer import FileWriter
 
 SETTINGS_NAME = "settings.json"
 MAX_RECENT = 10
@@ -45,6 +50,7 @@ class AppSettings:
     geometry: str = ""
     window_state: str = ""
     path: Path | None = None
+    writer: FileWriter | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: Path | None = None) -> "AppSettings":
@@ -60,10 +66,14 @@ class AppSettings:
         return cls(recent=recent[:MAX_RECENT], geometry=str(data.get("geometry", "")),
                    window_state=str(data.get("window_state", "")), path=path)
 
-    def save(self) -> None:
+    def save(self) -> Future | None:
+        """Write settings.json: queued on `writer` when there is one (returns its Future), else now."""
         target = self.path or config_dir() / SETTINGS_NAME
-        atomic.write_json(target, {"recent": self.recent, "geometry": self.geometry,
-                                   "window_state": self.window_state})
+        data = {"recent": list(self.recent), "geometry": self.geometry, "window_state": self.window_state}
+        if self.writer is None:
+            atomic.write_json(target, data)
+            return None
+        return self.writer.submit(f"settings:{target}", lambda: atomic.write_json(target, data))
 
     def add_recent(self, project_dir: str | Path) -> None:
         """Move `project_dir` to the top of the list, without duplicates."""

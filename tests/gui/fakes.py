@@ -120,9 +120,13 @@ class FakeRenderer:
     def load_lora(self, path) -> None:
         FakeRenderer.loaded.append(str(path))
 
-    def render(self, prompt, seed, strengths, steps=20, guidance=2.0, start_fraction=0.0, size=None):
+    def render(self, prompt, seed, strengths, steps=20, guidance=2.0, start_fraction=0.0, size=None,
+               on_step=None):
         from PIL import Image
 
+        for done in range(1, steps + 1):          # what the pipeline's callback_on_step_end reports
+            if on_step is not None:
+                on_step(done, steps)
         time.sleep(0.05)
         FakeRenderer.calls.append(dict(prompt=prompt, seed=seed, strengths=list(strengths), steps=steps,
                                        guidance=guidance, start_fraction=start_fraction))

@@ -45,6 +45,7 @@ def test_recent_projects_and_window_state_persist(window, small_project, app_dir
     window.resize(640, 480)              # fits the offscreen 800×800 screen
     window.columns.setSizes([300, 200, 140])
     window.store_window()
+    assert window.writer.flush()          # settings are written on the writer thread
     stored = json.loads((app_dirs["config"] / "settings.json").read_text())
     assert stored["recent"] == [str(small_project.root.resolve())]
     assert [a.text() for a in window.recent_menu.actions()] == [str(small_project.root.resolve())]
@@ -60,6 +61,7 @@ def test_recent_projects_and_window_state_persist(window, small_project, app_dir
 
 def test_new_save_as_and_bad_project(window, small_project, tmp_path, qtbot):
     assert window.new_project(tmp_path / "fresh")
+    assert window.project_vm.flush()
     fresh = load_project(tmp_path / "fresh")
     assert fresh.buckets == [] and fresh.config.user_prompt_library == "prompt_library.json"
     window.open_project(small_project.root)
@@ -67,6 +69,7 @@ def test_new_save_as_and_bad_project(window, small_project, tmp_path, qtbot):
     assert window.isWindowModified()
     assert window.save_as(tmp_path / "copy")
     assert not window.isWindowModified()
+    assert window.project_vm.flush()
     copy = load_project(tmp_path / "copy")
     plain = next(b for b in copy.buckets if b.id == "plain")
     assert plain.slider_strength == 0.25

@@ -138,7 +138,7 @@ def test_edits_validate_and_save_to_dataloader_json(pane, qtbot):
     assert vm.bucket("more").instance_prompt == "more"
     assert not row.instance_prompt.isHidden()
     assert pvm.dirty
-    pvm.save()
+    pvm.save().result(timeout=10)              # written on the file-writer thread
     data = json.loads(pvm.project.dataloader_path.read_text())
     more = next(d for d in data if d["id"] == "more")
     assert more == {"id": "more", "instance_data_dir": "data/more", "caption_strategy": "instanceprompt",

@@ -33,19 +33,37 @@ def grey(label) -> int:
     return label.pixmap().toImage().pixelColor(5, 5).red()
 
 
+def give_adapter(pane) -> None:
+    """A final adapter in the project's output folder (the stand-in renderer only records it)."""
+    adapter = pane.vm.project_vm.project.output_dir / "pytorch_lora_weights.safetensors"
+    adapter.parent.mkdir(parents=True, exist_ok=True)
+    adapter.write_bytes(b"x")
+
+
 def test_full_render_fills_ab_and_sweep(pane, qtbot):
+    give_adapter(pane)
     with qtbot.waitSignal(pane.vm.sweepRendered, timeout=5000):
         pane.vm.render_now("all")
+    # the base (strength 0) first, on its own; then the other six strengths in one batched call
+    assert [c["strengths"] for c in FakeRenderer.calls] == [[0.0], [-1.0, 1.0, -1.0, -0.5, 0.5, 1.0]]
     call = FakeRenderer.calls[-1]
-    assert call["strengths"] == [-1.0, 1.0, -1.0, -0.5, 0.0, 0.5, 1.0]   # one batched call
     assert call["prompt"] == "a red circle" and pane.prompt.currentText() == "a red circle"
     assert [grey(pane.ab_images[s]) for s in "AB"] == [68, 188]
     assert [grey(label) for label in pane.sweep_images] == [68, 98, 128, 158, 188]
     assert pane.status.text().startswith("A = -1.00, B = +1.00")
+
+
+def test_without_an_adapter_every_strength_is_one_base_image(pane, qtbot):
+    with qtbot.waitSignal(pane.vm.sweepRendered, timeout=5000):
+        pane.vm.render_now("all")
+    assert [c["strengths"] for c in FakeRenderer.calls] == [[0.0]]       # one image, not seven
+    assert [grey(pane.ab_images[s]) for s in "AB"] == [128, 128]
+    assert [grey(label) for label in pane.sweep_images] == [128] * 5
     assert pane.adapter_label.text().startswith("adapter: (none yet")   # no output yet: base model
 
 
 def test_dragging_a_dial_renders_once_when_it_rests(pane, qtbot):
+    give_adapter(pane)
     with qtbot.waitSignal(pane.vm.sweepRendered, timeout=5000):
         pane.vm.render_now("all")
     FakeRenderer.calls.clear()
@@ -66,7 +84,8 @@ def test_requests_while_busy_are_coalesced_to_the_newest(pane, qtbot):
         vm.seed = seed
         vm.render_now("ab")
     qtbot.waitUntil(lambda: not vm.busy, timeout=5000)
-    assert [(c["seed"], len(c["strengths"])) for c in FakeRenderer.calls] == [(0, 7), (3, 2)]
+    # no adapter: each render is its seed's base image; seeds 1 and 2 were never rendered
+    assert [(c["seed"], len(c["strengths"])) for c in FakeRenderer.calls] == [(0, 1), (3, 1)]
 
 
 def test_start_fraction_is_saved_and_used(pane, qtbot):

@@ -2,7 +2,9 @@
 
 Renders happen on the preview worker's thread. Requests are debounced while a dial moves and
 coalesced: at most one render is in flight, and only the newest wish waits behind it, so
-dragging a slider never queues up stale renders.
+dragging a slider never queues up stale renders. While a render runs, `progressed` says which
+image and which denoising step it is at, and `partialRendered` brings the base image ahead of
+the rest.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from superqt.utils import QSignalDebouncer
 
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
-from sliderstudio.gui.workers.preview import LATEST, PreviewWorker, RenderRequest, RenderResult
+from sliderstudio.gui.workers.preview import LATEST, PreviewWorker, RenderProgress, RenderRequest, RenderResult
 
 SWEEP = (-1.0, -0.5, 0.0, 0.5, 1.0)
 
@@ -20,6 +22,8 @@ SWEEP = (-1.0, -0.5, 0.0, 0.5, 1.0)
 class PreviewViewModel(QObject):
     abRendered = Signal(object)        # RenderResult (images[0] = A, images[1] = B)
     sweepRendered = Signal(object)     # RenderResult (images[2:] = the sweep)
+    partialRendered = Signal(object)   # RenderResult, some images still None (the base comes first)
+    progressed = Signal(object)        # RenderProgress of the render in flight
     busyChanged = Signal(bool)
     failed = Signal(str)
     adapterChanged = Signal(str)       # the adapter shown ("" = base model)
@@ -55,6 +59,8 @@ class PreviewViewModel(QObject):
         self._worker.moveToThread(self._thread)
         self._submit.connect(self._worker.render)
         self._worker.rendered.connect(self._on_rendered)
+        self._worker.partial.connect(self._on_partial)
+        self._worker.progressed.connect(self._on_progress)
         self._thread.start()
         project_vm.projectLoaded.connect(self._project_loaded)
 
@@ -151,6 +157,14 @@ class PreviewViewModel(QObject):
         self.busyChanged.emit(True)
         self._submit.emit(request)
 
+    def _on_progress(self, progress: RenderProgress) -> None:
+        if self._in_flight is not None and progress.ticket == self._in_flight.ticket:
+            self.progressed.emit(progress)
+
+    def _on_partial(self, result: RenderResult) -> None:
+        if self._in_flight is not None and result.request.ticket == self._in_flight.ticket:
+            self.partialRendered.emit(result)
+
     def _on_rendered(self, result: RenderResult) -> None:
         self._in_flight = None
         if result.error:
@@ -170,6 +184,7 @@ class PreviewViewModel(QObject):
             self.busyChanged.emit(False)
 
     def shutdown(self, msecs: int = 30000) -> None:
-        """Stop the worker thread (after its current render) — on window close."""
+        """Stop the worker thread — on window close. A render in progress ends at its next step."""
+        self._worker.cancel()
         self._thread.quit()
         self._thread.wait(msecs)

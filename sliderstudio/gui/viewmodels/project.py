@@ -2,10 +2,16 @@
 
 Every edit goes through `update_config` / `replace_buckets`, which re-validate with core's
 pydantic models, so the GUI can never hold (or save) a config the CLI would reject.
+
+Saving hands a detached copy of the project to the app's `FileWriter`: the atomic writes (and
+their fsyncs, which can wait a second on a busy disk) happen on the writer's thread, never on
+the UI thread. `saved` fires once the files are on disk, `saveFailed` if they could not be
+written (the project is then marked unsaved again); `flush()` waits for pending saves.
 """
 from __future__ import annotations
 
 import copy
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +20,16 @@ from PySide6.QtCore import QObject, Signal
 from sliderstudio.core.config import BucketConfig, TrainConfig, build
 from sliderstudio.core.errors import ConfigError
 from sliderstudio.core.project import Project, load_project, save_project
+from sliderstudio.gui.workers.file_writer import FileWriter
 
 PROMPT_LIBRARY_NAME = "prompt_library.json"
 
 
 def new_project(root: Path) -> Project:
-    """An empty project with defaults; written to disk so the CLI can open it right away."""
-    root.mkdir(parents=True, exist_ok=True)
+    """An empty project with defaults (in memory; `ProjectViewModel.create` saves it at once,
+    so the CLI can open the folder right away)."""
     config = TrainConfig(user_prompt_library=PROMPT_LIBRARY_NAME, max_train_steps=200)
-    project = Project(root=root.resolve(), config=config, buckets=[])
-    save_project(project)
-    return project
+    return Project(root=root.resolve(), config=config, buckets=[])
 
 
 def rebase_buckets(buckets: list[BucketConfig], old_root: Path, new_root: Path) -> list[BucketConfig]:
@@ -51,12 +56,17 @@ class ProjectViewModel(QObject):
     configChanged = Signal(str)       # one config key changed (the key name)
     bucketsChanged = Signal()         # the bucket list was replaced or edited
     dirtyChanged = Signal(bool)
-    saved = Signal(str)               # project folder
+    saved = Signal(str)               # project folder: its files are on disk
+    saveFailed = Signal(str)          # why a save could not be written (names the file)
 
-    def __init__(self, parent: QObject | None = None):
+    def __init__(self, parent: QObject | None = None, writer: FileWriter | None = None):
         super().__init__(parent)
         self._project: Project | None = None
         self._dirty = False
+        self.writer = writer or FileWriter(self)
+        self.last_save: Future | None = None    # the newest save's Future (training waits on it)
+        self.writer.written.connect(self._written)
+        self.writer.failed.connect(self._write_failed)
 
     # --- state -------------------------------------------------------------------------
     @property
@@ -90,6 +100,7 @@ class ProjectViewModel(QObject):
 
     def create(self, root: str | Path) -> Project:
         self.set_project(new_project(Path(root)))
+        self.save()
         return self.project
 
     def set_project(self, project: Project) -> None:
@@ -97,15 +108,29 @@ class ProjectViewModel(QObject):
         self._set_dirty(False)
         self.projectLoaded.emit()
 
-    def save(self) -> None:
-        save_project(self.project)
+    def save(self) -> Future:
+        """Queue the project's files for writing; returns the write's Future (done once on disk)."""
+        copy_ = copy.deepcopy(self.project)    # every field; the writer thread must not see later edits
+        self.last_save = self.writer.submit(f"project:{copy_.root}", lambda: save_project(copy_))
         self._set_dirty(False)
-        self.saved.emit(str(self.project.root))
+        return self.last_save
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait for queued saves (closing the window, tests); False if they did not finish in time."""
+        return self.writer.flush(timeout)
+
+    def _written(self, label: str) -> None:
+        if label.startswith("project:"):
+            self.saved.emit(label.removeprefix("project:"))
+
+    def _write_failed(self, label: str, exc: object) -> None:
+        if label.startswith("project:"):
+            self._set_dirty(True)
+            self.saveFailed.emit(str(exc))
 
     def save_as(self, root: str | Path) -> None:
         """Write the project into another folder; bucket folders keep pointing at the same images."""
         new_root = Path(root).resolve()
-        new_root.mkdir(parents=True, exist_ok=True)
         old = self.project
         moved = Project(root=new_root, config=old.config.model_copy(),
                         buckets=rebase_buckets(old.buckets, old.root, new_root),

@@ -88,7 +88,7 @@ class TrainingViewModel(QObject):
         project = self._pvm.snapshot(resume_from_checkpoint="latest" if resume else None)
         self._reset_series(keep=resume)
         self.last_error = None
-        self._launch(TrainingWorker(project))
+        self._launch(TrainingWorker(project, ready=self._pvm.last_save))   # starts once the save is on disk
         self._set_state(RUNNING)
         self.runStarted.emit(resume)
         self.logAppended.emit("info", ("Resuming" if resume else "Starting") + f" training in {project.root}")

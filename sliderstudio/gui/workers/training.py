@@ -21,6 +21,7 @@ import sys
 import threading
 import traceback
 from collections import deque
+from concurrent.futures import Future
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -91,9 +92,10 @@ class TrainingWorker(QObject):
     pauseChanged = Signal(object)  # PauseChanged: the trainer holds (or goes on) between steps
     done = Signal()                # always emitted last, success or not
 
-    def __init__(self, project: Project):
+    def __init__(self, project: Project, ready: Future | None = None):
         super().__init__()
         self.project = project
+        self.ready = ready          # the project's pending save: the process reads the files it writes
         self.process: subprocess.Popen | None = None
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES)
         self._lock = threading.Lock()         # guards process start vs. stop from the UI thread
@@ -159,6 +161,8 @@ class TrainingWorker(QObject):
             self.done.emit()
 
     def _start(self) -> subprocess.Popen:
+        if self.ready is not None:
+            self.ready.result()     # a failed save raises here and is reported as the run's failure
         with self._lock:
             # its own session: a Ctrl-C in the terminal that started the app is the app's to handle
             self.process = subprocess.Popen(
