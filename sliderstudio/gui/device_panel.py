@@ -13,6 +13,7 @@ from sliderstudio.gui.viewmodels.device import THUMB, DeviceViewModel, GalleryIm
 EMPTY_GALLERY = ("No validation images yet. A run renders them every validation_steps steps, "
                  "at its end, and when you press Sample now.")
 GALLERY_REFRESH_MS = 100     # bursts of images (one per prompt) repaint once
+PAUSE_TEXT, RESUME_TEXT = "‖ Pause", "▶ Resume"    # glyphs the default fonts have (⏸ is often missing)
 
 
 class Thumb(QWidget):
@@ -27,8 +28,10 @@ class Thumb(QWidget):
         picture.setPixmap(QPixmap.fromImage(image.thumbnail))
         picture.setFixedSize(THUMB, THUMB)
         picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        caption = QLabel(f"{image.strength:+.2f} · {image.name}", objectName="caption")
+        caption = QLabel(objectName="caption")
         caption.setFixedWidth(THUMB)
+        name = caption.fontMetrics().elidedText(image.name, Qt.TextElideMode.ElideMiddle, THUMB - 4)
+        caption.setText(f"{image.strength:+.2f}\n{name}")
         caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setToolTip(f"step {image.step} · strength {image.strength:+.2f}\n{image.prompt or image.name}\n{image.path}")
         col.addWidget(picture)
@@ -101,7 +104,7 @@ class DevicePanel(QWidget):
     def _build_buttons(self) -> QVBoxLayout:
         col = QVBoxLayout()
         row = QHBoxLayout()
-        self.pause_button = QPushButton("⏸ Pause", objectName="pauseRun")
+        self.pause_button = QPushButton(PAUSE_TEXT, objectName="pauseRun")
         self.pause_button.clicked.connect(self.vm.toggle_pause)
         self.sample_button = QPushButton("Sample now", objectName="sampleNow")
         self.sample_button.setToolTip("Render the validation prompts with the adapter as it is now "
@@ -147,7 +150,7 @@ class DevicePanel(QWidget):
 
     def show_controls(self) -> None:
         live = self.vm.live
-        self.pause_button.setText("⏵ Resume" if self.vm.paused else "⏸ Pause")
+        self.pause_button.setText(RESUME_TEXT if self.vm.paused else PAUSE_TEXT)
         self.pause_button.setToolTip(
             "Continue the paused run from the step it holds at" if self.vm.paused else
             "Hold the run after the current step (Sample now and Save now still work while paused)")

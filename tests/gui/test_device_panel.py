@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from sliderstudio.core.events import Command, Device, Image as ImageEvent
-from sliderstudio.gui.device_panel import EMPTY_GALLERY, DevicePanel
+from sliderstudio.gui.device_panel import EMPTY_GALLERY, PAUSE_TEXT, RESUME_TEXT, DevicePanel
 from sliderstudio.gui.viewmodels.device import (
     DeviceViewModel, list_validation_files, parse_validation_path,
 )
@@ -89,14 +89,14 @@ def test_pause_sample_save_resume_through_the_buttons(panel, qtbot):
         assert not panel.pause_button.isEnabled()          # until the trainer confirms
     held, at = paused.args
     assert held is True and at >= 5
-    assert panel.pause_button.text() == "⏵ Resume" and panel.pause_button.isEnabled()
+    assert panel.pause_button.text() == RESUME_TEXT and panel.pause_button.isEnabled()
     assert panel.note.text() == f"paused at step {at}"
     count = len(steps)
     qtbot.wait(500)
     assert len(steps) == count and steps[-1] == at             # no step while paused
     panel.sample_button.click()
     qtbot.waitUntil(lambda: at in panel.rows, timeout=5000)
-    assert captions(panel) == {at: ["+1.00 · big", "-1.00 · big"]}
+    assert captions(panel) == {at: ["+1.00\nbig", "-1.00\nbig"]}
     assert panel.rows[at].header.text() == f"step {at}" and panel.empty.isHidden()
     assert sorted(p.name for p in (out / "validation" / f"step-{at:06d}").iterdir()) == ["big_s+1.00.png",
                                                                                             "big_s-1.00.png"]
@@ -108,7 +108,7 @@ def test_pause_sample_save_resume_through_the_buttons(panel, qtbot):
     assert panel.note.text() == f"checkpoint saved: checkpoint-{at:06d}"
     with qtbot.waitSignal(training.pausedChanged, timeout=5000) as resumed:
         panel.pause_button.click()
-    assert resumed.args == [False, at] and panel.pause_button.text() == "⏸ Pause"
+    assert resumed.args == [False, at] and panel.pause_button.text() == PAUSE_TEXT
     qtbot.waitUntil(lambda: steps[-1] >= at + 3, timeout=5000)   # steps continue
     with qtbot.waitSignal(training.checkpointSaved, timeout=5000) as running_save:
         panel.save_button.click()                               # while running: the step it was served at
@@ -128,7 +128,7 @@ def test_stop_while_paused_ends_the_run_and_resets_the_button(panel, qtbot):
         training.stop()
     qtbot.waitUntil(lambda: training.state == IDLE, timeout=5000)
     assert finished.args[1] is True
-    assert training.paused is False and panel.pause_button.text() == "⏸ Pause"
+    assert training.paused is False and panel.pause_button.text() == PAUSE_TEXT
     assert not panel.pause_button.isEnabled()
 
 
@@ -148,7 +148,7 @@ def test_the_gallery_loads_a_project_s_validation_folders_off_the_ui_thread(qtbo
     with qtbot.waitSignal(vm.galleryChanged, timeout=10000, check_params_cb=lambda: bool(vm.images)):
         pvm.set_project(small_project)
     qtbot.waitUntil(lambda: bool(widget.rows), timeout=3000)
-    assert captions(widget) == {10: ["+0.50 · cat_1024x768"], 20: ["+1.00 · cat", "-1.00 · cat"]}
+    assert captions(widget) == {10: ["+0.50\ncat_1024x768"], 20: ["+1.00\ncat", "-1.00\ncat"]}
     assert widget.gallery_layout.indexOf(widget.rows[10]) < widget.gallery_layout.indexOf(widget.rows[20])
     assert widget.empty.isHidden()
     tasks.wait()
@@ -250,7 +250,7 @@ def test_the_real_trainer_pauses_samples_saves_and_resumes_from_the_panel(real_p
     with qtbot.waitSignal(training.pausedChanged, timeout=30000) as paused:
         panel.pause_button.click()
     held, at = paused.args
-    assert held is True and panel.pause_button.text() == "⏵ Resume"
+    assert held is True and panel.pause_button.text() == RESUME_TEXT
     rows = metrics_rows(output)
     time.sleep(1.0)                                 # the child trains on its own: give it the chance
     qtbot.wait(100)
@@ -261,7 +261,7 @@ def test_the_real_trainer_pauses_samples_saves_and_resumes_from_the_panel(real_p
     folder = output / "validation" / f"step-{at:06d}"
     assert [p.name for p in folder.iterdir()] == ["validation_s+1.00.png"]
     qtbot.waitUntil(lambda: at in panel.rows, timeout=5000)
-    assert [t.caption.text() for t in panel.rows[at].thumbs] == ["+1.00 · validation"]
+    assert [t.caption.text() for t in panel.rows[at].thumbs] == ["+1.00\nvalidation"]
     with qtbot.waitSignal(training.checkpointSaved, timeout=60000) as saved:
         panel.save_button.click()
     assert Path(saved.args[0]) == output / "checkpoints" / f"checkpoint-{at:06d}"
