@@ -190,7 +190,9 @@ class PreviewWorker(QObject):
         except InputError as exc:
             result = RenderResult(request, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - reported to the pane, the worker stays alive
-            result = RenderResult(request, error=f"{type(exc).__name__}: {exc}", details=traceback.format_exc())
+            from sliderstudio.core.crash_log import summary
+
+            result = RenderResult(request, error=summary(exc), details=traceback.format_exc())
         self.rendered.emit(result)
 
     def _run_plan(self, request: RenderRequest, has_adapter: bool) -> list[Any]:
