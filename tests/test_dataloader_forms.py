@@ -135,6 +135,25 @@ def test_huggingface_entries_load_a_saved_data_set_and_pair_by_row(tmp_path, cap
     assert "bucket 'pos': 2.png:" in out.err and "64x96" in out.out
 
 
+def test_huggingface_entry_reads_a_local_imagefolder(tmp_path):
+    """A local path that is not a saved data set goes through `load_dataset` (here: imagefolder + metadata)."""
+    root = make_project(tmp_path, "/no/model", pairs=0)
+    folder = root / "hf" / "folder"
+    folder.mkdir(parents=True)
+    lines = []
+    for i, size in enumerate([(48, 96), (96, 48)]):
+        Image.new("RGB", size, (200, 40, 40)).save(folder / f"shot{i}.png")
+        lines.append(json.dumps({"file_name": f"shot{i}.png", "text": f"shot number {i}"}))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    write_buckets(root, [{"id": "pos", "type": "huggingface", "dataset_name": "hf/folder", "slider_strength": 1,
+                          "caption_strategy": "huggingface", "huggingface": {"caption_column": "text"}},
+                         {"id": "neu", "instance_data_dir": "data/neu"}])
+    pos = scan_project(load_project(root))[0]
+    assert sorted((r.stem, r.size, r.caption) for r in pos.images) == [("0", (48, 96), "shot number 0"),
+                                                                      ("1", (96, 48), "shot number 1")]
+    assert (root / "cache" / "huggingface" / ".datasets-cache").is_dir()  # its Arrow cache stays in the project
+
+
 def test_huggingface_hub_id_offline_fails_at_once_with_exit_2(tmp_path, capsys, monkeypatch):
     root = make_project(tmp_path, "/no/model")
     write_buckets(root, base_entries()[:2] + [{"id": "web", "type": "huggingface",

@@ -90,7 +90,8 @@ def load_rows(project: Project, bucket: BucketConfig) -> Any:
     local = project.resolve(name)
     try:
         if local.exists():
-            return pick_split(load_local(local, split), split, name, bucket, project)
+            return pick_split(load_local(local, split, project.root / EXPORT_DIR / ".datasets-cache"), split, name,
+                              bucket, project)
         if env_offline() or not hub_reachable():
             with strictly_offline():
                 try:
@@ -106,13 +107,14 @@ def load_rows(project: Project, bucket: BucketConfig) -> Any:
                            file=project.dataloader_path, key=f"{bucket.id}.dataset_name", value=name) from None
 
 
-def load_local(path: Path, split: str) -> Any:
-    """A `save_to_disk` folder, else anything `load_dataset` reads from a path (parquet, imagefolder…)."""
+def load_local(path: Path, split: str, cache_dir: Path) -> Any:
+    """A `save_to_disk` folder, else anything `load_dataset` reads from a path (parquet, imagefolder…);
+    the latter's Arrow cache stays inside the project instead of the user's Hugging Face cache."""
     import datasets
 
     if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
         return datasets.load_from_disk(str(path))
-    return datasets.load_dataset(str(path), split=split)
+    return datasets.load_dataset(str(path), split=split, cache_dir=str(cache_dir))
 
 
 def pick_split(data: Any, split: str, name: str, bucket: BucketConfig, project: Project) -> Any:
