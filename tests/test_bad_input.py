@@ -230,8 +230,11 @@ def plan(root, capsys):
 
 
 @pytest.mark.parametrize("config,fragments", [
-    ({"train_batch_size": 1_000_000_000}, ["key 'train_batch_size'", "1000000000 is beyond any run that could finish",
-                                            "(expected at most 4096)"]),
+    ({"train_batch_size": 1_000_000_000}, ["key 'train_batch_size'", "1000000000 is out of range: no machine "
+                                            "holds a micro-batch that large", "(expected at most 4096)"]),
+    ({"lora_alpha": 1e9}, ["key 'lora_alpha'", "(expected at most 4096)"]),
+    ({"noise_offset": 50}, ["key 'noise_offset'", "drown the images in noise"]),
+    ({"seed": 10**30}, ["key 'seed'", "seeds are 32-bit", "(expected at most 4294967295)"]),
     ({"max_train_steps": 1_000_000_000}, ["key 'max_train_steps'", "(expected at most 10000000)"]),
     ({"max_train_steps": 0, "num_train_epochs": 10_000_000}, ["key 'num_train_epochs'", "(expected at most 100000)"]),
     ({"resolution": 1_000_000}, ["key 'resolution'", "(expected at most 16384)"]),

@@ -20,15 +20,20 @@ if TYPE_CHECKING:
     from sliderstudio.core.project import Project
 
 # Values beyond these describe no run anyone can finish; they are typos (an extra 000) or placeholders.
-LIMITS: dict[str, int] = {
-    "train_batch_size": 4096,
-    "max_train_steps": 10_000_000,
-    "num_train_epochs": 100_000,
-    "gradient_accumulation_steps": 10_000,
-    "lr_warmup_steps": 10_000_000,
-    "resolution": 16384,
-    "validation_resolution": 16384,
-    "validation_num_inference_steps": 1000,
+# key → (largest sensible value, what a larger one would mean)
+LIMITS: dict[str, tuple[float, str]] = {
+    "train_batch_size": (4096, "no machine holds a micro-batch that large"),
+    "max_train_steps": (10_000_000, "a run that long never finishes"),
+    "num_train_epochs": (100_000, "a run that long never finishes"),
+    "gradient_accumulation_steps": (10_000, "an optimizer step that long never completes"),
+    "lr_warmup_steps": (10_000_000, "a warm-up that long never ends"),
+    "resolution": (16384, "images that large do not fit in memory"),
+    "validation_resolution": (16384, "images that large do not fit in memory"),
+    "validation_num_inference_steps": (1000, "a render that long never finishes"),
+    "lora_alpha": (4096, "alpha / rank would scale the adapter's output into overflow"),
+    "noise_offset": (1.0, "the offset would drown the images in noise (typical: 0.05-0.1)"),
+    "seed": (2**32 - 1, "seeds are 32-bit"),
+    "validation_seed": (2**32 - 1, "seeds are 32-bit"),
 }
 HIGH_LEARNING_RATE = 0.1  # Adam-like optimizers on an adapter at or above this diverge within a few steps
 MAX_LEARNING_RATE = 10.0  # beyond even the step-size-free optimizers' 1.0
@@ -39,13 +44,13 @@ MAX_BUCKET_SIDE = 16384  # pixels, as for `resolution`
 
 def check_limits(config: TrainConfig, file: str) -> list[str]:
     """Absurd magnitudes are errors; a learning rate that can only diverge is a warning."""
-    for key, limit in LIMITS.items():
-        value = getattr(config, key)
+    for key, (limit, meaning) in LIMITS.items():
+        value = getattr(config, key, None)
         if key == "validation_resolution" and value is not None:  # may be "WxH" or a list (SimpleTuner)
             value = max(max(size) for size in config.validation_sizes)
-        if value is not None and value > limit:
-            raise ConfigError(f"{value} is beyond any run that could finish", file=file, key=key, value=value,
-                              expected=f"at most {limit}")
+        if value is not None and abs(value) > limit:
+            raise ConfigError(f"{value} is out of range: {meaning}", file=file, key=key, value=value,
+                              expected=f"at most {int(limit) if limit == int(limit) else limit}")
     lr = config.learning_rate
     if lr > MAX_LEARNING_RATE:
         raise ConfigError(f"{lr} would turn the adapter into noise at the first step", file=file,
