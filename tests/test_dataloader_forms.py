@@ -222,3 +222,25 @@ def test_a_bucket_left_empty_by_bad_images_is_the_clear_error(tmp_path, capsys):
     assert main(["train", "--config", str(root)]) == 2
     err = capsys.readouterr().err
     assert "bucket 'bad' has no usable images" in err
+
+
+def test_the_apps_dataset_pane_scan_reports_the_same_skipped_files(tmp_path, qapp):
+    """The pane's scan (gui.viewmodels.dataset.scan_with_thumbnails) is the engine's scan_bucket: the same
+    per-file problems, huggingface entries included."""
+    from sliderstudio.gui.viewmodels.dataset import scan_with_thumbnails
+
+    root = make_project(tmp_path, "/no/model", pairs=2)
+    save_hf_dataset(root / "hf" / "set", [(64, 96), (64, 96)], ["one", "two"], corrupt_row=1)
+    draw(root / "data" / "pos" / "small.png", 0.5, px=20)
+    (root / "data" / "pos" / "junk.png").write_bytes(b"junk")
+    entries = base_entries()
+    entries[0]["minimum_image_size"] = 32
+    write_buckets(root, entries + [{"id": "web", "type": "huggingface", "dataset_name": "hf/set",
+                                    "caption_column": "text"}])
+    project = load_project(root)
+    engine = {s.bucket.id: [str(p) for p in s.problems] for s in scan_project(project)}
+    pane = {b.id: scan_with_thumbnails(project, b) for b in project.active_buckets()}
+    assert {k: v.problems for k, v in pane.items()} == engine
+    assert any(p.startswith("small.png: smaller than minimum_image_size") for p in engine["pos"])
+    assert any(p.startswith("junk.png:") for p in engine["pos"]) and any(p.startswith("1.png:") for p in engine["web"])
+    assert len(pane["web"].thumbnails) == 1 and project.bucket_dir(project.buckets[3]) == pane["web"].scanned.folder

@@ -40,7 +40,7 @@ def option(bucket: BucketConfig, key: str, default: Any = None) -> Any:
 
 
 def export_folder(project: Project, bucket: BucketConfig) -> Path:
-    return project.root / EXPORT_DIR / bucket.id
+    return project.bucket_dir(bucket)  # cache/huggingface/<id>: the app shows and opens it like any folder
 
 
 def env_offline() -> bool:

@@ -54,6 +54,9 @@ class Project:
         return p if p.is_absolute() else (self.root / p)
 
     def bucket_dir(self, bucket: BucketConfig) -> Path:
+        """The bucket's folder; a huggingface entry's is where its rows are exported (core/hf_datasets.py)."""
+        if bucket.type == "huggingface":
+            return self.root / "cache" / "huggingface" / bucket.id
         return self.resolve(bucket.instance_data_dir or "")
 
     def active_buckets(self) -> list[BucketConfig]:
