@@ -99,6 +99,20 @@ def test_minimum_image_size_skips_with_a_reason_in_each_unit(tmp_path):
     assert neu.count == 0 and "square root of the area" in neu.problems[0].reason  # 64 < 70 in pixel_area
 
 
+def test_aspect_ratio_limits_skip_with_a_reason(tmp_path):
+    root = make_project(tmp_path, "unused", pairs=1, buckets=[
+        {"id": "pos", "instance_data_dir": "data/pos", "slider_strength": 1,
+         "minimum_aspect_ratio": 0.5, "maximum_aspect_ratio": 2.0}])
+    Image.new("RGB", (30, 90), (9, 9, 9)).save(root / "data" / "pos" / "tall.png")    # 0.33
+    Image.new("RGB", (90, 30), (9, 9, 9)).save(root / "data" / "pos" / "wide.png")    # 3.0
+    Image.new("RGB", (80, 40), (9, 9, 9)).save(root / "data" / "pos" / "ok.png")      # 2.0: kept
+    pos = scan_project(load_project(root))[0]
+    assert pos.stems == ["img0", "ok"]
+    reasons = {p.path.name: p.reason for p in pos.problems}
+    assert "0.33 is under minimum_aspect_ratio 0.5" in reasons["tall.png"]
+    assert "3.00 is over maximum_aspect_ratio 2" in reasons["wide.png"]
+
+
 def test_maximum_image_size_downsamples_first():
     bucket = BucketConfig(id="b", instance_data_dir="x", maximum_image_size=150, target_downsample_size=100)
     assert downsample_first(Image.new("RGB", (400, 200)), bucket).size == (200, 100)

@@ -110,6 +110,18 @@ def too_small(size: Size | None, bucket: BucketConfig) -> str | None:
             f"{unit[bucket.resolution_type]}, the minimum is {bucket.minimum_image_size:g})")
 
 
+def outside_aspect(size: Size | None, bucket: BucketConfig) -> str | None:
+    """SimpleTuner's minimum_aspect_ratio / maximum_aspect_ratio (width / height)."""
+    if size is None:
+        return None
+    aspect = size[0] / size[1]
+    if bucket.minimum_aspect_ratio and aspect < bucket.minimum_aspect_ratio:
+        return f"aspect ratio {aspect:.2f} is under minimum_aspect_ratio {bucket.minimum_aspect_ratio:g}"
+    if bucket.maximum_aspect_ratio and aspect > bucket.maximum_aspect_ratio:
+        return f"aspect ratio {aspect:.2f} is over maximum_aspect_ratio {bucket.maximum_aspect_ratio:g}"
+    return None
+
+
 def caption_for(path: Path, bucket: BucketConfig) -> tuple[str, str | None]:
     """Caption and an optional problem note (a missing caption file falls back, with a note)."""
     if bucket.caption_strategy == "instanceprompt":
@@ -145,7 +157,7 @@ def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, d
             scanned.problems.append(Problem(path, "not an image file (skipped)"))
             continue
         bad, size = _check_image(path, deep, verify=check_images)
-        bad = bad or too_small(size, bucket)
+        bad = bad or too_small(size, bucket) or outside_aspect(size, bucket)
         if bad:
             scanned.problems.append(Problem(path, bad + " (skipped)"))
             continue

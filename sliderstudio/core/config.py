@@ -197,6 +197,8 @@ class BucketConfig(_Strict):
     minimum_image_size: float | None = Field(None, gt=0, description="Skip smaller images (resolution_type units)")
     maximum_image_size: float | None = Field(None, gt=0, description="Downsample larger images first")
     target_downsample_size: float | None = Field(None, gt=0, description="Size big images are downsampled to")
+    minimum_aspect_ratio: float | None = Field(None, gt=0, description="Skip images narrower than this (w/h)")
+    maximum_aspect_ratio: float | None = Field(None, gt=0, description="Skip images wider than this (w/h)")
     metadata_backend: Literal["discovery", "json", "huggingface"] = Field(
         "discovery", description="How image sizes are found (Slider Studio reads the headers every run)")
     probability: float = Field(1.0, ge=0, description="Relative chance within its group")
