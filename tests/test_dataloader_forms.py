@@ -203,6 +203,12 @@ def test_corrupt_truncated_and_bomb_images_are_reported_and_the_run_trains(tmp_p
     truncated_png(pos / "cut.png")
     truncated_jpeg(neu / "cut.jpg")
     Image.new("1", (20000, 20000)).save(neu / "bomb.png")  # 400 MP: over PIL's decompression-bomb limit
+    entries = base_entries()
+    entries[0]["image_embeds"] = "vae-store"
+    entries[2]["cache_dir_vae"] = "cache/vae/{model_family}/{id}"
+    write_buckets(root, entries + [
+        {"id": "vae-store", "type": "local", "dataset_type": "image_embeds", "cache_dir": "cache/vae-store"},
+        {"id": "text", "dataset_type": "text_embeds", "default": True, "cache_dir": "cache/text/{model_family}"}])
     events = []
     Trainer(load_project(root), events.append).run()
     assert (root / "output" / "pytorch_lora_weights.safetensors").exists()
@@ -211,6 +217,10 @@ def test_corrupt_truncated_and_bomb_images_are_reported_and_the_run_trains(tmp_p
     for bucket, name in (("pos", "garbage.png"), ("pos", "cut.png"), ("neu", "cut.jpg"), ("neu", "bomb.png")):
         assert any(m.startswith(f"bucket '{bucket}': {name}:") and "skipped" in m for m in warnings), name
     assert any("bomb.png" in m and "too large" in m for m in warnings)
+    # the linked caches and the expanded templates are where latents and caption embeddings went
+    assert len(list((root / "cache" / "vae-store").glob("*/vae/*.safetensors"))) == 3      # pos: 3 good images
+    assert len(list((root / "cache" / "vae" / "sd1x" / "neu").glob("*/vae/*.safetensors"))) == 2
+    assert len(list((root / "cache" / "text" / "sd1x").glob("*/text/*.safetensors"))) == 4  # 3 captions + ""
 
 
 def test_a_bucket_left_empty_by_bad_images_is_the_clear_error(tmp_path, capsys):
