@@ -140,6 +140,8 @@ def hidden_imports() -> list[str]:
     for package in ("peft", "lycoris", "accelerate", "huggingface_hub", "safetensors"):
         found += collect_submodules(package, filter=lambda n: not SKIP_SUBMODULE_PARTS.intersection(n.split(".")[1:]))
     found += collect_submodules("pip")  # `runtime install` runs pip; its commands load by name
+    # optimizers chosen by SimpleTuner's names are imported by name (core/optimizers.py)
+    found += ["prodigyopt", "prodigyopt.prodigy", "lion_pytorch", "lion_pytorch.lion_pytorch"]
     found += [_sysconfigdata_module()]
     return sorted(set(found))
 
@@ -199,6 +201,7 @@ def datas() -> list[tuple[str, str]]:
 
     package = ROOT / "sliderstudio"
     found = _tree(package / "presets", "sliderstudio/presets")
+    found += _tree(package / "config_data", "sliderstudio/config_data")  # SimpleTuner's key registry
     for child in sorted((package / "resources").glob("*")):
         if child.name != "toy-model":
             found += _tree(child, f"sliderstudio/resources/{child.name}") if child.is_dir() else \
