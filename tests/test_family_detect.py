@@ -124,9 +124,11 @@ def test_sources_that_disagree_or_cannot_tell(tmp_path):
         family_for(str(xl), None, "flux")
     text = str(err.value)
     assert "--family is 'flux' but the files say 'sdxl'" in text and str(xl / "model_index.json") in text
+    with pytest.raises(InputError, match="key '--model': no such model folder or file"):
+        family_for(str(tmp_path / "nowhere"), None, "sdxl")
     with pytest.raises(InputError, match="cannot be read from the files"):
-        family_for(str(tmp_path / "nowhere"), None)
-    assert family_for(str(tmp_path / "nowhere"), None, "sdxl")[0] == "sdxl"  # nothing contradicts it
+        family_for("some-org/uncached-model", None)
+    assert family_for("some-org/uncached-model", None, "sdxl")[0] == "sdxl"  # nothing contradicts it
     family, note = family_for(str(xl), adapter_file(tmp_path / "x.safetensors", "sdxl"))
     assert family == "sdxl" and "model_index.json" in note and "adapter metadata" in note
 

@@ -24,6 +24,7 @@ from typing import Any, Iterable
 from sliderstudio.core.errors import InputError
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header this large is not a header
+MISSING = "model path"  # the `how` of a model path that names nothing at all
 
 # Pipeline classes (besides each family's own) whose folders hold a model of that family.
 RELATED_PIPELINES: dict[str, tuple[str, ...]] = {
@@ -224,7 +225,7 @@ def detect_model(spec: str) -> Detection:
         return detect_checkpoint(path)
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
         return detect_hub_id(spec)
-    return _unknown(path, "model path", "no such folder or file")
+    return _unknown(path, MISSING, "no such folder or file")
 
 
 def detect_adapter(path: str | Path) -> Detection:
@@ -286,6 +287,8 @@ def family_for(model: str | None, adapter: str | Path | None = None, requested: 
                key: str = "--family") -> tuple[str, str]:
     """The family for a model (and optionally an adapter on it), with a line saying where it came from."""
     detections = ([detect_model(model)] if model else []) + ([detect_adapter(adapter)] if adapter else [])
+    if detections and detections[0].how == MISSING:
+        raise InputError("no such model folder or file", file=model, key="--model")
     family, told = choose_family(requested, detections, key=key)
     if requested:
         return family, f"family '{family}' (given by {key})"
