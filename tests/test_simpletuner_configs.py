@@ -177,3 +177,11 @@ def test_cli_unknown_key_and_bad_choice_exit_2(tmp_path, capsys):
     assert main(["train", "--config", str(root)]) == 2
     err = capsys.readouterr().err
     assert "optimizer" in err and "adamw_turbo" in err and "bnb-adamw8bit" in err
+
+
+def test_bad_toml_exits_2_naming_the_file(tmp_path, capsys):
+    root = simpletuner_root(tmp_path, "sd3-toml")
+    (root / "config" / "config.toml").write_text('model_family = "sd3"\nlora_rank = \n')
+    assert main(["plan", "--config", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "config.toml" in err and "invalid TOML" in err and "line 2" in err
