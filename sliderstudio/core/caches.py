@@ -59,7 +59,7 @@ class FeatureCache:
                 override: Path | None = None, batch: int = 8, kind: str = "vae") -> list[torch.Tensor]:
         """`items`: (image path, transform tag) pairs; `encode(indices)` encodes the misses.
 
-        `kind` names the cache folder: "vae" for latents, "control" for ControlNet conditioning images.
+        `kind` names the cache folder: "vae" for latents, "control-<representation>" for ControlNet conditioning.
         """
         folder = self._dir(kind, override)
         paths = [folder / f"{file_digest(p)}-{tag}.safetensors" for p, tag in items]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from sliderstudio.families.base import Family
 from sliderstudio.families.detect import config_family
 from sliderstudio.families.loading import load_pipeline, resolve_model_path
 from sliderstudio.families.registry import get_family
+
+if TYPE_CHECKING:
+    from sliderstudio.core.controlnet import ControlInputs
 
 Logger = Callable[[str, str], None]
 
@@ -98,10 +101,9 @@ def to_pixels(image: Any) -> torch.Tensor:
 
 
 def encode_buckets(project: Project, family: Family, pipe: Any, scanned: list[ScannedBucket],
-                   cache: FeatureCache, seed: int,
-                   control_files: dict[tuple[str, int], Path] | None = None) -> StepData:
+                   cache: FeatureCache, seed: int, control_inputs: ControlInputs | None = None) -> StepData:
     latents, captions, sizes, item_sizes = {}, {}, {}, {}
-    control: dict[tuple[str, int], torch.Tensor] | None = {} if control_files is not None else None
+    control: dict[tuple[str, int], torch.Tensor] | None = {} if control_inputs is not None else None
     for s in scanned:
         size = bucket_resolution(project, s.bucket)
         sizes[s.bucket.id] = size
@@ -119,7 +121,7 @@ def encode_buckets(project: Project, family: Family, pipe: Any, scanned: list[Sc
             captions[(s.bucket.id, i)] = record.caption
             item_sizes[(s.bucket.id, i)] = image_size(s, i, size)
         if control is not None:
-            control.update(encode_control(s, control_files, cache, size, seed, tags, override))
+            control.update(encode_control(s, control_inputs, cache, size, seed, tags, override))
     prompts = sorted(set(captions.values()) | {""})
     text_dir = text_cache_dir(project.buckets)
     conds = cache.conditioning(prompts, lambda ps: family.encode_prompts(pipe, ps),
@@ -127,21 +129,20 @@ def encode_buckets(project: Project, family: Family, pipe: Any, scanned: list[Sc
     return StepData(latents, captions, conds, sizes, control, item_sizes)
 
 
-def encode_control(s: ScannedBucket, files: dict[tuple[str, int], Path], cache: FeatureCache, size: int,
+def encode_control(s: ScannedBucket, inputs: ControlInputs, cache: FeatureCache, size: int,
                    seed: int, tags: list[str], override: Path | None) -> dict[tuple[str, int], torch.Tensor]:
-    """ControlNet conditioning images, cropped like their images, cached like latents."""
+    """ControlNet conditioning, cropped like its images, in the family's representation, cached like latents."""
     from sliderstudio.core.buckets import ImageRecord
-    from sliderstudio.core.controlnet import to_unit_pixels
 
-    paths = [files[(s.bucket.id, i)] for i in range(len(s.images))]
+    paths = [inputs.files[(s.bucket.id, i)] for i in range(len(s.images))]
 
     def load(indices: list[int]) -> list[torch.Tensor]:
         return encode_by_size(indices, lambda i: image_size(s, i, size),
-                              lambda i: to_unit_pixels(load_image(ImageRecord(paths[i], paths[i].stem, ""),
-                                                                  s.bucket, image_size(s, i, size), seed)),
-                              list)
+                              lambda i: to_pixels(load_image(ImageRecord(paths[i], paths[i].stem, ""), s.bucket,
+                                                             image_size(s, i, size), seed)),
+                              inputs.encode)
 
-    images = cache.latents(list(zip(paths, tags)), load, override, kind="control")
+    images = cache.latents(list(zip(paths, tags)), load, override, kind=inputs.kind)
     return {(s.bucket.id, i): image for i, image in enumerate(images)}
 
 
@@ -172,7 +173,6 @@ def make_optimizer(params: list[torch.nn.Parameter], project: Project, device: t
 
     optimizer = build_optimizer(params, project.config, device, str(project.config_path))
     return optimizer, build_scheduler(optimizer, project.config, total)
-
 
 
 def apply_vae_options(pipe: Any, cfg: Any, log: Logger) -> None:
@@ -244,7 +244,12 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     adapter.train(True)
 
     cache = FeatureCache(project.root / "cache", model_key(family.id, location))
-    data = encode_buckets(project, family, pipe, scanned, cache, cfg.seed, control_files)
+    control_inputs = None
+    if control_files is not None:
+        from sliderstudio.core.controlnet import control_inputs_for
+
+        control_inputs = control_inputs_for(family, pipe, host, control_files)
+    data = encode_buckets(project, family, pipe, scanned, cache, cfg.seed, control_inputs)
     log(cache.describe(), "info")
 
     sampler = SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode), cfg.seed, cfg.train_batch_size,
@@ -271,7 +276,8 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
         from sliderstudio.core.controlnet import ControlPipe, load_control_image
 
         first = control_files[min(control_files)]
-        render_pipe = ControlPipe(render_pipe, load_control_image(first, cfg.validation_sizes[0][0]))
+        render_pipe = ControlPipe(render_pipe, load_control_image(first, cfg.validation_sizes[0][0]),
+                                  family.controlnet.image_kwarg)
     from sliderstudio.core.validation_render import accepts_guidance_rescale
 
     if cfg.validation_guidance_rescale and not accepts_guidance_rescale(render_pipe or pipe):
@@ -307,13 +313,14 @@ def adapter_host(project: Project, family: Family, pipe: Any, device: torch.devi
     denoiser = family.denoiser(pipe)
     if not cfg.controlnet:
         return denoiser, family.denoiser_name, denoiser, None
-    from sliderstudio.core.controlnet import ControlledUNet, control_pipeline, controlnet_location, load_controlnet
+    from sliderstudio.core.controlnet import control_pipeline, controlnet_location, load_controlnet
 
-    controlnet = load_controlnet(controlnet_location(cfg, project.root), dtype, device)
+    controlnet = load_controlnet(family, controlnet_location(cfg, project.root), dtype, device)
     denoiser.requires_grad_(False)
     log(f"ControlNet slider: targets go on the ControlNet from {cfg.controlnet_model_name_or_path}; "
-        "the UNet stays untouched", "info")
-    return controlnet, "controlnet", ControlledUNet(denoiser, controlnet), control_pipeline(family, pipe, controlnet)
+        f"the {family.denoiser_name} stays untouched", "info")
+    wrapped = family.controlnet.wrapper(denoiser, controlnet)
+    return controlnet, "controlnet", wrapped, control_pipeline(family, pipe, controlnet)
 
 
 def attach_slider(project: Project, family: Family, pipe: Any, host: torch.nn.Module, host_name: str,

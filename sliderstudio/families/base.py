@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from sliderstudio.families.comfy_naming import DIFFUSERS_PATH_KEYS, ComfyNaming
+from sliderstudio.families.controlnet_support import ControlNetSupport
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "targets"
 PRESET_NAMES = ("reference", "slider", "default")
@@ -46,9 +47,13 @@ class Family(ABC):
     prediction: str = "epsilon"  # epsilon | v_prediction | flow_matching
     supports_lycoris: bool = True
     size_alignment: int = 16  # training sizes are multiples of this: VAE downsampling × patch size
-    supports_controlnet: bool = False
+    controlnet: ControlNetSupport | None = None  # None: no ControlNet sliders for this family
     extra: dict[str, Any] = field(default_factory=dict)
     comfy: ComfyNaming = DIFFUSERS_PATH_KEYS  # ComfyUI/kohya LoRA key names (families/comfy_naming.py)
+
+    @property
+    def supports_controlnet(self) -> bool:
+        return self.controlnet is not None
 
     @cached_property
     def presets(self) -> dict[str, list[str]]:

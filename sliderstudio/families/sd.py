@@ -9,6 +9,20 @@ import torch
 
 from sliderstudio.families.base import Conditioning, Family
 from sliderstudio.families.comfy_naming import UNET_KEYS, ComfyNaming
+from sliderstudio.families.controlnet_support import ControlledDenoiser, ControlNetSupport
+
+
+class ControlledUNet(ControlledDenoiser):
+    """UNet + ControlNet behind the UNet's call: the ControlNet's residuals go into the UNet's blocks."""
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                added_cond_kwargs: dict | None = None, return_dict: bool = False, **kwargs: Any) -> Any:
+        down, mid = self.controlnet(sample, timestep, encoder_hidden_states=encoder_hidden_states,
+                                    controlnet_cond=self.control(), conditioning_scale=self.scale,
+                                    added_cond_kwargs=added_cond_kwargs, return_dict=False)
+        return self.denoiser(sample, timestep, encoder_hidden_states=encoder_hidden_states,
+                             added_cond_kwargs=added_cond_kwargs, down_block_additional_residuals=down,
+                             mid_block_additional_residual=mid, return_dict=return_dict, **kwargs)
 
 
 @dataclass
@@ -95,9 +109,11 @@ class UNetFamily(Family):
 
 
 SD1X = UNetFamily(id="sd1x", label="Stable Diffusion 1.x", pipeline_class_name="StableDiffusionPipeline",
-                  aliases=("sd1", "sd15", "sd1.5", "legacy"), supports_controlnet=True)
+                  aliases=("sd1", "sd15", "sd1.5", "legacy"),
+                  controlnet=ControlNetSupport("ControlNetModel", "StableDiffusionControlNetPipeline", ControlledUNet))
 SD2X = UNetFamily(id="sd2x", label="Stable Diffusion 2.x", pipeline_class_name="StableDiffusionPipeline",
                   aliases=("sd2", "sd21", "sd2.1"), flavours=("epsilon", "v-prediction"))
 SDXL = UNetFamily(id="sdxl", label="Stable Diffusion XL", pipeline_class_name="StableDiffusionXLPipeline",
-                  aliases=("sd-xl", "xl"), xl=True, supports_controlnet=True)
+                  aliases=("sd-xl", "xl"), xl=True,
+                  controlnet=ControlNetSupport("ControlNetModel", "StableDiffusionXLControlNetPipeline", ControlledUNet))
 FAMILIES = (SD1X, SD2X, SDXL)
