@@ -14,7 +14,38 @@ from typing import Any
 import torch
 
 from sliderstudio.families.base import Conditioning
+from sliderstudio.families.controlnet_support import ControlledDenoiser, ControlNetSupport
 from sliderstudio.families.flow_transformer import TransformerFlowFamily
+
+
+class ControlledAuraFlow(ControlledDenoiser):
+    """AuraFlow transformer + SimpleTuner's AuraFlow ControlNet, called like the transformer.
+
+    As SimpleTuner's ControlNet training step: the ControlNet sees the same noisy latents, prompt
+    embeddings and timestep; its residuals are added after the transformer's blocks for this call only.
+    """
+
+    def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor, timestep: torch.Tensor,
+                return_dict: bool = False, **kwargs: Any) -> Any:
+        from sliderstudio.families.auraflow_controlnet import auraflow_residuals, controlnet_samples
+
+        samples = controlnet_samples(self.controlnet, hidden_states, encoder_hidden_states, timestep,
+                                     self.control(), self.scale)
+        with auraflow_residuals(self.denoiser, samples):
+            return self.denoiser(hidden_states, encoder_hidden_states=encoder_hidden_states, timestep=timestep,
+                                 return_dict=return_dict, **kwargs)
+
+
+def _control_latents(pipe: Any, controlnet: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    from sliderstudio.families.auraflow_control_pipeline import auraflow_control_latents
+
+    return auraflow_control_latents(pipe, controlnet, pixels)
+
+
+AURAFLOW_CONTROLNET = ControlNetSupport(
+    "sliderstudio.families.auraflow_controlnet.AuraFlowControlNetModel",
+    "sliderstudio.families.auraflow_control_pipeline.AuraFlowControlNetPipeline", ControlledAuraFlow,
+    image_kwarg="control_image", encode=_control_latents, tag=lambda controlnet: "latents")
 
 
 @dataclass
@@ -64,5 +95,6 @@ def build_tiny_auraflow(out_dir: str | Path, seed: int = 0) -> Path:
 
 AURAFLOW = AuraFlowFamily(id="auraflow", label="AuraFlow", pipeline_class_name="AuraFlowPipeline",
                           transformer_class_name="AuraFlowTransformer2DModel",
-                          aliases=("aura_flow", "aura-flow", "aura"), flavours=("v0.3",))
+                          aliases=("aura_flow", "aura-flow", "aura"), flavours=("v0.3",),
+                          controlnet=AURAFLOW_CONTROLNET)
 FAMILIES = (AURAFLOW,)

@@ -75,8 +75,8 @@ class ControlNetSupport:
     written for one kind of ControlNet is never read for another.
     """
 
-    model_class: str                      # diffusers ControlNet class, e.g. "SD3ControlNetModel"
-    pipeline_class: str                   # diffusers pipeline that renders with it
+    model_class: str                      # diffusers ControlNet class, e.g. "SD3ControlNetModel", or "module.Class"
+    pipeline_class: str                   # the pipeline that renders with it (same naming)
     wrapper: Callable[[nn.Module, nn.Module], ControlledDenoiser]
     image_kwarg: str = "image"            # the pipeline's argument for the control image
     encode: Callable[[Any, nn.Module, torch.Tensor], torch.Tensor] = unit_pixels
@@ -84,12 +84,16 @@ class ControlNetSupport:
 
     @property
     def model_cls(self) -> type:
-        import diffusers
-
-        return getattr(diffusers, self.model_class)
+        return resolve_class(self.model_class)
 
     @property
     def pipeline_cls(self) -> type:
-        import diffusers
+        return resolve_class(self.pipeline_class)
 
-        return getattr(diffusers, self.pipeline_class)
+
+def resolve_class(name: str) -> type:
+    """A diffusers class by its name, or our own (AuraFlow, HiDream: diffusers has none) by its dotted path."""
+    import importlib
+
+    module, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(module or "diffusers"), attr)

@@ -1,0 +1,230 @@
+"""ControlNet sliders on AuraFlow, whose ControlNet exists only as SimpleTuner's own model class.
+
+Our `AuraFlowControlNetModel` must load a folder SimpleTuner's class wrote with `save_pretrained`
+(same config keys, parameter names and shapes) and its residuals must reach diffusers' unmodified
+AuraFlow transformer where SimpleTuner's transformer adds them.
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from sliderstudio.core import adapter_io
+from sliderstudio.core.controlnet import load_control_image, load_controlnet
+from sliderstudio.core.preview import PreviewRenderer
+from sliderstudio.core.project import load_project
+from sliderstudio.core.trainer import Trainer
+from sliderstudio.families.auraflow import tiny_auraflow_transformer
+from sliderstudio.families.auraflow_controlnet import AuraFlowControlNetModel, auraflow_residuals
+from sliderstudio.families.loading import load_pipeline
+from sliderstudio.families.registry import get_family
+from test_controlnet import PROMPT, controlnet_project
+
+# SimpleTuner, simpletuner/helpers/models/auraflow/controlnet.py (AuraFlowControlNetModel.__init__'s
+# register_to_config arguments, read at commits 1702e955 and f0cff735)
+SIMPLETUNER_CONFIG_KEYS = {"sample_size", "patch_size", "in_channels", "num_mmdit_layers", "num_single_dit_layers",
+                           "attention_head_dim", "num_attention_heads", "joint_attention_dim",
+                           "caption_projection_dim", "out_channels", "pos_embed_max_size", "num_layers",
+                           "extra_conditioning_channels"}
+# the same file's modules (pos_embed, context_embedder, time_step_proj, the blocks, controlnet_blocks, the
+# optional pos_embed_input, register_tokens), with the block and patch-embedding parameters of
+# simpletuner/helpers/models/auraflow/transformer.py (AuraFlowPatchEmbed, AuraFlowJointTransformerBlock,
+# AuraFlowSingleTransformerBlock, AuraFlowFeedForward at commit 2e018b58)
+PATCH = ("proj.weight", "proj.bias", "pos_embed")
+JOINT = ("norm1.linear.weight", "norm1_context.linear.weight", "attn.to_q.weight", "attn.to_k.weight",
+         "attn.to_v.weight", "attn.add_q_proj.weight", "attn.add_k_proj.weight", "attn.add_v_proj.weight",
+         "attn.to_out.0.weight", "attn.to_add_out.weight", "ff.linear_1.weight", "ff.linear_2.weight",
+         "ff.out_projection.weight", "ff_context.linear_1.weight", "ff_context.linear_2.weight",
+         "ff_context.out_projection.weight")
+SINGLE = ("norm1.linear.weight", "attn.to_q.weight", "attn.to_k.weight", "attn.to_v.weight", "attn.to_out.0.weight",
+          "ff.linear_1.weight", "ff.linear_2.weight", "ff.out_projection.weight")
+
+
+def simpletuner_names(joint: int, single: int, extra: bool) -> set[str]:
+    names = {f"pos_embed.{p}" for p in PATCH} | {"context_embedder.weight", "register_tokens"}
+    names |= {f"time_step_proj.linear_{i}.{w}" for i in (1, 2) for w in ("weight", "bias")}
+    names |= {f"joint_transformer_blocks.{i}.{p}" for i in range(joint) for p in JOINT}
+    names |= {f"single_transformer_blocks.{i}.{p}" for i in range(single) for p in SINGLE}
+    names |= {f"controlnet_blocks.{i}.{w}" for i in range(joint + single) for w in ("weight", "bias")}
+    return names | ({f"pos_embed_input.{p}" for p in PATCH} if extra else set())
+
+
+def randomise_zero_layers(controlnet: torch.nn.Module) -> None:
+    """A fresh ControlNet's residual projections (and control input embedding) are zero; a trained one's are not."""
+    torch.manual_seed(1)
+    for name, p in controlnet.named_parameters():
+        if name.startswith(("controlnet_blocks.", "pos_embed_input.")):
+            torch.nn.init.normal_(p, std=0.2)
+
+
+def strengthen_modulation(controlnet: torch.nn.Module) -> None:
+    """The tiny model's AdaLN gates are ~0.1, which leaves its attention (the slider's targets) almost no say
+    in the residuals; a trained ControlNet's blocks are not that quiet."""
+    with torch.no_grad():
+        for name, p in controlnet.named_parameters():
+            if ".norm1" in name:
+                p.mul_(10)
+
+
+@pytest.mark.parametrize("num_layers,extra,joint,single", [(None, 0, 2, 2), (3, 4, 1, 2), (2, 0, 1, 1)])
+def test_auraflow_controlnet_has_simpletuners_config_and_parameter_layout(num_layers, extra, joint, single):
+    transformer = tiny_auraflow_transformer()
+    controlnet = AuraFlowControlNetModel.from_transformer(transformer, num_layers=num_layers,
+                                                          num_extra_conditioning_channels=extra)
+    assert set(controlnet.config) - {"_class_name", "_diffusers_version", "_use_default_values"} \
+        == SIMPLETUNER_CONFIG_KEYS
+    assert set(controlnet.state_dict()) == simpletuner_names(joint, single, bool(extra))
+    shapes = {n: tuple(p.shape) for n, p in controlnet.state_dict().items()}
+    assert shapes["controlnet_blocks.0.weight"] == (16, 16) and shapes["register_tokens"] == (1, 8, 16)
+    if extra:  # the control input embedding reads latents + the extra channels, 2×2 patches
+        assert shapes["pos_embed_input.proj.weight"] == (16, (4 + extra) * 4)
+    # started from the transformer: its first blocks and embedders, zero residual projections
+    source = transformer.state_dict()
+    for name, value in controlnet.state_dict().items():
+        if name.startswith(("controlnet_blocks.", "pos_embed_input.")):
+            assert not value.any(), name
+        else:
+            assert torch.equal(value, source[name]), name
+
+
+def simpletuner_folder(path, transformer, num_layers=None):
+    """A folder as SimpleTuner's `save_pretrained` writes it, built by hand: its config keys, its tensor names."""
+    controlnet = AuraFlowControlNetModel.from_transformer(transformer, num_layers=num_layers)
+    randomise_zero_layers(controlnet)
+    path.mkdir(parents=True)
+    config = {k: controlnet.config[k] for k in SIMPLETUNER_CONFIG_KEYS}
+    (path / "config.json").write_text(json.dumps({"_class_name": "AuraFlowControlNetModel",
+                                                  "_diffusers_version": "0.35.0.dev0", **config}))
+    tensors = {n: t.contiguous() for n, t in controlnet.state_dict().items()}
+    save_file(tensors, str(path / "diffusion_pytorch_model.safetensors"))
+    return tensors
+
+
+def test_a_simpletuner_auraflow_controlnet_folder_loads_as_it_is(tmp_path):
+    tensors = simpletuner_folder(tmp_path / "cn", tiny_auraflow_transformer(), num_layers=3)
+    loaded = load_controlnet(get_family("auraflow"), tmp_path / "cn", torch.float32, "cpu")
+    assert type(loaded).__name__ == "AuraFlowControlNetModel"
+    assert len(loaded.joint_transformer_blocks) == 1 and len(loaded.single_transformer_blocks) == 2
+    state = loaded.state_dict()
+    assert set(state) == set(tensors) and all(torch.equal(state[n], t) for n, t in tensors.items())
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+def reference_forward(transformer, x, text, t, samples):
+    """SimpleTuner's AuraFlow transformer loop, written out: residual i // interval after block i (image tokens)."""
+    total = len(transformer.joint_transformer_blocks) + len(transformer.single_transformer_blocks)
+    interval = total // len(samples)
+    h = transformer.pos_embed(x)
+    temb = transformer.time_step_proj(transformer.time_step_embed(t))
+    e = transformer.context_embedder(text)
+    e = torch.cat([transformer.register_tokens.repeat(e.shape[0], 1, 1), e], dim=1)
+    for i, block in enumerate(transformer.joint_transformer_blocks):
+        e, h = block(hidden_states=h, encoder_hidden_states=e, temb=temb)
+        h = h + samples[i // interval]
+    joined = torch.cat([e, h], dim=1)
+    for j, block in enumerate(transformer.single_transformer_blocks):
+        joined = block(hidden_states=joined, temb=temb)
+        i = len(transformer.joint_transformer_blocks) + j
+        joined = joined + torch.cat([torch.zeros_like(e), samples[i // interval]], dim=1)
+    h = transformer.proj_out(transformer.norm_out(joined[:, e.shape[1]:], temb))
+    b, p, c = x.shape[0], transformer.config.patch_size, transformer.config.out_channels
+    h = h.reshape(b, x.shape[2] // p, x.shape[3] // p, p, p, c)
+    return torch.einsum("nhwpqc->nchpwq", h).reshape(b, c, x.shape[2], x.shape[3])
+
+
+@pytest.mark.parametrize("residuals", [4, 2, 1])
+def test_residuals_go_after_the_blocks_simpletuners_transformer_adds_them_to(residuals):
+    transformer = tiny_auraflow_transformer()
+    g = torch.Generator().manual_seed(0)
+    x, text, t = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 5, 32, generator=g), torch.tensor([0.2, 0.9])
+    samples = [torch.randn(2, 16, 16, generator=g) for _ in range(residuals)]
+    with torch.no_grad():
+        plain = transformer(x, encoder_hidden_states=text, timestep=t, return_dict=False)[0]
+        with auraflow_residuals(transformer, samples):
+            injected = transformer(x, encoder_hidden_states=text, timestep=t, return_dict=False)[0]
+        after = transformer(x, encoder_hidden_states=text, timestep=t, return_dict=False)[0]
+        expected = reference_forward(transformer, x, text, t, samples)
+    assert torch.allclose(injected, expected, atol=1e-5) and not torch.allclose(injected, plain, atol=1e-3)
+    assert torch.equal(after, plain)  # the hooks are gone once the call's context ends
+    assert all(not b._forward_hooks for b in transformer.joint_transformer_blocks)
+
+
+def test_a_controlnet_that_does_not_fit_the_transformer_is_refused():
+    transformer = tiny_auraflow_transformer()
+    with pytest.raises(ValueError, match="3 residual blocks does not fit a transformer with 4 blocks"):
+        auraflow_residuals(transformer, [torch.zeros(1, 16, 16)] * 3)
+
+
+def use_simpletuner_dataloader_form(root):
+    """SimpleTuner's ControlNet example: conditioning entries linked from the image entries by `conditioning_data`."""
+    entries = json.loads((root / "multidatabackend.json").read_text())
+    for entry in entries:
+        folder = entry.pop("conditioning_data_dir")
+        entry["conditioning_data"] = f"{entry['id']}-control"
+    entries += [{"id": f"{e['id']}-control", "type": "local", "dataset_type": "conditioning",
+                 "conditioning_type": "controlnet", "instance_data_dir": f"cond/{e['id']}"} for e in list(entries)]
+    (root / "multidatabackend.json").write_text(json.dumps(entries))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def auraflow_model(tmp_path_factory):
+    return get_family("auraflow").build_tiny(tmp_path_factory.mktemp("aura") / "auraflow")
+
+
+def test_auraflow_controlnet_slider_trains_on_the_controlnet_and_previews(tmp_path, auraflow_model):
+    from sliderstudio.cli import main
+
+    pipe = load_pipeline(get_family("auraflow"), str(auraflow_model))
+    torch.manual_seed(0)
+    controlnet = AuraFlowControlNetModel.from_transformer(pipe.transformer, num_layers=2)
+    randomise_zero_layers(controlnet)
+    strengthen_modulation(controlnet)
+    controlnet.save_pretrained(tmp_path / "cn")
+    assert json.loads((tmp_path / "cn" / "config.json").read_text())["_class_name"] == "AuraFlowControlNetModel"
+    root = controlnet_project(tmp_path / "p", auraflow_model, tmp_path / "cn",
+                              config={"max_train_steps": 2, "model_family": "auraflow"})
+    use_simpletuner_dataloader_form(root)
+    trainer = Trainer(load_project(root))
+    path = trainer.run()
+    session = trainer.session
+    transformer, trained = session.denoiser.denoiser, session.denoiser.controlnet
+
+    # the transformer: no adapter layer, no gradient, every weight as loaded, no hook left behind
+    assert not any("lora" in n for n, _ in transformer.named_parameters())
+    assert not any(p.requires_grad for p in transformer.parameters())
+    fresh = dict(load_pipeline(get_family("auraflow"), str(auraflow_model)).transformer.named_parameters())
+    assert all(torch.equal(p, fresh[n]) for n, p in transformer.named_parameters())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in transformer.modules())
+    # the adapter sits on the ControlNet only, and its parameters are the ones that were optimised
+    keys = load_file(str(path)).keys()
+    assert keys and all(k.startswith("controlnet.") for k in keys)
+    assert adapter_io.read_metadata(path)["controlnet"] is True
+    assert {p for p in session.params} <= set(trained.parameters())
+    assert list((root / "cache").rglob("control-latents/*.safetensors"))
+
+    # preview from the CLI: needs the control image; with it, a grid of three renders
+    grid = tmp_path / "grid.png"
+    args = ["preview", "--model", str(auraflow_model), "--lora", str(path), "--prompt", PROMPT,
+            "--strengths", "-1,0,1", "--steps", "2", "--guidance", "1", "--out", str(grid)]
+    assert main(args) == 2 and not grid.exists()
+    control = root / "cond" / "pos" / "img0.png"
+    assert main(args + ["--control-image", str(control)]) == 0 and Image.open(grid).width == 3 * 64
+
+    # ±1 differ from 0 and from each other; strength 0 is exactly the plain ControlNet pipeline's render
+    renderer = PreviewRenderer("auraflow", str(auraflow_model), path, control_image=control)
+    images = [np.asarray(im) for im in renderer.render(PROMPT, 0, [0.0, 1.0, -1.0], steps=2, guidance=1.0,
+                                                       size=64)]
+    assert not np.array_equal(images[1], images[0]) and not np.array_equal(images[2], images[1])
+    renderer.adapter.remove()
+    reference = renderer._control_pipe(prompt=[PROMPT], control_image=[load_control_image(control, 64)],
+                                       num_inference_steps=2, guidance_scale=1.0, height=64, width=64,
+                                       generator=[torch.Generator().manual_seed(0)], output_type="pil").images
+    assert np.array_equal(images[0], np.asarray(reference[0]))
+    # and the ControlNet matters: without its residuals the render differs
+    plain = pipe(prompt=[PROMPT], num_inference_steps=2, guidance_scale=1.0, height=64, width=64,
+                 generator=[torch.Generator().manual_seed(0)], output_type="pil").images
+    assert not np.array_equal(images[0], np.asarray(plain[0]))
