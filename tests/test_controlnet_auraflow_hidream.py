@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from sliderstudio.core import adapter_io
 from sliderstudio.core.controlnet import load_control_image, load_controlnet
+from sliderstudio.core.errors import ConfigError
 from sliderstudio.core.preview import PreviewRenderer
 from sliderstudio.core.project import load_project
 from sliderstudio.core.trainer import Trainer
@@ -152,10 +153,20 @@ def test_residuals_go_after_the_blocks_simpletuners_transformer_adds_them_to(res
     assert all(not b._forward_hooks for b in transformer.joint_transformer_blocks)
 
 
-def test_a_controlnet_that_does_not_fit_the_transformer_is_refused():
+def test_a_controlnet_that_does_not_fit_the_transformer_is_refused(tmp_path, auraflow_model, capsys):
+    from sliderstudio.cli import main
+
     transformer = tiny_auraflow_transformer()
-    with pytest.raises(ValueError, match="3 residual blocks does not fit a transformer with 4 blocks"):
+    with pytest.raises(ConfigError, match="3 residual blocks does not fit a transformer with 4 blocks"):
         auraflow_residuals(transformer, [torch.zeros(1, 16, 16)] * 3)
+    # from the CLI: exit 2 naming the key, before a step runs and with nothing written
+    AuraFlowControlNetModel.from_transformer(transformer, num_layers=3).save_pretrained(tmp_path / "cn")
+    root = controlnet_project(tmp_path / "p", auraflow_model, tmp_path / "cn",
+                              config={"max_train_steps": 1, "model_family": "auraflow"})
+    assert main(["train", "--config", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "controlnet_model_name_or_path" in err and "3 residual blocks does not fit" in err
+    assert not (root / "output" / "pytorch_lora_weights.safetensors").exists()
 
 
 def use_simpletuner_dataloader_form(root):

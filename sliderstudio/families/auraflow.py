@@ -25,6 +25,12 @@ class ControlledAuraFlow(ControlledDenoiser):
     embeddings and timestep; its residuals are added after the transformer's blocks for this call only.
     """
 
+    def __init__(self, denoiser: torch.nn.Module, controlnet: torch.nn.Module, scale: float = 1.0):
+        from sliderstudio.families.auraflow_controlnet import check_fits
+
+        check_fits(denoiser, controlnet)
+        super().__init__(denoiser, controlnet, scale)
+
     def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor, timestep: torch.Tensor,
                 return_dict: bool = False, **kwargs: Any) -> Any:
         from sliderstudio.families.auraflow_controlnet import auraflow_residuals, controlnet_samples

@@ -17,7 +17,8 @@ from diffusers import AuraFlowPipeline, AuraFlowTransformer2DModel, AutoencoderK
 from torch import nn
 from transformers import T5Tokenizer, UMT5EncoderModel
 
-from sliderstudio.families.auraflow_controlnet import AuraFlowControlNetModel, auraflow_residuals, controlnet_samples
+from sliderstudio.families.auraflow_controlnet import (AuraFlowControlNetModel, auraflow_residuals, check_fits,
+                                                      controlnet_samples)
 from sliderstudio.families.residual_hooks import around_each_call
 
 
@@ -42,6 +43,7 @@ class AuraFlowControlNetPipeline(AuraFlowPipeline):
         """The type hints matter: `from_pipe` carries a model component over only when its type matches."""
         super().__init__(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
                          scheduler=scheduler)
+        check_fits(transformer, controlnet)
         self.register_modules(controlnet=controlnet)
 
     def __call__(self, *args: Any, control_image: Any = None, controlnet_conditioning_scale: float = 1.0,

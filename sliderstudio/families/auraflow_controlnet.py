@@ -36,6 +36,7 @@ from diffusers.models.transformers.auraflow_transformer_2d import (
 )
 from torch import nn
 
+from sliderstudio.core.errors import ConfigError
 from sliderstudio.families.residual_hooks import block_residuals
 
 # what a SimpleTuner AuraFlow ControlNet shares with the transformer it was made from
@@ -150,10 +151,16 @@ def residual_index(block: int, total_blocks: int, residuals: int) -> int:
     """Which residual goes after transformer block `block` (SimpleTuner: block // (total // residuals))."""
     interval = total_blocks // residuals if residuals else 0
     if interval == 0 or (total_blocks - 1) // interval >= residuals:
-        raise ValueError(f"a ControlNet with {residuals} residual blocks does not fit a transformer with "
-                         f"{total_blocks} blocks (SimpleTuner's rule needs transformer blocks // ControlNet blocks "
-                         "to cover every block)")
+        raise ConfigError(f"a ControlNet with {residuals} residual blocks does not fit a transformer with "
+                          f"{total_blocks} blocks (SimpleTuner's rule, residual = block // (transformer blocks // "
+                          "ControlNet blocks), must give every block one)", key="controlnet_model_name_or_path")
     return block // interval
+
+
+def check_fits(transformer: nn.Module, controlnet: nn.Module) -> None:
+    """Refuse, before any step runs, a ControlNet whose residuals cannot be spread over the transformer's blocks."""
+    total = len(transformer.joint_transformer_blocks) + len(transformer.single_transformer_blocks)
+    residual_index(total - 1, total, len(controlnet.controlnet_blocks))
 
 
 def auraflow_residuals(transformer: nn.Module, samples: Sequence[torch.Tensor]) -> AbstractContextManager:

@@ -26,7 +26,9 @@ does not), the adapter saved, reloaded into a fresh pipeline through the family'
 rendered at strengths 0 / +1 / −1 (0 identical to the base render, ±1 distinct). The LyCORIS column
 is the same check with the family's shipped LoKr preset (`presets/lycoris/`); ControlNet is what the
 family supports (SD 1.x and SDXL `ControlNetModel`, SD3 `SD3ControlNetModel`, Flux.1
-`FluxControlNetModel`; tested in `tests/test_controlnet.py` and `tests/test_controlnet_transformers.py`).
+`FluxControlNetModel`, AuraFlow our `AuraFlowControlNetModel` for SimpleTuner's AuraFlow ControlNets;
+tested in `tests/test_controlnet.py`, `tests/test_controlnet_transformers.py` and
+`tests/test_controlnet_auraflow_hidream.py`).
 
 The ComfyUI column is the key form of `pytorch_lora_weights_comfyui.safetensors`, written next to the
 adapter by default: for the slider and the default preset on the real model's full-size layout, every
