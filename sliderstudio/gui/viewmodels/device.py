@@ -222,6 +222,7 @@ class DeviceViewModel(QObject):
     def _on_state(self, _state: str) -> None:
         if not self.training.running:
             self._set_pending(None)
+            self._set_note("")               # what a command did is about the run, which has ended
         self.deviceChanged.emit()            # the label says "last run" once it ended
         self.controlsChanged.emit()
 

@@ -110,7 +110,7 @@ class TrainingViewModel(QObject):
         return self._command(Command.PAUSE, "Pause requested: the run holds after the current step")
 
     def continue_run(self) -> bool:
-        return self._command(Command.RESUME, "Continue requested")
+        return self._command(Command.RESUME, "Resume requested: the paused run goes on")
 
     def sample_now(self) -> bool:
         return self._command(Command.SAMPLE_NOW, "Sample requested: validation renders after the current step")
