@@ -185,3 +185,20 @@ def test_bad_toml_exits_2_naming_the_file(tmp_path, capsys):
     assert main(["plan", "--config", str(root)]) == 2
     err = capsys.readouterr().err
     assert "config.toml" in err and "invalid TOML" in err and "line 2" in err
+
+
+def test_cli_trains_a_simpletuner_project_as_is(tmp_path, tiny_models, capsys):
+    """The SDXL example (huber loss, polynomial lr, VAE tiling, --keys) trains from its SimpleTuner root;
+    only the model and the sizes are overridden for a tiny CPU run, using SimpleTuner's spellings."""
+    root = simpletuner_root(tmp_path, "sdxl-lora")
+    code = main(["train", "--config", str(root), "--pretrained_model_name_or_path", str(tiny_models["sdxl"]),
+                 "--max_train_steps", "2", "--checkpoint_step_interval", "1", "--validation_step_interval", "0",
+                 "--mixed_precision", "no", "--lora_rank", "2", "--lr_warmup_steps", "0"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    out = root / "output" / "sdxl-slider"
+    assert (out / "pytorch_lora_weights.safetensors").exists()
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["checkpoint-000001"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and rows[1]["lr"] < rows[0]["lr"]  # polynomial decay
+    assert "ignored: push_to_hub" in err and "mapped: checkpoint_step_interval" in err
