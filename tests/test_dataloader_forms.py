@@ -54,6 +54,14 @@ def test_templates_expand_in_cache_paths_and_unknown_names_fail(tmp_path, capsys
     assert "[2].cache_dir_vae" in capsys.readouterr().err
 
 
+def test_simpletuners_disable_spelling_skips_the_entry():
+    buckets, warnings = parse_buckets([{"id": "a", "instance_data_dir": "x", "disable": True},
+                                       {"id": "b", "instance_data_dir": "y", "disable": False}], "m.json")
+    assert [b.disabled for b in buckets] == [True, False] and warnings == []
+    with pytest.raises(ConfigError, match="'disable' and 'disabled' disagree"):
+        parse_buckets([{"id": "a", "instance_data_dir": "x", "disable": True, "disabled": False}], "m.json")
+
+
 def test_conditioning_and_embeds_entries_link_by_id():
     entries = [{"id": "img", "instance_data_dir": "data/pos", "slider_strength": 1, "conditioning_data": "edges",
                 "image_embeds": "vae", "text_embeds": "text"},

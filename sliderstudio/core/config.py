@@ -317,7 +317,7 @@ def parse_train_config_report(data: dict[str, Any], file: str) -> tuple[TrainCon
 def parse_buckets(data: Any, file: str,
                   variables: dict[str, str] | None = None) -> tuple[list[BucketConfig], list[str]]:
     """`variables` fill path templates such as {model_family} (core/dataloader_entries.py)."""
-    from sliderstudio.core.dataloader_entries import expand_templates, link_entries
+    from sliderstudio.core.dataloader_entries import expand_templates, link_entries, spelled_out
 
     if not isinstance(data, list):
         raise ConfigError("the dataloader config must be a JSON list of bucket objects", file=file)
@@ -325,7 +325,8 @@ def parse_buckets(data: Any, file: str,
     for index, entry in enumerate(data):
         if not isinstance(entry, dict):
             raise ConfigError(f"entry {index} must be an object", file=file, key=f"[{index}]")
-        entry = expand_templates(strip_dashes(entry), variables or {}, file, f"[{index}].")
+        entry = expand_templates(spelled_out(strip_dashes(entry), file, f"[{index}]."), variables or {}, file,
+                                 f"[{index}].")
         kept, warn = check_keys(entry, BucketConfig,
                                 UNIMPLEMENTED_BUCKET_KEYS | (dataloader_keys() - set(BucketConfig.model_fields)), file)
         warnings += warn

@@ -68,6 +68,22 @@ def check_entry(entry: "BucketConfig") -> None:
         raise ValueError("target_downsample_size must not exceed maximum_image_size")
 
 
+# SimpleTuner's alternative spellings of entry keys (DATALOADER.md: `disable` for `disabled`).
+SPELLINGS = {"disable": "disabled"}
+
+
+def spelled_out(entry: dict[str, Any], file: str, where: str) -> dict[str, Any]:
+    """`disable: true` must skip the entry, not be ignored as an unknown option."""
+    out = dict(entry)
+    for alias, key in SPELLINGS.items():
+        if alias in out:
+            if key in out and out[key] != out[alias]:
+                raise ConfigError(f"'{alias}' and '{key}' disagree", file=file, key=f"{where}{alias}",
+                                  value=out[alias])
+            out[key] = out.pop(alias)
+    return out
+
+
 def expand_templates(entry: dict[str, Any], variables: dict[str, str], file: str, where: str) -> dict[str, Any]:
     """`{model_family}` (and `{id}`) in path keys; an unknown name is an error naming the key."""
     names = {**variables, "id": str(entry.get("id", ""))}
