@@ -78,22 +78,33 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
 def train_with_events(args: argparse.Namespace, extra: list[str]) -> int:
     """`train --events`: the app's training process. Every outcome reaches the wire as an event,
-    including a bad config found before the trainer exists."""
+    including a bad config found before the trainer exists. However the app goes away (pipes
+    closed, SIGTERM/SIGHUP/SIGINT, SIGKILL) the run stops with a checkpoint (core/process_guard)."""
     from sliderstudio.core.event_wire import WireSink, claim_stdout, listen_for_commands
     from sliderstudio.core.events import Mailbox
+    from sliderstudio.core.process_guard import PROCESS_LOG, ProcessGuard
     from sliderstudio.core.project import load_project, parse_cli_overrides
     from sliderstudio.core.trainer import Trainer
 
     sink = WireSink(claim_stdout())
     mailbox = Mailbox()
-    listen_for_commands(sys.stdin, mailbox,
+    guard = ProcessGuard(mailbox, sink)
+    sink.on_broken = lambda: guard.app_gone("the app stopped reading events (stdout closed)")
+    guard.install()
+    listen_for_commands(sys.stdin, mailbox, on_end=guard.input_ended,
                         on_unknown=lambda text: sink(Log(f"unknown command {text!r} ignored", "warning")))
     try:
         project = load_project(args.config, parse_cli_overrides(extra))
     except InputError as exc:
         sink(Failed(str(exc), 0, exit_code=2))
         raise
-    Trainer(project, sink, mailbox, device=args.device).run()
+    guard.log_file = project.output_dir / PROCESS_LOG
+    trainer = Trainer(project, sink, mailbox, device=args.device)
+    guard.watch_setup(lambda: getattr(trainer, "session", False) is None)   # set-up: nothing to keep yet
+    try:
+        trainer.run()
+    finally:
+        guard.interruptible = lambda: False
     return 0
 
 

@@ -82,17 +82,54 @@ def _png_image(text: str, line: str) -> Any:
 
 
 class WireSink:
-    """The child's event sink: one flushed line per event, safe to call from several threads."""
+    """The child's event sink: one flushed line per event, safe to call from several threads.
 
-    def __init__(self, stream: IO[str]):
+    A wire whose reader is gone (the app quit or died: BrokenPipeError, or a closed stream) must
+    not end the run; the run has a checkpoint to write. The sink then goes dead: it closes its
+    end, calls `on_broken` once (the training process turns that into a stop) and from then on
+    writes a one-line summary of each event to stderr instead.
+    """
+
+    def __init__(self, stream: IO[str], on_broken: Callable[[], None] | None = None):
         self.stream = stream
+        self.on_broken = on_broken
+        self.dead = False
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
         line = encode(event) + "\n"
         with self._lock:
+            broke = self._write(line)
+        if broke and self.on_broken is not None:
+            self.on_broken()      # outside the lock: it may log through this sink
+        if self.dead:
+            _report_dropped(event)
+
+    def _write(self, line: str) -> bool:
+        """Write under the lock; True only for the write that found the wire broken."""
+        if self.dead:
+            return False
+        try:
             self.stream.write(line)
             self.stream.flush()
+            return False
+        except (OSError, ValueError):      # EPIPE / closed stream: the reader is gone
+            self.dead = True
+            try:
+                self.stream.close()    # closed now, so exit does not try to flush it again
+            except (OSError, ValueError):
+                pass
+            return True
+
+
+def _report_dropped(event: Event) -> None:
+    """What a dead wire could not deliver, for the process log (never the picture's bytes)."""
+    text = event.message if isinstance(event, (Log, Failed)) else ""
+    step = getattr(event, "step", "")
+    try:
+        print(f"[wire closed] {type(event).__name__} {step} {text}".rstrip(), file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def claim_stdout() -> IO[str]:
@@ -109,23 +146,31 @@ def claim_stdout() -> IO[str]:
 
 
 def listen_for_commands(stream: IO[str], mailbox: Mailbox,
-                        on_unknown: Callable[[str], None] | None = None) -> threading.Thread:
+                        on_unknown: Callable[[str], None] | None = None,
+                        on_end: Callable[[], None] | None = None) -> threading.Thread:
     """Read command lines into the mailbox on a daemon thread.
 
     End of input means the app that started the run is gone (closed or crashed): the run stops
     the way Stop does, keeping a checkpoint, rather than training on with nobody watching.
+    `on_end`, when given, is that stop (the training process's guard also asks why the input ended).
     """
     def read() -> None:
-        for raw in stream:
-            text = raw.strip()
-            if not text:
-                continue
-            try:
-                mailbox.send(Command(text))
-            except ValueError:
-                if on_unknown is not None:
-                    on_unknown(text)
-        mailbox.send(Command.STOP)
+        try:
+            for raw in stream:
+                text = raw.strip()
+                if not text:
+                    continue
+                try:
+                    mailbox.send(Command(text))
+                except ValueError:
+                    if on_unknown is not None:
+                        on_unknown(text)
+        except (OSError, ValueError):
+            pass      # an unreadable input ends like a closed one
+        if on_end is not None:
+            on_end()
+        else:
+            mailbox.send(Command.STOP)
 
     thread = threading.Thread(target=read, name="commands", daemon=True)
     thread.start()
