@@ -54,6 +54,23 @@ def test_templates_expand_in_cache_paths_and_unknown_names_fail(tmp_path, capsys
     assert "[2].cache_dir_vae" in capsys.readouterr().err
 
 
+def test_a_local_entry_reads_its_folder_tree_and_pairs_by_relative_path(tmp_path):
+    root = make_project(tmp_path, "/no/model", pairs=2)
+    for bucket, size in (("pos", 0.8), ("neg", 0.3)):
+        draw(root / "data" / bucket / "close-ups" / "img0.png", size, seed=5)   # same name as a top-level file
+        (root / "data" / bucket / "close-ups" / "img0.txt").write_text(f"a close-up, {bucket}")
+        (root / "data" / bucket / "close-ups" / "notes.json").write_text("{}")  # not reported inside subfolders
+        draw(root / "data" / bucket / ".hidden" / "x.png", size)
+    project = load_project(root)
+    scanned = {s.bucket.id: s for s in scan_project(project)}
+    assert scanned["pos"].stems == ["close-ups/img0", "img0", "img1"]
+    assert scanned["pos"].images[0].caption == "a close-up, pos"
+    assert scanned["pos"].problems == []
+    from sliderstudio.core.buckets import balance
+
+    assert balance(project, list(scanned.values())).pair_map == {"pos": "neg"}
+
+
 def test_simpletuners_disable_spelling_skips_the_entry():
     buckets, warnings = parse_buckets([{"id": "a", "instance_data_dir": "x", "disable": True},
                                        {"id": "b", "instance_data_dir": "y", "disable": False}], "m.json")

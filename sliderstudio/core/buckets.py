@@ -139,8 +139,24 @@ def caption_for(path: Path, bucket: BucketConfig) -> tuple[str, str | None]:
     return fallback, f"no {txt.name}; using '{fallback}'"
 
 
+def folder_files(folder: Path) -> list[tuple[Path, str]]:
+    """(file, stem) under `folder` and its subfolders, as SimpleTuner reads an instance_data_dir tree.
+
+    Sorted by relative path so the order is stable; hidden files and folders are skipped. The stem of a
+    file in a subfolder keeps its folder (`portraits/img1`), so pairs and ControlNet conditioning files
+    match by the same relative path in the counterpart tree.
+    """
+    out = []
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or path.name in IGNORED_NAMES or path.is_dir():
+            continue
+        out.append((path, rel.with_suffix("").as_posix()))
+    return sorted(out, key=lambda item: item[0].relative_to(folder).as_posix())
+
+
 def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, deep: bool = False) -> ScannedBucket:
-    """Scan one folder (not recursive, sorted by name so the order is stable)."""
+    """Scan one folder tree (sorted by relative path so the order is stable)."""
     scanned = ScannedBucket(bucket=bucket, folder=folder)
     if not folder.exists():
         scanned.problems.append(Problem(folder, "folder does not exist"))
@@ -148,13 +164,12 @@ def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, d
     if not folder.is_dir():
         scanned.problems.append(Problem(folder, "not a folder"))
         return scanned
-    for path in sorted(folder.iterdir(), key=lambda p: p.name):
-        if path.name in IGNORED_NAMES or path.name.startswith(".") or path.is_dir():
-            continue
+    for path, stem in folder_files(folder):
         if path.suffix.lower() == CAPTION_EXTENSION:
             continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            scanned.problems.append(Problem(path, "not an image file (skipped)"))
+            if path.parent == folder:  # in subfolders only images count (caches and notes live there too)
+                scanned.problems.append(Problem(path, "not an image file (skipped)"))
             continue
         bad, size = _check_image(path, deep, verify=check_images)
         bad = bad or too_small(size, bucket) or outside_aspect(size, bucket)
@@ -164,7 +179,7 @@ def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, d
         caption, note = caption_for(path, bucket)
         if note and bucket.caption_strategy in ("textfile", "huggingface") and not bucket.instance_prompt:
             scanned.problems.append(Problem(path, note))
-        scanned.images.append(ImageRecord(path=path, stem=path.stem, caption=caption, size=size))
+        scanned.images.append(ImageRecord(path=path, stem=stem, caption=caption, size=size))
     if not scanned.images:
         scanned.problems.append(Problem(folder, "no usable images in this folder"))
     return scanned
