@@ -1,6 +1,6 @@
 """How long the app's event loop stalls while the bundled toy model trains.
 
-    python benchmarks/ui_stall.py [--steps 40] [--checkpoint-every 10]
+    python benchmarks/ui_stall.py [--steps 40] [--checkpoint-every 10] [--variant process] [--runs 10]
 
 The whole app runs offscreen with the demo project open (the preview follows each checkpoint);
 the Train button is pressed and a 10 ms QTimer on the UI thread records every gap between two
@@ -12,7 +12,10 @@ interpreter, so one variant's imports and heap do not colour another):
   thread+freeze   the same, with the import heap frozen out of the GC (`gc.freeze`)
   process         the app as it is: the worker supervises `sliderstudio train --events`
 
-Prints one table row per variant: wall time, ticks, median / 99th percentile / maximum gap.
+Prints one table row per run (`--runs N` repeats each chosen `--variant`, every run in a fresh
+process): wall time, ticks, median / 99th percentile / maximum gap, the most CPU the UI thread
+used between two ticks; then, per variant, the maximum gap of every run and how many exceeded
+100 ms.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("thread", "thread+freeze", "process")
+LIMIT_MS = 100.0
 
 
 def project_dir(workdir: Path, steps: int, every: int) -> Path:
@@ -88,29 +92,52 @@ def host_trainer_on_the_worker_thread() -> None:
     TrainingWorker._supervise = lambda self: Trainer(self.project, self._sink).run()
 
 
+def run_child(variant: str, steps: int, every: int) -> dict:
+    """One run of one variant in a fresh interpreter, with its own settings and data folders."""
+    with tempfile.TemporaryDirectory(prefix="ui-stall-") as settings:
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT),
+               "SLIDERSTUDIO_CONFIG_DIR": settings, "SLIDERSTUDIO_DATA_DIR": settings}
+        out = subprocess.run([sys.executable, __file__, "--child", variant, "--steps", str(steps),
+                              "--checkpoint-every", str(every)],
+                             env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def summary(variant: str, rows: list[dict]) -> str:
+    """Per variant: every run's maximum gap and how many went over the 100 ms bound."""
+    gaps = [row["max_ms"] for row in rows]
+    over = sum(gap > LIMIT_MS for gap in gaps)
+    return (f"{variant}: max gap per run (ms) {', '.join(f'{g:.0f}' for g in gaps)}; "
+            f"worst {max(gaps):.0f} ms; {over} of {len(gaps)} runs over {LIMIT_MS:.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--checkpoint-every", type=int, default=10)
-    parser.add_argument("--variant", choices=VARIANTS, help="run one variant here and print it as JSON")
+    parser.add_argument("--variant", choices=VARIANTS, action="append",
+                        help="which variants (default: all three); repeat the option for several")
+    parser.add_argument("--runs", type=int, default=1, help="runs per variant, each in a fresh process")
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)   # one run, here, as JSON
     args = parser.parse_args()
-    if args.variant:
-        print(json.dumps(run_variant(args.variant, args.steps, args.checkpoint_every)))
+    if args.child:
+        print(json.dumps(run_variant(args.child, args.steps, args.checkpoint_every)))
         return
-    settings = tempfile.mkdtemp(prefix="ui-stall-")
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT),
-           "SLIDERSTUDIO_CONFIG_DIR": settings, "SLIDERSTUDIO_DATA_DIR": settings}
     print(f"toy model, {args.steps} steps, checkpoint + validation every {args.checkpoint_every}, "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}\n")
-    print("| variant | wall s | ticks | median gap ms | p99 gap ms | max gap ms | max UI-thread CPU ms |")
-    print("|---|---|---|---|---|---|---|")
-    for variant in VARIANTS:
-        out = subprocess.run([sys.executable, __file__, "--variant", variant, "--steps", str(args.steps),
-                              "--checkpoint-every", str(args.checkpoint_every)],
-                             env=env, capture_output=True, text=True, check=True).stdout
-        row = json.loads(out.strip().splitlines()[-1])
-        print(f"| {row['variant']} | {row['wall_s']} | {row['ticks']} | {row['median_ms']} | {row['p99_ms']} "
-              f"| {row['max_ms']} | {row['ui_cpu_ms']} |")
+    print("| variant | run | load | wall s | ticks | median gap ms | p99 gap ms | max gap ms | max UI-thread CPU ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    results: dict[str, list[dict]] = {}
+    for variant in args.variant or VARIANTS:
+        for run in range(1, args.runs + 1):
+            load = os.getloadavg()[0]
+            row = run_child(variant, args.steps, args.checkpoint_every)
+            results.setdefault(variant, []).append(row)
+            print(f"| {row['variant']} | {run} | {load:.1f} | {row['wall_s']} | {row['ticks']} | {row['median_ms']} "
+                  f"| {row['p99_ms']} | {row['max_ms']} | {row['ui_cpu_ms']} |", flush=True)
+    print()
+    for variant, rows in results.items():
+        print(summary(variant, rows))
 
 
 if __name__ == "__main__":
