@@ -26,6 +26,11 @@ class RunStatus:
     resumable_step: int | None = None
 
     @property
+    def resumable(self) -> bool:
+        """Ended before its last step (stopped, or its app went away) with a checkpoint to go on from."""
+        return self.state == "stopped" and self.resumable_step is not None
+
+    @property
     def label(self) -> str:
         if self.state == "running":
             return f"running — step {self.step} of {self.total}"

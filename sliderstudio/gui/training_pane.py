@@ -33,6 +33,7 @@ class TrainingPane(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_controls())
         layout.addWidget(self._build_error())
+        layout.addWidget(self._build_resume_offer())
         layout.addLayout(self._build_progress())
         split = QSplitter(Qt.Orientation.Vertical)
         self.plot = LossPlot()
@@ -114,6 +115,38 @@ class TrainingPane(QWidget):
         self.error.hide()
         return self.error
 
+    def _build_resume_offer(self) -> QWidget:
+        """A banner, not just an enabled button: after the app was closed or killed mid-run, the
+        next start must say plainly that the run can go on from its checkpoint."""
+        self.resume_offer = QWidget(objectName="resumeBanner")
+        row = QHBoxLayout(self.resume_offer)
+        row.setContentsMargins(6, 4, 6, 4)
+        self.resume_offer_label = QLabel(wordWrap=True, objectName="resumeText")
+        self.resume_offer_button = QPushButton("↻ Resume", objectName="resumeOffer")
+        self.resume_offer_button.clicked.connect(lambda: self.vm.resume())
+        close = QToolButton(text="✕")
+        close.setToolTip("Hide this offer (Resume stays available)")
+        close.clicked.connect(self._dismiss_resume_offer)
+        row.addWidget(self.resume_offer_label, 1)
+        row.addWidget(self.resume_offer_button)
+        row.addWidget(close)
+        self.resume_offer.setStyleSheet(
+            "#resumeBanner { background: #e3eefc; border: 1px solid #4a7cc0; border-radius: 3px; }")
+        self._dismissed_offer: str | None = None
+        self.resume_offer.hide()
+        return self.resume_offer
+
+    def _dismiss_resume_offer(self) -> None:
+        self._dismissed_offer = self.vm.resume_offer
+        self.resume_offer.hide()
+
+    def show_resume_offer(self) -> None:
+        offer = self.vm.resume_offer
+        if offer is not None and offer != self._dismissed_offer:
+            self.resume_offer_label.setText(offer)
+            self.resume_offer_button.setText(f"↻ Resume from step {self.vm.run_status.resumable_step}")
+        self.resume_offer.setVisible(offer is not None and offer != self._dismissed_offer)
+
     def _build_progress(self) -> QVBoxLayout:
         col = QVBoxLayout()
         self.progress = QProgressBar(objectName="progress")
@@ -141,6 +174,7 @@ class TrainingPane(QWidget):
         self.train_button.setEnabled(idle)
         self.resume_button.setEnabled(idle and self.vm.resume_available)
         self.stop_button.setEnabled(state == RUNNING)
+        self.show_resume_offer()
         for widget in self.fields.values():
             widget.setEnabled(idle)
         if state == RUNNING:
@@ -152,6 +186,7 @@ class TrainingPane(QWidget):
 
     def show_run_status(self, label: str) -> None:
         """A run found on disk (this window's earlier run, or another process's)."""
+        self.show_resume_offer()
         if not self.vm.running and self.vm.last_progress is None and self.error.isHidden():
             self.status.setText(f"Last run: {label}")
 

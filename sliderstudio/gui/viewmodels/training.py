@@ -88,6 +88,7 @@ class TrainingViewModel(QObject):
         project = self._pvm.snapshot(resume_from_checkpoint="latest" if resume else None)
         self._reset_series(keep=resume)
         self.last_error = None
+        self.run_status = RunStatus("none")    # this run replaces what was on disk; re-read when it ends
         self._launch(TrainingWorker(project, ready=self._pvm.last_save))   # starts once the save is on disk
         self._set_state(RUNNING)
         self.runStarted.emit(resume)
@@ -131,6 +132,17 @@ class TrainingViewModel(QObject):
     @property
     def running(self) -> bool:
         return self.state != IDLE
+
+    @property
+    def resume_offer(self) -> str | None:
+        """What the pane offers for a run found stopped before its end (say the app was killed
+        mid-run), or None: the run's own files decide, so a fresh start of the app offers it too."""
+        status = self.run_status
+        if self.running or not status.resumable:
+            return None
+        of = f" of {status.total}" if status.total else ""
+        return (f"The last run stopped at step {status.step}{of} before it finished. "
+                f"Resume continues from its checkpoint at step {status.resumable_step}.")
 
     # --- thread plumbing ---------------------------------------------------------------
     def _launch(self, worker: TrainingWorker) -> None:
@@ -239,7 +251,7 @@ class TrainingViewModel(QObject):
         if self.running:
             return
         self.run_status = status
-        available = status.state == "stopped" and status.resumable_step is not None
+        available = status.resumable
         if available != self.resume_available:
             self.resume_available = available
             self.resumeAvailableChanged.emit(available)
