@@ -11,7 +11,7 @@ from conftest import draw, make_project
 from sliderstudio.cli import main
 from sliderstudio.core.buckets import scan_project
 from sliderstudio.core.config import parse_buckets
-from sliderstudio.core.errors import ConfigError
+from sliderstudio.core.errors import ConfigError, DatasetError
 from sliderstudio.core.project import load_project
 
 
@@ -69,6 +69,39 @@ def test_a_local_entry_reads_its_folder_tree_and_pairs_by_relative_path(tmp_path
     from sliderstudio.core.buckets import balance
 
     assert balance(project, list(scanned.values())).pair_map == {"pos": "neg"}
+
+
+@pytest.mark.parametrize("kind", ["parquet", "jsonl"])
+def test_parquet_caption_strategy_reads_captions_from_a_table(tmp_path, kind):
+    root = make_project(tmp_path, "/no/model", pairs=3)
+    rows = [{"id": "img0", "cogvlm": "a big red square, close", "tags": "red, square"},
+            {"id": "img1", "cogvlm": "", "tags": "red square tags"},          # empty: the fallback column
+            {"id": "other", "cogvlm": "not in the folder", "tags": ""}]
+    table = root / f"captions.{kind}"
+    if kind == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), table)
+    else:
+        table.write_text("\n".join(json.dumps(r) for r in rows))
+    entries = base_entries()
+    entries[0].update(caption_strategy="parquet", metadata_backend="parquet",
+                      parquet={"path": table.name, "filename_column": "id", "caption_column": "cogvlm",
+                               "fallback_caption_column": "tags", "width_column": "w", "height_column": "h"})
+    write_buckets(root, entries)
+    pos = scan_project(load_project(root))[0]
+    assert [r.caption for r in pos.images] == ["a big red square, close", "red square tags", "img2"]
+    assert {p.path.name: p.reason for p in pos.problems}["img2.png"] == "not in the caption table; using 'img2'"
+    entries[0]["parquet"]["path"] = "missing.parquet"
+    write_buckets(root, entries)
+    with pytest.raises(DatasetError) as err:
+        scan_project(load_project(root))
+    assert "caption table not found" in str(err.value) and err.value.key == "pos.parquet.path"
+    entries[0].pop("parquet")
+    write_buckets(root, entries)
+    with pytest.raises(ConfigError, match="needs a parquet block with path"):
+        load_project(root)
 
 
 def test_simpletuners_disable_spelling_skips_the_entry():

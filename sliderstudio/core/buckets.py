@@ -122,13 +122,21 @@ def outside_aspect(size: Size | None, bucket: BucketConfig) -> str | None:
     return None
 
 
-def caption_for(path: Path, bucket: BucketConfig) -> tuple[str, str | None]:
-    """Caption and an optional problem note (a missing caption file falls back, with a note)."""
+def caption_for(path: Path, bucket: BucketConfig,
+                table: dict[str, str] | None = None) -> tuple[str, str | None]:
+    """Caption and an optional problem note (a missing caption file falls back, with a note).
+    `table`: the caption table of caption_strategy 'parquet' (core/parquet_captions.py)."""
     if bucket.caption_strategy == "instanceprompt":
         return bucket.instance_prompt or "", None
     from_name = path.stem.replace("_", " ").replace("-", " ").strip()
     if bucket.caption_strategy == "filename":
         return from_name, None
+    if bucket.caption_strategy == "parquet":
+        from sliderstudio.core.parquet_captions import identifier
+
+        found = (table or {}).get(identifier(path, bucket))
+        fallback = bucket.instance_prompt or from_name
+        return (found, None) if found else (fallback, f"not in the caption table; using '{fallback}'")
     txt = path.with_suffix(CAPTION_EXTENSION)
     if txt.exists():
         try:
@@ -155,7 +163,8 @@ def folder_files(folder: Path) -> list[tuple[Path, str]]:
     return sorted(out, key=lambda item: item[0].relative_to(folder).as_posix())
 
 
-def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, deep: bool = False) -> ScannedBucket:
+def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, deep: bool = False,
+                table: dict[str, str] | None = None) -> ScannedBucket:
     """Scan one folder tree (sorted by relative path so the order is stable)."""
     scanned = ScannedBucket(bucket=bucket, folder=folder)
     if not folder.exists():
@@ -176,8 +185,8 @@ def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, d
         if bad:
             scanned.problems.append(Problem(path, bad + " (skipped)"))
             continue
-        caption, note = caption_for(path, bucket)
-        if note and bucket.caption_strategy in ("textfile", "huggingface") and not bucket.instance_prompt:
+        caption, note = caption_for(path, bucket, table)
+        if note and bucket.caption_strategy in ("textfile", "huggingface", "parquet") and not bucket.instance_prompt:
             scanned.problems.append(Problem(path, note))
         scanned.images.append(ImageRecord(path=path, stem=stem, caption=caption, size=size))
     if not scanned.images:
@@ -191,7 +200,13 @@ def scan_bucket(project: Project, bucket: BucketConfig, check_images: bool = Tru
         from sliderstudio.core.hf_datasets import materialise
 
         return scan_folder(materialise(project, bucket), bucket, check_images, deep)
-    return scan_folder(project.bucket_dir(bucket), bucket, check_images, deep)
+    folder = project.bucket_dir(bucket)
+    table = None
+    if bucket.caption_strategy == "parquet" and folder.is_dir():
+        from sliderstudio.core.parquet_captions import load_captions
+
+        table = load_captions(bucket, project.root, folder)
+    return scan_folder(folder, bucket, check_images, deep, table)
 
 
 def scan_project(project: Project, check_images: bool = True, deep: bool = False) -> list[ScannedBucket]:

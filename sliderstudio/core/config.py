@@ -182,7 +182,7 @@ class BucketConfig(_Strict):
     type: str = Field("local", description="Storage backend: 'local' (a folder) or 'huggingface' (a data set)")
     dataset_type: str = Field("image", description="image, conditioning, text_embeds or image_embeds")
     instance_data_dir: str | None = Field(None, description="Folder of images (and .txt captions)")
-    caption_strategy: Literal["textfile", "filename", "instanceprompt", "huggingface"] = Field(
+    caption_strategy: Literal["textfile", "filename", "instanceprompt", "huggingface", "parquet"] = Field(
         "textfile", description="Where captions come from")
     instance_prompt: str | None = Field(None, description="Caption for 'instanceprompt' (and fallback)")
     resolution: int | float | None = Field(None, gt=0, description="Bucket resolution (defaults to the config's)")
@@ -199,7 +199,7 @@ class BucketConfig(_Strict):
     target_downsample_size: float | None = Field(None, gt=0, description="Size big images are downsampled to")
     minimum_aspect_ratio: float | None = Field(None, gt=0, description="Skip images narrower than this (w/h)")
     maximum_aspect_ratio: float | None = Field(None, gt=0, description="Skip images wider than this (w/h)")
-    metadata_backend: Literal["discovery", "json", "huggingface"] = Field(
+    metadata_backend: Literal["discovery", "json", "huggingface", "parquet"] = Field(
         "discovery", description="How image sizes are found (Slider Studio reads the headers every run)")
     probability: float = Field(1.0, ge=0, description="Relative chance within its group")
     repeats: int = Field(0, ge=0, description="Extra passes per epoch")
@@ -218,6 +218,8 @@ class BucketConfig(_Strict):
     caption_column: str | list[str] | None = Field(None, description="Hugging Face caption column(s)")
     fallback_caption_column: str | None = Field(None, description="Caption column used when the first is empty")
     huggingface: dict[str, Any] | None = Field(None, description="Hugging Face options block (same sub-keys)")
+    parquet: dict[str, Any] | None = Field(
+        None, description="Caption table for caption_strategy 'parquet' (path, filename_column, caption_column…)")
     default: bool = Field(False, description="Default text-embedding cache")
     disabled: bool = Field(False, description="Skip this bucket")
 

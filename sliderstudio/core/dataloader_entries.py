@@ -59,6 +59,8 @@ def check_entry(entry: "BucketConfig") -> None:
                          "needs instance_data_dir")
     if entry.caption_strategy == "huggingface" and entry.type != "huggingface":
         raise ValueError("caption_strategy 'huggingface' needs \"type\": \"huggingface\"")
+    if entry.caption_strategy == "parquet" and not (entry.parquet or {}).get("path"):
+        raise ValueError("caption_strategy 'parquet' needs a parquet block with path (a .parquet or .jsonl table)")
     if entry.caption_strategy == "instanceprompt" and not entry.instance_prompt:
         raise ValueError("caption_strategy 'instanceprompt' needs instance_prompt")
     if entry.crop_aspect_buckets is not None and any(a <= 0 for a in entry.crop_aspect_buckets):
