@@ -54,17 +54,24 @@ def choose_model(work: Path, model: str | None) -> tuple[str, str]:
     return str(path), "model: a tiny random SD 1.x (the toy model was not installed): preview images are noise"
 
 
+OUT = HERE
+
+
 def save(widget, name: str) -> None:
-    target = HERE / name
+    target = OUT / name
     widget.grab().save(str(target), "PNG")
-    print("wrote", target.relative_to(HERE.parents[1]))
+    print("wrote", target)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", help="model folder or id (default: toy model, else a tiny random one)")
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--out", type=Path, default=HERE, help="folder for the PNGs (default: next to this file)")
     args = parser.parse_args()
+    global OUT
+    OUT = args.out
+    OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="sliderstudio-shots-"))
     os.environ["SLIDERSTUDIO_CONFIG_DIR"] = str(work / "config")
     os.environ["SLIDERSTUDIO_DATA_DIR"] = str(work / "data")
@@ -100,6 +107,7 @@ def main() -> int:
     pump(0.6)
     save(window, "main-training.png")
     save(window.areas["Training"], "area-training-running.png")
+    shoot_device_panel(window)
     wait_for(lambda: not window.training_vm.running, 900)
     wait_for(lambda: window.preview_vm.adapter.endswith("output/pytorch_lora_weights.safetensors")
              and not window.preview_vm.busy, 300)
@@ -127,6 +135,20 @@ def main() -> int:
     save(window.areas["Architecture"], "area-architecture-lycoris.png")
     window.shutdown(store=False)
     return 0
+
+
+def shoot_device_panel(window) -> None:
+    """Pause the run, Sample now, grab the device panel with its gallery, then let the run go on."""
+    training, device = window.training_vm, window.device_panel
+    device.pause_button.click()
+    wait_for(lambda: training.paused, 120)
+    device.sample_button.click()
+    step = training.last_progress.step
+    wait_for(lambda: step in device.rows, 300)
+    pump(0.6)
+    save(window.device_area, "area-device.png")
+    device.pause_button.click()
+    wait_for(lambda: not training.paused, 120)
 
 
 if __name__ == "__main__":
