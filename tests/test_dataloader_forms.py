@@ -104,6 +104,17 @@ def test_parquet_caption_strategy_reads_captions_from_a_table(tmp_path, kind):
         load_project(root)
 
 
+def test_instance_prompt_prepended_or_alone(tmp_path):
+    root = make_project(tmp_path, "/no/model", pairs=1)
+    entries = base_entries()
+    entries[0].update(instance_prompt="sks", prepend_instance_prompt=True)
+    entries[1].update(instance_prompt="sks", only_instance_prompt=True)
+    write_buckets(root, entries)
+    scanned = {s.bucket.id: s for s in scan_project(load_project(root))}
+    assert scanned["pos"].images[0].caption == "sks a photo of a big red square"
+    assert scanned["neg"].images[0].caption == "sks"
+
+
 def test_simpletuners_disable_spelling_skips_the_entry():
     buckets, warnings = parse_buckets([{"id": "a", "instance_data_dir": "x", "disable": True},
                                        {"id": "b", "instance_data_dir": "y", "disable": False}], "m.json")

@@ -124,6 +124,18 @@ def outside_aspect(size: Size | None, bucket: BucketConfig) -> str | None:
 
 def caption_for(path: Path, bucket: BucketConfig,
                 table: dict[str, str] | None = None) -> tuple[str, str | None]:
+    """Caption and an optional problem note; SimpleTuner's only_/prepend_instance_prompt applied last."""
+    caption, note = source_caption(path, bucket, table)
+    prompt = bucket.instance_prompt
+    if prompt and bucket.only_instance_prompt:
+        return prompt, None
+    if prompt and bucket.prepend_instance_prompt and caption != prompt:
+        return f"{prompt} {caption}".strip(), note
+    return caption, note
+
+
+def source_caption(path: Path, bucket: BucketConfig,
+                   table: dict[str, str] | None = None) -> tuple[str, str | None]:
     """Caption and an optional problem note (a missing caption file falls back, with a note).
     `table`: the caption table of caption_strategy 'parquet' (core/parquet_captions.py)."""
     if bucket.caption_strategy == "instanceprompt":

@@ -185,6 +185,8 @@ class BucketConfig(_Strict):
     caption_strategy: Literal["textfile", "filename", "instanceprompt", "huggingface", "parquet"] = Field(
         "textfile", description="Where captions come from")
     instance_prompt: str | None = Field(None, description="Caption for 'instanceprompt' (and fallback)")
+    prepend_instance_prompt: bool = Field(False, description="Put instance_prompt before every caption")
+    only_instance_prompt: bool = Field(False, description="Use instance_prompt as every caption")
     resolution: int | float | None = Field(None, gt=0, description="Bucket resolution (defaults to the config's)")
     resolution_type: Literal["pixel", "pixel_area", "area"] = Field(
         "pixel", description="pixel: short side in px; area: megapixels; pixel_area: side of an equal-area square")
