@@ -26,6 +26,8 @@ def window(qtbot):
 def simpletuner_root(tmp_path: Path) -> Path:
     root = tmp_path / "SimpleTuner"
     shutil.copytree(EXAMPLE, root / "config")
+    config = root / "config" / "config.json"  # no hub id: the preview must not try to fetch a model
+    config.write_text(json.dumps({**json.loads(config.read_text()), "--pretrained_model_name_or_path": "/no/model"}))
     for entry in json.loads((root / "config" / "multidatabackend.json").read_text()):
         if entry.get("instance_data_dir"):
             make_images(root / entry["instance_data_dir"], ["a", "b"])
