@@ -195,10 +195,10 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def save_project(project: Project) -> None:
-    """Writes JSON; a project opened from config.toml is saved as config.json beside it (no TOML writer)."""
-    if project.config_path.suffix.lower() == ".toml":
-        project.config_file = project.config_path.with_suffix(".json")
-    atomic.write_json(project.config_path, {**project.passthrough, **config_to_dict(project.config)})
+    """Writes JSON; a project opened from config.toml is saved as config.json beside it (no TOML writer),
+    which the folder's discovery then finds first."""
+    atomic.write_json(project.config_path.with_suffix(".json"),
+                      {**project.passthrough, **config_to_dict(project.config)})
     atomic.write_json(project.dataloader_path,
                       [b.model_dump(exclude_defaults=True) | {"id": b.id} for b in project.buckets])
     if project.config.user_prompt_library:
