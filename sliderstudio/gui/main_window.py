@@ -118,11 +118,11 @@ class MainWindow(QMainWindow):
         file = self.menuBar().addMenu("&File")
         for text, shortcut, slot in (("&New project…", QKeySequence.StandardKey.New, self.new_project_dialog),
                                      ("&Open project…", QKeySequence.StandardKey.Open, self.open_project_dialog),
+                                     ("Open config &file…", QKeySequence(), self.open_config_dialog),
                                      ("&Save", QKeySequence.StandardKey.Save, self.save),
                                      ("Save &As…", QKeySequence.StandardKey.SaveAs, self.save_as_dialog)):
             action = QAction(text, self, shortcut=shortcut)
             action.triggered.connect(slot)
-                                     ("Open config &file…", QKeySequence(), self.open_config_dialog),
             file.addAction(action)
         self.recent_menu = file.addMenu("Open &Recent")
         self._fill_recent()
@@ -162,15 +162,15 @@ class MainWindow(QMainWindow):
         except InputError as exc:
             self.show_error(f"Cannot open the project:\n{exc}")
             return False
-        self.preview_vm.render_now("all")
-        return True
-
-    def new_project(self, folder: str | Path) -> bool:
         notes = self.project_vm.project.key_notes
         if notes:  # a SimpleTuner config: say what was mapped, changed and ignored
             from sliderstudio.gui.key_report import show_key_report
 
             self.key_report_box = show_key_report(self, APP_TITLE, notes)
+        self.preview_vm.render_now("all")
+        return True
+
+    def new_project(self, folder: str | Path) -> bool:
         try:
             self.project_vm.create(folder)
         except InputError as exc:
@@ -200,16 +200,16 @@ class MainWindow(QMainWindow):
         if folder and self._maybe_save():
             self.open_project(folder)
 
-    def new_project_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose an empty folder for the new project")
-        if folder and self._maybe_save():
-            self.new_project(folder)
     def open_config_dialog(self) -> None:
         """Open by config file: ours, or SimpleTuner's config.json / config.toml."""
         path, _ = QFileDialog.getOpenFileName(self, "Open a config file", "", "Configs (*.json *.toml)")
         if path and self._maybe_save():
             self.open_project(path)
 
+    def new_project_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose an empty folder for the new project")
+        if folder and self._maybe_save():
+            self.new_project(folder)
 
     def save_as_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Save the project into folder")
