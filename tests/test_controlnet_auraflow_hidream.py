@@ -239,3 +239,173 @@ def test_auraflow_controlnet_slider_trains_on_the_controlnet_and_previews(tmp_pa
     plain = pipe(prompt=[PROMPT], num_inference_steps=2, guidance_scale=1.0, height=64, width=64,
                  generator=[torch.Generator().manual_seed(0)], output_type="pil").images
     assert not np.array_equal(images[0], np.asarray(plain[0]))
+
+
+# ---- HiDream ------------------------------------------------------------------------------------------------
+
+# SimpleTuner, simpletuner/helpers/models/hidream/controlnet.py (HiDreamControlNetModel.__init__'s
+# register_to_config arguments, read at commit d93abfee)
+SIMPLETUNER_HIDREAM_CONFIG_KEYS = {"patch_size", "in_channels", "num_layers", "num_single_layers",
+                                   "attention_head_dim", "num_attention_heads", "joint_attention_dim",
+                                   "pooled_projection_dim", "guidance_embeds", "max_seq_length",
+                                   "conditioning_embedding_channels", "axes_dims_rope"}
+# the same file's from_transformer: x/t/p/pe embedders and both block lists are the transformer's modules,
+# t5_embedder / llama_embedder its caption_projection[-1] / [0] (TextProjection: `linear`, no bias); its own
+# parameters are controlnet_x_embedder and the per-block residual projections
+HIDREAM_OWN = {"controlnet_x_embedder.weight", "controlnet_x_embedder.bias", "t5_embedder.linear.weight",
+               "llama_embedder.linear.weight"}
+
+
+def tiny_hidream_transformer(seed=0):
+    from diffusers import HiDreamImageTransformer2DModel
+
+    torch.manual_seed(seed)
+    return HiDreamImageTransformer2DModel(
+        patch_size=2, in_channels=4, num_layers=2, num_single_layers=2, attention_head_dim=16, num_attention_heads=2,
+        caption_channels=[32, 32], text_emb_dim=32, num_routed_experts=4, num_activated_experts=2,
+        axes_dims_rope=(8, 4, 4), max_resolution=(8, 8), llama_layers=[0, 1, 0, 1]).eval()
+
+
+def hidream_inputs(batch=2):
+    g = torch.Generator().manual_seed(0)
+    return dict(hidden_states=torch.randn(batch, 4, 8, 8, generator=g), timesteps=torch.tensor([300.0, 800.0][:batch]),
+                encoder_hidden_states_t5=torch.randn(batch, 7, 32, generator=g),
+                encoder_hidden_states_llama3=torch.randn(2, batch, 5, 32, generator=g),
+                pooled_embeds=torch.randn(batch, 32, generator=g))
+
+
+def test_hidream_controlnet_has_simpletuners_config_and_parameter_layout():
+    from sliderstudio.families.hidream_controlnet import HiDreamControlNetModel
+
+    transformer = tiny_hidream_transformer()
+    controlnet = HiDreamControlNetModel.from_transformer(transformer, num_layers=1)
+    assert set(controlnet.config) - {"_class_name", "_diffusers_version", "_use_default_values"} \
+        == SIMPLETUNER_HIDREAM_CONFIG_KEYS
+    source, state = transformer.state_dict(), controlnet.state_dict()
+    shared = {n for n in source if n.startswith(("x_embedder.", "t_embedder.", "p_embedder.",
+                                                 "single_stream_blocks.", "double_stream_blocks.0."))}
+    residual = {f"controlnet_blocks.0.{w}" for w in ("weight", "bias")}
+    residual |= {f"controlnet_single_blocks.{i}.{w}" for i in range(2) for w in ("weight", "bias")}
+    assert set(state) == shared | HIDREAM_OWN | residual
+    assert any(".block.attn1.to_q.weight" in n for n in state)    # HiDream's block wrapper kept
+    assert all(torch.equal(state[n], source[n]) for n in shared)
+    assert torch.equal(state["t5_embedder.linear.weight"], source["caption_projection.4.linear.weight"])
+    assert torch.equal(state["llama_embedder.linear.weight"], source["caption_projection.0.linear.weight"])
+    assert all(not state[n].any() for n in residual | {"controlnet_x_embedder.weight"})
+    # SimpleTuner's blocks have HiDream's 4 routed / 2 activated experts: another count is refused
+    from diffusers import HiDreamImageTransformer2DModel
+
+    other = HiDreamImageTransformer2DModel(**{**dict(transformer.config), "num_routed_experts": 2,
+                                              "num_activated_experts": 1})
+    with pytest.raises(ConfigError, match="4 routed / 2 activated"):
+        HiDreamControlNetModel.from_transformer(other)
+
+
+def test_a_simpletuner_hidream_controlnet_folder_loads_as_it_is(tmp_path):
+    from sliderstudio.families.hidream_controlnet import HiDreamControlNetModel
+
+    controlnet = HiDreamControlNetModel.from_transformer(tiny_hidream_transformer())
+    randomise_zero_layers(controlnet)
+    (tmp_path / "cn").mkdir()
+    config = {k: controlnet.config[k] for k in SIMPLETUNER_HIDREAM_CONFIG_KEYS}
+    config["axes_dims_rope"] = list(config["axes_dims_rope"])
+    (tmp_path / "cn" / "config.json").write_text(json.dumps({"_class_name": "HiDreamControlNetModel",
+                                                             "_diffusers_version": "0.33.1", **config}))
+    tensors = {n: t.contiguous() for n, t in controlnet.state_dict().items()}
+    save_file(tensors, str(tmp_path / "cn" / "diffusion_pytorch_model.safetensors"))
+    loaded = load_controlnet(get_family("hidream"), tmp_path / "cn", torch.float32, "cpu")
+    state = loaded.state_dict()
+    assert type(loaded).__name__ == "HiDreamControlNetModel"
+    assert set(state) == set(tensors) and all(torch.equal(state[n], t) for n, t in tensors.items())
+
+
+@pytest.mark.parametrize("blocks,residuals,expected", [(16, 5, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]),
+                                                       (2, 1, [0, 0]), (2, 2, [0, 1]), (3, 2, [0, 0, 1])])
+def test_hidream_residual_index_is_simpletuners_rule(blocks, residuals, expected):
+    from sliderstudio.families.hidream_controlnet import residual_index
+
+    # SimpleTuner: min(block // ceil(blocks / residuals), residuals - 1)
+    assert [residual_index(i, blocks, residuals) for i in range(blocks)] == expected
+
+
+def test_hidream_residuals_go_onto_the_image_tokens_after_each_block():
+    from sliderstudio.families.hidream_controlnet import hidream_residuals
+
+    transformer = tiny_hidream_transformer()
+    g = torch.Generator().manual_seed(1)
+    double = [torch.randn(2, 16, 32, generator=g)]                      # one residual for both double blocks
+    single = [torch.randn(2, 16, 32, generator=g) for _ in range(2)]    # one per single block
+    blocks = list(transformer.double_stream_blocks) + list(transformer.single_stream_blocks)
+    calls = {}
+    handles = [b.register_forward_pre_hook(lambda m, a, kw, i=i: calls.setdefault(i, (a, kw)), with_kwargs=True)
+               for i, b in enumerate(blocks)]
+    with torch.no_grad():
+        plain = transformer(**hidream_inputs(), return_dict=False)[0]
+        for h in handles:
+            h.remove()
+        with hidream_residuals(transformer, double, single):
+            injected = transformer(**hidream_inputs(), return_dict=False)[0]
+            edited = [b(*calls[i][0], **calls[i][1]) for i, b in enumerate(blocks)]
+        after = transformer(**hidream_inputs(), return_dict=False)[0]
+        unedited = [b(*calls[i][0], **calls[i][1]) for i, b in enumerate(blocks)]
+    assert not torch.allclose(injected, plain, atol=1e-4) and torch.equal(after, plain)
+    # double blocks return (image, text): the image gets the residual, the text nothing
+    for i in (0, 1):
+        assert torch.allclose(edited[i][0] - unedited[i][0], double[0], atol=1e-6)
+        assert torch.equal(edited[i][1], unedited[i][1])
+    # single blocks: image tokens first in the joined sequence; only they get residual i, in order
+    for i, residual in zip((2, 3), single):
+        assert torch.allclose(edited[i][:, :16] - unedited[i][:, :16], residual, atol=1e-6)
+        assert torch.equal(edited[i][:, 16:], unedited[i][:, 16:])
+
+
+def test_hidream_controlnet_slider_trains_on_the_controlnet_and_previews(tmp_path):
+    from sliderstudio.families.hidream import build_tiny_hidream
+    from sliderstudio.families.hidream_controlnet import HiDreamControlNetModel
+
+    model = build_tiny_hidream(tmp_path / "hidream", experts=(4, 2))
+    pipe = load_pipeline(get_family("hidream"), str(model))
+    controlnet = HiDreamControlNetModel.from_transformer(pipe.transformer)
+    randomise_zero_layers(controlnet)
+    controlnet.save_pretrained(tmp_path / "cn")
+    root = controlnet_project(tmp_path / "p", model, tmp_path / "cn",
+                              config={"max_train_steps": 2, "model_family": "hidream"})
+    trainer = Trainer(load_project(root))
+    path = trainer.run()
+    session = trainer.session
+    transformer, trained = session.denoiser.denoiser, session.denoiser.controlnet
+
+    assert not any("lora" in n for n, _ in transformer.named_parameters())
+    assert not any(p.requires_grad for p in transformer.parameters())
+    fresh = dict(load_pipeline(get_family("hidream"), str(model)).transformer.named_parameters())
+    assert all(torch.equal(p, fresh[n]) for n, p in transformer.named_parameters())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in transformer.modules())
+    keys = load_file(str(path)).keys()
+    assert keys and all(k.startswith("controlnet.") for k in keys)
+    assert {p for p in session.params} <= set(trained.parameters())
+    assert list((root / "cache").rglob("control-latents/*.safetensors"))
+
+    control = root / "cond" / "pos" / "img0.png"
+    from sliderstudio.cli import main
+
+    grid = tmp_path / "grid.png"
+    assert main(["preview", "--model", str(model), "--lora", str(path), "--prompt", PROMPT, "--strengths", "-1,0,1",
+                 "--steps", "2", "--guidance", "1", "--size", "64", "--control-image", str(control),
+                 "--out", str(grid)]) == 0
+    assert Image.open(grid).width == 3 * 64
+    renderer = PreviewRenderer("hidream", str(model), path, control_image=control)
+    images = [np.asarray(im) for im in renderer.render(PROMPT, 0, [0.0, 1.0, -1.0], steps=2, guidance=1.0,
+                                                       size=64)]
+    assert images[0].shape == (64, 64, 3)
+    assert not np.array_equal(images[1], images[0]) and not np.array_equal(images[2], images[1])
+    # strength 0 on its own (the mixture-of-experts sums differ in the last bit between batch sizes)
+    at_zero = np.asarray(renderer.render(PROMPT, 0, [0.0], steps=2, guidance=1.0, size=64)[0])
+    renderer.adapter.remove()
+    from sliderstudio.families.hidream import MAX_SEQUENCE_LENGTH, render_area
+
+    with render_area(renderer._control_pipe, 64):
+        reference = renderer._control_pipe(prompt=[PROMPT], control_image=[load_control_image(control, 64)],
+                                           num_inference_steps=2, guidance_scale=1.0, height=64, width=64,
+                                           max_sequence_length=MAX_SEQUENCE_LENGTH,
+                                           generator=[torch.Generator().manual_seed(0)], output_type="pil").images
+    assert np.array_equal(at_zero, np.asarray(reference[0]))

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from sliderstudio.families.base import Conditioning
+from sliderstudio.families.controlnet_support import ControlledDenoiser, ControlNetSupport
 from sliderstudio.families.flow import FlowFamily
 
 MAX_SEQUENCE_LENGTH = 128  # the pipeline's default, for T5, Llama and CLIP alike
@@ -31,13 +32,51 @@ def fold_patches(out: torch.Tensor, h: int, w: int, p: int) -> torch.Tensor:
 
 @contextmanager
 def render_area(pipe: Any, size: int) -> Iterator[None]:
-    """The pipeline rescales every request to the area of its default size; make that the requested size."""
+    """The pipeline rescales every request to the area of its default size; make that the requested size.
+
+    A ControlNet render passes a proxy (`ControlPipe`) whose `.pipe` is the pipeline that reads it.
+    """
+    pipe = getattr(pipe, "pipe", pipe)
     saved = pipe.default_sample_size
     pipe.default_sample_size = size // pipe.vae_scale_factor
     try:
         yield
     finally:
         pipe.default_sample_size = saved
+
+
+class ControlledHiDream(ControlledDenoiser):
+    """HiDream transformer + SimpleTuner's HiDream ControlNet, called like the transformer.
+
+    As SimpleTuner's ControlNet training step: the ControlNet sees the same noisy latents, timesteps
+    and T5 / Llama / pooled states; its residuals are added after the transformer's blocks for this
+    call only.
+    """
+
+    def forward(self, hidden_states: torch.Tensor, timesteps: torch.Tensor, encoder_hidden_states_t5: torch.Tensor,
+                encoder_hidden_states_llama3: torch.Tensor, pooled_embeds: torch.Tensor, return_dict: bool = False,
+                **kwargs: Any) -> Any:
+        from sliderstudio.families.hidream_controlnet import controlnet_samples, hidream_residuals
+
+        double, single = controlnet_samples(self.controlnet, hidden_states, timesteps, encoder_hidden_states_t5,
+                                            encoder_hidden_states_llama3, pooled_embeds, self.control(), self.scale)
+        with hidream_residuals(self.denoiser, double, single):
+            return self.denoiser(hidden_states=hidden_states, timesteps=timesteps,
+                                 encoder_hidden_states_t5=encoder_hidden_states_t5,
+                                 encoder_hidden_states_llama3=encoder_hidden_states_llama3,
+                                 pooled_embeds=pooled_embeds, return_dict=return_dict, **kwargs)
+
+
+def _control_latents(pipe: Any, controlnet: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    from sliderstudio.families.hidream_control_pipeline import hidream_control_latents
+
+    return hidream_control_latents(pipe, controlnet, pixels)
+
+
+HIDREAM_CONTROLNET = ControlNetSupport(
+    "sliderstudio.families.hidream_controlnet.HiDreamControlNetModel",
+    "sliderstudio.families.hidream_control_pipeline.HiDreamControlNetPipeline", ControlledHiDream,
+    image_kwarg="control_image", encode=_control_latents, tag=lambda controlnet: "latents")
 
 
 @dataclass
@@ -85,30 +124,36 @@ class HiDreamFamily(FlowFamily):
         return int(pipe.default_sample_size * pipe.vae_scale_factor)
 
     def build_tiny(self, out_dir: Path, seed: int = 0) -> Path:
-        from diffusers import FlowMatchEulerDiscreteScheduler, HiDreamImagePipeline, HiDreamImageTransformer2DModel
+        return build_tiny_hidream(out_dir, seed)
 
-        from sliderstudio.families.tiny import tiny_tokenizer, tiny_vae
-        from sliderstudio.families.tiny_text import tiny_clip_long, tiny_llama, tiny_t5, word_tokenizer
 
-        vae = tiny_vae(seed)
-        vae.register_to_config(scaling_factor=0.3611, shift_factor=0.1159)
-        torch.manual_seed(seed)
-        transformer = HiDreamImageTransformer2DModel(
-            patch_size=2, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
-            num_attention_heads=2, caption_channels=[32, 32], text_emb_dim=32, num_routed_experts=2,
-            num_activated_experts=1, axes_dims_rope=(8, 4, 4), max_resolution=(8, 8), llama_layers=[0, 1])
-        n = MAX_SEQUENCE_LENGTH
-        pipe = HiDreamImagePipeline(
-            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
-            text_encoder=tiny_clip_long(n, True, 16, seed), tokenizer=tiny_tokenizer(n),
-            text_encoder_2=tiny_clip_long(n, True, 16, seed + 1), tokenizer_2=tiny_tokenizer(n),
-            text_encoder_3=tiny_t5(32, seed), tokenizer_3=word_tokenizer(n, "<pad>", "</s>", append_eos=True),
-            text_encoder_4=tiny_llama(32, 2, seed), tokenizer_4=word_tokenizer(n, "</s>", "</s>", bos="<s>"),
-            transformer=transformer)
-        pipe.save_pretrained(out_dir, safe_serialization=True)
-        return Path(out_dir)
+def build_tiny_hidream(out_dir: str | Path, seed: int = 0, experts: tuple[int, int] = (2, 1)) -> Path:
+    """A tiny HiDream-I1; `experts` = (routed, activated) (SimpleTuner's ControlNet needs HiDream's 4 / 2)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, HiDreamImagePipeline, HiDreamImageTransformer2DModel
+
+    from sliderstudio.families.tiny import tiny_tokenizer, tiny_vae
+    from sliderstudio.families.tiny_text import tiny_clip_long, tiny_llama, tiny_t5, word_tokenizer
+
+    vae = tiny_vae(seed)
+    vae.register_to_config(scaling_factor=0.3611, shift_factor=0.1159)
+    torch.manual_seed(seed)
+    transformer = HiDreamImageTransformer2DModel(
+        patch_size=2, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, caption_channels=[32, 32], text_emb_dim=32, num_routed_experts=experts[0],
+        num_activated_experts=experts[1], axes_dims_rope=(8, 4, 4), max_resolution=(8, 8), llama_layers=[0, 1])
+    n = MAX_SEQUENCE_LENGTH
+    pipe = HiDreamImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
+        text_encoder=tiny_clip_long(n, True, 16, seed), tokenizer=tiny_tokenizer(n),
+        text_encoder_2=tiny_clip_long(n, True, 16, seed + 1), tokenizer_2=tiny_tokenizer(n),
+        text_encoder_3=tiny_t5(32, seed), tokenizer_3=word_tokenizer(n, "<pad>", "</s>", append_eos=True),
+        text_encoder_4=tiny_llama(32, 2, seed), tokenizer_4=word_tokenizer(n, "</s>", "</s>", bos="<s>"),
+        transformer=transformer)
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    return Path(out_dir)
 
 
 HIDREAM = HiDreamFamily(id="hidream", label="HiDream-I1", pipeline_class_name="HiDreamImagePipeline",
-                        aliases=("hidream-i1", "hidream_i1", "hi-dream"), flavours=("full", "dev", "fast"))
+                        aliases=("hidream-i1", "hidream_i1", "hi-dream"), flavours=("full", "dev", "fast"),
+                        controlnet=HIDREAM_CONTROLNET)
 FAMILIES = (HIDREAM,)
