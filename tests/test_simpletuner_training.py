@@ -287,3 +287,30 @@ def test_guidance_rescale_reaches_pipelines_that_take_it():
     from diffusers import StableDiffusionPipeline
 
     assert "guidance_rescale" in __import__("inspect").signature(StableDiffusionPipeline.__call__).parameters
+
+
+def test_is_due_by_steps_and_by_epochs():
+    from sliderstudio.core.intervals import is_due, steps_per_epoch
+
+    assert steps_per_epoch(10, 3) == 4 and steps_per_epoch(1, 4) == 1
+    assert [s for s in range(1, 13) if is_due(s, 5, None, 4)] == [5, 10]
+    assert [s for s in range(1, 13) if is_due(s, None, 1, 4)] == [4, 8, 12]
+    assert [s for s in range(1, 13) if is_due(s, None, 0.5, 4)] == [2, 4, 6, 8, 10, 12]
+    assert [s for s in range(1, 13) if is_due(s, 5, 1, 4)] == [4, 5, 8, 10, 12]  # both schedules run
+    assert not any(is_due(s, 0, None, 4) for s in range(1, 13))
+
+
+def test_epoch_intervals_drive_checkpoints_and_validation(tmp_path, tiny_models):
+    from sliderstudio.core.buckets import balance, scan_project
+    from sliderstudio.core.sampler import SliderSampler, sampler_buckets
+
+    root = make_project(tmp_path / "p", tiny_models["sd1x"], config={"validation_prompt": "a red square",
+                                                                     "validation_resolution": 32})
+    project = load_project(root)
+    scanned = scan_project(project)
+    per_epoch = SliderSampler(sampler_buckets(scanned), 0, 1, balance(project, scanned).pair_map).epoch_length()
+    run(root, {"max_train_steps": per_epoch + 1, "checkpoint_epoch_interval": 1, "validation_epoch_interval": 1})
+    out = root / "output"
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [f"checkpoint-{per_epoch:06d}"]
+    assert sorted(p.name for p in (out / "validation").iterdir()) == [f"step-{per_epoch:06d}",
+                                                                     f"step-{per_epoch + 1:06d}"]

@@ -105,6 +105,9 @@ class TrainConfig(_Strict):
     validation_prompt_library: bool = Field(False, description="Also render the built-in validation prompts")
     checkpointing_steps: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end)")
     checkpoints_total_limit: int | None = Field(None, ge=1, description="Keep at most N checkpoints")
+    checkpoint_epoch_interval: int | None = Field(None, ge=0, description="Also checkpoint every N epochs")
+    validation_epoch_interval: float | None = Field(None, ge=0, description="Also validate every N epochs "
+                                                                            "(fractions run within an epoch)")
     resume_from_checkpoint: str | None = Field(None, description="'latest' or a checkpoint folder")
     disable_assistant_lora: bool = Field(False, description="Do not load the assistant adapter")
     assistant_lora_path: str | None = Field(None, description="Assistant adapter for distilled models")

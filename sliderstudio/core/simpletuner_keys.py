@@ -107,8 +107,6 @@ KEY_REASONS: dict[str, str] = {
     "allow_dataset_oversubscription": "one device: buckets are cycled as needed, no repeats are added",
     "num_validation_images": "one image per prompt and strength is rendered",
     "validation_disable": "validation runs when validation_steps is above 0; set it to 0 to disable",
-    "checkpoint_epoch_interval": "checkpoints follow checkpointing_steps only",
-    "validation_epoch_interval": "validation follows validation_steps only",
     "prodigy_steps": "Prodigy adapts its step size for the whole run",
     "snr_gamma": "no min-SNR loss weighting: every timestep weighs the same",
     "use_soft_min_snr": "no min-SNR loss weighting: every timestep weighs the same",

@@ -24,6 +24,7 @@ from sliderstudio.core.events import (
     Checkpoint, Command, Event, Failed, Finished, Image, Log, Mailbox, PauseChanged, Progress,
 )
 from sliderstudio.core.preview import render_strengths, save_image
+from sliderstudio.core.intervals import is_due, steps_per_epoch
 from sliderstudio.core.validation_render import validation_pipes
 from sliderstudio.core.project import Project
 from sliderstudio.core.run_state import HEARTBEAT
@@ -82,6 +83,7 @@ class Trainer:
         cfg = self.project.config
         batches = s.sampler.iter_from(self.micro_index)
         started, done_here = time.perf_counter(), 0
+        per_epoch = steps_per_epoch(s.sampler.epoch_length(), cfg.gradient_accumulation_steps)
         while self.step < s.total_steps:
             self._poll()
             t0 = time.perf_counter()
@@ -98,12 +100,14 @@ class Trainer:
                                tuple(m.bucket_id for m in used), tuple(m.strength for m in used)))
             self._write_heartbeat()
             self._report_device()
-            if cfg.validation_steps and self.step % cfg.validation_steps == 0:
+            if is_due(self.step, cfg.validation_steps, cfg.validation_epoch_interval, per_epoch):
                 self._validate()
-            if cfg.checkpointing_steps and self.step % cfg.checkpointing_steps == 0 and self.step < s.total_steps:
+            if (is_due(self.step, cfg.checkpointing_steps, cfg.checkpoint_epoch_interval, per_epoch)
+                    and self.step < s.total_steps):
                 self._checkpoint()
         adapter = self._save_final()
-        if cfg.validation_steps and self.step % cfg.validation_steps != 0:
+        if ((cfg.validation_steps or cfg.validation_epoch_interval)
+                and not is_due(self.step, cfg.validation_steps, cfg.validation_epoch_interval, per_epoch)):
             self._validate()
         self._end_state = "finished"
         self.sink(Finished(self.step, str(adapter)))
