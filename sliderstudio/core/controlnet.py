@@ -6,8 +6,10 @@ files' stems; conditioning images are cropped like their images and cached on di
 
 Which families have ControlNet sliders, which diffusers classes they use and how the conditioning
 reaches the ControlNet are family traits (`Family.controlnet`, see `families/controlnet_support.py`):
-SD 1.x and SDXL (`ControlNetModel`, pixels), SD3 (`SD3ControlNetModel`, VAE latents) and Flux.1
-(`FluxControlNetModel`, packed latents or XLabs-style pixels). The training step sees one module
+SD 1.x and SDXL (`ControlNetModel`, pixels), SD3 (`SD3ControlNetModel`, VAE latents), Flux.1
+(`FluxControlNetModel`, packed latents or XLabs-style pixels), and AuraFlow and HiDream, whose
+ControlNets are SimpleTuner's own classes (ours, compatible: `families/auraflow_controlnet.py`,
+`families/hidream_controlnet.py`). The training step sees one module
 with the denoiser's call signature (the family's wrapper): the ControlNet runs first on the batch's
 conditioning and its residuals go into the denoiser, so the family's own `predict` works unchanged.
 Rendering uses diffusers' ControlNet pipeline built from the loaded pipeline's components; a thin

@@ -26,7 +26,8 @@ does not), the adapter saved, reloaded into a fresh pipeline through the family'
 rendered at strengths 0 / +1 / −1 (0 identical to the base render, ±1 distinct). The LyCORIS column
 is the same check with the family's shipped LoKr preset (`presets/lycoris/`); ControlNet is what the
 family supports (SD 1.x and SDXL `ControlNetModel`, SD3 `SD3ControlNetModel`, Flux.1
-`FluxControlNetModel`, AuraFlow our `AuraFlowControlNetModel` for SimpleTuner's AuraFlow ControlNets;
+`FluxControlNetModel`, AuraFlow and HiDream our `AuraFlowControlNetModel` / `HiDreamControlNetModel`
+for SimpleTuner's ControlNets;
 tested in `tests/test_controlnet.py`, `tests/test_controlnet_transformers.py` and
 `tests/test_controlnet_auraflow_hidream.py`).
 

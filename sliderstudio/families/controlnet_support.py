@@ -7,7 +7,7 @@ denoiser's own call signature. `ControlledDenoiser` is that module. Each family 
 denoiser the way that family's diffusers ControlNet pipeline does.
 
 The conditioning itself differs per family: UNet ControlNets read pixels in [0, 1]; the transformer
-ControlNets of SD3 and Flux (InstantX style) read VAE latents of the control image, which is why
+ControlNets of SD3, Flux (InstantX style), AuraFlow and HiDream read VAE latents of the control image, which is why
 `encode` is a family trait too, and why its cache tag names the representation.
 """
 from __future__ import annotations
