@@ -13,7 +13,8 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, HiDreamImagePipeline, HiDreamImageTransformer2DModel
+from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, HiDreamImagePipeline,
+                       HiDreamImageTransformer2DModel)
 from torch import nn
 from transformers import (CLIPTextModelWithProjection, CLIPTokenizer, LlamaForCausalLM, PreTrainedTokenizerFast,
                           T5EncoderModel, T5Tokenizer)
