@@ -314,3 +314,41 @@ def test_epoch_intervals_drive_checkpoints_and_validation(tmp_path, tiny_models)
     assert [p.name for p in (out / "checkpoints").iterdir()] == [f"checkpoint-{per_epoch:06d}"]
     assert sorted(p.name for p in (out / "validation").iterdir()) == [f"step-{per_epoch:06d}",
                                                                      f"step-{per_epoch + 1:06d}"]
+
+
+def test_noise_offset_probability_applies_to_that_share_of_micro_batches():
+    from diffusers import DDPMScheduler
+
+    from sliderstudio.core.sampler import MicroBatch
+    from sliderstudio.core.slider_step import SliderStep, StepData
+    from sliderstudio.families.registry import get_family
+
+    family = get_family("sd1x", "c.json")
+    data = StepData({}, {}, {}, {})
+
+    def step(offset, probability):
+        return SliderStep(family, torch.nn.Identity(), DDPMScheduler(), data, 0, CPU, torch.float32,
+                          noise_offset=offset, adapter=SimpleNamespace(), noise_offset_probability=probability)
+
+    shape = torch.Size([1, 4, 8, 8])
+    plain, always, some = step(0.0, 1.0), step(0.5, 1.0), step(0.5, 0.25)
+    applied = 0
+    for i in range(400):
+        mb = MicroBatch(i, 0, "b", "positive", 1.0, (0,), ("x",))
+        no_offset = plain.noise_for(mb, shape)[0]
+        with_offset, offset_t = always.noise_for(mb, shape)
+        noise, t = some.noise_for(mb, shape)
+        assert torch.equal(t, offset_t)                    # the decision never shifts the timesteps
+        if torch.equal(noise, with_offset):
+            applied += 1
+        else:
+            assert torch.equal(noise, no_offset)
+    assert 70 < applied < 130                              # ≈ 25 % of 400
+
+
+def test_validation_disable_turns_scheduled_validation_off(tmp_path, tiny_models):
+    root = make_project(tmp_path / "p", tiny_models["sd1x"], config={
+        "max_train_steps": 2, "validation_step_interval": 1, "validation_prompt": "a red square",
+        "validation_resolution": 32, "validation_disable": True})
+    run(root)
+    assert not (root / "output" / "validation").exists()

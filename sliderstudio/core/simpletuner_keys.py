@@ -106,7 +106,6 @@ KEY_REASONS: dict[str, str] = {
     "disable_bucket_pruning": "Slider Studio never prunes small buckets: every image is used",
     "allow_dataset_oversubscription": "one device: buckets are cycled as needed, no repeats are added",
     "num_validation_images": "one image per prompt and strength is rendered",
-    "validation_disable": "validation runs when validation_steps is above 0; set it to 0 to disable",
     "prodigy_steps": "Prodigy adapts its step size for the whole run",
     "snr_gamma": "no min-SNR loss weighting: every timestep weighs the same",
     "use_soft_min_snr": "no min-SNR loss weighting: every timestep weighs the same",

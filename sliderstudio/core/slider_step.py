@@ -56,6 +56,7 @@ class SliderStep:
     autocast: Callable[[], ContextManager] = nullcontext
     adapter: SliderAdapter | None = None  # None: the PEFT `slider` adapter on the denoiser
     loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # None: MSE
+    noise_offset_probability: float = 1.0  # SimpleTuner's: the share of micro-batches that get the offset
 
     def __post_init__(self) -> None:
         if self.adapter is None:
@@ -70,12 +71,17 @@ class SliderStep:
         Redrawing from the positive's seed instead of remembering its tensors keeps the pairing
         exact across a resume that starts between the two batches.
         """
-        g = self.generator(mb.index - 1 if mb.paired else mb.index)
+        source = mb.index - 1 if mb.paired else mb.index
+        g = self.generator(source)
         noise = torch.randn(shape, generator=g)
         if self.noise_offset:
-            # one offset per sample and channel, broadcast over the rest (H, W, and frames for video latents)
+            # one offset per sample and channel, broadcast over the rest (H, W, and frames for video latents);
+            # always drawn, so whether it applies never changes the timesteps drawn after it
             per_channel = (shape[0], shape[1], *([1] * (len(shape) - 2)))
-            noise = noise + self.noise_offset * torch.randn(per_channel, generator=g)
+            offset = self.noise_offset * torch.randn(per_channel, generator=g)
+            if self.noise_offset_probability >= 1 or \
+                    random.Random(f"{self.seed}:{source}:offset").random() < self.noise_offset_probability:
+                noise = noise + offset
         timesteps = self.family.sample_timesteps(self.schedule, shape[0], g)
         return noise, timesteps
 

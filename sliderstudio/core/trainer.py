@@ -100,13 +100,14 @@ class Trainer:
                                tuple(m.bucket_id for m in used), tuple(m.strength for m in used)))
             self._write_heartbeat()
             self._report_device()
-            if is_due(self.step, cfg.validation_steps, cfg.validation_epoch_interval, per_epoch):
+            if not cfg.validation_disable and is_due(self.step, cfg.validation_steps, cfg.validation_epoch_interval,
+                                                     per_epoch):
                 self._validate()
             if (is_due(self.step, cfg.checkpointing_steps, cfg.checkpoint_epoch_interval, per_epoch)
                     and self.step < s.total_steps):
                 self._checkpoint()
         adapter = self._save_final()
-        if ((cfg.validation_steps or cfg.validation_epoch_interval)
+        if ((cfg.validation_steps or cfg.validation_epoch_interval) and not cfg.validation_disable
                 and not is_due(self.step, cfg.validation_steps, cfg.validation_epoch_interval, per_epoch)):
             self._validate()
         self._end_state = "finished"

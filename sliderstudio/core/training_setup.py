@@ -269,7 +269,8 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
         log(shift_note, "warning")
     step = SliderStep(family, denoiser, schedule, data, cfg.seed, device,
                       dtype, cfg.caption_dropout_probability, cfg.noise_offset, accelerator.autocast, adapter,
-                      None if cfg.loss_type == "l2" else make_loss(cfg, schedule))
+                      None if cfg.loss_type == "l2" else make_loss(cfg, schedule),
+                      noise_offset_probability=cfg.noise_offset_probability)
     info = session_metadata(project, family, report, bal.pairing, adapter)
     log(f"training {total} steps, {sum(p.numel() for p in params)} adapter parameters", "info")
     if render_pipe is not None and control_files:
