@@ -352,3 +352,12 @@ def test_validation_disable_turns_scheduled_validation_off(tmp_path, tiny_models
         "validation_resolution": 32, "validation_disable": True})
     run(root)
     assert not (root / "output" / "validation").exists()
+
+
+def test_lr_scale_multiplies_by_batch_and_accumulation():
+    config = cfg(learning_rate=1e-4, train_batch_size=2, gradient_accumulation_steps=8)
+    assert build_optimizer(params(), config, CPU).param_groups[0]["lr"] == 1e-4
+    scaled = config.model_copy(update={"lr_scale": True})
+    assert build_optimizer(params(), scaled, CPU).param_groups[0]["lr"] == pytest.approx(16e-4)
+    root = scaled.model_copy(update={"lr_scale_sqrt": True})
+    assert build_optimizer(params(), root, CPU).param_groups[0]["lr"] == pytest.approx(4e-4)

@@ -51,6 +51,8 @@ class TrainConfig(_Strict):
         None, description="Explicit preset choice; overrides slider_lora_target")
     peft_lora_target_modules: list[str] | None = Field(None, description="Explicit target list (overrides presets)")
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate")
+    lr_scale: bool = Field(False, description="Multiply learning_rate by train_batch_size × gradient_accumulation_steps")
+    lr_scale_sqrt: bool = Field(False, description="With lr_scale: by the square root of that product")
     lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear",
                           "polynomial"] = Field("constant", description="Learning-rate schedule")
     lr_warmup_steps: int = Field(0, ge=0, description="Warm-up steps")

@@ -201,4 +201,12 @@ def build_optimizer(params: list[Any], config: Any, device: Any, file: str = "co
         raise ConfigError(f"{cls.__name__} has no setting {', '.join(map(repr, unknown))}; it takes "
                           f"{', '.join(k for k in accepted if k not in ('self', 'params'))}",
                           file=file, key="optimizer_config", value=config.optimizer_config)
-    return cls(params, lr=config.learning_rate, **kwargs)
+    return cls(params, lr=effective_learning_rate(config), **kwargs)
+
+
+def effective_learning_rate(config: Any) -> float:
+    """SimpleTuner's lr_scale: × (devices × batch × accumulation), or its square root; one device here."""
+    if not config.lr_scale:
+        return config.learning_rate
+    factor = config.train_batch_size * config.gradient_accumulation_steps
+    return config.learning_rate * (factor ** 0.5 if config.lr_scale_sqrt else factor)

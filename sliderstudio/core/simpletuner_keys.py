@@ -87,7 +87,6 @@ SECTION_REASONS: dict[str, str] = {
     "project": "not needed here: one process on one device",
     "vae_config": "VAE option not implemented: the VAE runs in the pipeline's precision, one image batch at a time",
     "noise_settings": "noise option not implemented: only noise_offset is applied",
-    "learning_rate": "learning_rate is used as given (no scaling by batch size or device count)",
     "validation_guidance": "guidance option not implemented: validation uses validation_guidance only",
     "lyrics_embedder": "audio families are not supported",
     "model_card": "no model card is written",
