@@ -169,6 +169,54 @@ def test_a_controlnet_that_does_not_fit_the_transformer_is_refused(tmp_path, aur
     assert not (root / "output" / "pytorch_lora_weights.safetensors").exists()
 
 
+def test_a_controlnet_with_extra_conditioning_channels_is_refused():
+    from sliderstudio.families.auraflow import ControlledAuraFlow
+
+    transformer = tiny_auraflow_transformer()
+    controlnet = AuraFlowControlNetModel.from_transformer(transformer, num_extra_conditioning_channels=4)
+    with pytest.raises(ConfigError, match="reads 4 \\+ 4 conditioning channels") as err:
+        ControlledAuraFlow(transformer, controlnet)
+    assert err.value.key == "controlnet_model_name_or_path"
+
+
+@pytest.mark.parametrize("family", ["auraflow", "hidream"])
+def test_residual_hooks_keep_gradients_exact_under_gradient_checkpointing(family):
+    """The hooks are gone when backward recomputes a checkpointed block; the gradients must not notice."""
+    def gradients(checkpointing):
+        if family == "auraflow":
+            from sliderstudio.families.auraflow import ControlledAuraFlow
+
+            transformer = tiny_auraflow_transformer().requires_grad_(False)
+            controlnet = AuraFlowControlNetModel.from_transformer(transformer, num_layers=2)
+            wrapper, inputs = ControlledAuraFlow, dict(hidden_states=torch.randn(2, 4, 8, 8, generator=g),
+                                                       encoder_hidden_states=torch.randn(2, 5, 32, generator=g),
+                                                       timestep=torch.tensor([0.3, 0.6]))
+        else:
+            from sliderstudio.families.hidream import ControlledHiDream
+            from sliderstudio.families.hidream_controlnet import HiDreamControlNetModel
+
+            transformer = tiny_hidream_transformer().requires_grad_(False)
+            controlnet = HiDreamControlNetModel.from_transformer(transformer)
+            wrapper, inputs = ControlledHiDream, hidream_inputs()
+        randomise_zero_layers(controlnet)
+        if checkpointing:
+            transformer.enable_gradient_checkpointing()
+            controlnet.enable_gradient_checkpointing()
+        model = wrapper(transformer, controlnet)
+        with model.conditioned_on(torch.randn(2, 4, 8, 8, generator=g)):
+            out = model(**inputs, return_dict=False)[0]
+        out.square().mean().backward()
+        return out.detach(), [p.grad for p in controlnet.parameters() if p.grad is not None]
+
+    g = torch.Generator().manual_seed(0)
+    plain, plain_grads = gradients(False)
+    g = torch.Generator().manual_seed(0)
+    checkpointed, checkpointed_grads = gradients(True)
+    assert torch.allclose(plain, checkpointed, atol=1e-6) and len(plain_grads) == len(checkpointed_grads) > 10
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain_grads, checkpointed_grads))
+    assert any(grad.abs().sum() > 0 for grad in plain_grads)
+
+
 def use_simpletuner_dataloader_form(root):
     """SimpleTuner's ControlNet example: conditioning entries linked from the image entries by `conditioning_data`."""
     entries = json.loads((root / "multidatabackend.json").read_text())

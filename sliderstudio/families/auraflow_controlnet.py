@@ -158,7 +158,16 @@ def residual_index(block: int, total_blocks: int, residuals: int) -> int:
 
 
 def check_fits(transformer: nn.Module, controlnet: nn.Module) -> None:
-    """Refuse, before any step runs, a ControlNet whose residuals cannot be spread over the transformer's blocks."""
+    """Refuse, before any step runs, a ControlNet this transformer and its conditioning cannot drive.
+
+    With `extra_conditioning_channels` its `pos_embed_input` wants in_channels + extra channels, but
+    the conditioning is the VAE's in_channels latents (SimpleTuner's trainer insists on that too).
+    """
+    extra = controlnet.config.extra_conditioning_channels
+    if extra:
+        raise ConfigError(f"this AuraFlow ControlNet reads {controlnet.config.in_channels} + {extra} conditioning "
+                          f"channels, but the control image gives {controlnet.config.in_channels} VAE latent channels",
+                          key="controlnet_model_name_or_path")
     total = len(transformer.joint_transformer_blocks) + len(transformer.single_transformer_blocks)
     residual_index(total - 1, total, len(controlnet.controlnet_blocks))
 
