@@ -42,7 +42,7 @@ def test_every_registry_key_is_classified_with_a_reason():
 @pytest.mark.parametrize("key,fragment", [
     ("push_to_hub", "nothing is uploaded"),
     ("report_to", "no tracking"),
-    ("base_model_precision", "memory options"),
+    ("musubi_block_swap_device", "memory options"),
     ("musubi_blocks_to_swap", "block swapping"),
     ("use_ema", "no EMA"),
     ("dynamo_backend", "one device, uncompiled"),

@@ -12,7 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sliderstudio.core.errors import ConfigError
-from sliderstudio.core.simpletuner_keys import KeyNote, dataloader_keys, normalise_train_data
+from sliderstudio.core.simpletuner_keys import (
+    BASE_MODEL_PRECISION_VALUES, KeyNote, dataloader_keys, normalise_train_data,
+)
 
 CONFIG_SCHEMA_VERSION = 1
 
@@ -73,6 +75,9 @@ class TrainConfig(_Strict):
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Autocast precision")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory")
+    base_model_precision: Literal[BASE_MODEL_PRECISION_VALUES] = Field(  # type: ignore[valid-type]
+        "no_change", description="Quantise the frozen base (int8-torchao, fp8-torchao, int8-quanto; "
+                                 "no_change keeps it in the training precision)")
     adam_weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping (0: off)")
     grad_clip_method: Literal["norm", "value"] = Field(

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from PIL import Image, ImageDraw
 
 from sliderstudio.core.build_lock import BUILD_LOCK
@@ -22,6 +23,7 @@ from sliderstudio.core import adapter_io, atomic
 from sliderstudio.core.adapters import SLIDER, delete_adapter  # noqa: F401  (delete_adapter: older import path)
 from sliderstudio.core.checkpoints import list_checkpoints
 from sliderstudio.core.errors import InputError
+from sliderstudio.core.quantise import NO_CHANGE, quantise_base, require_runnable
 from sliderstudio.core.slider_adapter import PeftSlider, SliderAdapter, attached, file_kind, load_slider
 from sliderstudio.families.base import Family
 from sliderstudio.families.loading import load_pipeline
@@ -83,9 +85,12 @@ class PreviewRenderer:
     """
 
     def __init__(self, family: str, model_path: str, lora_path: str | Path | None = None,
-                 controlnet: str | Path | None = None, control_image: str | Path | None = None):
+                 controlnet: str | Path | None = None, control_image: str | Path | None = None,
+                 base_model_precision: str = NO_CHANGE):
         self.family = get_family(family)
+        scheme = require_runnable(base_model_precision, torch.device("cpu"))  # refused before any weight loads
         self.pipe = load_pipeline(self.family, model_path)
+        quantise_base(self.family.denoiser(self.pipe), base_model_precision, scheme, lambda _msg, _level: None)
         self.lora_path: Path | None = None
         self.adapter: SliderAdapter | None = None
         self.controlnet_path = Path(controlnet) if controlnet else None

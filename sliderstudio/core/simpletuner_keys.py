@@ -48,6 +48,14 @@ LEGACY_KEYS: dict[str, str] = {
     "vae_cache_clear_each_epoch": "the latent cache is kept between epochs and runs",
 }
 _TEXT_ENCODER_PRECISION = re.compile(r"text_encoder_\d+_precision")
+# SimpleTuner's base_model_precision values (its registry fills the list at run time, so fields.json has
+# none); TrainConfig accepts these, core.quantise decides which run on this machine.
+BASE_MODEL_PRECISION_VALUES: tuple[str, ...] = (
+    "no_change", "int8-torchao", "int8dq-torchao", "int8dq-int4-torchao", "int4-torchao", "fp8-torchao",
+    "fp8wo-torchao", "fp8-int4-torchao", "int2-quanto", "int4-quanto", "int8-quanto", "fp8-quanto",
+    "fp8uz-quanto", "nf4-bnb", "fp8-native", "fp8-transformerengine", "int8-sdnq", "uint8-sdnq", "fp8-sdnq",
+    "fp16-sdnq", "int16-sdnq", "uint16-sdnq", "int6-sdnq", "int5-sdnq", "uint5-sdnq", "uint4-sdnq",
+)
 
 SECTION_REASONS: dict[str, str] = {
     "accelerate": "multi-GPU and torch.compile settings belong to the multi-GPU work: this run uses one device, "
@@ -111,8 +119,6 @@ KEY_REASONS: dict[str, str] = {
     "text_encoder_batch_size": "captions are encoded once into the cache, in one batch per bucket",
     "vae_batch_size": "latents are encoded once into the cache",
     "strict_epoch_limit": "the run ends at max_train_steps, or after num_train_epochs when that is 0",
-    "base_model_precision": "quantisation belongs to the memory options, not implemented yet: the base model "
-                            "trains unquantised in the training precision",
     "musubi_blocks_to_swap": "block swapping belongs to the memory options, not implemented yet: the whole "
                              "model stays on the device",
     "musubi_block_swap_device": "block swapping belongs to the memory options, not implemented yet: the whole "

@@ -27,6 +27,7 @@ from sliderstudio.core.sized_encoding import encode_by_size, image_size, image_t
 from sliderstudio.core.errors import OutputError
 from sliderstudio.core.precision_check import precision_warning
 from sliderstudio.core.project import Project
+from sliderstudio.core.quantise import quantise_base, require_runnable
 from sliderstudio.core.run_checks import check_run
 from sliderstudio.core.sampler import SliderSampler, sampler_buckets
 from sliderstudio.core.slider_adapter import PeftSlider, SliderAdapter
@@ -230,8 +231,10 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     if slow:
         log(slow, "warning")
     dtype = weight_dtype(cfg.mixed_precision, device)
+    scheme = require_runnable(cfg.base_model_precision, device, str(project.config_path))  # before any weight
     log(f"loading {family.label} from {location} on {device}", "info")
     pipe = load_pipeline(family, cfg.pretrained_model_name_or_path, dtype, device)
+    quantise_base(family.denoiser(pipe), cfg.base_model_precision, scheme, log)
     apply_vae_options(pipe, cfg, log)
     host, host_name, denoiser, render_pipe = adapter_host(project, family, pipe, device, dtype, log)
     adapter, report, frozen = attach_slider(project, family, pipe, host, host_name, log)
@@ -295,7 +298,8 @@ def session_metadata(project: Project, family: Family, report: TargetReport, pai
     info = {"base_model": cfg.pretrained_model_name_or_path, "family": family.id, "targets": report.module_names,
             "preset": report.preset, "lora_type": cfg.lora_type,
             "strengths": sorted({b.slider_strength for b in project.active_buckets()}),
-            "pairing": pairing, "sliderstudio_version": __version__}
+            "pairing": pairing, "sliderstudio_version": __version__,
+            "base_model_precision": cfg.base_model_precision}
     if cfg.lora_type == "standard":
         info.update(rank=cfg.lora_rank, alpha=cfg.effective_alpha)
     else:

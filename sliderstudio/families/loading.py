@@ -6,6 +6,7 @@ so they are refused with a message, and remote code is never trusted.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,14 @@ def model_dir_for_config(spec: str) -> Path | str:
 
 
 def quiet_libraries() -> None:
-    """Library progress bars and info logs would drown our own progress output."""
+    """Library progress bars and info logs would drown our own progress output.
+
+    torchao (imported by diffusers/PEFT when installed) warns once per CUDA-only kernel library it
+    cannot load on a CPU machine, and torch warns about how torchao registers its enums; those lines
+    say nothing about this run.
+    """
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's enum registrations
     import diffusers
     import transformers
 
