@@ -113,7 +113,7 @@ def test_a_closed_command_pipe_with_the_parent_alive_stops_without_diverting_out
     guard = ProcessGuard(mailbox)
     guard.input_ended()
     assert mailbox.drain() == [Command.STOP] and not guard.diverted
-    assert guard.reason == "the app closed the command pipe (stdin)" and not guard.parent_gone()
+    assert guard.reason == "the command pipe (stdin) closed: the app quit or is gone" and not guard.parent_gone()
 
 
 # --- a guarded loop in its own process --------------------------------------------------------------
@@ -325,11 +325,12 @@ def test_train_events_keeps_the_last_step_done_whichever_way_the_app_goes(tmp_pa
         state = json.loads((checkpoint / "state.json").read_text())
         beat = json.loads((out / "run.json").read_text())
         assert codes[how] == 0, (how, procs[how].stderr.read())
-        assert steps == list(range(1, len(steps) + 1)) and steps[-1] in (STOP_AT, STOP_AT + 1), (how, steps)
+        # the step in flight ends the run; the trainer may be a line or two ahead of our reading
+        assert steps == list(range(1, len(steps) + 1)) and STOP_AT <= steps[-1] <= STOP_AT + 3, (how, steps)
         assert state["step"] == steps[-1] and checkpoint.name == f"checkpoint-{steps[-1]:06d}", how
         assert beat["state"] == "ended" and beat["step"] == steps[-1], (how, beat)
     assert "the app stopped reading events" in (roots["close"] / "output" / PROCESS_LOG).read_text() or \
-        "the app closed the command pipe" in (roots["close"] / "output" / PROCESS_LOG).read_text()
+        "the command pipe (stdin) closed" in (roots["close"] / "output" / PROCESS_LOG).read_text()
     for how in ("SIGTERM", "SIGHUP"):
         finished = events[how][-1]
         assert finished == Finished(metric_steps(roots[how] / "output")[-1], finished.adapter_path, True), how

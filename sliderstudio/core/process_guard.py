@@ -32,15 +32,19 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
 from sliderstudio.core.events import Command, Event, Finished, Log, Mailbox
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+# Windows has no SIGHUP; there the app's death shows as the command pipe's end alone (no reparenting).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name))
 PARENT_POLL_S = 0.5      # how often the watchdog asks whether the app still exists
+PARENT_SETTLE_S = 0.5    # after the command pipe's end, how long to wait for a dead app's reparenting
 PROCESS_LOG = "training-process.log"
 
 
@@ -65,12 +69,13 @@ class ProcessGuard:
     # --- set-up --------------------------------------------------------------------------------
     def install(self, watch_parent: bool = True) -> None:
         """Signal handlers (main thread only) and, unless told otherwise, the parent watchdog."""
-        read_fd, write_fd = os.pipe()
-        os.set_blocking(write_fd, False)
-        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        reader, writer = socket.socketpair()     # a socket: the one kind Windows accepts here too
+        writer.setblocking(False)
+        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        self._wakeup = (reader, writer)          # kept: closing them would silence the signals
         for signum in STOP_SIGNALS:
             signal.signal(signum, _wake_only)
-        threading.Thread(target=self._read_signals, args=(read_fd,), name="stop-signals", daemon=True).start()
+        threading.Thread(target=self._read_signals, args=(reader,), name="stop-signals", daemon=True).start()
         if watch_parent and self._parent > 1:
             threading.Thread(target=self._watch_parent, name="parent-watchdog", daemon=True).start()
 
@@ -109,11 +114,21 @@ class ProcessGuard:
         self.stop(reason)
 
     def input_ended(self) -> None:
-        """End of the command pipe: the app closed it on purpose or died (then it has a new parent)."""
+        """End of the command pipe: the app closed it on purpose or died. Stop at once either way.
+
+        A dying app's pipes close before the system hands its children to a new parent (measured:
+        the pipe's end came first every time), so the parent is watched a moment longer to know
+        whether to send the output to the log file."""
         if self.parent_gone():
             self.app_gone(f"the app (pid {self._parent}) is gone: its command pipe closed")
-        else:
-            self.stop("the app closed the command pipe (stdin)")
+            return
+        self.stop("the command pipe (stdin) closed: the app quit or is gone")
+        deadline = time.monotonic() + PARENT_SETTLE_S
+        while time.monotonic() < deadline:
+            if self.parent_gone():
+                self.divert_output()
+                return
+            time.sleep(0.02)
 
     def parent_gone(self) -> bool:
         return self._parent > 1 and os.getppid() != self._parent
@@ -147,10 +162,10 @@ class ProcessGuard:
                 pass
         self.exit_process(0)
 
-    def _read_signals(self, read_fd: int) -> None:
+    def _read_signals(self, reader: socket.socket) -> None:
         while True:
             try:
-                data = os.read(read_fd, 64)
+                data = reader.recv(64)
             except OSError:
                 return
             if not data:
@@ -162,7 +177,7 @@ class ProcessGuard:
         if signum not in STOP_SIGNALS:   # another handler's signal (e.g. a SIGCHLD a library asked for)
             return
         name = signal.Signals(signum).name
-        if signum == signal.SIGHUP:      # a hang-up: the terminal or the app that held our pipes is gone
+        if signum == getattr(signal, "SIGHUP", None):      # a hang-up: the terminal or the app that held our pipes is gone
             self.app_gone(f"received {name}")
         else:
             self.stop(f"received {name}")

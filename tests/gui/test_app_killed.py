@@ -37,6 +37,7 @@ from sliderstudio.gui.main_window import MainWindow
 
 window = MainWindow()
 window.training_vm.logAppended.connect(lambda level, message: print(message, flush=True))
+window.training_vm.runFailed.connect(lambda message, details: app.exit(3))   # fail the test fast
 window.project_vm.open(sys.argv[1])
 window.show()
 pane = window.training_pane
@@ -108,12 +109,12 @@ def ended(pid: int) -> bool:
         return True
 
 
-def kill_app_mid_run(app: subprocess.Popen, out: Path, how: signal.Signals, at_step: int,
+def kill_app_mid_run(app: subprocess.Popen, log: Path, out: Path, how: signal.Signals, at_step: int,
                      not_pid: int = 0) -> tuple[int, float, float]:
     """Wait for `at_step`, kill the app `how`; return the training pid and the seconds from the
     kill to the checkpoint on disk and to the training process's end."""
     wait_for(lambda: len(metric_steps(out)) >= at_step or app.poll() is not None, 300, f"step {at_step}")
-    assert app.poll() is None, "the app ended before it was killed"
+    assert app.poll() is None, "the app ended before it was killed:\n" + log.read_text()[-3000:]
     pid = wait_for(lambda: training_pid(out, not_pid), 30, "the training process's heartbeat")
     killed = time.time()
     app.send_signal(how)
@@ -142,18 +143,21 @@ def test_killing_the_app_mid_run_keeps_the_last_step_and_the_next_start_resumes(
     # 1. SIGTERM to the app while it trains
     app = start_app(root, "train", tmp_path / "app1.log")
     try:
-        first_pid, kept_term, gone_term = kill_app_mid_run(app, out, signal.SIGTERM, at_step=4)
+        first_pid, kept_term, gone_term = kill_app_mid_run(app, tmp_path / "app1.log", out, signal.SIGTERM,
+                                                           at_step=4)
     finally:
         app.kill()
     stopped_at = assert_kept_last_step(out)
     assert 0 < kept_term < NOTICE_S and stopped_at >= 4
-    assert "is gone" in (out / PROCESS_LOG).read_text() or "stdout closed" in (out / PROCESS_LOG).read_text()
+    reasons = [line.split("checkpoint: ")[1] for line in (out / PROCESS_LOG).read_text().splitlines()
+               if "stopping after the step in flight" in line]
+    assert len(reasons) == 1 and ("the app" in reasons[0]), reasons
 
     # 2. the next start of the app offers Resume; the user takes it; then the app is killed with SIGKILL
     app = start_app(root, "resume", tmp_path / "app2.log")
     try:
-        _, kept_kill, gone_kill = kill_app_mid_run(app, out, signal.SIGKILL, at_step=stopped_at + 3,
-                                                   not_pid=first_pid)
+        _, kept_kill, gone_kill = kill_app_mid_run(app, tmp_path / "app2.log", out, signal.SIGKILL,
+                                                   at_step=stopped_at + 3, not_pid=first_pid)
     finally:
         app.kill()
     offer = [line for line in (tmp_path / "app2.log").read_text().splitlines() if line.startswith("offer:")]
@@ -161,6 +165,9 @@ def test_killing_the_app_mid_run_keeps_the_last_step_and_the_next_start_resumes(
                      f"continues from its checkpoint at step {stopped_at}. | ↻ Resume from step {stopped_at}"]
     killed_at = assert_kept_last_step(out)
     assert 0 < kept_kill < NOTICE_S and killed_at >= stopped_at + 3
+    reasons += [line.split("checkpoint: ")[1] for line in (out / PROCESS_LOG).read_text().splitlines()
+                if "stopping after the step in flight" in line][1:]
+    assert len(reasons) == 2 and "the app" in reasons[1], reasons
 
     # 3. a third start (in this process): the offer is there, and Resume continues from killed_at
     window = MainWindow()
@@ -183,7 +190,7 @@ def test_killing_the_app_mid_run_keeps_the_last_step_and_the_next_start_resumes(
     assert steps[:2] == [killed_at + 1, killed_at + 2]
     print(f"\nSIGTERM of the app: checkpoint at step {stopped_at} after {kept_term:.2f} s, process gone after "
           f"{gone_term:.2f} s; SIGKILL: checkpoint at step {killed_at} after {kept_kill:.2f} s, gone after "
-          f"{gone_kill:.2f} s")
+          f"{gone_kill:.2f} s; noticed by: {reasons}")
 
 
 def write_run(out: Path, state: str, step: int, checkpoint_step: int | None) -> None:
