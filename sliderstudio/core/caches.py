@@ -83,6 +83,16 @@ class FeatureCache:
                 self.stats.images_encoded += 1
         return [t for t in out if t is not None]
 
+    def has_latents(self, items: list[tuple[Path, str]], override: Path | None = None, kind: str = "vae") -> bool:
+        """Whether every item is cached already (then the encoder need not be on the device at all)."""
+        folder = self._dir(kind, override)
+        return all((folder / f"{file_digest(p)}-{tag}.safetensors").exists() for p, tag in items)
+
+    def has_conditioning(self, prompts: list[str], override: Path | None = None) -> bool:
+        folder = self._dir("text", override)
+        return all((folder / (hashlib.sha256(p.encode()).hexdigest()[:32] + ".safetensors")).exists()
+                   for p in prompts)
+
     def conditioning(self, prompts: list[str], encode: Callable[[list[str]], list[Conditioning]],
                      override: Path | None = None) -> dict[str, Conditioning]:
         """`override`: a text_embeds entry's cache_dir (the model key still separates models inside it)."""

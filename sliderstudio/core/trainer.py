@@ -10,6 +10,7 @@ import math
 import os
 import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -282,7 +283,8 @@ class Trainer:
             # One pass per validation_resolution (SimpleTuner's "WxH" / comma lists; core.validation_render).
             for tag, size, pipe in validation_pipes(s.render_pipe, cfg.validation_sizes,
                                                     cfg.validation_guidance_rescale):
-                with torch.no_grad(), slider_scale(s.family.denoiser(s.pipe), 0.0, ASSISTANT):
+                with torch.no_grad(), slider_scale(s.family.denoiser(s.pipe), 0.0, ASSISTANT), \
+                        (s.encoders.needed() if s.encoders else nullcontext()):  # text encoders for the render
                     images = render_strengths(s.family, pipe, [p.prompt for p in prompts], strengths,
                                               cfg.validation_seed, cfg.validation_num_inference_steps,
                                               cfg.validation_guidance, size, 0.0, cfg.validation_negative_prompt,

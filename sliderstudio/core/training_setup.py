@@ -24,6 +24,7 @@ from sliderstudio.core.buckets import (
 from sliderstudio.core.caches import FeatureCache, model_key
 from sliderstudio.core.dataloader_entries import text_cache_dir
 from sliderstudio.core.sized_encoding import encode_by_size, image_size, image_tags
+from sliderstudio.core.encoder_residency import EncoderResidency, encoder_modules, place_pipeline
 from sliderstudio.core.errors import OutputError
 from sliderstudio.core.precision_check import precision_warning
 from sliderstudio.core.project import Project
@@ -62,6 +63,7 @@ class TrainingSession:
     targets: list[str]
     info: dict[str, Any] = field(default_factory=dict)
     render_pipe: Any = None  # what validation renders with (a ControlNet pipeline for ControlNet sliders)
+    encoders: EncoderResidency | None = None  # text encoders + VAE encoder: off the device after caching
 
     @property
     def lora_config(self) -> Any:
@@ -128,6 +130,19 @@ def encode_buckets(project: Project, family: Family, pipe: Any, scanned: list[Sc
     conds = cache.conditioning(prompts, lambda ps: family.encode_prompts(pipe, ps),
                                project.resolve(text_dir) if text_dir else None)
     return StepData(latents, captions, conds, sizes, control, item_sizes)
+
+
+def caches_complete(project: Project, scanned: list[ScannedBucket], cache: FeatureCache, seed: int) -> bool:
+    """Whether encode_buckets would encode nothing: every latent and caption already cached (same keys)."""
+    captions: set[str] = {""}
+    for s in scanned:
+        size = bucket_resolution(project, s.bucket)
+        override = project.resolve(s.bucket.cache_dir_vae) if s.bucket.cache_dir_vae else None
+        if not cache.has_latents(list(zip((r.path for r in s.images), image_tags(s, size, seed))), override):
+            return False
+        captions.update(r.caption for r in s.images)
+    text_dir = text_cache_dir(project.buckets)
+    return cache.has_conditioning(sorted(captions), project.resolve(text_dir) if text_dir else None)
 
 
 def encode_control(s: ScannedBucket, inputs: ControlInputs, cache: FeatureCache, size: int,
@@ -232,9 +247,16 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
         log(slow, "warning")
     dtype = weight_dtype(cfg.mixed_precision, device)
     scheme = require_runnable(cfg.base_model_precision, device, str(project.config_path))  # before any weight
+    cache = FeatureCache(project.root / "cache", model_key(family.id, location))
+    warm = control_files is None and caches_complete(project, scanned, cache, cfg.seed)
     log(f"loading {family.label} from {location} on {device}", "info")
-    pipe = load_pipeline(family, cfg.pretrained_model_name_or_path, dtype, device)
+    pipe = load_pipeline(family, cfg.pretrained_model_name_or_path, dtype, "cpu" if warm else device)
     quantise_base(family.denoiser(pipe), cfg.base_model_precision, scheme, log)
+    encoders = EncoderResidency(encoder_modules(pipe), device, log, on_device=not warm)
+    if warm:
+        place_pipeline(pipe, device, encoders.modules)
+        log(f"every latent and caption is cached: the encoders ({encoders.names}) are not loaded on {device}; "
+            "validation brings the text encoders over for its renders", "info")
     apply_vae_options(pipe, cfg, log)
     host, host_name, denoiser, render_pipe = adapter_host(project, family, pipe, device, dtype, log)
     adapter, report, frozen = attach_slider(project, family, pipe, host, host_name, log)
@@ -246,7 +268,6 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     denoiser.train()
     adapter.train(True)
 
-    cache = FeatureCache(project.root / "cache", model_key(family.id, location))
     control_inputs = None
     if control_files is not None:
         from sliderstudio.core.controlnet import control_inputs_for
@@ -254,6 +275,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
         control_inputs = control_inputs_for(family, pipe, host, control_files)
     data = encode_buckets(project, family, pipe, scanned, cache, cfg.seed, control_inputs)
     log(cache.describe(), "info")
+    encoders.release("the caches are complete, training reads latents and captions from them")
 
     sampler = SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode), cfg.seed, cfg.train_batch_size,
                             bal.pair_map)
@@ -288,7 +310,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
         log("validation_guidance_rescale: this pipeline takes no guidance_rescale; validation renders without it",
             "warning")
     return TrainingSession(family, pipe, denoiser, adapter, sampler, step, optimizer, scheduler, accelerator,
-                           params, total, report.module_names, info, render_pipe or pipe)
+                           params, total, report.module_names, info, render_pipe or pipe, encoders)
 
 
 def session_metadata(project: Project, family: Family, report: TargetReport, pairing: bool,
