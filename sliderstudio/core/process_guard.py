@@ -177,7 +177,7 @@ class ProcessGuard:
         if signum not in STOP_SIGNALS:   # another handler's signal (e.g. a SIGCHLD a library asked for)
             return
         name = signal.Signals(signum).name
-        if signum == getattr(signal, "SIGHUP", None):      # a hang-up: the terminal or the app that held our pipes is gone
+        if signum == getattr(signal, "SIGHUP", None):   # a hang-up: whoever held our pipes is gone
             self.app_gone(f"received {name}")
         else:
             self.stop(f"received {name}")
