@@ -32,9 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="print the sampling order without loading a model")
     plan.add_argument("--config", required=True)
     plan.add_argument("--batches", type=int, default=24, help="how many micro-batches to print")
+    plan.add_argument("--memory", action="store_true",
+                      help="estimate the device memory peak instead, and the cheapest options that fit a card")
+    plan.add_argument("--vram", type=float, help="card size in GB for --memory (presets: 8, 12, 16, 24, 48); "
+                                                 "exit 2 when no supported option fits")
 
     targets = sub.add_parser("targets", help="show which modules a target preset matches")
-    targets.add_argument("--model", required=True, help="model folder, file or hub id")
+    targets.add_argument("--model", help="model folder, file or hub id (omitted, or a hub id not in the cache: "
+                                          "the family's built-in full-size config)")
     targets.add_argument("--family", help="model family (default: read from the model's files)")
     targets.add_argument("--preset", default="slider",
                          help="reference | slider | default, or a comma-separated list of names")
@@ -50,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--steps", type=int, default=20)
     preview.add_argument("--guidance", type=float, default=2.0)
     preview.add_argument("--size", type=int)
+    preview.add_argument("--base-model-precision", default="no_change",
+                         help="render on a quantised base, e.g. int8-torchao (as trained with base_model_precision)")
     preview.add_argument("--start-fraction", type=float, default=0.0)
     preview.add_argument("--control-image", help="conditioning image for a slider trained on a ControlNet")
     preview.add_argument("--controlnet", help="ControlNet folder (default: the one the adapter records)")

@@ -122,6 +122,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
     for w in project.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if getattr(args, "memory", False):
+        return print_memory_plan(project.config, args.vram)
     scanned = scan_project(project, check_images=False)
     require_trainable(project, scanned)
     for w in check_run(project, scanned):
@@ -151,6 +153,8 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
     preset = args.preset if args.preset in ("reference", "slider", "default") else \
         [p.strip() for p in args.preset.split(",") if p.strip()]
+    if args.model is None or needs_builtin_config(args.model):
+        return print_full_size_targets(args, preset)
     args.family = read_family(args.model, None, args.family)
     if args.lycoris:
         from sliderstudio.core.lycoris_adapter import lycoris_target_report
@@ -163,6 +167,65 @@ def cmd_targets(args: argparse.Namespace) -> int:
     if report.total == 0:
         from sliderstudio.core.targets import require_matches
 
+        require_matches(report, "preset")
+    return 0
+
+
+def print_memory_plan(config, vram: float | None) -> int:
+    """`plan --memory`: the device peak broken down, and per card size the cheapest options that fit."""
+    from sliderstudio.core.memory_plan import (CARD_PRESETS_GB, check_options, cheapest_fit, cuda_capability,
+                                               options_from_config, plan, require_fit)
+    from sliderstudio.families.registry import get_family
+
+    family = get_family(config.model_family)
+    options = options_from_config(config)
+    check_options(family, options, cuda_capability())
+    breakdown = plan(family, options)
+    print(f"# memory plan: {family.label}, mixed_precision {options.mixed_precision}, base_model_precision "
+          f"{options.base_model_precision}, {options.lora_type} r{options.lora_rank} on "
+          f"{breakdown.adapter_params:,} adapter parameters, {options.resolution} px, batch "
+          f"{options.train_batch_size}, gradient_checkpointing {options.gradient_checkpointing}")
+    print(breakdown.table())
+    for note in breakdown.notes:
+        print(f"note: {note}")
+    for card in ([vram] if vram is not None else CARD_PRESETS_GB):
+        advice = cheapest_fit(family, options, card)
+        print(f"{card:g} GB: {advice.summary()}")
+        if vram is not None:
+            require_fit(advice)
+    return 0
+
+
+def needs_builtin_config(model: str) -> bool:
+    """A hub id whose files are not in the local cache: the built-in config answers, nothing is fetched."""
+    from sliderstudio.families.detect import detect_hub_id
+
+    local = Path(model).expanduser().exists()
+    hub_id = model.count("/") == 1 and not model.startswith((".", "/", "~"))
+    return not local and hub_id and detect_hub_id(model).family is None
+
+
+def print_full_size_targets(args: argparse.Namespace, preset) -> int:
+    """`targets --family F` (or a hub id not in the cache): the table of the real full-size model, built on
+    the meta device from the family's published config, before anything is downloaded."""
+    from sliderstudio.core.targets import require_matches, resolve_on_module
+    from sliderstudio.families.full_size import families, full_size, full_size_skeleton
+    from sliderstudio.families.registry import get_family
+
+    family = args.family or next((f for f in families() if full_size(f).model == args.model), None)
+    if family is None:
+        raise InputError("the model is not in the local cache and no --family says which built-in config to use",
+                         key="--family", value=args.model)
+    fam = get_family(family)
+    if args.lycoris:
+        raise InputError("--lycoris needs the model's files (--model with a local folder)", key="--lycoris",
+                         value=args.lycoris)
+    name, patterns = (preset, fam.presets[preset]) if isinstance(preset, str) else ("custom", preset)
+    print(f"family '{fam.id}': built-in full-size config of {full_size(fam.id).model} (nothing downloaded)",
+          file=sys.stderr)
+    report = resolve_on_module(full_size_skeleton(fam.id), patterns, name)
+    print(report.table())
+    if report.total == 0:
         require_matches(report, "preset")
     return 0
 
@@ -195,7 +258,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if args.control_image and not Path(args.control_image).is_file():
         raise InputError("no such image file", file=args.control_image, key="--control-image")
     family = read_family(args.model, args.lora, args.family)
-    renderer = PreviewRenderer(family, args.model, args.lora, args.controlnet, args.control_image)
+    renderer = PreviewRenderer(family, args.model, args.lora, args.controlnet, args.control_image,
+                               getattr(args, "base_model_precision", "no_change"))
     images = renderer.render(args.prompt, args.seed, strengths, args.steps, args.guidance, args.start_fraction,
                              args.size)
     save_image(grid(images, [f"{s:+.2f}" for s in strengths]), Path(args.out))

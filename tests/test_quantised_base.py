@@ -154,3 +154,16 @@ def test_int8_changes_the_50_step_loss_curve_by_under_2_percent(tmp_path, tiny_m
     _, _, b = train(quant)
     assert len(a) == len(b) == 50
     assert np.mean(np.abs(a - b) / np.abs(a)) < 0.02
+
+
+def test_cli_preview_on_an_int8_base_and_a_refused_value(tmp_path, tiny_models, capsys, monkeypatch):
+    out = tmp_path / "grid.png"
+    args = ["preview", "--model", str(tiny_models["sd1x"]), "--family", "sd1x", "--prompt", "x",
+            "--strengths", "0", "--steps", "2", "--size", "32", "--out", str(out)]
+    assert main([*args, "--base-model-precision", "int8-torchao"]) == 0 and out.exists()
+    out.unlink()
+    monkeypatch.setattr("sliderstudio.core.preview.load_pipeline",
+                        lambda *a, **k: pytest.fail("weights were loaded"))
+    assert main([*args, "--base-model-precision", "nf4-bnb"]) == 2
+    err = capsys.readouterr().err
+    assert "base_model_precision" in err and "'nf4-bnb' needs a CUDA GPU" in err and not out.exists()

@@ -256,7 +256,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     if warm:
         place_pipeline(pipe, device, encoders.modules)
         log(f"every latent and caption is cached: the encoders ({encoders.names}) are not loaded on {device}; "
-            "validation brings the text encoders over for its renders", "info")
+            "validation brings them over for its renders only", "info")
     apply_vae_options(pipe, cfg, log)
     host, host_name, denoiser, render_pipe = adapter_host(project, family, pipe, device, dtype, log)
     adapter, report, frozen = attach_slider(project, family, pipe, host, host_name, log)
