@@ -16,6 +16,7 @@ from PySide6.QtCore import QCoreApplication
 from PySide6.QtWidgets import QApplication
 
 from sliderstudio.core.errors import InputError
+from sliderstudio.gui import gc_policy
 from sliderstudio.gui.settings import data_dir
 
 SCREENSHOT_TIMEOUT_S = 120.0
@@ -30,6 +31,8 @@ def make_application() -> QApplication:
     # Qt sets the C locale from the environment; number parsing in torch/numpy expects "C".
     locale.setlocale(locale.LC_NUMERIC, "C")
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if not gc_policy.collector_installed():
+        app.gc_collector = gc_policy.install(app)   # cyclic GC on the UI thread only (see gc_policy)
     return app
 
 

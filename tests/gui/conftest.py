@@ -15,6 +15,18 @@ from sliderstudio.core.project import Project, save_project  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def ui_thread_gc(qapp):
+    """As in the app: cyclic GC only on the UI thread while a test runs, and what the test left
+    collected here at its end, so no worker thread ever frees a widget (see gui/gc_policy)."""
+    from sliderstudio.gui import gc_policy
+
+    collector = gc_policy.install(qapp)
+    yield collector
+    collector.uninstall()
+    collector.deleteLater()
+
+
+@pytest.fixture(autouse=True)
 def app_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """Never touch the real user's settings or data folder."""
     dirs = {"config": tmp_path / "user-config", "data": tmp_path / "user-data"}

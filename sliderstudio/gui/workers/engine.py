@@ -10,6 +10,9 @@ The import leaves about half a million long-lived objects behind; a full collect
 of them while holding the GIL, which measured 350 ms in the middle of a training run: the UI
 thread cannot run a line of Python for that long. Frozen, those objects are never walked again,
 and full collections during training cover only what the run itself allocated.
+
+The first caller is a worker thread, and a collection there could free Qt objects off the UI
+thread; so when the app's UI-thread collector runs (`gc_policy`), the freeze is handed to it.
 """
 from __future__ import annotations
 
@@ -35,9 +38,15 @@ def _import_engine() -> None:
 def freeze_import_heap() -> int:
     """Collect once, then move every surviving object to the permanent generation.
 
-    Returns how many objects are frozen (for the record). Safe to call again: later calls
-    freeze only what came since.
+    Returns how many objects are frozen (for the record; 0 when handed to the UI thread's
+    collector, which then does both on its next tick). Safe to call again: later calls freeze
+    only what came since.
     """
+    from sliderstudio.gui import gc_policy
+
+    if gc_policy.collector_installed() and threading.current_thread() is not threading.main_thread():
+        gc_policy.request_freeze()
+        return 0
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
