@@ -126,6 +126,16 @@ def test_a_quantisation_this_machine_cannot_run_exits_2_before_loading(tmp_path,
     assert not (root / "output" / ADAPTER).exists()
 
 
+def test_lycoris_on_a_quantised_base_exits_2_before_loading(tmp_path, tiny_models, capsys, monkeypatch):
+    monkeypatch.setattr(training_setup, "load_pipeline", lambda *a, **k: pytest.fail("weights were loaded"))
+    root = make_project(tmp_path, tiny_models["sd1x"], config={
+        "base_model_precision": "int8-torchao", "lora_type": "lycoris", "lycoris_config": "lycoris.json"})
+    (root / "lycoris.json").write_text(json.dumps({"algo": "lokr", "linear_dim": 4, "linear_alpha": 1}))
+    assert main(["train", "--config", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "base_model_precision" in err and "lora_type 'lycoris' is not supported" in err
+
+
 def test_an_unknown_value_is_refused_at_config_load(tmp_path, tiny_models, capsys):
     root = make_project(tmp_path, tiny_models["sd1x"], config={"base_model_precision": "int9-torchao"})
     assert main(["train", "--config", str(root)]) == 2

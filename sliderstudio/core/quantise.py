@@ -51,10 +51,15 @@ def supported_here() -> str:
     return ", ".join([NO_CHANGE, *SUPPORTED])
 
 
-def require_runnable(value: str, device: torch.device, file: str | None = None) -> Scheme | None:
+def require_runnable(value: str, device: torch.device, file: str | None = None,
+                     lora_type: str = "standard") -> Scheme | None:
     """The scheme for `value` on `device`, or a ConfigError saying why it can't run here (before loading)."""
     if value == NO_CHANGE:
         return None
+    if lora_type == "lycoris":
+        raise ConfigError(f"{value!r} with lora_type 'lycoris' is not supported: LyCORIS adds its delta to the "
+                          "base weight, which a quantised weight cannot take; use lora_type 'standard' or "
+                          "no_change", file=file, key=KEY, value=value)
     if value not in SIMPLETUNER_VALUES:
         raise ConfigError(f"{value!r} is not a base_model_precision value; SimpleTuner's are "
                           f"{', '.join(SIMPLETUNER_VALUES)} (this build runs {supported_here()})",

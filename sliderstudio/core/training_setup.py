@@ -246,7 +246,8 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     if slow:
         log(slow, "warning")
     dtype = weight_dtype(cfg.mixed_precision, device)
-    scheme = require_runnable(cfg.base_model_precision, device, str(project.config_path))  # before any weight
+    scheme = require_runnable(cfg.base_model_precision, device, str(project.config_path),  # before any weight
+                              cfg.lora_type)
     cache = FeatureCache(project.root / "cache", model_key(family.id, location))
     warm = control_files is None and caches_complete(project, scanned, cache, cfg.seed)
     log(f"loading {family.label} from {location} on {device}", "info")
