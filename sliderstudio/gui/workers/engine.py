@@ -39,7 +39,7 @@ def freeze_import_heap() -> int:
     """Collect once, then move every surviving object to the permanent generation.
 
     Returns how many objects are frozen (for the record; 0 when handed to the UI thread's
-    collector, which then does both on its next tick). Safe to call again: later calls freeze
+    collector, which freezes on its next tick). Safe to call again: later calls freeze
     only what came since.
     """
     from sliderstudio.gui import gc_policy
