@@ -95,6 +95,7 @@ def test_lycoris_editor_validates_and_saves(pane, qtbot):
     pane.adapter.activated.emit(1)
     config = pane.vm.config
     assert config.lora_type == "lycoris" and config.lycoris_config == "lycoris_config.json"
+    assert pane.vm.project_vm.flush()             # the starter preset is written on the writer thread
     saved = json.loads((pane.vm.project_vm.project.root / "lycoris_config.json").read_text())
     assert saved["algo"] == "lokr"
     assert not pane.lycoris.isHidden()

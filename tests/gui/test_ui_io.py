@@ -74,22 +74,30 @@ def test_typical_ui_actions_write_nothing_on_the_ui_thread(qtbot, small_project,
     assert window.save()
     window.preview_vm.set_start_fraction(0.4)                  # an edit after the save, then Save As
     assert window.save_as(tmp_path / "copy")
+    assert window.arch_vm.set_adapter_type("lycoris")          # writes a starter LyCORIS preset
+    assert window.arch_vm.save_lycoris('{"algo": "loha", "linear_dim": 4}').ok
+    assert window.save()                                       # (else closing would ask)
     window.resize(700, 500)
     window.close()                                            # stores the window, flushes the writer
     settings = str(app_dirs["config"] / "settings.json")
-    watched = project_files(small_project.root.resolve()) | project_files((tmp_path / "copy").resolve()) | {settings}
+    lycoris = str((tmp_path / "copy").resolve() / "lycoris_config.json")
+    watched = (project_files(small_project.root.resolve()) | project_files((tmp_path / "copy").resolve())
+               | {settings, lycoris})
     on_ui = [c for c in io_calls if c.ui_thread and (c.what == "fsync" or c.path in watched)]
     assert on_ui == []
     renamed = [c.path for c in io_calls if c.what == "replace"]
     assert {settings, str(small_project.root.resolve() / "multidatabackend.json"),
             str((tmp_path / "copy").resolve() / "config.json")} <= set(renamed)   # the writer did write them
     assert renamed.count(settings) == 3                        # on Open, on Save As (recent list), on close
+    assert renamed.count(lycoris) == 2                         # the starter, then the edited preset
+    assert json.loads(Path(lycoris).read_text()) == {"algo": "loha", "linear_dim": 4}
     # and the files say what the UI did, in order
     original = load_project(small_project.root)
     assert next(b for b in original.buckets if b.id == "plain").slider_strength == 0.25
     assert original.config.slider_start_fraction == 0.0        # saved before the later edit
     copy = load_project(tmp_path / "copy")
     assert copy.config.slider_start_fraction == 0.4
+    assert (copy.config.lora_type, copy.config.lycoris_config) == ("lycoris", "lycoris_config.json")
     assert next(b for b in copy.buckets if b.id == "plain").slider_strength == 0.25
     stored = json.loads(Path(settings).read_text())
     assert stored["recent"] == [str((tmp_path / "copy").resolve()), str(small_project.root.resolve())]

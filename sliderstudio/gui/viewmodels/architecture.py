@@ -24,6 +24,7 @@ from sliderstudio.gui.workers.tasks import TaskRunner
 
 PRESET_CHOICES = ("slider", "reference", "default", "custom")
 LYCORIS_FILE = "lycoris_config.json"
+LYCORIS_LABEL = "lycoris:"       # FileWriter label prefix of preset writes
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class ArchitectureViewModel(QObject):
         self._debouncer.triggered.connect(self.resolve_now)
         project_vm.projectLoaded.connect(self._project_loaded)
         project_vm.configChanged.connect(self._config_changed)
+        project_vm.writer.written.connect(self._file_written)
+        project_vm.writer.failed.connect(self._file_failed)
 
     @property
     def project_vm(self) -> ProjectViewModel:
@@ -185,7 +188,7 @@ class ArchitectureViewModel(QObject):
         if lora_type == "lycoris" and not self.config.lycoris_config:
             path = self._pvm.project.root / LYCORIS_FILE
             if not path.exists():
-                atomic.write_json(path, template("lokr", self.current_targets()))
+                self._write_lycoris(path, template("lokr", self.current_targets()))
             return self.update(lora_type="lycoris", lycoris_config=LYCORIS_FILE)
         return self.update(lora_type=lora_type)
 
@@ -212,11 +215,22 @@ class ArchitectureViewModel(QObject):
         check = validate_lycoris(text)
         path = self.lycoris_path() or self._pvm.project.root / LYCORIS_FILE
         if check.ok:
-            atomic.write_json(path, check.data)
+            self._write_lycoris(path, check.data)        # the table is resolved again once it is on disk
             if self.config.lycoris_config is None:
                 self.update(lycoris_config=str(path.relative_to(self._pvm.project.root)))
-            self.schedule_resolve()
         return check
+
+    def _write_lycoris(self, path: Path, data: dict) -> None:
+        """On the app's file-writer thread (an fsync must not stall the window)."""
+        self._pvm.writer.submit(f"{LYCORIS_LABEL}{path}", lambda: atomic.write_json(path, data))
+
+    def _file_written(self, label: str) -> None:
+        if label.startswith(LYCORIS_LABEL):
+            self.schedule_resolve()                       # target resolution reads the preset file
+
+    def _file_failed(self, label: str, exc: object) -> None:
+        if label.startswith(LYCORIS_LABEL):
+            self.notice.emit(f"{label.removeprefix(LYCORIS_LABEL)}: could not be written ({exc})")
 
     # --- family detection ----------------------------------------------------------------
     def detect_family(self) -> None:
