@@ -2,7 +2,8 @@
 
 `python benchmarks/load_memory.py [--folder DIR]` builds (once) an SD 1.x pipeline folder whose UNet is
 mid-size (~130 M parameters, ~500 MB of fp32 safetensors), then loads it through Slider Studio's own
-loader in fresh processes: fp32, bf16, and bf16 + int8 base (base_model_precision). Each prints the
+loader in fresh processes: fp32, bf16, and an int8 base (base_model_precision) quantised while
+loading, from bf16 or fp32, or (`-after`) quantised after a bf16 load. Each prints the
 peak RSS growth during the load (VmHWM after /proc/self/clear_refs, minus RSS before) next to the
 weight bytes the loaded pipeline holds. A loader that made a full-precision copy first would show a
 peak near fp32 bytes + target bytes; one that loads straight into the target dtype stays near the
@@ -18,7 +19,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-MODES = ("fp32", "bf16", "bf16+int8", "fp32+int8")
+MODES = ("fp32", "bf16", "bf16+int8", "fp32+int8", "bf16+int8-after")
 
 
 def rss_kib(field: str) -> int:
@@ -74,7 +75,7 @@ def measure(folder: Path, mode: str) -> dict:
     """Load in this process (called in a fresh one per mode) and report peak RSS growth vs weight bytes."""
     import torch
 
-    from sliderstudio.core.quantise import SUPPORTED, quantise_module, weight_bytes
+    from sliderstudio.core.quantise import SUPPORTED, loading_config, quantise_module, weight_bytes
     from sliderstudio.families.loading import load_pipeline
     from sliderstudio.families.registry import get_family
 
@@ -83,9 +84,12 @@ def measure(folder: Path, mode: str) -> dict:
     before, anon_before = rss_kib("VmRSS"), rss_kib("RssAnon")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     with AnonPeak() as anon:
-        pipe = load_pipeline(family, str(folder), torch.float32 if mode == "fp32" else torch.bfloat16)
-        if mode.endswith("+int8"):
-            quantise_module(family.denoiser(pipe), SUPPORTED["int8-torchao"])
+        scheme = SUPPORTED["int8-torchao"] if "+int8" in mode else None
+        during = loading_config(scheme, family.denoiser_name) if not mode.endswith("-after") else None
+        pipe = load_pipeline(family, str(folder), torch.float32 if mode.startswith("fp32") else torch.bfloat16,
+                             quantization_config=during)
+        if scheme is not None:
+            quantise_module(family.denoiser(pipe), scheme)  # what the loader left in float (all, for -after)
     peak = rss_kib("VmHWM")
     after = rss_kib("VmRSS")
     modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]

@@ -177,3 +177,20 @@ def test_cli_preview_on_an_int8_base_and_a_refused_value(tmp_path, tiny_models, 
     assert main([*args, "--base-model-precision", "nf4-bnb"]) == 2
     err = capsys.readouterr().err
     assert "base_model_precision" in err and "'nf4-bnb' needs a CUDA GPU" in err and not out.exists()
+
+
+def test_quantising_while_loading_gives_the_same_base_as_quantising_after(tiny_models):
+    from sliderstudio.core.quantise import loading_config
+
+    family = get_family("sd1x")
+    after = family.denoiser(load_pipeline(family, str(tiny_models["sd1x"])))
+    quantise_module(after, SUPPORTED["int8-torchao"])
+    during = family.denoiser(load_pipeline(family, str(tiny_models["sd1x"]), quantization_config=loading_config(
+        SUPPORTED["int8-torchao"], family.denoiser_name)))
+    quantised = {n: m.weight for n, m in during.named_modules() if is_quantised(m)}
+    assert quantised.keys() == {n for n, m in after.named_modules() if is_quantised(m)} and len(quantised) > 10
+    for name, module in after.named_modules():
+        if name in quantised:
+            assert torch.equal(module.weight.qdata, quantised[name].qdata)
+            assert torch.equal(module.weight.scale, quantised[name].scale)
+    assert quantise_module(during, SUPPORTED["int8-torchao"])[0] == 0  # nothing left in float to quantise

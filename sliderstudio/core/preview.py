@@ -23,7 +23,7 @@ from sliderstudio.core import adapter_io, atomic
 from sliderstudio.core.adapters import SLIDER, delete_adapter  # noqa: F401  (delete_adapter: older import path)
 from sliderstudio.core.checkpoints import list_checkpoints
 from sliderstudio.core.errors import InputError
-from sliderstudio.core.quantise import NO_CHANGE, quantise_base, require_runnable
+from sliderstudio.core.quantise import NO_CHANGE, loading_config, quantise_base, require_runnable
 from sliderstudio.core.slider_adapter import PeftSlider, SliderAdapter, attached, file_kind, load_slider
 from sliderstudio.families.base import Family
 from sliderstudio.families.loading import load_pipeline
@@ -89,7 +89,8 @@ class PreviewRenderer:
                  base_model_precision: str = NO_CHANGE):
         self.family = get_family(family)
         scheme = require_runnable(base_model_precision, torch.device("cpu"))  # refused before any weight loads
-        self.pipe = load_pipeline(self.family, model_path)
+        self.pipe = load_pipeline(self.family, model_path,
+                                  quantization_config=loading_config(scheme, self.family.denoiser_name))
         quantise_base(self.family.denoiser(self.pipe), base_model_precision, scheme, lambda _msg, _level: None)
         self.lora_path: Path | None = None
         self.adapter: SliderAdapter | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -87,7 +87,7 @@ def _config(scheme: Scheme):
 
 def quantisable(module: torch.nn.Module, scheme: Scheme) -> bool:
     """Plain float Linears only; fp8 kernels want both sizes in multiples of 16."""
-    if type(module) is not torch.nn.Linear or not module.weight.dtype.is_floating_point:
+    if type(module) is not torch.nn.Linear or is_quantised(module) or not module.weight.dtype.is_floating_point:
         return False
     if scheme.name == "fp8":
         return module.in_features % 16 == 0 and module.out_features % 16 == 0
@@ -120,19 +120,32 @@ def is_quantised(module: torch.nn.Module) -> bool:
     return weight is not None and type(weight).__module__.startswith("torchao")
 
 
+def loading_config(scheme: Scheme | None, denoiser_name: str) -> Any:
+    """diffusers' pipeline quantisation config for the denoiser, so its Linears are quantised one by one
+    as they load (peak RAM: the quantised weights plus one layer, not a whole float copy)."""
+    if scheme is None:
+        return None
+    from diffusers import PipelineQuantizationConfig, TorchAoConfig
+
+    _quiet_torchao()
+    return PipelineQuantizationConfig(quant_mapping={denoiser_name: TorchAoConfig(_config(scheme))})
+
+
 def quantise_base(model: torch.nn.Module, value: str, scheme: Scheme | None,
                   log: Callable[[str, str], None]) -> None:
-    """Quantise the frozen denoiser (before the slider is attached) and say what happened."""
+    """Quantise what the loader left in float (a family's own loading path, a single file) and say what
+    happened; called before the slider is attached."""
     if scheme is None:
         return
-    before = weight_bytes(model)
+    on_load = sum(1 for m in model.modules() if is_quantised(m))
     count, _ = quantise_module(model, scheme)
-    after = weight_bytes(model)
+    when = "while loading" if on_load and not count else "after loading" if count and not on_load else \
+        f"{on_load} while loading, {count} after"
     if scheme.note:
         log(f"{KEY} '{value}': {scheme.note}", "warning" if "quanto" in value else "info")
-    log(f"{KEY} '{value}': {count} Linear layers of the frozen base quantised to {scheme.name} "
-        f"({before / 2**20:.1f} MiB → {after / 2**20:.1f} MiB); the slider trains in full precision on top",
-        "info")
+    log(f"{KEY} '{value}': {on_load + count} Linear layers of the frozen base quantised to {scheme.name} "
+        f"({when}; weights now {weight_bytes(model) / 2**20:.1f} MiB); the slider trains in full precision on "
+        "top", "info")
 
 
 def _quiet_torchao() -> None:

@@ -28,7 +28,7 @@ from sliderstudio.core.encoder_residency import EncoderResidency, encoder_module
 from sliderstudio.core.errors import OutputError
 from sliderstudio.core.precision_check import precision_warning
 from sliderstudio.core.project import Project
-from sliderstudio.core.quantise import quantise_base, require_runnable
+from sliderstudio.core.quantise import loading_config, quantise_base, require_runnable
 from sliderstudio.core.run_checks import check_run
 from sliderstudio.core.sampler import SliderSampler, sampler_buckets
 from sliderstudio.core.slider_adapter import PeftSlider, SliderAdapter
@@ -251,7 +251,8 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     cache = FeatureCache(project.root / "cache", model_key(family.id, location))
     warm = control_files is None and caches_complete(project, scanned, cache, cfg.seed)
     log(f"loading {family.label} from {location} on {device}", "info")
-    pipe = load_pipeline(family, cfg.pretrained_model_name_or_path, dtype, "cpu" if warm else device)
+    pipe = load_pipeline(family, cfg.pretrained_model_name_or_path, dtype, "cpu" if warm else device,
+                         loading_config(scheme, family.denoiser_name))
     quantise_base(family.denoiser(pipe), cfg.base_model_precision, scheme, log)
     encoders = EncoderResidency(encoder_modules(pipe), device, log, on_device=not warm)
     if warm:

@@ -62,8 +62,12 @@ def check_model_folder(folder: Path) -> dict[str, Any]:
 
 
 def load_pipeline(family: Family, spec: str, dtype: torch.dtype = torch.float32,
-                  device: str | torch.device = "cpu") -> Any:
-    """The family's diffusers pipeline with every part frozen, on `device`."""
+                  device: str | torch.device = "cpu", quantization_config: Any = None) -> Any:
+    """The family's diffusers pipeline with every part frozen, on `device`.
+
+    `quantization_config` (diffusers' PipelineQuantizationConfig) quantises while loading on the plain
+    from_pretrained paths; a family's own layout and single files load in float (quantised afterwards).
+    """
     location = resolve_model_path(spec)
     path = Path(location)
     cls = family.pipeline_class
@@ -77,11 +81,12 @@ def load_pipeline(family: Family, spec: str, dtype: torch.dtype = torch.float32,
                 pipe = family.load_layout(path, {**kwargs, "local_files_only": True})
                 if pipe is None:
                     check_model_folder(path)
-                    pipe = cls.from_pretrained(str(path), local_files_only=True, **kwargs)
+                    pipe = cls.from_pretrained(str(path), local_files_only=True, **kwargs,
+                                               **_quantised(quantization_config))
             elif path.is_file():
                 pipe = cls.from_single_file(str(path), local_files_only=True, **kwargs)
             else:
-                pipe = cls.from_pretrained(location, **kwargs)
+                pipe = cls.from_pretrained(location, **kwargs, **_quantised(quantization_config))
         except ModelLoadError:
             raise
         except (OSError, ValueError, EnvironmentError) as exc:
@@ -94,6 +99,10 @@ def load_pipeline(family: Family, spec: str, dtype: torch.dtype = torch.float32,
             module.eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _quantised(config: Any) -> dict[str, Any]:
+    return {} if config is None else {"quantization_config": config}
 
 
 def model_dir_for_config(spec: str) -> Path | str:
