@@ -85,13 +85,10 @@ def _config(scheme: Scheme):
     return Int8WeightOnlyConfig() if scheme.name == "int8" else Float8WeightOnlyConfig()
 
 
-def quantisable(module: torch.nn.Module, scheme: Scheme) -> bool:
-    """Plain float Linears only; fp8 kernels want both sizes in multiples of 16."""
-    if type(module) is not torch.nn.Linear or is_quantised(module) or not module.weight.dtype.is_floating_point:
-        return False
-    if scheme.name == "fp8":
-        return module.in_features % 16 == 0 and module.out_features % 16 == 0
-    return True
+def quantisable(module: torch.nn.Module) -> bool:
+    """Plain float Linears not quantised yet (the same set diffusers' loader quantises)."""
+    return (type(module) is torch.nn.Linear and not is_quantised(module)
+            and module.weight.dtype.is_floating_point)
 
 
 def quantise_module(model: torch.nn.Module, scheme: Scheme) -> tuple[int, int]:
@@ -99,7 +96,7 @@ def quantise_module(model: torch.nn.Module, scheme: Scheme) -> tuple[int, int]:
     from torchao.quantization import quantize_
 
     _quiet_torchao()
-    names = {id(m) for m in model.modules() if quantisable(m, scheme)}
+    names = {id(m) for m in model.modules() if quantisable(m)}
     float_bytes = sum(m.weight.numel() * m.weight.element_size() for m in model.modules() if id(m) in names)
     quantize_(model, _config(scheme), filter_fn=lambda m, _fqn: id(m) in names)
     model.requires_grad_(False)
@@ -151,6 +148,6 @@ def quantise_base(model: torch.nn.Module, value: str, scheme: Scheme | None,
 def _quiet_torchao() -> None:
     """torchao logs a line per CUDA-only kernel library it can't load on a CPU machine: noise, not news."""
     logging.getLogger("torchao").setLevel(logging.ERROR)
-    # PEFT's torchao LoRA layer warns that merge() needs a requantisation recipe; sliders never merge
-    # into a quantised base (export merges into the unquantised model), so the warning is noise here.
+    # PEFT's torchao LoRA layer warns that merge() needs a requantisation recipe; a slider is never
+    # merged into its base (it stays a separate, scalable adapter), so the warning is noise here.
     warnings.filterwarnings("ignore", message="TorchaoLoraLinear was instantiated")
