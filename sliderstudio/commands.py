@@ -214,8 +214,9 @@ def print_full_size_targets(args: argparse.Namespace, preset) -> int:
 
     family = args.family or next((f for f in families() if full_size(f).model == args.model), None)
     if family is None:
-        raise InputError("the model is not in the local cache and no --family says which built-in config to use",
-                         key="--family", value=args.model)
+        why = ("give --model (a folder, file or hub id) or --family" if args.model is None else
+               "the model is not in the local cache and no --family says which built-in config to use")
+        raise InputError(why, key="--family", value=args.model)
     fam = get_family(family)
     if args.lycoris:
         raise InputError("--lycoris needs the model's files (--model with a local folder)", key="--lycoris",

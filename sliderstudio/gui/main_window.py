@@ -24,6 +24,9 @@ from sliderstudio.gui.preset_pane import PresetPane
 from sliderstudio.gui.preview_pane import PreviewPane
 from sliderstudio.gui.settings import AppSettings
 from sliderstudio.gui.training_pane import TrainingPane
+from sliderstudio.core.memory_plan import detected_card_gb
+from sliderstudio.gui.memory_line import MemoryLine
+from sliderstudio.gui.viewmodels.memory import MemoryViewModel
 from sliderstudio.gui.viewmodels.architecture import ArchitectureViewModel
 from sliderstudio.gui.viewmodels.dataset import DatasetViewModel
 from sliderstudio.gui.viewmodels.device import DeviceViewModel
@@ -61,6 +64,8 @@ class MainWindow(QMainWindow):
         self.dataset_vm = DatasetViewModel(self.project_vm, self.tasks, self)
         self.arch_vm = ArchitectureViewModel(self.project_vm, self.tasks, self)
         self.training_vm = TrainingViewModel(self.project_vm, self.tasks, self)
+        self.memory_vm = MemoryViewModel(self.project_vm, self.tasks, self.settings.card_gb or detected_card_gb(),
+                                         self)
         self.preview_vm = PreviewViewModel(self.project_vm, self)
         self.device_vm = DeviceViewModel(self.training_vm, self.project_vm, self.tasks, self)
         self.training_vm.checkpointSaved.connect(self.preview_vm.on_checkpoint)
@@ -78,6 +83,10 @@ class MainWindow(QMainWindow):
         self._restore_window()
         self.arch_vm.load_families()     # imports the engine (torch) on the task pool, not here
 
+    def _card_chosen(self, card_gb: float) -> None:
+        self.settings.card_gb = card_gb
+        self.settings.save()
+
     # --- layout ------------------------------------------------------------------------
     def _build_areas(self) -> None:
         """Dataset and architecture on the left, preview in the middle, training on the right.
@@ -87,7 +96,8 @@ class MainWindow(QMainWindow):
         """
         self.dataset_pane = DatasetPane(self.dataset_vm)
         self.preset_pane = PresetPane(self.arch_vm)
-        self.training_pane = TrainingPane(self.training_vm, self.project_vm)
+        self.memory_line = MemoryLine(self.memory_vm, self.project_vm, self._card_chosen)
+        self.training_pane = TrainingPane(self.training_vm, self.project_vm, memory_line=self.memory_line)
         self.preview_pane = PreviewPane(self.preview_vm)
         self.areas = {title: area(title, widget, scroll) for title, widget, scroll in (
             ("Dataset", self.dataset_pane, False), ("Architecture", self.preset_pane, True),

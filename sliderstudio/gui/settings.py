@@ -42,6 +42,11 @@ def data_dir() -> Path:
     return Path(QStandardPaths.writableLocation(location) or Path.home() / ".local" / "share" / "sliderstudio")
 
 
+def _positive(value: object) -> float:
+    """A stored card size, or 0 (use the detected one) when it is missing or not a positive number."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 0.0
+
+
 @dataclass
 class AppSettings:
     """Recent projects (newest first) and the main window's saved geometry/state (hex strings)."""
@@ -49,6 +54,7 @@ class AppSettings:
     recent: list[str] = field(default_factory=list)
     geometry: str = ""
     window_state: str = ""
+    card_gb: float = 0.0  # the GPU memory the memory line checks against (0: the detected card, else 24)
     path: Path | None = None
     writer: FileWriter | None = field(default=None, repr=False, compare=False)
 
@@ -64,12 +70,14 @@ class AppSettings:
             data = {}
         recent = [str(p) for p in data.get("recent", []) if isinstance(p, str)]
         return cls(recent=recent[:MAX_RECENT], geometry=str(data.get("geometry", "")),
-                   window_state=str(data.get("window_state", "")), path=path)
+                   window_state=str(data.get("window_state", "")), card_gb=_positive(data.get("card_gb")),
+                   path=path)
 
     def save(self) -> Future | None:
         """Write settings.json: queued on `writer` when there is one (returns its Future), else now."""
         target = self.path or config_dir() / SETTINGS_NAME
-        data = {"recent": list(self.recent), "geometry": self.geometry, "window_state": self.window_state}
+        data = {"recent": list(self.recent), "geometry": self.geometry, "window_state": self.window_state,
+                "card_gb": self.card_gb}
         if self.writer is None:
             atomic.write_json(target, data)
             return None

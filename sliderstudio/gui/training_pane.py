@@ -27,9 +27,11 @@ LABELS = {"max_train_steps": "steps", "checkpointing_steps": "checkpoint every",
 
 
 class TrainingPane(QWidget):
-    def __init__(self, vm: TrainingViewModel, project_vm: ProjectViewModel, parent: QWidget | None = None):
+    def __init__(self, vm: TrainingViewModel, project_vm: ProjectViewModel, parent: QWidget | None = None,
+                 memory_line: QWidget | None = None):
         super().__init__(parent)
         self.vm, self.pvm = vm, project_vm
+        self.memory_line = memory_line  # gui/memory_line.MemoryLine: the estimate, and the question before Train
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_controls())
         layout.addWidget(self._build_error())
@@ -79,7 +81,7 @@ class TrainingPane(QWidget):
         buttons = QVBoxLayout()
         self.train_button = QPushButton("▶ Train", objectName="train")
         self.train_button.setToolTip("Save the project and start training from step 0")
-        self.train_button.clicked.connect(lambda: self.vm.start())
+        self.train_button.clicked.connect(self._train_clicked)
         self.stop_button = QPushButton("■ Stop", objectName="stop")
         self.stop_button.setToolTip("Stop after the current step and keep a checkpoint to resume from")
         self.stop_button.clicked.connect(self.vm.stop)
@@ -88,9 +90,15 @@ class TrainingPane(QWidget):
         self.resume_button.clicked.connect(lambda: self.vm.resume())
         for b in (self.train_button, self.stop_button, self.resume_button):
             buttons.addWidget(b)
+        if self.memory_line is not None:
+            buttons.addWidget(self.memory_line)
         buttons.addStretch(1)
         row.addLayout(buttons)
         return row
+
+    def _train_clicked(self) -> None:
+        if self.memory_line is None or self.memory_line.confirm_train():
+            self.vm.start()
 
     def _add_field(self, grid: QGridLayout, index: int, key: str, widget: QWidget) -> None:
         bind_tooltip(widget, key)
