@@ -198,11 +198,9 @@ def print_memory_plan(config, vram: float | None) -> int:
 
 def needs_builtin_config(model: str) -> bool:
     """A hub id whose files are not in the local cache: the built-in config answers, nothing is fetched."""
-    from sliderstudio.families.detect import detect_hub_id
+    from sliderstudio.families.full_size import uncached_hub_id
 
-    local = Path(model).expanduser().exists()
-    hub_id = model.count("/") == 1 and not model.startswith((".", "/", "~"))
-    return not local and hub_id and detect_hub_id(model).family is None
+    return uncached_hub_id(model)
 
 
 def print_full_size_targets(args: argparse.Namespace, preset) -> int:

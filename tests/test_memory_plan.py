@@ -249,3 +249,14 @@ def test_targets_without_model_or_family_is_exit_2(capsys):
     assert main(["targets"]) == 2
     assert "--family" in capsys.readouterr().err
     assert main(["targets", "--model", "someone/unknown-model"]) == 2
+
+
+def test_resolve_targets_on_an_uncached_hub_id_uses_the_builtin_config():
+    """The app's preset table goes through resolve_targets: an uncached hub id answers from the built-in
+    config at once instead of retrying the network."""
+    from sliderstudio.core.targets import resolve_targets
+
+    start = time.perf_counter()
+    report = resolve_targets("z_image", "Tongyi-MAI/Z-Image-Turbo", "slider")
+    assert time.perf_counter() - start < 5.0
+    assert report.total == 128

@@ -192,7 +192,10 @@ def resolve_targets(family: str | Family, model_path: str, preset: str | list[st
     """Resolve a preset against the model's module tree, built on the meta device."""
     fam = get_family(family) if isinstance(family, str) else family
     name, patterns = patterns_for(fam, preset)
-    skeleton = fam.skeleton(Path(resolve_model_path(model_path)))
+    from sliderstudio.families.full_size import full_size_skeleton, uncached_hub_id
+
+    skeleton = full_size_skeleton(fam.id) if uncached_hub_id(model_path) else \
+        fam.skeleton(Path(resolve_model_path(model_path)))  # an uncached hub id: the published config
     report = resolve_on_module(skeleton, patterns, name)
     return require_matches(report) if strict else report
 

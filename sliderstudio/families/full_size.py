@@ -75,3 +75,13 @@ def full_size_skeleton(family: str) -> torch.nn.Module:
 
     with tempfile.TemporaryDirectory(prefix="sliderstudio-full-size-") as tmp:
         return get_family(family).skeleton(full_size(family).write_folder(Path(tmp)))
+
+
+def uncached_hub_id(model: str) -> bool:
+    """A hub id whose model_index.json is not in the local Hugging Face cache (a local look-up only):
+    its module tree comes from the built-in config instead of a network retry that fails offline."""
+    from sliderstudio.families.detect import detect_hub_id
+
+    if Path(model).expanduser().exists() or model.count("/") != 1 or model.startswith((".", "/", "~")):
+        return False
+    return detect_hub_id(model).family is None
