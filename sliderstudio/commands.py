@@ -177,6 +177,8 @@ def print_memory_plan(config, vram: float | None) -> int:
                                                options_from_config, plan, require_fit)
     from sliderstudio.families.registry import get_family
 
+    if vram is not None and not vram > 0:
+        raise InputError("the card size must be a positive number of GB", key="--vram", value=vram)
     family = get_family(config.model_family)
     options = options_from_config(config)
     check_options(family, options, cuda_capability())

@@ -211,6 +211,11 @@ def test_cli_exit_2_when_nothing_fits(tmp_path, capsys):
     assert "--vram" in err and "no supported memory option" in err
 
 
+def test_cli_refuses_a_card_of_no_size(tmp_path, capsys):
+    assert main(["plan", "--config", str(_project(tmp_path)), "--memory", "--vram", "0"]) == 2
+    assert "--vram" in capsys.readouterr().err
+
+
 def test_cli_fits_a_card_with_vram(tmp_path, capsys):
     root = _project(tmp_path, model_family="sdxl", pretrained_model_name_or_path="stabilityai/sdxl-not-cached",
                     gradient_checkpointing=True)
