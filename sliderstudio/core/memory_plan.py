@@ -14,14 +14,15 @@ import json
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from sliderstudio.core.errors import ConfigError, InputError
-from sliderstudio.families.base import Family
 from sliderstudio.families.full_size import full_size, full_size_skeleton
+
+if TYPE_CHECKING:  # torch loads on first use: the app imports this module on its UI thread
+    from torch import nn
+
+    from sliderstudio.families.base import Family
 
 GIB = 1024 ** 3
 CONSTANTS_FILE = Path(__file__).resolve().parent.parent / "config_data" / "activation_constants.json"
@@ -133,7 +134,7 @@ def describe(changes: dict[str, Any]) -> str:
 # --- the model's sizes ---------------------------------------------------------------------------
 
 @lru_cache(maxsize=None)
-def _skeleton(family_id: str) -> nn.Module:
+def _skeleton(family_id: str) -> "nn.Module":
     return full_size_skeleton(family_id)
 
 
@@ -146,14 +147,18 @@ class DenoiserSizes:
 
 @lru_cache(maxsize=None)
 def denoiser_sizes(family_id: str) -> DenoiserSizes:
+    from torch import nn
+
     model = _skeleton(family_id)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     return DenoiserSizes(sum(p.numel() for p in model.parameters()),
                          sum(m.weight.numel() for m in linears), sum(m.weight.shape[0] for m in linears))
 
 
-def lora_params(layer: nn.Module, rank: int) -> int:
+def lora_params(layer: "nn.Module", rank: int) -> int:
     """PEFT LoRA's parameter count on one layer: r·(in+out) for a Linear, r·(in·k…) + out·r for a conv."""
+    from torch import nn
+
     weight = layer.weight
     if isinstance(layer, nn.Linear):
         return rank * (weight.shape[0] + weight.shape[1])
@@ -274,7 +279,7 @@ def encoder_bytes(family_id: str, options: PlanOptions) -> tuple[int, int]:
     return decoder, caching
 
 
-def plan(family: Family, options: PlanOptions) -> Breakdown:
+def plan(family: "Family", options: PlanOptions) -> Breakdown:
     """The estimated device peak of one training step of this family's full-size model."""
     check_options(family, options)
     sizes = denoiser_sizes(family.id)
@@ -295,7 +300,7 @@ def plan(family: Family, options: PlanOptions) -> Breakdown:
 
 # --- bad input -----------------------------------------------------------------------------------
 
-def check_options(family: Family, options: PlanOptions, capability: tuple[int, int] | None = None) -> None:
+def check_options(family: "Family", options: PlanOptions, capability: tuple[int, int] | None = None) -> None:
     """Refuse, before any weight is loaded, a memory mode the family cannot use or a quantisation the
     device cannot run (capability: the CUDA compute capability, None when unknown)."""
     if options.gradient_checkpointing and not getattr(type(_skeleton(family.id)),
@@ -305,6 +310,8 @@ def check_options(family: Family, options: PlanOptions, capability: tuple[int, i
     if options.mixed_precision not in DTYPE_BYTES:
         raise ConfigError("unknown precision", key="mixed_precision", value=options.mixed_precision)
     if quantisation_available():  # the trainer's own rule: which values run on this machine's device
+        import torch
+
         from sliderstudio.core.quantise import require_runnable
 
         require_runnable(options.base_model_precision, torch.device("cuda" if capability else "cpu"))
@@ -325,7 +332,7 @@ def quantisation_available() -> bool:
     return importlib.util.find_spec("sliderstudio.core.quantise") is not None
 
 
-def candidate_changes(options: PlanOptions, family: Family) -> list[tuple[float, dict[str, Any]]]:
+def candidate_changes(options: PlanOptions, family: "Family") -> list[tuple[float, dict[str, Any]]]:
     """Single changes the product supports, with a cost: the slowdown (or quality loss) each brings."""
     out: list[tuple[float, dict[str, Any]]] = []
     if options.mixed_precision == "no":
@@ -343,7 +350,7 @@ def candidate_changes(options: PlanOptions, family: Family) -> list[tuple[float,
     return out
 
 
-def cheapest_fit(family: Family, options: PlanOptions, card_gb: float) -> Advice:
+def cheapest_fit(family: "Family", options: PlanOptions, card_gb: float) -> Advice:
     """The plan, and where it does not fit, the cheapest set of changes that does (by summed cost)."""
     base = plan(family, options)
     advice = Advice(card_gb, base)
@@ -385,11 +392,15 @@ def require_fit(advice: Advice, key: str = "--vram") -> None:
 
 
 def cuda_capability() -> tuple[int, int] | None:
+    import torch
+
     return torch.cuda.get_device_capability() if torch.cuda.is_available() else None
 
 
 def detected_card_gb(default: float = 24.0) -> float:
     """The card size the app assumes: the first GPU's memory, or `default` when there is none."""
+    import torch
+
     if torch.cuda.is_available():
         return round(torch.cuda.get_device_properties(0).total_memory / GIB)
     return default

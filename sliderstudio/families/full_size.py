@@ -13,11 +13,12 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from sliderstudio.core.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "presets" / "full_size"
 
@@ -69,7 +70,7 @@ def full_size(family: str) -> FullSizeModel:
                          data["activation"])
 
 
-def full_size_skeleton(family: str) -> torch.nn.Module:
+def full_size_skeleton(family: str) -> "torch.nn.Module":
     """The full-size denoiser on the meta device (no memory, no download), built by the family itself."""
     from sliderstudio.families.registry import get_family
 

@@ -24,7 +24,6 @@ from sliderstudio.gui.preset_pane import PresetPane
 from sliderstudio.gui.preview_pane import PreviewPane
 from sliderstudio.gui.settings import AppSettings
 from sliderstudio.gui.training_pane import TrainingPane
-from sliderstudio.core.memory_plan import detected_card_gb
 from sliderstudio.gui.memory_line import MemoryLine
 from sliderstudio.gui.viewmodels.memory import MemoryViewModel
 from sliderstudio.gui.viewmodels.architecture import ArchitectureViewModel
@@ -64,8 +63,7 @@ class MainWindow(QMainWindow):
         self.dataset_vm = DatasetViewModel(self.project_vm, self.tasks, self)
         self.arch_vm = ArchitectureViewModel(self.project_vm, self.tasks, self)
         self.training_vm = TrainingViewModel(self.project_vm, self.tasks, self)
-        self.memory_vm = MemoryViewModel(self.project_vm, self.tasks, self.settings.card_gb or detected_card_gb(),
-                                         self)
+        self.memory_vm = MemoryViewModel(self.project_vm, self.tasks, self.settings.card_gb, self)  # 0: detect
         self.preview_vm = PreviewViewModel(self.project_vm, self)
         self.device_vm = DeviceViewModel(self.training_vm, self.project_vm, self.tasks, self)
         self.training_vm.checkpointSaved.connect(self.preview_vm.on_checkpoint)

@@ -7,6 +7,8 @@ from typing import Callable
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMessageBox, QWidget
 
 from sliderstudio.core.memory_plan import CARD_PRESETS_GB, Advice, describe
+from superqt.utils import signals_blocked
+
 from sliderstudio.gui.viewmodels.memory import MemoryViewModel
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 
@@ -44,16 +46,28 @@ class MemoryLine(QWidget):
                               "activations, text encoders + VAE); sliderstudio plan --memory prints the breakdown")
         self.card = QComboBox(objectName="cardSize")
         self.card.setToolTip("The GPU's memory the estimate is checked against")
-        sizes = sorted({*CARD_PRESETS_GB, vm.card_gb})
-        for size in sizes:
-            self.card.addItem(f"{size:g} GB", size)
-        self.card.setCurrentIndex(sizes.index(vm.card_gb))
+        self._fill_cards(vm.card_gb)
         self.card.currentIndexChanged.connect(self._card_changed)
         row.addWidget(self.label, 1)
         row.addWidget(self.card)
         vm.lineChanged.connect(self.label.setText)
+        vm.cardDetected.connect(self._card_detected)
+
+    def _fill_cards(self, current: float) -> None:
+        """The presets, plus the detected or stored size when it is none of them; blank until known."""
+        self.card.clear()
+        sizes = sorted({*CARD_PRESETS_GB, *([current] if current else [])})
+        for size in sizes:
+            self.card.addItem(f"{size:g} GB", float(size))
+        self.card.setCurrentIndex(sizes.index(current) if current else -1)
+
+    def _card_detected(self, card_gb: float) -> None:
+        with signals_blocked(self.card):
+            self._fill_cards(card_gb)
 
     def _card_changed(self, index: int) -> None:
+        if index < 0:
+            return
         size = float(self.card.itemData(index))
         self.vm.set_card(size)
         if self._on_card is not None:

@@ -95,3 +95,26 @@ def test_bad_plan_shows_why(setup, qtbot, monkeypatch):
     wait_line(qtbot, line, "memory estimate unavailable")
     assert "base_model_precision" in line.label.text() and memory.advice is None
     assert isinstance(pvm.config, TrainConfig)
+
+
+def test_card_detected_on_the_worker_when_none_is_set(qtbot, small_project):
+    tasks = TaskRunner()
+    pvm = ProjectViewModel()
+    memory = MemoryViewModel(pvm, tasks)  # no stored size: the first plan detects it (no GPU here: 24 GB)
+    line = MemoryLine(memory, pvm)
+    qtbot.addWidget(line)
+    assert line.card.currentIndex() == -1
+    pvm.set_project(small_project)
+    pvm.update_config(**FLUX)
+    wait_line(qtbot, line, "24 GB")
+    assert memory.card_gb == 24.0 and line.card.currentText() == "24 GB"
+    tasks.wait()
+
+
+def test_the_window_does_not_import_torch_on_the_ui_thread():
+    import subprocess
+    import sys
+
+    code = "import sys, sliderstudio.gui.main_window; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ,
+                                                             "QT_QPA_PLATFORM": "offscreen"}).returncode == 0
