@@ -34,6 +34,8 @@ class TrainingPane(QWidget):
         self.memory_line = memory_line  # gui/memory_line.MemoryLine: the estimate, and the question before Train
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_controls())
+        if memory_line is not None:  # a full row under the fields and Train: the line can be long
+            layout.addWidget(memory_line)
         layout.addWidget(self._build_error())
         layout.addWidget(self._build_resume_offer())
         layout.addLayout(self._build_progress())
@@ -90,8 +92,6 @@ class TrainingPane(QWidget):
         self.resume_button.clicked.connect(lambda: self.vm.resume())
         for b in (self.train_button, self.stop_button, self.resume_button):
             buttons.addWidget(b)
-        if self.memory_line is not None:
-            buttons.addWidget(self.memory_line)
         buttons.addStretch(1)
         row.addLayout(buttons)
         return row
