@@ -69,7 +69,8 @@ $(PACKAGING_STAMP): $(STAMP) packaging/requirements.txt
 	$(BIN)/python -m pip install -q -r packaging/requirements.txt
 	touch $(PACKAGING_STAMP)
 
-installer: $(PACKAGING_STAMP)
+# system-deps first: PyInstaller copies the xcb libraries it finds into the bundle, for desktops without them.
+installer: $(PACKAGING_STAMP) system-deps
 	@$(MAKE) --no-print-directory $(BUNDLE_TGZ)
 
 $(BUNDLE_TGZ): $(BUNDLE_INPUTS)
