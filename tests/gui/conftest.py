@@ -27,6 +27,27 @@ def ui_thread_gc(qapp):
 
 
 @pytest.fixture(autouse=True)
+def no_unexpected_dialogs(monkeypatch: pytest.MonkeyPatch):
+    """A modal message box nobody answers would hang the suite offscreen: answer Cancel/Ok at once
+    and fail the test that asked, naming the text. Tests that expect a box patch it themselves."""
+    from PySide6.QtWidgets import QMessageBox
+
+    asked: list[str] = []
+
+    def stub(kind: str, default: QMessageBox.StandardButton):
+        def ask(_parent, _title, text, *args, **kwargs):
+            asked.append(f"{kind}: {text}")
+            return default
+        return ask
+
+    monkeypatch.setattr(QMessageBox, "question", stub("question", QMessageBox.StandardButton.Cancel))
+    for kind in ("warning", "critical", "information"):
+        monkeypatch.setattr(QMessageBox, kind, stub(kind, QMessageBox.StandardButton.Ok))
+    yield asked
+    assert not asked, f"unexpected modal dialog(s): {asked}"
+
+
+@pytest.fixture(autouse=True)
 def app_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """Never touch the real user's settings or data folder."""
     dirs = {"config": tmp_path / "user-config", "data": tmp_path / "user-data"}
