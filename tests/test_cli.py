@@ -142,6 +142,7 @@ def test_unexpected_exception_without_a_writable_log_folder(tmp_path, capsys, mo
 
 
 def test_trainer_failure_event_says_where(tmp_path, tiny_models, monkeypatch):
+    monkeypatch.setenv("SLIDERSTUDIO_LOG_DIR", str(tmp_path / "logs"))
     from sliderstudio.core.events import Failed
     from sliderstudio.core.project import load_project
     from sliderstudio.core.slider_step import SliderStep
@@ -158,3 +159,17 @@ def test_trainer_failure_event_says_where(tmp_path, tiny_models, monkeypatch):
     failed = events[-1]
     assert isinstance(failed, Failed) and failed.message.startswith("unexpected TypeError at sliderstudio/core/")
     assert "unsupported operand type(s)" in failed.message and "Traceback" in failed.details
+    logs = list((tmp_path / "logs").glob("crash-*.log"))      # the app shows this message: it names the log
+    assert len(logs) == 1 and failed.message.endswith(f"(full traceback: {logs[0]})")
+
+
+def test_a_training_crash_writes_one_log_that_the_event_and_the_cli_both_name(tmp_path, tiny_models, monkeypatch,
+                                                                          capsys):
+    from sliderstudio.core.slider_step import SliderStep
+
+    monkeypatch.setattr(SliderStep, "loss", lambda self, mb: None + 1)
+    monkeypatch.setenv("SLIDERSTUDIO_LOG_DIR", str(tmp_path / "logs"))
+    root = make_project(tmp_path / "p", tiny_models["sd1x"], config={"max_train_steps": 1})
+    assert main(["train", "--config", str(root)]) == 1
+    logs = list((tmp_path / "logs").glob("crash-*.log"))
+    assert len(logs) == 1 and f"full traceback: {logs[0]}" in capsys.readouterr().err

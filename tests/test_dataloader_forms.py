@@ -323,3 +323,22 @@ def test_the_apps_dataset_pane_scan_reports_the_same_skipped_files(tmp_path, qap
     assert any(p.startswith("small.png: smaller than minimum_image_size") for p in engine["pos"])
     assert any(p.startswith("junk.png:") for p in engine["pos"]) and any(p.startswith("1.png:") for p in engine["web"])
     assert len(pane["web"].thumbnails) == 1 and project.bucket_dir(project.buckets[3]) == pane["web"].scanned.folder
+
+
+def test_huggingface_entry_without_the_datasets_package_is_exit_2_naming_the_entry(tmp_path, capsys, monkeypatch):
+    """The desktop bundle leaves `datasets` out: a Hugging Face entry there is bad input, not a crash."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_datasets(name, *args, **kwargs):
+        if name == "datasets" or name.startswith("datasets."):
+            raise ModuleNotFoundError("No module named 'datasets'")
+        return real_import(name, *args, **kwargs)
+
+    root = make_project(tmp_path, "/no/model")
+    write_buckets(root, base_entries()[:2] + [{"id": "web", "type": "huggingface", "dataset_name": "someone/set"}])
+    monkeypatch.setattr(builtins, "__import__", no_datasets)
+    assert main(["plan", "--config", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "web.type" in err and "'datasets' package is not installed" in err and "instance_data_dir" in err

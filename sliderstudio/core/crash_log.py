@@ -65,8 +65,21 @@ def summary(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__} at {where(exc)}: {str(exc).strip() or '(no message)'}"
 
 
+def summary_with_log(exc: BaseException, argv: Sequence[str]) -> str:
+    """`summary` plus the crash log's path: what the app shows for a failure it did not expect."""
+    log = write_crash_log(exc, argv)
+    return summary(exc) + (f" (full traceback: {log})" if log else "")
+
+
 def write_crash_log(exc: BaseException, argv: Sequence[str], folder: Path | None = None) -> Path | None:
-    """Write the traceback and the context to a new file; None when no log folder is writable."""
+    """Write the traceback and the context to a new file; None when no log folder is writable.
+
+    One file per exception: a later caller (the CLI's last resort after the trainer reported the
+    same error) gets the path written first.
+    """
+    earlier = getattr(exc, "_sliderstudio_crash_log", None)
+    if earlier is not None:
+        return earlier
     stamp = time.strftime("%Y%m%d-%H%M%S")
     body = "".join([
         f"sliderstudio {__version__}, Python {platform.python_version()}, {platform.platform()}\n",
@@ -81,6 +94,10 @@ def write_crash_log(exc: BaseException, argv: Sequence[str], folder: Path | None
         atomic.write_text(path, body)
     except OSError:
         return None
+    try:
+        exc._sliderstudio_crash_log = path   # type: ignore[attr-defined]
+    except AttributeError:
+        pass  # an exception type with __slots__: a second call writes a second file
     return path
 
 

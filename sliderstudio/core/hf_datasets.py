@@ -81,8 +81,22 @@ def offline_error(name: str, bucket: BucketConfig, project: Project, why: str) -
         file=project.dataloader_path, key=f"{bucket.id}.dataset_name", value=name)
 
 
+def require_datasets(project: Project, bucket: BucketConfig) -> None:
+    """The `datasets` package is a dependency of a pip install, not of the installer bundle (it would add
+    pyarrow and pandas to every download); without it a Hugging Face entry is bad input, said plainly."""
+    try:
+        import datasets  # noqa: F401
+    except ImportError:
+        raise DatasetError("this Slider Studio has no Hugging Face data set support (the 'datasets' package is not "
+                           "installed; the desktop bundle leaves it out). Install Slider Studio with pip, or export "
+                           "the images with .txt captions to a folder and use \"type\": \"local\" with "
+                           "instance_data_dir", file=project.dataloader_path, key=f"{bucket.id}.type",
+                           value="huggingface") from None
+
+
 def load_rows(project: Project, bucket: BucketConfig) -> Any:
     """The entry's split as a `datasets.Dataset`; every failure is a DatasetError naming the data set."""
+    require_datasets(project, bucket)
     import datasets
 
     name = str(option(bucket, "dataset_name"))

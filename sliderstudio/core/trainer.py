@@ -68,9 +68,10 @@ class Trainer:
             self.sink(Failed(str(error), self.step, 1, str(exc)))
             raise error from exc
         except Exception as exc:
-            from sliderstudio.core.crash_log import summary
+            from sliderstudio.core.crash_log import summary_with_log
 
-            self.sink(Failed(summary(exc), self.step, 1, traceback.format_exc()))
+            self.sink(Failed(summary_with_log(exc, ["train", "--config", str(self.project.root)]), self.step, 1,
+                             traceback.format_exc()))
             raise
         finally:
             self._write_heartbeat(state=self._end_state, force=True)

@@ -119,17 +119,20 @@ def test_latest_adapter_is_loaded_and_followed(pane, qtbot):
     assert len(FakeRenderer.calls) == count                # not following: no re-render
 
 
-def test_render_errors_are_shown(pane, qtbot, monkeypatch):
+def test_render_errors_are_shown(pane, qtbot, monkeypatch, tmp_path):
     def broken(*_a, **_k):
         raise RuntimeError("no such model")
 
     monkeypatch.setattr(preview_worker, "make_renderer", broken)
+    monkeypatch.setenv("SLIDERSTUDIO_LOG_DIR", str(tmp_path / "logs"))
     pane.vm._worker._renderer = None
     with qtbot.waitSignal(pane.vm.failed, timeout=5000):
         pane.vm.render_now("all")
-    status = pane.status.text()  # the type, where in Slider Studio it happened, the message
+    status = pane.status.text()  # the type, where in Slider Studio it happened, the message, the log file
     assert status.startswith("✗ Preview failed: unexpected RuntimeError at sliderstudio/gui/workers/preview.py:")
-    assert status.endswith(" in _prepare: no such model")
+    logs = list((tmp_path / "logs").glob("crash-*.log"))
+    assert len(logs) == 1 and status.endswith(f" in _prepare: no such model (full traceback: {logs[0]})")
+    assert "RuntimeError: no such model" in logs[0].read_text()
 
 
 def test_renders_during_a_training_run_use_one_cpu_thread(pane):

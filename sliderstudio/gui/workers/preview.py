@@ -190,9 +190,10 @@ class PreviewWorker(QObject):
         except InputError as exc:
             result = RenderResult(request, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - reported to the pane, the worker stays alive
-            from sliderstudio.core.crash_log import summary
+            from sliderstudio.core.crash_log import summary_with_log
 
-            result = RenderResult(request, error=summary(exc), details=traceback.format_exc())
+            result = RenderResult(request, error=summary_with_log(exc, ["gui", "(preview)"]),
+                                  details=traceback.format_exc())
         self.rendered.emit(result)
 
     def _run_plan(self, request: RenderRequest, has_adapter: bool) -> list[Any]:
