@@ -167,3 +167,28 @@ def test_training_waits_for_the_save_and_reports_one_that_failed(qtbot, small_pr
     qtbot.waitUntil(lambda: len(failures) > 0, timeout=5000)   # queued to this (the UI) thread
     assert worker.process is None
     assert len(failures) == 1 and "multidatabackend.json" in failures[0].message
+
+
+def test_target_resolution_reads_the_lycoris_preset_off_the_ui_thread(qtbot, small_project, monkeypatch):
+    """Every resolve of the target table read the LyCORIS preset file on the UI thread; the task reads it now."""
+    monkeypatch.setattr(preview_worker, "make_renderer", FakeRenderer)
+    readers: list[bool] = []
+    real_read_text = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if self.name == "lycoris_config.json":
+            readers.append(threading.current_thread() is threading.main_thread())
+        return real_read_text(self, *args, **kwargs)
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    assert window.open_project(small_project.root)
+    assert window.arch_vm.set_adapter_type("lycoris")           # writes a starter preset, then re-resolves
+    window.project_vm.flush()
+    monkeypatch.setattr(Path, "read_text", read_text)
+    with qtbot.waitSignal(window.arch_vm.targetsResolved, timeout=60000):
+        window.arch_vm.resolve_now()
+    assert readers and not any(readers)                          # read, and never on the UI thread
+    assert window.arch_vm.result.report is not None
+    window.project_vm.save()
+    window.shutdown(store=False)

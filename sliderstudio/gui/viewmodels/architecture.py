@@ -51,12 +51,28 @@ def load_families() -> list[FamilyInfo]:
     return [FamilyInfo(f.id, f.label, tuple(f.flavours)) for f in FAMILIES.values()]
 
 
-def resolve_for_table(family: str, model_path: str, preset: str | list[str]) -> TargetResult:
-    """Non-strict resolution, so zero-match rows are shown; the zero-total error is kept as text."""
+def lycoris_named_targets(path: Path | None) -> list[str]:
+    """The module names a LyCORIS preset file selects ([] when none or unreadable): read off the UI thread."""
+    if path is None:
+        return []
+    try:
+        return target_modules(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return []
+
+
+def resolve_for_table(family: str, model_path: str, preset: str | list[str], lycoris: Path | None = None,
+                      request: tuple | None = None) -> TargetResult:
+    """Non-strict resolution, so zero-match rows are shown; the zero-total error is kept as text.
+
+    `lycoris`: a LyCORIS preset whose named targets replace `preset` (read here, on the task pool);
+    `request`: the key the caller matches the result against (default: the arguments).
+    """
     ensure_engine()
     from sliderstudio.core.targets import require_matches, resolve_targets
 
-    request = (family, model_path, tuple(preset) if isinstance(preset, list) else preset)
+    preset = lycoris_named_targets(lycoris) or preset
+    request = request or (family, model_path, tuple(preset) if isinstance(preset, list) else preset)
     report = resolve_targets(family, model_path, preset, strict=False)
     try:
         require_matches(report)
@@ -98,6 +114,7 @@ class ArchitectureViewModel(QObject):
         self.presets: dict[str, list[str]] = {}
         self.result: TargetResult | None = None
         self._pending: tuple | None = None
+        self._lycoris_writes = 0     # bumps when the preset file is on disk: part of a resolve's key
         self._debouncer = QSignalDebouncer(parent=self)
         self._debouncer.setTimeout(debounce_ms)
         self._debouncer.triggered.connect(self.resolve_now)
@@ -226,6 +243,7 @@ class ArchitectureViewModel(QObject):
 
     def _file_written(self, label: str) -> None:
         if label.startswith(LYCORIS_LABEL):
+            self._lycoris_writes += 1
             self.schedule_resolve()                       # target resolution reads the preset file
 
     def _file_failed(self, label: str, exc: object) -> None:
@@ -250,17 +268,12 @@ class ArchitectureViewModel(QObject):
         self.familyDetected.emit(detection.family)
 
     # --- target resolution -------------------------------------------------------------
-    def _target_request(self) -> tuple[str, str, str | list[str]]:
+    def _target_request(self) -> tuple[str, str, str | list[str], Path | None]:
+        """What to resolve; a LyCORIS preset file is named, not read: the task reads it."""
         config = self.config
         preset: str | list[str] = self.choice if self.choice != "custom" else list(config.peft_lora_target_modules)
-        if config.lora_type == "lycoris":
-            path = self.lycoris_path()
-            try:
-                named = target_modules(json.loads(path.read_text(encoding="utf-8"))) if path else []
-            except (OSError, ValueError):
-                named = []
-            preset = named or preset
-        return config.model_family, config.pretrained_model_name_or_path, preset
+        lycoris = self.lycoris_path() if config.lora_type == "lycoris" else None
+        return config.model_family, config.pretrained_model_name_or_path, preset, lycoris
 
     def schedule_resolve(self) -> None:
         self._debouncer.throttle()
@@ -268,11 +281,13 @@ class ArchitectureViewModel(QObject):
     def resolve_now(self) -> None:
         if not self._pvm.is_open:
             return
-        request = self._target_request()
-        key = (request[0], request[1], tuple(request[2]) if isinstance(request[2], list) else request[2])
+        family, model, preset, lycoris = self._target_request()
+        # a re-resolve after the preset file was written must not be mistaken for the older request
+        stamp = self._lycoris_writes
+        key = (family, model, tuple(preset) if isinstance(preset, list) else preset, str(lycoris or ""), stamp)
         self._pending = key
         self.targetsResolving.emit()
-        self._tasks.submit(lambda: resolve_for_table(*request), self._resolved,
+        self._tasks.submit(lambda: resolve_for_table(family, model, preset, lycoris, key), self._resolved,
                            lambda exc, k=key: self._resolve_failed(k, exc))
 
     @property
