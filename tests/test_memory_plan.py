@@ -18,7 +18,7 @@ from sliderstudio.core.activation_probe import measure
 from sliderstudio.core.errors import ConfigError
 from sliderstudio.core.memory_plan import (
     GIB, PlanOptions, activation_constants, adapter_params, candidate_changes, card_bytes, check_options,
-    cheapest_fit, denoiser_sizes, lora_params, plan, quantisation_available,
+    cheapest_fit, denoiser_sizes, lora_params, plan,
 )
 from sliderstudio.families.registry import get_family
 
@@ -225,8 +225,6 @@ def test_cli_fits_a_card_with_vram(tmp_path, capsys):
 
 
 def test_cli_refuses_a_quantisation_the_device_cannot_run(tmp_path, capsys):
-    if not quantisation_available():
-        pytest.skip("base_model_precision is not in this tree")
     root = _project(tmp_path, base_model_precision="nf4-bnb")
     assert main(["plan", "--config", str(root), "--memory"]) == 2
     assert "base_model_precision" in capsys.readouterr().err

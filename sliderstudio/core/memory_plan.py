@@ -8,7 +8,6 @@ to full width, depth and token count. docs/MEMORY.md compares the result with pe
 """
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 from dataclasses import dataclass, field, replace
@@ -309,12 +308,12 @@ def check_options(family: "Family", options: PlanOptions, capability: tuple[int,
                           key="gradient_checkpointing", value=True)
     if options.mixed_precision not in DTYPE_BYTES:
         raise ConfigError("unknown precision", key="mixed_precision", value=options.mixed_precision)
-    if quantisation_available():  # the trainer's own rule: which values run on this machine's device
-        import torch
+    import torch
 
-        from sliderstudio.core.quantise import require_runnable
+    from sliderstudio.core.quantise import require_runnable
 
-        require_runnable(options.base_model_precision, torch.device("cuda" if capability else "cpu"))
+    # the trainer's own rule: which values run on this machine's device
+    require_runnable(options.base_model_precision, torch.device("cuda" if capability else "cpu"))
     bits = quant_bits(options.base_model_precision)
     if bits is not None and options.base_model_precision.startswith("fp8") and capability is not None \
             and capability < FP8_MIN_CAPABILITY:
@@ -327,11 +326,6 @@ def check_options(family: "Family", options: PlanOptions, capability: tuple[int,
 
 # --- the cheapest options that fit ---------------------------------------------------------------
 
-def quantisation_available() -> bool:
-    """Weight-only quantisation of the base is offered only where the trainer can do it (core/quantise)."""
-    return importlib.util.find_spec("sliderstudio.core.quantise") is not None
-
-
 def candidate_changes(options: PlanOptions, family: "Family") -> list[tuple[float, dict[str, Any]]]:
     """Single changes the product supports, with a cost: the slowdown (or quality loss) each brings."""
     out: list[tuple[float, dict[str, Any]]] = []
@@ -342,7 +336,7 @@ def candidate_changes(options: PlanOptions, family: "Family") -> list[tuple[floa
     if not options.gradient_checkpointing and getattr(type(_skeleton(family.id)),
                                                       "_supports_gradient_checkpointing", False):
         out.append((2.0, {"gradient_checkpointing": True}))  # about a third more time per step
-    if options.base_model_precision == "no_change" and quantisation_available():
+    if options.base_model_precision == "no_change":
         out.append((3.0, {"base_model_precision": "int8-torchao"}))
     for cost, side in ((10.0, 768), (20.0, 512)):  # the last resort: lower resolution changes the result
         if options.resolution > side:
