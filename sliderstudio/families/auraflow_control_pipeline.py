@@ -19,19 +19,16 @@ from transformers import T5Tokenizer, UMT5EncoderModel
 
 from sliderstudio.families.auraflow_controlnet import (AuraFlowControlNetModel, auraflow_residuals, check_fits,
                                                       controlnet_samples)
+from sliderstudio.families.controlnet_support import vae_latents
 from sliderstudio.families.residual_hooks import around_each_call
 
 
 def auraflow_control_latents(pipe: Any, controlnet: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     """Control images (in [-1, 1]) as the VAE latents × scaling factor SimpleTuner's AuraFlow ControlNet reads.
 
-    SimpleTuner's pipeline samples the latent distribution; we take its mode, so a cached training
-    conditioning and a preview of the same image agree exactly.
+    SimpleTuner's pipeline samples the latent distribution; we take its mode (see `vae_latents`).
     """
-    vae = pipe.vae
-    with torch.no_grad():
-        latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
-    return (latents * vae.config.scaling_factor).float().cpu()
+    return vae_latents(pipe, pixels, shift=0.0)
 
 
 class AuraFlowControlNetPipeline(AuraFlowPipeline):

@@ -61,6 +61,21 @@ class ControlledDenoiser(nn.Module):
         return self._control
 
 
+def vae_latents(pipe: Any, pixels: torch.Tensor, shift: float | None = None) -> torch.Tensor:
+    """Control images (in [-1, 1]) as the VAE latents transformer ControlNets read: (latents − shift) × scale.
+
+    `shift` None means the VAE's own shift factor. The distribution's mode, not a sample (diffusers'
+    and SimpleTuner's pipelines sample): a cached training conditioning and a preview of the same
+    image then agree exactly.
+    """
+    vae = pipe.vae
+    with torch.no_grad():
+        latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+    if shift is None:
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return ((latents - shift) * vae.config.scaling_factor).float().cpu()
+
+
 def unit_pixels(pipe: Any, controlnet: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     """UNet ControlNets read the control image as pixels in [0, 1] (diffusers' control image processor)."""
     return (pixels + 1.0) / 2.0

@@ -20,20 +20,16 @@ from transformers import (CLIPTextModelWithProjection, CLIPTokenizer, LlamaForCa
                           T5EncoderModel, T5Tokenizer)
 
 from sliderstudio.families.hidream_controlnet import HiDreamControlNetModel, controlnet_samples, hidream_residuals
+from sliderstudio.families.controlnet_support import vae_latents
 from sliderstudio.families.residual_hooks import around_each_call
 
 
 def hidream_control_latents(pipe: Any, controlnet: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     """Control images (in [-1, 1]) as the VAE latents (shifted, scaled) SimpleTuner's HiDream ControlNet reads.
 
-    SimpleTuner's pipeline samples the latent distribution; we take its mode, so a cached training
-    conditioning and a preview of the same image agree exactly.
+    SimpleTuner's pipeline samples the latent distribution; we take its mode (see `vae_latents`).
     """
-    vae = pipe.vae
-    with torch.no_grad():
-        latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    return ((latents - shift) * vae.config.scaling_factor).float().cpu()
+    return vae_latents(pipe, pixels)
 
 
 class HiDreamControlNetPipeline(HiDreamImagePipeline):

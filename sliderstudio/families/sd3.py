@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from sliderstudio.families.base import Conditioning
-from sliderstudio.families.controlnet_support import ControlledDenoiser, ControlNetSupport
+from sliderstudio.families.controlnet_support import ControlledDenoiser, ControlNetSupport, vae_latents
 from sliderstudio.families.flow_transformer import TransformerFlowFamily
 
 
@@ -46,11 +46,7 @@ def _zero_shift(controlnet: torch.nn.Module) -> bool:
 
 def sd3_control_latents(pipe: Any, controlnet: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     """Control images (in [-1, 1]) as the VAE latents SD3 ControlNets read."""
-    vae = pipe.vae
-    with torch.no_grad():
-        latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
-    shift = 0.0 if _zero_shift(controlnet) else (getattr(vae.config, "shift_factor", None) or 0.0)
-    return ((latents - shift) * vae.config.scaling_factor).float().cpu()
+    return vae_latents(pipe, pixels, 0.0 if _zero_shift(controlnet) else None)
 
 
 SD3_CONTROLNET = ControlNetSupport(
