@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from sliderstudio.core import adapter_io
 from sliderstudio.core.controlnet import load_control_image, load_controlnet
 from sliderstudio.core.errors import ConfigError
 from sliderstudio.core.preview import PreviewRenderer
@@ -22,6 +21,7 @@ from sliderstudio.families.auraflow import tiny_auraflow_transformer
 from sliderstudio.families.auraflow_controlnet import AuraFlowControlNetModel, auraflow_residuals
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
+from controlnet_checks import assert_trained_on_the_controlnet_only
 from test_controlnet import PROMPT, controlnet_project
 
 # SimpleTuner, simpletuner/helpers/models/auraflow/controlnet.py (AuraFlowControlNetModel.__init__'s
@@ -249,20 +249,7 @@ def test_auraflow_controlnet_slider_trains_on_the_controlnet_and_previews(tmp_pa
     use_simpletuner_dataloader_form(root)
     trainer = Trainer(load_project(root))
     path = trainer.run()
-    session = trainer.session
-    transformer, trained = session.denoiser.denoiser, session.denoiser.controlnet
-
-    # the transformer: no adapter layer, no gradient, every weight as loaded, no hook left behind
-    assert not any("lora" in n for n, _ in transformer.named_parameters())
-    assert not any(p.requires_grad for p in transformer.parameters())
-    fresh = dict(load_pipeline(get_family("auraflow"), str(auraflow_model)).transformer.named_parameters())
-    assert all(torch.equal(p, fresh[n]) for n, p in transformer.named_parameters())
-    assert not any(m._forward_hooks or m._forward_pre_hooks for m in transformer.modules())
-    # the adapter sits on the ControlNet only, and its parameters are the ones that were optimised
-    keys = load_file(str(path)).keys()
-    assert keys and all(k.startswith("controlnet.") for k in keys)
-    assert adapter_io.read_metadata(path)["controlnet"] is True
-    assert {p for p in session.params} <= set(trained.parameters())
+    assert_trained_on_the_controlnet_only(trainer.session, "auraflow", auraflow_model, path)
     assert list((root / "cache").rglob("control-latents/*.safetensors"))
 
     # preview from the CLI: needs the control image; with it, a grid of three renders
@@ -420,17 +407,7 @@ def test_hidream_controlnet_slider_trains_on_the_controlnet_and_previews(tmp_pat
                               config={"max_train_steps": 2, "model_family": "hidream"})
     trainer = Trainer(load_project(root))
     path = trainer.run()
-    session = trainer.session
-    transformer, trained = session.denoiser.denoiser, session.denoiser.controlnet
-
-    assert not any("lora" in n for n, _ in transformer.named_parameters())
-    assert not any(p.requires_grad for p in transformer.parameters())
-    fresh = dict(load_pipeline(get_family("hidream"), str(model)).transformer.named_parameters())
-    assert all(torch.equal(p, fresh[n]) for n, p in transformer.named_parameters())
-    assert not any(m._forward_hooks or m._forward_pre_hooks for m in transformer.modules())
-    keys = load_file(str(path)).keys()
-    assert keys and all(k.startswith("controlnet.") for k in keys)
-    assert {p for p in session.params} <= set(trained.parameters())
+    assert_trained_on_the_controlnet_only(trainer.session, "hidream", model, path)
     assert list((root / "cache").rglob("control-latents/*.safetensors"))
 
     control = root / "cond" / "pos" / "img0.png"

@@ -7,15 +7,14 @@ Flux), the way diffusers' ControlNet pipelines feed it.
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from sliderstudio.core import adapter_io
 from sliderstudio.core.controlnet import load_control_image
 from sliderstudio.core.preview import PreviewRenderer
 from sliderstudio.core.project import load_project
 from sliderstudio.core.trainer import Trainer
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
+from controlnet_checks import assert_trained_on_the_controlnet_only
 from test_controlnet import PROMPT, controlnet_project
 
 
@@ -82,19 +81,7 @@ def test_transformer_controlnet_slider_trains_on_the_controlnet_and_previews(tmp
                               config={"max_train_steps": 2, "model_family": family})
     trainer = Trainer(load_project(root))
     path = trainer.run()
-    session = trainer.session
-    transformer, controlnet = session.denoiser.denoiser, session.denoiser.controlnet
-
-    # the transformer: no adapter layer, no gradient, every weight as loaded
-    assert not any("lora" in n for n, _ in transformer.named_parameters())
-    assert not any(p.requires_grad for p in transformer.parameters())
-    fresh = dict(load_pipeline(get_family(family), str(model)).transformer.named_parameters())
-    assert all(torch.equal(p, fresh[n]) for n, p in transformer.named_parameters())
-    # the adapter sits on the ControlNet only, and its parameters are the ones that were optimised
-    keys = load_file(str(path)).keys()
-    assert keys and all(k.startswith("controlnet.") for k in keys)
-    assert adapter_io.read_metadata(path)["controlnet"] is True
-    assert {p for p in session.params} <= set(controlnet.parameters())
+    assert_trained_on_the_controlnet_only(trainer.session, family, model, path)
     # the conditioning was cached in the family's representation
     kind = "pixels" if xlabs else ("latents-noshift" if family == "sd3" else "latents")
     assert list((root / "cache").rglob(f"control-{kind}/*.safetensors"))
