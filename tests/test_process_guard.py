@@ -38,7 +38,7 @@ def test_a_broken_wire_goes_dead_reports_once_and_never_raises(capsys):
     sink(Failed("late failure", 7))
     assert sink.dead and broken == [1] and sink.stream.closed
     assert capsys.readouterr().err.splitlines() == [
-        "[wire closed] Progress 7", "[wire closed] Log  stopped at step 7", "[wire closed] Failed 7 late failure"]
+        "[wire closed] Progress 7", "[wire closed] Log stopped at step 7", "[wire closed] Failed 7 late failure"]
 
 
 def test_a_closed_stream_counts_as_a_broken_wire():
@@ -252,6 +252,65 @@ def test_the_watchdog_notices_a_parent_killed_with_sigkill(tmp_path):
     assert result == f"stopped after step {steps_done(tmp_path)}: the app (pid {parent.pid}) is gone"
     assert noticed < 3.0
     print(f"\nwatchdog noticed the killed parent after {noticed:.2f} s")
+
+
+WIRED_LOOP = r"""
+import sys, time
+from pathlib import Path
+from sliderstudio.core.event_wire import WireSink, claim_stdout, listen_for_commands
+from sliderstudio.core.events import Command, Mailbox
+from sliderstudio.core.process_guard import ProcessGuard
+
+out = Path(sys.argv[1])
+sink = WireSink(claim_stdout())
+mailbox = Mailbox()
+guard = ProcessGuard(mailbox, sink)
+sink.on_broken = lambda: guard.app_gone("the app stopped reading events (stdout closed)")
+guard.log_file = out / "process.log"
+guard.install(watch_parent=False)
+listen_for_commands(sys.stdin, mailbox, on_end=guard.input_ended)
+guard.watch_setup(lambda: False)
+step = 0
+while Command.STOP not in mailbox.drain():
+    time.sleep(0.02)
+    step += 1
+    (out / "steps.txt").write_text(str(step))
+(out / "result.txt").write_text(guard.reason)
+"""
+
+DYING_APP = r"""
+import os, subprocess, sys, time
+from pathlib import Path
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+print(child.pid, flush=True)
+while not Path(sys.argv[2], "steps.txt").exists():
+    time.sleep(0.02)
+child.stdin.close()          # the kernel closes a dying process's files one by one: the command pipe first,
+time.sleep(0.2)              # the event pipe a moment later (still readable, never read)
+os._exit(9)
+"""
+
+
+def test_a_stop_line_written_while_a_dying_app_still_holds_the_event_pipe_reaches_the_process_log(tmp_path):
+    """The app's command pipe ends while its event pipe is still open, then the app is gone: the
+    line that says why the run stopped must not vanish into the pipe nobody will read."""
+    app = subprocess.Popen([sys.executable, "-c", DYING_APP, WIRED_LOOP, str(tmp_path)], cwd=ROOT,
+                           stdout=subprocess.PIPE, text=True)
+    child_pid = int(app.stdout.readline())
+    try:
+        assert app.wait(timeout=60) == 9
+        wait_for(lambda: (tmp_path / "result.txt").exists(), 20, "the child to stop")
+        wait_for(lambda: not os.path.exists(f"/proc/{child_pid}") or _zombie(child_pid), 20, "the child to end")
+    finally:
+        try:
+            os.kill(child_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reason = f"the app (pid {app.pid}) is gone: its command pipe closed"
+    assert (tmp_path / "result.txt").read_text() == reason
+    lines = [line for line in (tmp_path / "process.log").read_text().splitlines() if "stopping after" in line]
+    assert lines == [f"[wire closed] Log stopping after the step in flight, keeping a checkpoint: {reason}"]
 
 
 def _zombie(pid: int) -> bool:

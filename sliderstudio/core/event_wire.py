@@ -127,7 +127,8 @@ def _report_dropped(event: Event) -> None:
     text = event.message if isinstance(event, (Log, Failed)) else ""
     step = getattr(event, "step", "")
     try:
-        print(f"[wire closed] {type(event).__name__} {step} {text}".rstrip(), file=sys.stderr, flush=True)
+        parts = ("[wire closed]", type(event).__name__, str(step), text)
+        print(" ".join(part for part in parts if part), file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
 

@@ -114,21 +114,19 @@ class ProcessGuard:
         self.stop(reason)
 
     def input_ended(self) -> None:
-        """End of the command pipe: the app closed it on purpose or died. Stop at once either way.
+        """End of the command pipe: the app closed it on purpose or died. Stop either way.
 
         A dying app's pipes close before the system hands its children to a new parent (measured:
-        the pipe's end came first every time), so the parent is watched a moment longer to know
-        whether to send the output to the log file."""
-        if self.parent_gone():
-            self.app_gone(f"the app (pid {self._parent}) is gone: its command pipe closed")
-            return
-        self.stop("the command pipe (stdin) closed: the app quit or is gone")
+        the pipe's end came first every time), and the event pipe may still be open for a moment
+        after the command pipe's end: a stop line written then lands in a pipe nobody reads. So the
+        parent is watched for up to PARENT_SETTLE_S first; a dead app's stop goes to the log file."""
         deadline = time.monotonic() + PARENT_SETTLE_S
         while time.monotonic() < deadline:
             if self.parent_gone():
-                self.divert_output()
+                self.app_gone(f"the app (pid {self._parent}) is gone: its command pipe closed")
                 return
             time.sleep(0.02)
+        self.stop("the command pipe (stdin) closed: the app quit or is gone")
 
     def parent_gone(self) -> bool:
         return self._parent > 1 and os.getppid() != self._parent
