@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--family", default="all")
     check.add_argument("--json", action="store_true")
 
+    from sliderstudio.queue_commands import add_queue_parser
+
+    add_queue_parser(sub)
+
     runtime = sub.add_parser("runtime", help="GPU runtime: the PyTorch build for this machine's NVIDIA GPU")
     runtime.add_argument("action", nargs="?", default="status", choices=["status", "install", "remove"])
     runtime.add_argument("--cuda", default="auto", help="auto (detect), a CUDA version such as 12.8, or none")
@@ -114,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from sliderstudio import commands
 
-        handler = getattr(commands, f"cmd_{command}")
+        handler = getattr(args, "handler", None) or getattr(commands, f"cmd_{command}")   # queue: its own module
         if command == "gui" and args.command is None:
             args = parser.parse_args(["gui"])
         return handler(args, extra) if command == "train" else handler(args)
