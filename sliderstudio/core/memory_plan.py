@@ -51,6 +51,8 @@ class PlanOptions:
     optimizer: str = "adamw_bf16"
     targets: str | tuple[str, ...] = "slider"  # a preset name or explicit module patterns
     caches_complete: bool = False  # every latent and caption cached: the encoders never reach the device
+    offload_blocks: bool = False  # the denoiser's blocks stream from CPU memory (core.block_offload)
+    offload_blocks_per_group: int = 1
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,9 @@ class Breakdown:
 
     @property
     def caching_peak(self) -> int:
-        """The first run's peak while it fills the cache (no adapter state or activations yet)."""
-        return self.weights + self.caching + self.overhead
+        """The first run's peak while it fills the cache (no adapter state or activations yet); an
+        offloaded denoiser waits in CPU memory until the cache is full."""
+        return (0 if self.options.offload_blocks else self.weights) + self.caching + self.overhead
 
     @property
     def total(self) -> int:
@@ -188,6 +191,18 @@ def quant_bits(precision: str) -> int | None:
     return _QUANT_BITS[head]
 
 
+OFFLOAD_GROUPS_ON_DEVICE = 2  # the group computing and the one autograd still holds for its backward
+
+
+def offloaded_sizes(family_id: str, per_group: int) -> DenoiserSizes:
+    """What an offloaded denoiser keeps on the device: everything outside its blocks, and two groups."""
+    from sliderstudio.core.block_offload import offload_sizes
+
+    sizes = offload_sizes(_skeleton(family_id), per_group)
+    return DenoiserSizes(*(stem + OFFLOAD_GROUPS_ON_DEVICE * group
+                           for stem, group in zip(sizes.stem, sizes.largest_group)))
+
+
 def weight_bytes(sizes: DenoiserSizes, options: PlanOptions) -> int:
     dense = DTYPE_BYTES[options.mixed_precision]
     bits = quant_bits(options.base_model_precision)
@@ -284,6 +299,12 @@ def plan(family: "Family", options: PlanOptions) -> Breakdown:
     sizes = denoiser_sizes(family.id)
     n_adapter = adapter_params(family.id, options.targets, options.lora_rank)
     notes = []
+    if options.offload_blocks:
+        sizes = offloaded_sizes(family.id, options.offload_blocks_per_group)
+        notes.append(f"offload_blocks: the denoiser's blocks stream from CPU memory; on the device: its weights "
+                     f"outside the blocks and {OFFLOAD_GROUPS_ON_DEVICE} groups of "
+                     f"{options.offload_blocks_per_group} block(s); gradient checkpointing comes with it")
+        options = replace(options, gradient_checkpointing=True)
     if options.lora_type != "standard":
         notes.append("LyCORIS adapters are sized as a LoRA of the same rank (an estimate)")
     if not options.caches_complete:
@@ -320,6 +341,10 @@ def check_options(family: "Family", options: PlanOptions, capability: tuple[int,
         raise ConfigError(f"fp8 needs a GPU of compute capability 8.9 or newer; this one is "
                           f"{capability[0]}.{capability[1]}", key="base_model_precision",
                           value=options.base_model_precision)
+    if options.offload_blocks:
+        from sliderstudio.core.block_offload import require_offloadable
+
+        require_offloadable(family, options.base_model_precision, False, model=_skeleton(family.id))
     if options.train_batch_size < 1 or options.resolution < 8:
         raise ConfigError("batch size and resolution must be positive", key="resolution", value=options.resolution)
 
@@ -338,10 +363,18 @@ def candidate_changes(options: PlanOptions, family: "Family") -> list[tuple[floa
         out.append((2.0, {"gradient_checkpointing": True}))  # about a third more time per step
     if options.base_model_precision == "no_change":
         out.append((3.0, {"base_model_precision": "int8-torchao"}))
+    if not options.offload_blocks and offloadable(family, options.base_model_precision):
+        out.append((6.0, {"offload_blocks": True}))  # every step waits for the weights to cross PCIe
     for cost, side in ((10.0, 768), (20.0, 512)):  # the last resort: lower resolution changes the result
         if options.resolution > side:
             out.append((cost, {"resolution": side}))
     return out
+
+
+def offloadable(family: "Family", base_model_precision: str) -> bool:
+    from sliderstudio.core.block_offload import MOVABLE_PRECISIONS, offload_problem
+
+    return base_model_precision in MOVABLE_PRECISIONS and offload_problem(_skeleton(family.id)) is None
 
 
 def cheapest_fit(family: "Family", options: PlanOptions, card_gb: float) -> Advice:
@@ -375,7 +408,9 @@ def options_from_config(config: Any) -> PlanOptions:
     targets: str | tuple[str, ...] = tuple(patterns) if name == "custom" else name
     return PlanOptions(config.mixed_precision, getattr(config, "base_model_precision", "no_change"),
                        config.gradient_checkpointing, config.train_batch_size, int(config.resolution),
-                       config.lora_rank, config.lora_type, config.optimizer, targets)
+                       config.lora_rank, config.lora_type, config.optimizer, targets,
+                       offload_blocks=getattr(config, "offload_blocks", False),
+                       offload_blocks_per_group=getattr(config, "offload_blocks_per_group", 1))
 
 
 def require_fit(advice: Advice, key: str = "--vram") -> None:
