@@ -135,10 +135,14 @@ def check_batch_size(project: Project, scanned: list[ScannedBucket]) -> list[str
     it are wrong, so it is an error. Larger than some buckets only: those buckets give smaller
     micro-batches (still a valid slider run), so it is a warning naming them.
     """
+    from sliderstudio.core.text_pairs import active_pairs
+
     size = project.config.train_batch_size
     sampled = _sampled(project, scanned)
-    largest = max(s.count for s in sampled)
-    counts = ", ".join(f"'{s.bucket.id}' {s.count}" for s in sampled)
+    texts = active_pairs(project.config.slider_text_pairs)  # a text pair's micro-batch holds its base renders
+    largest = max([s.count for s in sampled] + [p.samples for p in texts.values()])
+    counts = ", ".join([f"'{s.bucket.id}' {s.count}" for s in sampled]
+                       + [f"text pair '{name}' {p.samples} (samples)" for name, p in texts.items()])
     if size > largest:
         raise ConfigError(f"train_batch_size {size} is larger than every bucket (images per bucket: {counts}); "
                           "a micro-batch is drawn from one bucket, so none could ever be that large",
@@ -155,15 +159,17 @@ def check_batch_size(project: Project, scanned: list[ScannedBucket]) -> list[str
 def check_steps(project: Project, scanned: list[ScannedBucket]) -> list[str]:
     """Epochs × micro-batches must make at least one optimizer step; warm-up and validation must fit."""
     from sliderstudio.core.sampler import SliderSampler, sampler_buckets
+    from sliderstudio.core.text_pairs import text_sampler_entries
 
     cfg = project.config
-    buckets = sampler_buckets(scanned, cfg.slider_neutral_mode)
+    texts, text_map = text_sampler_entries(cfg.slider_text_pairs)
+    buckets = sampler_buckets(scanned, cfg.slider_neutral_mode) + texts
     if cfg.max_train_steps:
         total = cfg.max_train_steps
     else:
         from sliderstudio.core.buckets import balance
 
-        pairs = balance(project, scanned).pair_map
+        pairs = {**balance(project, scanned).pair_map, **text_map}
         per_epoch = SliderSampler(buckets, cfg.seed, cfg.train_batch_size, pairs).epoch_length()
         micro = cfg.num_train_epochs * per_epoch
         if micro < cfg.gradient_accumulation_steps:
@@ -181,7 +187,11 @@ def check_steps(project: Project, scanned: list[ScannedBucket]) -> list[str]:
 
 
 def check_sampled(project: Project, scanned: list[ScannedBucket]) -> None:
-    """A bucket with probability 0 is never drawn: at least one signed bucket must be."""
+    """A bucket with probability 0 is never drawn: at least one signed bucket (or text pair) must be."""
+    from sliderstudio.core.text_pairs import active_pairs
+
+    if active_pairs(project.config.slider_text_pairs):
+        return
     if not any(s.bucket.role != "neutral" for s in _sampled(project, scanned)):
         raise DatasetError("no positive or negative bucket takes part in sampling (their probability is 0)",
                            file=project.dataloader_path, key="probability")

@@ -1,4 +1,4 @@
-"""Dataset area: drop folders in (or Add…), one row per bucket, the balance line and notices."""
+"""Dataset area: drop folders in (or Add…), one row per bucket, text pairs, the balance line and notices."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,9 @@ from PySide6.QtWidgets import (
 
 from sliderstudio.core.buckets import Balance
 from sliderstudio.gui.bucket_row import BucketRow
+from sliderstudio.gui.text_pair_editor import TextPairsSection
 from sliderstudio.gui.viewmodels.dataset import DatasetViewModel
+from sliderstudio.gui.viewmodels.text_pairs import TextPairsViewModel
 
 EMPTY_HINT = "Drop folders of images here (one folder = one bucket), or use Add folder…"
 
@@ -50,6 +52,10 @@ class DatasetPane(QWidget):
         self.list_layout.setAlignment(Qt.AlignmentFlag.AlignTop)
         self.empty_label = QLabel(EMPTY_HINT, alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True)
         self.list_layout.addWidget(self.empty_label)
+        self.text_vm = TextPairsViewModel(vm.project_vm, self)   # the bucket-free mode, below the buckets
+        self.text_section = TextPairsSection(self.text_vm)
+        self.list_layout.addWidget(self.text_section)
+        self.text_vm.notice.connect(self.show_notice)
         self.scroll.setWidget(self.list_widget)
         layout.addWidget(self.scroll, 1)
         vm.bucketsReset.connect(self.rebuild)
@@ -94,7 +100,7 @@ class DatasetPane(QWidget):
         for bucket in self.vm.buckets:
             row = BucketRow(self.vm, bucket.id)
             self.rows[bucket.id] = row
-            self.list_layout.addWidget(row)
+            self.list_layout.insertWidget(self.list_layout.indexOf(self.text_section), row)
         self.empty_label.setVisible(not self.rows)
 
     def show_balance(self, bal: Balance | None) -> None:
