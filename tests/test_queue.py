@@ -183,3 +183,33 @@ def test_cancelling_a_job_whose_runner_died_cancels_it_at_once(tmp_path, qfile, 
     assert main(["queue", "cancel", "1"]) == 0
     job = read_queue(qfile).jobs[0]
     assert job.status == CANCELLED and "step 7" in job.message and job.claim is None
+
+
+def test_the_runner_leaves_a_job_claimed_by_a_live_process_and_fails_a_deleted_project(tmp_path, qfile):
+    """No training starts here: job 1 belongs to a live process, job 2's and 3's projects are gone."""
+    from sliderstudio.core.queue_runner import QueueRunner
+    from sliderstudio.core.queue_store import FAILED
+
+    for name in ("a", "b", "c"):
+        assert main(["queue", "add", str(toy(tmp_path / name))]) == 0
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = {"pid": holder.pid, "host": this_claim()["host"]}
+        with edit_queue(qfile) as state:
+            state.jobs[0].status, state.jobs[0].claim, state.jobs[0].step = RUNNING, live, 3
+        for name in ("b", "c"):
+            for path in sorted((tmp_path / name).rglob("*"), reverse=True):
+                path.unlink() if path.is_file() else path.rmdir()
+            (tmp_path / name).rmdir()
+        said: list[str] = []
+        counts = QueueRunner(qfile, said.append).run()
+        jobs = read_queue(qfile).jobs
+    finally:
+        holder.kill()
+        holder.wait()
+    assert counts[FAILED] == 2
+    assert (jobs[0].status, jobs[0].claim, jobs[0].step) == (RUNNING, live, 3)      # not taken, not touched
+    assert [j.status for j in jobs[1:]] == [FAILED, FAILED]
+    assert jobs[1].message == f"job 2: the project folder {tmp_path / 'b'} no longer exists (deleted or moved while queued)"
+    assert said == [f"job 2 (b): failed: {jobs[1].message}", f"job 3 (c): failed: {jobs[2].message}"]
+    assert read_queue(qfile).runner is None and not RunnerLock(qfile).held

@@ -12,8 +12,8 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QFileDialog, QFrame, QGroupBox, QLabel, QMainWindow, QMessageBox, QScrollArea, QSplitter, QVBoxLayout,
-    QWidget,
+    QDockWidget, QFileDialog, QFrame, QGroupBox, QLabel, QMainWindow, QMessageBox, QScrollArea, QSplitter,
+    QVBoxLayout, QWidget,
 )
 
 from sliderstudio import __version__
@@ -22,6 +22,7 @@ from sliderstudio.gui.dataset_pane import DatasetPane
 from sliderstudio.gui.device_panel import DevicePanel
 from sliderstudio.gui.preset_pane import PresetPane
 from sliderstudio.gui.preview_pane import PreviewPane
+from sliderstudio.gui.queue_pane import QueuePane
 from sliderstudio.gui.settings import AppSettings
 from sliderstudio.gui.training_pane import TrainingPane
 from sliderstudio.gui.memory_line import MemoryLine
@@ -31,6 +32,7 @@ from sliderstudio.gui.viewmodels.dataset import DatasetViewModel
 from sliderstudio.gui.viewmodels.device import DeviceViewModel
 from sliderstudio.gui.viewmodels.preview import PreviewViewModel
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
+from sliderstudio.gui.viewmodels.queue import QueueViewModel
 from sliderstudio.gui.viewmodels.training import TrainingViewModel
 from sliderstudio.gui.workers.file_writer import FileWriter
 from sliderstudio.gui.workers.tasks import TaskRunner
@@ -66,6 +68,7 @@ class MainWindow(QMainWindow):
         self.memory_vm = MemoryViewModel(self.project_vm, self.tasks, self.settings.card_gb, self)  # 0: detect
         self.preview_vm = PreviewViewModel(self.project_vm, self)
         self.device_vm = DeviceViewModel(self.training_vm, self.project_vm, self.tasks, self)
+        self.queue_vm = QueueViewModel(self.project_vm, self.tasks, parent=self)
         self.training_vm.checkpointSaved.connect(self.preview_vm.on_checkpoint)
         self.training_vm.runFinished.connect(self.preview_vm.on_run_finished)
         self.training_vm.stateChanged.connect(self.preview_vm.on_training_state)
@@ -121,6 +124,18 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.columns)
         self.project_label = QLabel()
         self.statusBar().addPermanentWidget(self.project_label)
+        self._build_queue_dock()
+
+    def _build_queue_dock(self) -> None:
+        """The training queue as a dock under the areas, hidden until View > Queue: it spans projects,
+        so it is not one of the project's areas, and hidden it costs nothing (it follows the queue
+        file only while shown)."""
+        self.queue_pane = QueuePane(self.queue_vm)
+        self.queue_dock = QDockWidget("Queue", self, objectName="queueDock")
+        self.queue_dock.setWidget(self.queue_pane)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.queue_dock)
+        self.queue_dock.visibilityChanged.connect(self.queue_vm.set_active)
+        self.queue_dock.hide()
 
     def _build_menus(self) -> None:
         file = self.menuBar().addMenu("&File")
@@ -146,6 +161,9 @@ class MainWindow(QMainWindow):
         device = QAction("Device", self, checkable=True, checked=True)
         device.toggled.connect(self.device_area.setVisible)
         view.addAction(device)
+        queue = self.queue_dock.toggleViewAction()
+        queue.setText("Queue")
+        view.addAction(queue)
         help_menu = self.menuBar().addMenu("&Help")
         about = QAction("&About Slider Studio", self)
         about.triggered.connect(lambda: QMessageBox.about(
