@@ -213,3 +213,18 @@ def test_the_runner_leaves_a_job_claimed_by_a_live_process_and_fails_a_deleted_p
     assert jobs[1].message == f"job 2: the project folder {tmp_path / 'b'} no longer exists (deleted or moved while queued)"
     assert said == [f"job 2 (b): failed: {jobs[1].message}", f"job 3 (c): failed: {jobs[2].message}"]
     assert read_queue(qfile).runner is None and not RunnerLock(qfile).held
+
+
+def test_a_project_another_process_is_training_fails_its_job_saying_so(tmp_path, qfile):
+    from sliderstudio.core.queue_runner import QueueRunner
+    from sliderstudio.core.queue_store import FAILED
+
+    root = toy(tmp_path / "a")
+    assert main(["queue", "add", str(root)]) == 0
+    (root / "output").mkdir()
+    (root / "output" / "run.json").write_text(json.dumps(     # a live run of this project, not the queue's
+        {"pid": os.getpid(), "step": 2, "total": 9, "updated": time.time(), "state": "running"}))
+    QueueRunner(qfile).run()
+    job = read_queue(qfile).jobs[0]
+    assert job.status == FAILED
+    assert job.message.startswith("job 1: the project is being trained by another process right now (running — step 2 of 9)")

@@ -255,6 +255,10 @@ class QueueRunner:
         if not wait_for_old_child(job):
             return f"job {job.id}: its previous training process {job.child_pid} did not end"
         status = run_status(Path(job.output_dir))
+        deadline = time.monotonic() + (OLD_CHILD_WAIT_S if job.started is not None else 0.0)
+        while status.state == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)     # an interrupted job: its old process, if the runner died before naming it
+            status = run_status(Path(job.output_dir))
         if status.state == "running":
             return (f"job {job.id}: the project is being trained by another process right now "
                     f"({status.label}); queue it again when that run has ended")

@@ -108,9 +108,12 @@ class QueueViewModel(QObject):
         if view.jobs != self.jobs:
             self.jobs = view.jobs
             self.jobsChanged.emit(view.jobs)
-        if view.runner_pid != self.runner_pid:
-            self.runner_pid = view.runner_pid
-            self.runnerChanged.emit(view.runner_pid)
+        # the runner this window started names itself in the file only once it holds the lock
+        own = self._process.pid if self._process is not None and self._process.poll() is None else None
+        pid = view.runner_pid or own
+        if pid != self.runner_pid:
+            self.runner_pid = pid
+            self.runnerChanged.emit(pid)
 
     def _read_failed(self, exc: Exception) -> None:
         self._reading = False
