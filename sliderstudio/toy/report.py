@@ -2,7 +2,10 @@
 
 Why a folder of plain files: the demo's result must be checkable by eye (sweep.png), by script
 (sweep.json lists every image with its prompt, seed and strength) and by number (metrics.json
-from `sliderstudio.core.slider_metrics`), by the CLI, the app and the tests alike.
+from `sliderstudio.core.slider_metrics`), by the CLI, the app and the tests alike. The same
+figures print as a table (`format_quality`, also written as summary.txt): per sweep and overall
+range, Spearman, smoothness, preservation (shape colour, background, centroid drift) and the
+images that collapsed (noise, blank, a mess instead of one shape on a background).
 """
 
 from __future__ import annotations
@@ -62,9 +65,22 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def sweep_quality(items: list[SweepItem], attribute: str) -> dict:
+    """The quality figures of a sweep: per prompt/seed (`sweeps`) and over all of them (`average`)."""
+    if not items:
+        raise ValueError("no sweep items to report")
+    sweeps = [(prompt, seed, sweep_metrics([it.strength for it in row], [it.image for it in row], attribute))
+              for prompt, seed, row in _rows(items)]
+    return {
+        "attribute": attribute,
+        "sweeps": [{"prompt": p, "seed": s, **sw.to_dict()} for p, s, sw in sweeps],
+        "average": aggregate([sw for _, _, sw in sweeps]),
+    }
+
+
 def write_report(report_dir: Path, items: list[SweepItem], attribute: str,
                  base_identical: bool | None = None) -> dict:
-    """Write sweep.png, images/, sweep.json and metrics.json into `report_dir`; return the metrics.
+    """Write sweep.png, images/, sweep.json, metrics.json and summary.txt into `report_dir`; return the metrics.
 
     `attribute` is a slider_metrics attribute ("area", "brightness", "hue"). `base_identical`,
     when given, records the caller's check that strength 0 reproduces the base model exactly.
@@ -75,22 +91,49 @@ def write_report(report_dir: Path, items: list[SweepItem], attribute: str,
     (report_dir / "images").mkdir(parents=True, exist_ok=True)
     rows = _rows(items)
     strengths = sorted({it.strength for it in items})
-    entries, sweeps = [], []
+    entries = []
     for r, (prompt, seed, row) in enumerate(rows):
         for it in row:
             rel = f"images/{_image_name(r, it)}"
             it.image.save(report_dir / rel)
             entries.append({"image": rel, "prompt": prompt, "seed": seed, "strength": it.strength})
-        sw = sweep_metrics([it.strength for it in row], [it.image for it in row], attribute)
-        sweeps.append((prompt, seed, sw))
     _grid(rows, strengths).save(report_dir / "sweep.png")
     _write_json(report_dir / "sweep.json", entries)
-    metrics: dict = {
-        "attribute": attribute,
-        "sweeps": [{"prompt": p, "seed": s, **sw.to_dict()} for p, s, sw in sweeps],
-        "average": aggregate([sw for _, _, sw in sweeps]),
-    }
+    metrics = sweep_quality(items, attribute)
     if base_identical is not None:
         metrics["base_identical"] = bool(base_identical)
     _write_json(report_dir / "metrics.json", metrics)
+    (report_dir / "summary.txt").write_text(format_quality(metrics) + "\n")
     return metrics
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _collapsed_text(collapsed: list) -> str:
+    return ", ".join(f"{s:+g} {why}" for s, why in collapsed) if collapsed else "none"
+
+
+def format_quality(metrics: dict) -> str:
+    """The quality figures as a text table: one row per sweep, then the overall line.
+
+    Columns: range and Spearman of the attribute, smoothness (0 = even steps), the drift of the
+    shape colour, the background and the centroid from strength 0, and the collapsed images.
+    """
+    head = (f"{'prompt':<40} {'seed':>4} {'range':>7} {'spearman':>8} {'smooth':>6} {'colour':>6} "
+            f"{'bg':>6} {'centroid':>8}  collapsed")
+    lines = [f"quality ({metrics['attribute']}):", head]
+    for sw in metrics["sweeps"]:
+        pres = sw["preservation"]
+        lines.append(f"{sw['prompt'][:40]:<40} {sw['seed']:>4} {sw['range']:>7.3f} {sw['spearman']:>8.3f} "
+                     f"{sw['smoothness']:>6.2f} {_fmt(pres['shape_colour']):>6} {_fmt(pres['background']):>6} "
+                     f"{_fmt(pres['centroid']):>8}  {_collapsed_text(sw.get('collapsed', []))}")
+    avg = metrics["average"]
+    pres = avg["preservation"]
+    lines.append(f"{'overall (' + str(avg['n']) + ' sweeps)':<40} {'':>4} {avg['range']:>7.3f} "
+                 f"{avg['spearman']:>8.3f} {avg['smoothness']:>6.2f} {_fmt(pres['shape_colour']):>6} "
+                 f"{_fmt(pres['background']):>6} {_fmt(pres['centroid']):>8}  "
+                 f"{avg.get('collapsed', 0)} of {avg.get('images', 0)} images")
+    lines.append(f"worst spearman {avg['min_spearman']:.3f}, worst smoothness {avg.get('max_smoothness', 0.0):.2f}")
+    return "\n".join(lines)
