@@ -1,0 +1,256 @@
+"""Calibrated strength (issue #16 item 3) and the collapse detector (item 5).
+
+The collapse detector is checked on real collapsed renders of the toy model (tests/data/collapse:
+the demo's noise image at -1, a slider pushed to -5 and +8), on constructed ones (uniform noise,
+a blank image, two shapes) and on good images. The range finder is checked on constructed
+responses whose answer is known, then end to end: a short toy slider is trained, its adapter (and
+its checkpoint's) carries the calibration, and the recommended range is re-measured independently.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sliderstudio.core.calibration import (
+    Sweep, capture_latents, find_range, measure, read_calibration, recommended_range, split_latents,
+)
+from sliderstudio.core.response_measures import breakdown_reason, image_stats
+from sliderstudio.core.slider_metrics import measure_image, sweep_metrics
+from sliderstudio.toy.world import ShapeSpec, random_specs, render
+
+DATA = Path(__file__).parent / "data" / "collapse"
+STRENGTHS = [-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
+
+
+def _noise(seed: int = 0, px: int = 32) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (px, px, 3)).astype(np.uint8))
+
+
+def _two_shapes() -> Image.Image:
+    """A red circle and a yellow square on one blue background: two shapes where one is asked for."""
+    a = np.asarray(render(ShapeSpec("circle", "red", "blue", 0.3, 0.3, 0.3), 64)).copy()
+    b = np.asarray(render(ShapeSpec("square", "yellow", "blue", 0.3, 0.7, 0.7), 64))
+    second = np.linalg.norm(b.astype(float) - a[0, 0].astype(float), axis=2) > 40
+    a[second] = b[second]
+    return Image.fromarray(a)
+
+
+# ----------------------------------------------------------------------------------- collapse
+
+@pytest.mark.parametrize("name", ["noise_green_triangle_seed1_-1.png", "noise_red_circle_seed0_-5.png",
+                                  "broken_yellow_square_seed0_+8.png"])
+def test_real_collapsed_renders_are_collapsed(name):
+    assert measure_image(Image.open(DATA / name)).collapsed == "noise"
+
+
+@pytest.mark.parametrize("image, reason", [
+    (_noise(), "noise"),
+    (Image.new("RGB", (32, 32), (128, 128, 128)), "blank"),
+    (_two_shapes(), "mess"),
+])
+def test_constructed_collapses_are_named(image, reason):
+    assert measure_image(image).collapsed == reason
+
+
+@pytest.mark.parametrize("name", ["good_green_triangle_seed1_0.png", "good_tiny_triangle_seed0_-1.png",
+                                  "good_big_square_seed1_+1.png"])
+def test_good_renders_are_not_collapsed(name):
+    m = measure_image(Image.open(DATA / name))
+    assert m.collapsed is None and m.blob_share == 1.0
+
+
+def test_ground_truth_shapes_never_collapse():
+    specs = random_specs(7, 60)
+    assert [measure_image(render(s, 32)).collapsed for s in specs] == [None] * 60
+
+
+def test_a_sweep_lists_its_collapsed_strengths():
+    good = [render(ShapeSpec("circle", "red", "blue", size), 32) for size in (0.3, 0.4, 0.5)]
+    sw = sweep_metrics([-1.0, 0.0, 0.5, 1.0], [_noise(), *good], "area")
+    assert sw.collapsed == [(-1.0, "noise")]
+
+
+# ----------------------------------------------------------------------------------- generic measure
+
+def test_breakdown_check_on_renders():
+    ref = image_stats(Image.open(DATA / "good_green_triangle_seed1_0.png"))
+    assert breakdown_reason(image_stats(Image.open(DATA / "noise_green_triangle_seed1_-1.png")), ref) == "noise"
+    assert breakdown_reason(image_stats(Image.open(DATA / "good_green_triangle_seed1_0.png")), ref) is None
+    assert breakdown_reason(image_stats(Image.new("RGB", (32, 32), (240, 240, 240))), ref) == "flat"
+
+
+# ----------------------------------------------------------------------------------- range finder
+
+def _responses(values: list[float]) -> np.ndarray:
+    return np.array([values])
+
+
+def test_range_stops_where_the_response_saturates():
+    # rises evenly to +-1.5, then flat: saturates at +-2
+    r = [-1.5, -1.5, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 1.52, 1.52]
+    lo, hi, sat, brk = find_range(STRENGTHS, _responses(r), np.zeros((1, 11), bool))
+    assert (lo, hi) == (-1.5, 1.5)
+    assert sat == {"negative": -2.0, "positive": 2.0} and brk == {"negative": None, "positive": None}
+
+
+def test_range_stops_before_a_broken_render_and_a_reversal():
+    r = [-2.0, -1.6, -1.4, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 1.2, 2.0]  # turns back at +2
+    broken = np.zeros((1, 11), bool)
+    broken[0, STRENGTHS.index(-1.5)] = True
+    lo, hi, sat, brk = find_range(STRENGTHS, _responses(r), broken)
+    assert (lo, hi) == (-1.0, 1.5)
+    assert brk["negative"] == -1.5 and sat["positive"] == 2.0
+
+
+def test_one_sweep_going_backwards_ends_the_range():
+    good = [-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
+    bad = list(good)
+    bad[STRENGTHS.index(1.0)] = 0.2  # this sweep falls from 0.5 to 0.2 at +1
+    lo, hi, _, _ = find_range(STRENGTHS, np.array([good, bad]), np.zeros((2, 11), bool))
+    assert (lo, hi) == (-3.0, 0.5)
+
+
+def test_a_slider_that_does_nothing_gets_no_range():
+    lo, hi, sat, _ = find_range(STRENGTHS, np.zeros((1, 11)), np.zeros((1, 11), bool))
+    assert (lo, hi) == (0.0, 0.0) and sat == {"negative": -0.5, "positive": 0.5}
+
+
+# ----------------------------------------------------------------------------------- measure()
+
+def _toy_sweep(prompt: str, seed: int, grow: float = 1.0, noise_at: float | None = None) -> Sweep:
+    """A size slider drawn exactly: area rises with the strength (times `grow`), noise at `noise_at`."""
+    images = []
+    for s in STRENGTHS:
+        area = 0.2 + grow * 0.1 * max(min(s, 1.5), -1.5)
+        size = math.sqrt(max(area, 0.01) / (math.pi / 4))
+        images.append(_noise(seed) if s == noise_at else render(ShapeSpec("circle", "red", "blue", size), 32))
+    return Sweep(prompt, seed, list(STRENGTHS), images)
+
+
+def test_toy_measure_finds_range_attribute_and_polarity():
+    sweeps = [_toy_sweep("a red circle", 0), _toy_sweep("a red circle", 1, noise_at=-3.0)]
+    cal = measure(sweeps, toy=True, expected={"area": 0.25, "brightness": 0.0, "hue": 0.0})
+    assert cal.measure == "attribute:area"
+    assert cal.recommended == (-1.5, 1.5)
+    assert cal.saturates["positive"] == 2.0 and cal.breaks["negative"] is None  # -2 saturates before -3 breaks
+    assert cal.polarity == "positive" and cal.evidence["attribute"]["slider_moves"] == 1.0
+    point = {p.strength: p for p in cal.curve}
+    assert point[-3.0].broken == 1 and point[-3.0].reasons == ["noise"] and point[0.0].pixel == 0.0
+    assert cal.images == 22 and [sw["seed"] for sw in cal.sweeps] == [0, 1]
+
+
+def test_toy_measure_reversed_slider():
+    cal = measure([_toy_sweep("p", 0, grow=-1.0)], toy=True, expected={"area": 0.25})
+    assert cal.polarity == "reversed" and cal.recommended == (-1.5, 1.5)
+
+
+def test_generic_measure_uses_latents_and_finds_the_break():
+    """Distances grow with |s| (a blend towards another image), noise at +3: the range ends at +2."""
+    a = np.asarray(render(ShapeSpec("circle", "red", "blue", 0.5), 32), float)
+    b = np.asarray(render(ShapeSpec("square", "red", "blue", 0.7), 32), float)
+    images, latents = [], []
+    for s in STRENGTHS:
+        t = min(abs(s), 2.0) / 3.0
+        images.append(_noise() if s == 3.0 else Image.fromarray(((1 - t) * a + t * b).astype(np.uint8)))
+        latents.append(np.full((4, 4, 4), 1.0) + min(abs(s), 2.0))
+    cal = measure([Sweep("p", 0, list(STRENGTHS), images, latents)],
+                  loss_evidence={"margin": -0.4})
+    assert cal.measure == "latent distance"
+    assert cal.breaks["positive"] == 3.0 and cal.curve[-1].reasons == ["noise"]
+    assert cal.recommended == (-2.0, 2.0) and cal.saturates["negative"] == -3.0  # flat past |s| = 2
+    assert cal.polarity == "reversed"
+
+
+def test_capture_latents_records_and_restores():
+    class Vae(torch.nn.Module):
+        def decode(self, z, scale=1.0):
+            return z * scale
+
+    pipe = type("Pipe", (), {})()
+    pipe.vae = Vae()
+    with capture_latents(pipe) as record:
+        pipe.vae.decode(torch.ones(2, 4, 3, 3), scale=2.0)
+        pipe.vae.decode(torch.zeros(1, 4, 3, 3))
+    assert "decode" not in vars(pipe.vae)  # the class method is back
+    latents = split_latents(record, 3)
+    assert len(latents) == 3 and latents[0].shape == (4, 3, 3) and latents[2].sum() == 0
+    assert split_latents(record, 2) is None
+    with capture_latents(object()) as nothing:
+        pass
+    assert nothing == []
+
+
+# ----------------------------------------------------------------------------------- end to end
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """A short toy size slider with a checkpoint half way; calibration renders at 10 steps."""
+    from sliderstudio.core.events import Log
+    from sliderstudio.core.project import load_project
+    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.toy.demo_project import write_demo_project
+
+    root = write_demo_project(tmp_path_factory.mktemp("cal") / "demo", max_train_steps=120)
+    cfg = json.loads((root / "config.json").read_text())
+    cfg.update(checkpointing_steps=60, validation_steps=0, slider_calibration_steps=10)
+    (root / "config.json").write_text(json.dumps(cfg))
+    logs: list[str] = []
+    adapter = Trainer(load_project(root), lambda e: logs.append(e.message) if isinstance(e, Log) else None).run()
+    return root, adapter, logs
+
+
+def test_trained_slider_carries_its_calibration(toy_run):
+    root, adapter, logs = toy_run
+    cal = read_calibration(adapter)
+    assert cal is not None and cal["step"] == 120 and cal["measure"] == "attribute:area"
+    assert cal["polarity"] == "positive"  # +1 grows the shape, as the 'bigger' bucket shows
+    assert cal["evidence"]["loss"]["margin"] > 0  # and the model's own loss agrees
+    lo, hi = recommended_range(adapter)
+    assert (lo, hi) == tuple(cal["recommended"]) and lo <= -0.5 and hi >= 0.5
+    assert [p["strength"] for p in cal["curve"]] == STRENGTHS and cal["images"] == 22
+    assert sum("calibration (attribute:area): recommended range" in m for m in logs) == 2  # checkpoint + final
+    checkpoint = next((root / "output" / "checkpoints").glob("*/pytorch_lora_weights.safetensors"))
+    assert read_calibration(checkpoint)["step"] == 60
+    comfy = adapter.with_name("pytorch_lora_weights_comfyui.safetensors")
+    assert recommended_range(comfy) == (lo, hi)  # the ComfyUI file carries the keys too
+
+
+def test_recommended_range_is_monotone_when_measured_again(toy_run):
+    """Independent re-measure with the preview's renderer at other seeds: area rises over [lo, hi]."""
+    from sliderstudio.core.preview import PreviewRenderer
+
+    _, adapter, _ = toy_run
+    lo, hi = recommended_range(adapter)
+    points = sorted({lo, lo / 2, 0.0, hi / 2, hi})
+    renderer = PreviewRenderer("sd1x", "sliderstudio:toy", adapter)
+    for prompt in ("a red circle on a blue background", "a yellow square on a black background"):
+        images = renderer.render(prompt, 5, points, 10, 2.0)
+        sw = sweep_metrics(points, images, "area")
+        assert sw.spearman == 1.0 and sw.collapsed == [], (prompt, sw.values, sw.collapsed)
+
+
+def test_calibration_off_and_without_prompts(tmp_path, tiny_models):
+    """slider_calibration false writes no keys; a tiny model with prompts is calibrated by distances."""
+    from sliderstudio.core.adapter_io import read_metadata
+    from sliderstudio.core.project import load_project
+    from sliderstudio.core.trainer import Trainer
+    from tests.conftest import make_project
+
+    base = {"max_train_steps": 2, "validation_num_inference_steps": 2, "user_prompt_library": "prompts.json",
+            "slider_calibration_strengths": [-2, -1, 1, 2]}
+    on = make_project(tmp_path / "on", tiny_models["sd1x"], config=base, prompts={"p": "a red square"})
+    off = make_project(tmp_path / "off", tiny_models["sd1x"], prompts={"p": "a red square"},
+                       config={**base, "slider_calibration": False})
+    meta_on = read_metadata(Trainer(load_project(on)).run())
+    meta_off = read_metadata(Trainer(load_project(off)).run())
+    assert "calibration" not in meta_off and "recommended_range" not in meta_off
+    cal = meta_on["calibration"]
+    assert cal["measure"] == "latent distance" and [p["strength"] for p in cal["curve"]] == [-2, -1, 0, 1, 2]
+    assert cal["curve"][2]["latent"] == 0.0 and cal["evidence"]["loss"]["batches"][0] >= 1
+    assert meta_on["polarity"] in ("positive", "reversed", "unclear")
