@@ -7,6 +7,7 @@ the key, not a crash after the model has loaded. Path templates (`{model_family}
 """
 from __future__ import annotations
 
+import difflib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -15,17 +16,21 @@ from sliderstudio.core.errors import ConfigError
 if TYPE_CHECKING:
     from sliderstudio.core.config import BucketConfig
 
-BACKEND_TYPES = ("local", "huggingface")
+BACKEND_TYPES = ("local", "huggingface", "csv", "aws")
 UNSUPPORTED_BACKENDS = {
-    "aws": "download the objects to a local folder (e.g. `aws s3 sync s3://BUCKET/PREFIX data/pos`)",
-    "csv": "download the URLs to a local folder with their captions as .txt files",
     "memory": "use a local cache folder (cache_dir) instead",
-    "webshart": "unpack the shards into a local folder of images and .txt captions",
+    "webshart": "webshart shards are streamed from the Hugging Face Hub with their own metadata index, which "
+                "Slider Studio does not read; unpack the shards into a local folder of images and .txt captions",
+}
+CROP_STYLES = ("center", "centre", "random", "corner")
+UNSUPPORTED_CROP_STYLES = {
+    "face": "no face detector ships with Slider Studio (SimpleTuner uses one to centre the crop on a face)",
 }
 DATASET_TYPES = ("image", "conditioning", "text_embeds", "image_embeds")
 UNSUPPORTED_DATASET_TYPES = ("video", "audio", "conditioning_image_embeds")
 # Path keys in which templates expand. SimpleTuner expands {model_family}; {id} is Slider Studio's addition.
-TEMPLATE_KEYS = ("instance_data_dir", "cache_dir_vae", "cache_dir", "conditioning_data_dir")
+TEMPLATE_KEYS = ("instance_data_dir", "cache_dir_vae", "cache_dir", "conditioning_data_dir", "csv_cache_dir",
+                 "csv_file")
 TEMPLATE = re.compile(r"\{([^{}]*)\}")
 
 
@@ -36,7 +41,17 @@ def check_backend_type(value: str) -> str:
     if how:
         raise ValueError(f"type '{value}' is not supported by Slider Studio: {how}, then use "
                          "\"type\": \"local\" with instance_data_dir pointing at that folder")
-    raise ValueError(f"unknown type '{value}' (expected 'local' or 'huggingface')")
+    raise ValueError(f"unknown type '{value}' (expected one of {', '.join(BACKEND_TYPES)})")
+
+
+def check_crop_style(value: str) -> str:
+    if value in CROP_STYLES:
+        return value
+    why = UNSUPPORTED_CROP_STYLES.get(value)
+    if why:
+        raise ValueError(f"crop_style '{value}' is not supported by Slider Studio: {why}; "
+                         "use center, random or corner")
+    raise ValueError(f"unknown crop_style '{value}' (expected one of {', '.join(CROP_STYLES)})")
 
 
 def check_dataset_type(value: str) -> str:
@@ -54,9 +69,16 @@ def check_entry(entry: "BucketConfig") -> None:
             raise ValueError("a huggingface entry needs dataset_name (a Hugging Face data set id)")
         if entry.dataset_type != "image":
             raise ValueError("type 'huggingface' holds image entries only")
+    elif entry.type in ("csv", "aws"):
+        check_remote_entry(entry)
     elif entry.dataset_type in ("image", "conditioning") and not entry.instance_data_dir:
         raise ValueError(f"a{'n image' if entry.dataset_type == 'image' else ' conditioning'} entry "
                          "needs instance_data_dir")
+    if entry.caption_strategy == "csv" and entry.type != "csv":
+        raise ValueError("caption_strategy 'csv' needs \"type\": \"csv\" (captions come from csv_caption_column)")
+    if entry.caption_strategy == "webshart":
+        raise ValueError("caption_strategy 'webshart' needs \"type\": \"webshart\", and "
+                         + UNSUPPORTED_BACKENDS["webshart"])
     if entry.caption_strategy == "huggingface" and entry.type != "huggingface":
         raise ValueError("caption_strategy 'huggingface' needs \"type\": \"huggingface\"")
     if entry.caption_strategy == "parquet" and not (entry.parquet or {}).get("path"):
@@ -68,6 +90,40 @@ def check_entry(entry: "BucketConfig") -> None:
     if entry.target_downsample_size and entry.maximum_image_size and \
             entry.target_downsample_size > entry.maximum_image_size:
         raise ValueError("target_downsample_size must not exceed maximum_image_size")
+
+
+def check_remote_entry(entry: "BucketConfig") -> None:
+    """A csv entry needs its table, an aws entry its bucket; both hold training images only."""
+    if entry.type == "csv" and not entry.csv_file:
+        raise ValueError("a csv entry needs csv_file (a table with a column of image URLs or paths)")
+    if entry.type == "aws" and not entry.aws_bucket_name:
+        raise ValueError("an aws entry needs aws_bucket_name")
+    if entry.dataset_type != "image":
+        raise ValueError(f"type '{entry.type}' holds image entries only in Slider Studio (caches stay in the "
+                         "project's cache/ folder; ControlNet conditioning images come from a local folder)")
+
+
+def split_entry_keys(entry: dict[str, Any], file: str, where: str) -> tuple[dict[str, Any], list[str]]:
+    """Keys Slider Studio reads, and a warning (with its reason) for each SimpleTuner key it ignores.
+
+    classify_bucket_key is the one judge, so the warning says what ignoring the key means; only a key
+    SimpleTuner's data backends do not read either is an error, with a did-you-mean.
+    """
+    from sliderstudio.core.simpletuner_keys import bucket_key_names, classify_bucket_key
+
+    kept, warnings = {}, []
+    for key, value in entry.items():
+        status, reason = classify_bucket_key(key)
+        if status == "implemented":
+            kept[key] = value
+        elif status == "ignored":
+            warnings.append(f"{file}: {where}{key} is a SimpleTuner option Slider Studio does not implement; "
+                            f"ignored — {reason}")
+        else:
+            close = difflib.get_close_matches(key, sorted(bucket_key_names()), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown key{hint}", file=file, key=f"{where}{key}", value=value)
+    return kept, warnings
 
 
 # SimpleTuner's alternative spellings of entry keys (DATALOADER.md: `disable` for `disabled`).

@@ -57,6 +57,10 @@ class Project:
         """The bucket's folder; a huggingface entry's is where its rows are exported (core/hf_datasets.py)."""
         if bucket.type == "huggingface":
             return self.root / "cache" / "huggingface" / bucket.id
+        if bucket.type == "csv":  # fetched images (core/csv_manifest.py)
+            return self.resolve(bucket.csv_cache_dir or f"cache/csv/{bucket.id}")
+        if bucket.type == "aws":  # fetched objects (core/s3_objects.py)
+            return self.root / "cache" / "aws" / bucket.id
         return self.resolve(bucket.instance_data_dir or "")
 
     def active_buckets(self) -> list[BucketConfig]:
