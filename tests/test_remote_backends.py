@@ -125,6 +125,7 @@ def test_csv_plan_prints_the_skipped_rows_and_rows_removed_from_the_table_leave_
     assert main(["plan", "--config", str(root), "--batches", "2"]) == 0
     err = capsys.readouterr().err
     assert f"warning: bucket 'pos': pos.csv: line 4 ({url}/nothere.png): HTTP 404" in err
+    assert "note: csv 'pos': 3 images: 2 fetched" in err and "1 skipped" in err  # the fetch's summary line
     write_table(root / "pos.csv", [(f"{url}/img1.png", "two")])  # img0 stays in the cache, not in the bucket
     assert [s.stems for s in scan_project(load_project(root))][0] == ["img1"]
 
