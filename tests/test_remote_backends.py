@@ -140,6 +140,7 @@ def test_csv_plan_prints_the_skipped_rows_and_rows_removed_from_the_table_leave_
     ({"csv_file": "t.csv", "dataset_type": "conditioning"}, "[0]", "holds image entries only"),
     ({"csv_file": "t.csv", "caption_strategy": "webshart"}, "[0]", "caption_strategy 'webshart' needs"),
     ({"csv_file": "t.csv", "csv_cache_dir": "t.csv"}, "pos.csv_cache_dir", "csv_cache_dir is not a folder"),
+    ({"csv_file": "t.csv"}, "pos.csv_file", "bucket 'pos' has no usable images: line 2 (http://127.0.0.1:9/x.png): cannot connect"),
 ])
 def test_csv_bad_entries_exit_2_naming_entry_key_and_value(tmp_path, capsys, entry, key, words):
     root = tmp_path / "proj"
