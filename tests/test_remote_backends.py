@@ -270,3 +270,24 @@ def test_aws_wrong_credentials_exit_2_without_printing_the_secret(tmp_path, caps
     err = capsys.readouterr().err
     assert "key 'pos.aws_access_key_id'" in err and "InvalidAccessKeyId" in err
     assert "test-secret-value" not in err
+
+
+def test_a_run_trains_on_csv_entries_and_logs_the_fetch(tmp_path, web, tiny_models):
+    from sliderstudio.core.training_setup import prepare_session
+
+    site, url = web
+    for i in range(2):
+        draw(site / "pos" / f"img{i}.png", 0.8, seed=i)
+        draw(site / "neg" / f"img{i}.png", 0.3, seed=i)
+    root = make_project(tmp_path / "proj", tiny_models["sd1x"], pairs=0, neutral=2)
+    for side in ("pos", "neg"):
+        write_table(root / f"{side}.csv", [(f"{url}/{side}/img{i}.png", f"a {side} square") for i in range(2)])
+    (root / "multidatabackend.json").write_text(json.dumps([
+        {"id": "pos", "type": "csv", "csv_file": "pos.csv", "slider_strength": 1.0},
+        {"id": "neg", "type": "csv", "csv_file": "neg.csv", "slider_strength": -1.0},
+        {"id": "neu", "instance_data_dir": "data/neu"}]))
+    logs = []
+    session = prepare_session(load_project(root), lambda msg, level: logs.append((level, msg)))
+    assert ("info", "csv 'pos': 2 images: 2 fetched") in [(lv, m.split(" (")[0]) for lv, m in logs]
+    assert session.step.data.captions[("pos", 1)] == ("a pos square",)
+    assert any("pairing: paired mode" in m for _, m in logs)
