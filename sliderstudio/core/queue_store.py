@@ -38,6 +38,10 @@ class QueueFileError(InputError):
     """The queue file is damaged or from a newer version; the message names it and what is wrong."""
 
 
+class NewerQueueFile(QueueFileError):
+    """Written by a newer Slider Studio: left exactly as it is (never set aside, never rewritten)."""
+
+
 def queue_file() -> Path:
     """<user data>/queue/queue.json (SLIDERSTUDIO_DATA_DIR moves it, for tests and portable installs)."""
     return user_data_dir() / "queue" / QUEUE_NAME
@@ -126,7 +130,7 @@ def parse_queue(data: Any, path: Path) -> QueueState:
     if not isinstance(data, dict) or not isinstance(data.get("schema"), int):
         raise QueueFileError("not a queue file: no schema version", file=path, key="schema")
     if data["schema"] > SCHEMA:
-        raise QueueFileError(f"written by a newer Slider Studio (queue schema {data['schema']}; this version "
+        raise NewerQueueFile(f"written by a newer Slider Studio (queue schema {data['schema']}; this version "
                              f"reads {SCHEMA}); update Slider Studio to use this queue. The file is left as it is",
                              file=path, key="schema", value=data["schema"])
     jobs = data.get("jobs")
@@ -177,7 +181,7 @@ def edit_queue(path: Path) -> Iterator[QueueState]:
         try:
             state = read_queue(path)
         except QueueFileError as exc:
-            if "newer Slider Studio" in exc.message or not path.exists():
+            if isinstance(exc, NewerQueueFile) or not path.exists():
                 raise
             aside = set_aside(path)
             raise QueueFileError(f"{exc.message}; it was moved aside to {aside} and the next queue command "
@@ -191,9 +195,9 @@ def load_queue(path: Path) -> QueueState:
     edit_queue, so each face reports it once and then works on."""
     try:
         return read_queue(path)
-    except QueueFileError as exc:
-        if "newer Slider Studio" in exc.message:
-            raise
+    except NewerQueueFile:
+        raise
+    except QueueFileError:
         with edit_queue(path):
             pass          # re-read under the lock: sets the damaged file aside and raises
         return read_queue(path)   # it was fixed in between by another writer
