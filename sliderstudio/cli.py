@@ -73,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=["diffusers", "comfyui"])
     export.add_argument("--out", required=True)
 
+    report = sub.add_parser("report", help="an adapter's calibrated range, polarity, response curve and quality")
+    report.add_argument("--lora", required=True, help="adapter .safetensors")
+    report.add_argument("--project", help="measure now on this project's validation prompts (any model)")
+    report.add_argument("--model", help="base model to render with (default: the project's, or the adapter's metadata)")
+    report.add_argument("--seeds", type=int, default=2, help="seeds per prompt for the quality figures")
+    report.add_argument("--no-quality", action="store_true", help="only what the metadata says; render nothing")
+    report.add_argument("--json", action="store_true", help="the report as JSON")
+
     check = sub.add_parser("selfcheck", help="offline check of every model family on tiny random models")
     check.add_argument("--family", default="all")
     check.add_argument("--json", action="store_true")

@@ -281,6 +281,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """`report --lora F`: the calibrated range, polarity and response curve; quality figures where measurable."""
+    import json
+
+    from sliderstudio.core.adapter_report import build_report, format_report
+
+    if args.seeds < 1:
+        raise InputError("must be at least 1", key="--seeds", value=args.seeds)
+    report = build_report(Path(args.lora), args.project, args.model, args.seeds, quality=not args.no_quality)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from sliderstudio.toy.demo import run_demo
 

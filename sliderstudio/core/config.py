@@ -130,6 +130,16 @@ class TrainConfig(_Strict):
     controlnet_model_name_or_path: str | None = Field(
         None, description="The ControlNet the slider is trained on (diffusers folder)")
     slider_start_fraction: float = Field(0.0, ge=0, le=1, description="Slider off for this first fraction of steps in previews")
+    slider_calibration: bool = Field(True, description="After training and at each checkpoint, measure the response "
+                                                       "to the dial on the validation prompts and write the "
+                                                       "recommended range and polarity into the adapter")
+    slider_calibration_strengths: list[float] = Field(
+        [-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0], min_length=2,
+        description="Strengths the calibration sweeps (0 is always added)")
+    slider_calibration_prompts: int = Field(2, ge=1, description="Validation prompts the calibration renders")
+    slider_calibration_seeds: int = Field(1, ge=1, description="Seeds per prompt in the calibration")
+    slider_calibration_steps: int | None = Field(
+        None, ge=1, description="Denoising steps of the calibration renders (default: validation_num_inference_steps)")
     schema_version: int = Field(CONFIG_SCHEMA_VERSION, description="Config schema version")
 
     @field_validator("validation_resolution", mode="before")

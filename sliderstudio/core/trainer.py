@@ -48,6 +48,7 @@ class Trainer:
         self._last_heartbeat = 0.0
         self._last_device_report = 0.0
         self._end_state = "ended"  # "finished" only once the final adapter is written
+        self._calibrate = True  # off while stopping: a stop must not wait for a calibration sweep
 
     # --- public --------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -176,6 +177,7 @@ class Trainer:
 
     def _stop(self) -> Path:
         """Stop: checkpoint the current state so Resume continues from here."""
+        self._calibrate = False
         path = self._checkpoint() if self.session and self.step > 0 else None
         self.log(f"stopped at step {self.step}")
         adapter = path / ADAPTER_NAME if path else Path()
@@ -191,8 +193,13 @@ class Trainer:
             fh.write(json.dumps(row) + "\n")
 
     def _save_adapter(self, path: Path) -> Path:
-        """LoRA or LyCORIS alike: the adapter handle writes its file (and companion) atomically."""
-        return self.session.adapter.save(path, self.session.metadata(self.step))
+        """LoRA or LyCORIS alike: the adapter handle writes its file (and companion) atomically, with the
+        slider's calibration (recommended range, polarity: core.calibration_run) measured just before."""
+        from sliderstudio.core.calibration_run import calibrate_session
+
+        calibration = calibrate_session(self.session, self.project, self.step, self.log) if self._calibrate else {}
+        return self.session.adapter.save(path, {**self.session.metadata(self.step), **calibration})
+
 
     def _save_final(self) -> Path:
         path = self._save_adapter(self.project.output_dir / ADAPTER_NAME)
