@@ -53,6 +53,8 @@ class PlanOptions:
     caches_complete: bool = False  # every latent and caption cached: the encoders never reach the device
     offload_blocks: bool = False  # the denoiser's blocks stream from CPU memory (core.block_offload)
     offload_blocks_per_group: int = 1
+    processes: int = 1  # num_processes: train_batch_size is split among them (core.distributed)
+    fsdp: bool = False  # weights, adapter and optimizer states sharded over the processes (an estimate)
 
 
 @dataclass(frozen=True)
@@ -313,9 +315,27 @@ def plan(family: "Family", options: PlanOptions) -> Breakdown:
     if not full_size(family.id).activation.get("measured", False):
         notes.append(f"activations extrapolated from the {full_size(family.id).activation['like']} measurement")
     decoder, caching = encoder_bytes(family.id, options)
-    return Breakdown(family.id, options, weight_bytes(sizes, options), n_adapter * 4,
-                     n_adapter * (4 + optimizer_state_bytes(options.optimizer)), activation_bytes(family.id, options),
-                     decoder, caching, adapter_params=n_adapter, notes=tuple(notes))
+    shards, local = process_split(options, notes)
+    return Breakdown(family.id, options, -(-weight_bytes(sizes, options) // shards), -(-n_adapter * 4 // shards),
+                     -(-n_adapter * (4 + optimizer_state_bytes(options.optimizer)) // shards),
+                     activation_bytes(family.id, local), decoder, caching, adapter_params=n_adapter, notes=tuple(notes))
+
+
+def process_split(options: PlanOptions, notes: list[str]) -> tuple[int, PlanOptions]:
+    """Per process of num_processes: how many ways the sharded parts split (FSDP: weights, adapter and
+    optimizer states; otherwise 1, every process holds them whole) and the options of its share of the
+    batch (train_batch_size is the global micro-batch, split among the processes)."""
+    if options.processes <= 1:
+        return 1, options
+    local = replace(options, train_batch_size=-(-options.train_batch_size // options.processes))
+    notes.append(f"per process of {options.processes}: {local.train_batch_size} of the {options.train_batch_size} "
+                 "images of each micro-batch")
+    if options.fsdp:
+        notes.append(f"FSDP estimate: denoiser weights, adapter and optimizer states split {options.processes} ways "
+                     "(activations and the VAE decoder are per process); Slider Studio does not train with FSDP yet")
+        return options.processes, local
+    notes.append("every process holds the whole denoiser, adapter and optimizer states (DDP-style)")
+    return 1, local
 
 
 # --- bad input -----------------------------------------------------------------------------------
@@ -347,6 +367,10 @@ def check_options(family: "Family", options: PlanOptions, capability: tuple[int,
         require_offloadable(family, options.base_model_precision, False, model=_skeleton(family.id))
     if options.train_batch_size < 1 or options.resolution < 8:
         raise ConfigError("batch size and resolution must be positive", key="resolution", value=options.resolution)
+    if options.fsdp:
+        from sliderstudio.core.distributed import require_fsdp_family
+
+        require_fsdp_family(family)
 
 
 # --- the cheapest options that fit ---------------------------------------------------------------
@@ -410,7 +434,8 @@ def options_from_config(config: Any) -> PlanOptions:
                        config.gradient_checkpointing, config.train_batch_size, int(config.resolution),
                        config.lora_rank, config.lora_type, config.optimizer, targets,
                        offload_blocks=getattr(config, "offload_blocks", False),
-                       offload_blocks_per_group=getattr(config, "offload_blocks_per_group", 1))
+                       offload_blocks_per_group=getattr(config, "offload_blocks_per_group", 1),
+                       processes=getattr(config, "num_processes", 1))
 
 
 def require_fit(advice: Advice, key: str = "--vram") -> None:

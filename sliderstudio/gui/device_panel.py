@@ -5,7 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
-    QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QVBoxLayout, QWidget,
+    QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout,
+    QWidget,
 )
 
 from sliderstudio.gui.viewmodels.device import THUMB, DeviceViewModel, GalleryImage
@@ -81,7 +82,9 @@ class DevicePanel(QWidget):
         vm.galleryChanged.connect(self._gallery_timer.start)
         vm.noteChanged.connect(self.note.setText)
         vm.training.pausedChanged.connect(lambda _p, _s: self.show_controls())
+        vm.processesChanged.connect(self.show_processes)
         self.show_device()
+        self.show_processes()
         self.show_controls()
         self.show_gallery()
 
@@ -97,9 +100,31 @@ class DevicePanel(QWidget):
         # Ignored width: a text that changes every few seconds must not relayout the window.
         self.memory_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         col.addWidget(self.device_name)
+        col.addLayout(self._build_processes())
         col.addWidget(self.memory_bar)
         col.addWidget(self.memory_text)
         return col
+
+    def _build_processes(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        label = QLabel("Processes")
+        self.processes = QSpinBox(objectName="numProcesses", minimum=1, maximum=self.vm.max_processes())
+        self.processes.setToolTip(
+            "num_processes: train on this many devices at once (GPUs, or CPU cores), started through accelerate. "
+            "train_batch_size is the batch of all processes together, split among them, so the result does not "
+            "depend on the count; a count above the devices found stops the run with a message")
+        self.processes.valueChanged.connect(self._processes_edited)
+        label.setBuddy(self.processes)
+        row.addWidget(label)
+        row.addWidget(self.processes)
+        row.addStretch(1)
+        return row
+
+    def _processes_edited(self, n: int) -> None:
+        problem = self.vm.set_processes(n)
+        if problem:
+            self.note.setText("⚠ " + problem)
+            self.show_processes()
 
     def _build_buttons(self) -> QVBoxLayout:
         col = QVBoxLayout()
@@ -148,8 +173,15 @@ class DevicePanel(QWidget):
             self.memory_bar.setValue(min(used, total))
             self.memory_bar.setFormat(f"{used / 1024:.1f} of {total / 1024:.1f} GiB used (%p%)")
 
+    def show_processes(self) -> None:
+        self.processes.blockSignals(True)       # showing the project's value is not an edit
+        self.processes.setValue(self.vm.processes())
+        self.processes.blockSignals(False)
+        self.processes.setEnabled(self.vm.processes_editable())
+
     def show_controls(self) -> None:
         live = self.vm.live
+        self.show_processes()
         self.pause_button.setText(RESUME_TEXT if self.vm.paused else PAUSE_TEXT)
         self.pause_button.setToolTip(
             "Continue the paused run from the step it holds at" if self.vm.paused else

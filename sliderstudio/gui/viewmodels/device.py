@@ -8,6 +8,7 @@ hold hundreds of full-size PNGs.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,7 @@ class DeviceViewModel(QObject):
     galleryChanged = Signal()        # images added, replaced or cleared
     controlsChanged = Signal()       # live / paused / pending changed
     noteChanged = Signal(str)        # the panel's one-line status (what the last command did)
+    processesChanged = Signal()      # the project's num_processes changed (or another project opened)
 
     def __init__(self, training: TrainingViewModel, project_vm: ProjectViewModel, tasks: TaskRunner,
                  parent: QObject | None = None):
@@ -111,6 +113,8 @@ class DeviceViewModel(QObject):
         training.checkpointSaved.connect(self._on_checkpoint)
         training.logAppended.connect(self._on_log)
         project_vm.projectLoaded.connect(self.reload_gallery)
+        project_vm.projectLoaded.connect(self.processesChanged)
+        project_vm.configChanged.connect(lambda key: key == "num_processes" and self.processesChanged.emit())
 
     # --- what the panel shows --------------------------------------------------------------
     @property
@@ -148,6 +152,25 @@ class DeviceViewModel(QObject):
         for image in sorted(self.images.values(), key=lambda g: (g.step, g.order)):
             by_step.setdefault(image.step, []).append(image)
         return list(by_step.items())
+
+    # --- processes (num_processes) ----------------------------------------------------------
+    def processes(self) -> int:
+        return self._pvm.config.num_processes if self._pvm.is_open else 1
+
+    @staticmethod
+    def max_processes() -> int:
+        """The choice's upper bound without touching torch on the UI thread: the CPU cores. The run checks
+        the real count (GPUs on a GPU machine) before it starts and names it if there are fewer."""
+        return max(1, os.cpu_count() or 1)
+
+    def processes_editable(self) -> bool:
+        return self._pvm.is_open and not self.training.running
+
+    def set_processes(self, n: int) -> str | None:
+        """Train the next run on n processes (the project's num_processes); the validation message or None."""
+        if not self._pvm.is_open or self.training.running:
+            return "no project is open" if not self._pvm.is_open else "the count is fixed while a run is live"
+        return self._pvm.update_config(num_processes=n)
 
     # --- commands ------------------------------------------------------------------------
     def toggle_pause(self) -> bool:
