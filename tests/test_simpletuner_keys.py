@@ -33,7 +33,8 @@ def test_every_registry_key_is_classified_with_a_reason():
             assert status.target in TrainConfig.model_fields, key
     assert sum(counts.values()) == len(st.registry()) == 529
     assert counts["implemented"] >= 60
-    assert mapped == {"checkpoint_step_interval", "validation_step_interval", "validation_lycoris_strength"}
+    assert mapped == {"checkpoint_step_interval", "validation_step_interval", "validation_lycoris_strength",
+                      "enable_group_offload", "group_offload_blocks_per_group", "musubi_blocks_to_swap", "ramtorch"}
     # the canonical fields are the legacy names SimpleTuner still reads
     assert st.classify_train_key("checkpoint_step_interval").target == "checkpointing_steps"
     assert st.classify_train_key("validation_step_interval").target == "validation_steps"
@@ -42,10 +43,11 @@ def test_every_registry_key_is_classified_with_a_reason():
 @pytest.mark.parametrize("key,fragment", [
     ("push_to_hub", "nothing is uploaded"),
     ("report_to", "no tracking"),
-    ("musubi_block_swap_device", "memory options"),
-    ("musubi_blocks_to_swap", "block swapping"),
+    ("musubi_block_swap_device", "CPU memory (offload_blocks)"),
+    ("group_offload_use_stream", "synchronously"),
+    ("ramtorch_vae", "caches are complete"),
     ("use_ema", "no EMA"),
-    ("dynamo_backend", "one device, uncompiled"),
+    ("fsdp_enable", "FSDP"),
     ("snr_gamma", "no min-SNR"),
     ("text_encoder_3_precision", "training precision"),
     ("fuse_qkv_projections", "unfused"),
@@ -108,7 +110,8 @@ def test_ignored_keys_are_type_checked_like_simpletuner_would():
         parse_train_config({"musubi_blocks_to_swap": "many"}, "c.json")
     with pytest.raises(ConfigError, match="expected true or false"):
         parse_train_config({"push_to_hub": "maybe"}, "c.json")
-    cfg, warnings = parse_train_config({"musubi_blocks_to_swap": "12", "push_to_hub": "false",
+    cfg, warnings = parse_train_config({"gradient_checkpointing_offload_pin_memory_max_buckets": "12",
+                                        "push_to_hub": "false",
                                         "report_to": "wandb,tensorboard"}, "c.json")
     assert len(warnings) == 3
 
@@ -134,9 +137,36 @@ def test_bucket_key_api():
     assert st.classify_bucket_key("slider_strength") == ("implemented", "")
     status, reason = st.classify_bucket_key("vae_cache_clear_each_epoch")
     assert status == "ignored" and "cache" in reason
-    assert st.classify_bucket_key("aws_bucket_name")[0] == "ignored"
+    assert st.classify_bucket_key("aws_bucket_name")[0] == "implemented"  # the aws backend (core/s3_objects.py)
+    assert st.classify_bucket_key("aws_max_pool_connections")[0] == "ignored"
     assert st.classify_bucket_key("no_such_dataloader_key") == ("unknown", "")
 
 
 def test_every_dataloader_key_is_known_to_the_bucket_api():
     assert all(st.classify_bucket_key(k)[0] in ("implemented", "ignored") for k in st.dataloader_keys())
+
+
+@pytest.mark.parametrize("data,expected,note", [
+    ({"enable_group_offload": True, "group_offload_blocks_per_group": 3}, (True, 3),
+     "mapped: enable_group_offload → offload_blocks"),
+    ({"musubi_blocks_to_swap": 20}, (True, 1), "mapped: musubi_blocks_to_swap → offload_blocks"),
+    ({"ramtorch": "true"}, (True, 1), "mapped: ramtorch → offload_blocks"),
+    ({"musubi_blocks_to_swap": 0, "ramtorch": False}, (False, 1), "0 asks for no offloading"),
+    ({"offload_blocks": True, "musubi_blocks_to_swap": 0}, (True, 1), "left as it is"),
+])
+def test_offloading_keys_of_simpletuner_map_onto_offload_blocks(data, expected, note):
+    cfg, notes = parse_train_config_report(data, "c.json")
+    assert (cfg.offload_blocks, cfg.offload_blocks_per_group) == expected
+    assert any(note in str(n) for n in notes)
+
+
+def test_contradicting_offloading_keys_and_bad_values_are_refused():
+    with pytest.raises(ConfigError) as err:
+        parse_train_config({"enable_group_offload": False, "ramtorch": True}, "c.json")
+    assert err.value.key == "ramtorch" and "same setting" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse_train_config({"musubi_blocks_to_swap": "many"}, "c.json")
+    assert err.value.key == "musubi_blocks_to_swap" and "expected a number" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse_train_config({"offload_blocks_per_group": 0}, "c.json")
+    assert err.value.key == "offload_blocks_per_group"

@@ -5,28 +5,34 @@ file, the key and what was expected, and is raised before any model is loaded.
 """
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sliderstudio.core.errors import ConfigError
+from sliderstudio.core.text_pairs import TextPair, duplicate_id
 from sliderstudio.core.simpletuner_keys import (
-    BASE_MODEL_PRECISION_VALUES, KeyNote, dataloader_keys, normalise_train_data,
+    BASE_MODEL_PRECISION_VALUES, KeyNote, normalise_train_data,
 )
 
 CONFIG_SCHEMA_VERSION = 1
 
 # Training-config keys: every SimpleTuner key is classified in simpletuner_keys (implemented / mapped / ignored).
+# Dataloader keys SimpleTuner reads that Slider Studio ignores (each with its reason in
+# simpletuner_keys.classify_bucket_key); tests/test_simpletuner_keys.py checks that none is a BucketConfig field.
 UNIMPLEMENTED_BUCKET_KEYS = frozenset({
-    "minimum_image_size", "maximum_image_size", "target_downsample_size", "skip_file_discovery",
-    "preserve_data_backend_cache", "metadata_backend", "caption_filter_list",
-    "prepend_instance_prompt", "only_instance_prompt", "vae_cache_clear_each_epoch",
-    "hash_filenames", "write_batch_size", "is_regularisation_data", "aws_bucket_name",
-    "aws_region_name", "aws_endpoint_url", "aws_access_key_id", "aws_secret_access_key",
-    "parquet", "huggingface", "repeats_per_epoch", "image_embeds", "conditioning",
+    "skip_file_discovery", "preserve_data_backend_cache", "caption_filter_list", "vae_cache_clear_each_epoch",
+    "hash_filenames", "write_batch_size", "is_regularisation_data", "repeats_per_epoch", "conditioning",
+    "aws_max_pool_connections",
 })
+
+
+# SimpleTuner's dynamo_backend choices; which of them this PyTorch has is checked at set-up (core.regional_compile).
+DYNAMO_BACKENDS: tuple[str, ...] = (
+    "no", "inductor", "eager", "aot_eager", "aot_ts_nvfuser", "nvprims_nvfuser", "cudagraphs", "ofi", "fx2trt",
+    "onnxrt", "tensorrt", "ipex", "tvm", "hpu_backend",
+)
 
 
 class _Strict(BaseModel):
@@ -78,10 +84,29 @@ class TrainConfig(_Strict):
     base_model_precision: Literal[BASE_MODEL_PRECISION_VALUES] = Field(  # type: ignore[valid-type]
         "no_change", description="Quantise the frozen base (int8-torchao, fp8-torchao, int8-quanto; "
                                  "no_change keeps it in the training precision)")
+    offload_blocks: bool = Field(False, description="Keep the denoiser's blocks in CPU memory and stream them to "
+                                                    "the device one group at a time (slower; turns on "
+                                                    "gradient_checkpointing)")
+    offload_blocks_per_group: int = Field(1, ge=1, description="With offload_blocks: blocks moved together")
     adam_weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping (0: off)")
     grad_clip_method: Literal["norm", "value"] = Field(
         "norm", description="Clip the gradients' total norm, or each gradient value, at max_grad_norm")
+    logging_steps: int = Field(1, ge=1, description="Read the loss from the device every N optimizer steps: "
+                                                    "metrics and progress arrive N at a time, with one host "
+                                                    "synchronisation instead of N")
+    attention_mechanism: str = Field(
+        "diffusers", description="Attention kernel: 'diffusers' lets PyTorch choose per family and device, with "
+                                 "fallbacks; cudnn, native-flash, native-efficient, native-math force one")
+    dynamo_backend: Literal[DYNAMO_BACKENDS] = Field(  # type: ignore[valid-type]
+        "no", description="torch.compile backend for the denoiser ('no': eager; 'inductor' on a GPU)")
+    dynamo_mode: Literal["", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        "", description="torch.compile mode (inductor only; empty: its default)")
+    dynamo_fullgraph: bool = Field(False, description="torch.compile with fullgraph=True (no graph breaks allowed)")
+    dynamo_dynamic: bool = Field(False, description="torch.compile with dynamic shapes")
+    dynamo_use_regional_compilation: bool = Field(
+        False, description="Compile each repeated block of the denoiser instead of the whole model (a third of "
+                           "the compile wait, the same speed)")
     loss_type: Literal["l2", "huber", "smooth_l1"] = Field("l2", description="Loss between prediction and target")
     huber_c: float = Field(0.1, gt=0, le=1, description="Huber / smooth-L1 transition point")
     huber_schedule: Literal["snr", "exponential", "constant"] = Field(
@@ -126,6 +151,15 @@ class TrainConfig(_Strict):
                             "next to the diffusers one, 'diffusers' writes only the diffusers file")
     slider_neutral_mode: Literal["preserve", "off"] = Field("preserve", description="Neutral buckets as preservation")
     slider_pairing: Literal["auto", "off"] = Field("auto", description="Pair positive/negative images by file stem")
+    slider_step_mode: Literal["micro_batch", "cycle"] = Field(
+        "micro_batch", description="'cycle': each optimizer step takes a whole positive → negative → neutral cycle "
+                                   "(one batched forward with a per-sample strength where shapes allow); "
+                                   "'micro_batch': one micro-batch per step")
+    slider_preserve_weight: float = Field(1.0, ge=0, le=100, description="Weight of the neutral (anchor) loss "
+                                                                         "against the signed ones")
+    slider_text_pairs: list[TextPair] = Field(
+        default_factory=list, description="Text-pair sliders: positive/negative prompts trained against the base's "
+                                          "own predictions, no images (core/text_pairs.py)")
     controlnet: bool = Field(False, description="Train the slider on a ControlNet (SD 1.x, SDXL, SD3, Flux.1)")
     controlnet_model_name_or_path: str | None = Field(
         None, description="The ControlNet the slider is trained on (diffusers folder)")
@@ -140,6 +174,8 @@ class TrainConfig(_Strict):
     slider_calibration_seeds: int = Field(1, ge=1, description="Seeds per prompt in the calibration")
     slider_calibration_steps: int | None = Field(
         None, ge=1, description="Denoising steps of the calibration renders (default: validation_num_inference_steps)")
+    num_processes: int = Field(1, ge=1, le=1024, description="Training processes on this machine, one device each "
+                                                           "(GPUs, or CPU cores); train_batch_size is split among them")
     schema_version: int = Field(CONFIG_SCHEMA_VERSION, description="Config schema version")
 
     @field_validator("validation_resolution", mode="before")
@@ -148,6 +184,13 @@ class TrainConfig(_Strict):
         if value is not None and not isinstance(value, bool):
             parse_sizes(value)
         return value
+
+    @field_validator("attention_mechanism")
+    @classmethod
+    def _check_attention(cls, value: str) -> str:
+        from sliderstudio.core.attention_backend import check_mechanism
+
+        return check_mechanism(value)
 
     @field_validator("peft_lora_target_modules", mode="before")
     @classmethod
@@ -162,6 +205,10 @@ class TrainConfig(_Strict):
             raise ValueError("max_train_steps and num_train_epochs are both 0: nothing to train")
         if self.lora_type == "lycoris" and not self.lycoris_config:
             raise ValueError("lora_type 'lycoris' needs lycoris_config (a JSON file)")
+        duplicate = duplicate_id(self.slider_text_pairs)
+        if duplicate:
+            raise ValueError(f"slider_text_pairs[{duplicate[0]}]: the name '{duplicate[1]}' is already used by an "
+                             "earlier pair; give each pair its own id")
         if self.controlnet and not self.controlnet_model_name_or_path:
             raise ValueError("controlnet: true needs controlnet_model_name_or_path (a trained ControlNet folder; "
                              "one fresh from the UNet outputs zeros, so a slider on it could change nothing)")
@@ -201,11 +248,12 @@ class BucketConfig(_Strict):
     """One entry of the dataloader JSON (SimpleTuner's keys; docs/TRAINING.md "Dataloader entries")."""
 
     id: str = Field(..., min_length=1, description="Bucket id")
-    type: str = Field("local", description="Storage backend: 'local' (a folder) or 'huggingface' (a data set)")
+    type: str = Field("local", description="Storage backend: 'local' (a folder), 'huggingface' (a data set), "
+                                           "'csv' (a table of image URLs) or 'aws' (an S3 prefix)")
     dataset_type: str = Field("image", description="image, conditioning, text_embeds or image_embeds")
     instance_data_dir: str | None = Field(None, description="Folder of images (and .txt captions)")
-    caption_strategy: Literal["textfile", "filename", "instanceprompt", "huggingface", "parquet"] = Field(
-        "textfile", description="Where captions come from")
+    caption_strategy: Literal["textfile", "filename", "instanceprompt", "huggingface", "parquet", "csv",
+                              "webshart"] = Field("textfile", description="Where captions come from")
     instance_prompt: str | None = Field(None, description="Caption for 'instanceprompt' (and fallback)")
     prepend_instance_prompt: bool = Field(False, description="Put instance_prompt before every caption")
     only_instance_prompt: bool = Field(False, description="Use instance_prompt as every caption")
@@ -213,7 +261,7 @@ class BucketConfig(_Strict):
     resolution_type: Literal["pixel", "pixel_area", "area"] = Field(
         "pixel", description="pixel: short side in px; area: megapixels; pixel_area: side of an equal-area square")
     crop: bool = Field(False, description="Crop to the bucket's aspect (off: resize to the aspect bucket)")
-    crop_style: Literal["center", "centre", "random", "corner"] = Field("center", description="Where to crop")
+    crop_style: str = Field("center", description="Where to crop: center, random or corner")
     crop_aspect: Literal["square", "preserve", "closest", "random"] = Field(
         "square", description="Crop shape: square, the image's own aspect, or one of crop_aspect_buckets")
     crop_aspect_buckets: list[float] | None = Field(
@@ -223,7 +271,7 @@ class BucketConfig(_Strict):
     target_downsample_size: float | None = Field(None, gt=0, description="Size big images are downsampled to")
     minimum_aspect_ratio: float | None = Field(None, gt=0, description="Skip images narrower than this (w/h)")
     maximum_aspect_ratio: float | None = Field(None, gt=0, description="Skip images wider than this (w/h)")
-    metadata_backend: Literal["discovery", "json", "huggingface", "parquet"] = Field(
+    metadata_backend: Literal["discovery", "json", "huggingface", "parquet", "csv"] = Field(
         "discovery", description="How image sizes are found (Slider Studio reads the headers every run)")
     probability: float = Field(1.0, ge=0, description="Relative chance within its group")
     repeats: int = Field(0, ge=0, description="Extra passes per epoch")
@@ -246,6 +294,26 @@ class BucketConfig(_Strict):
         None, description="Caption table for caption_strategy 'parquet' (path, filename_column, caption_column…)")
     default: bool = Field(False, description="Default text-embedding cache")
     disabled: bool = Field(False, description="Skip this bucket")
+    max_num_samples: int | None = Field(None, ge=1, description="Use at most this many images (chosen by seed)")
+    disable_multiline_split: bool = Field(False, description="A caption file is one caption, not one per line")
+    csv_file: str | None = Field(None, description="type csv: the table of image URLs / paths and captions")
+    csv_cache_dir: str | None = Field(None, description="type csv: where fetched images are kept")
+    csv_url_column: str = Field("url", description="type csv: the column of image URLs or paths")
+    csv_caption_column: str = Field("caption", description="type csv: the caption column")
+    aws_bucket_name: str | None = Field(None, description="type aws: the S3 bucket")
+    aws_data_prefix: str = Field("", description="type aws: the key prefix of the images")
+    aws_region_name: str | None = Field(None, description="type aws: the S3 region")
+    aws_endpoint_url: str | None = Field(None, description="type aws: an S3-compatible endpoint")
+    aws_access_key_id: str | None = Field(None, description="type aws: access key (else the AWS environment)")
+    aws_secret_access_key: str | None = Field(None, description="type aws: secret key (else the AWS environment)")
+    aws_session_token: str | None = Field(None, description="type aws: session token, if any")
+
+    @field_validator("crop_style")
+    @classmethod
+    def _check_crop_style(cls, value: str) -> str:
+        from sliderstudio.core.dataloader_entries import check_crop_style
+
+        return check_crop_style(value)
 
     @field_validator("type")
     @classmethod
@@ -290,23 +358,6 @@ def strip_dashes(data: dict[str, Any]) -> dict[str, Any]:
     return {str(k).lstrip("-"): v for k, v in data.items()}
 
 
-def check_keys(data: dict[str, Any], model: type[BaseModel], unimplemented: frozenset[str],
-               file: str) -> tuple[dict[str, Any], list[str]]:
-    """Split off known-but-unimplemented keys (warnings); unknown keys are errors with a suggestion."""
-    known = set(model.model_fields)
-    kept, warnings = {}, []
-    for key, value in data.items():
-        if key in known:
-            kept[key] = value
-        elif key in unimplemented:
-            warnings.append(f"{file}: key '{key}' is a SimpleTuner option that Slider Studio does not implement; ignored")
-        else:
-            close = difflib.get_close_matches(key, sorted(known | unimplemented), n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown key{hint}", file=file, key=key, value=value)
-    return kept, warnings
-
-
 def build(model: type[BaseModel], data: dict[str, Any], file: str, where: str = "") -> Any:
     """Validate `data` into `model`, turning pydantic's report into a ConfigError naming file and key."""
     try:
@@ -343,7 +394,7 @@ def parse_train_config_report(data: dict[str, Any], file: str) -> tuple[TrainCon
 def parse_buckets(data: Any, file: str,
                   variables: dict[str, str] | None = None) -> tuple[list[BucketConfig], list[str]]:
     """`variables` fill path templates such as {model_family} (core/dataloader_entries.py)."""
-    from sliderstudio.core.dataloader_entries import expand_templates, link_entries, spelled_out
+    from sliderstudio.core.dataloader_entries import expand_templates, link_entries, spelled_out, split_entry_keys
 
     if not isinstance(data, list):
         raise ConfigError("the dataloader config must be a JSON list of bucket objects", file=file)
@@ -353,8 +404,7 @@ def parse_buckets(data: Any, file: str,
             raise ConfigError(f"entry {index} must be an object", file=file, key=f"[{index}]")
         entry = expand_templates(spelled_out(strip_dashes(entry), file, f"[{index}]."), variables or {}, file,
                                  f"[{index}].")
-        kept, warn = check_keys(entry, BucketConfig,
-                                UNIMPLEMENTED_BUCKET_KEYS | (dataloader_keys() - set(BucketConfig.model_fields)), file)
+        kept, warn = split_entry_keys(entry, file, f"[{index}].")
         warnings += warn
         bucket = build(BucketConfig, kept, file, where=f"[{index}].")
         if bucket.id in seen:

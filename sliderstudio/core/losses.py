@@ -33,8 +33,8 @@ class SliderLoss:
         return (2 * c * soft).mean() if self.loss_type == "huber" else (2 * soft).mean()
 
     def transition(self, timesteps: torch.Tensor) -> torch.Tensor:
-        """c per sample for these timesteps."""
-        t = timesteps.detach().float().cpu()
+        """c per sample for these timesteps, on their device (no host read inside the step: core.loss_log)."""
+        t = timesteps.detach().float()
         if self.huber_schedule == "constant":
             return torch.full_like(t, self.huber_c)
         if self.huber_schedule == "exponential":
@@ -56,7 +56,7 @@ def noise_to_signal(schedule: Any, t: torch.Tensor) -> torch.Tensor:
     """σ = noise / signal at timestep t: from ᾱ for DDPM schedules, σ_flow/(1 − σ_flow) for flow ones."""
     alphas = getattr(schedule, "alphas_cumprod", None)
     if isinstance(alphas, torch.Tensor):
-        a = alphas.float()[t.long().clamp(0, len(alphas) - 1)]
+        a = alphas.float().to(t.device)[t.long().clamp(0, len(alphas) - 1)]
         return torch.sqrt((1 - a) / a.clamp_min(1e-12))
     sigma = (t / _num_train_timesteps(schedule)).clamp(0, 1 - 1e-6)
     return sigma / (1 - sigma)

@@ -191,10 +191,8 @@ def build_optimizer(params: list[Any], config: Any, device: Any, file: str = "co
     module, name = spec.target.split(":")
     cls = getattr(importlib.import_module(module), name)
     kwargs = {**settings_for(spec, config), **parse_optimizer_config(config.optimizer_config, file)}
-    if spec.target == _ADAMW:
-        fused = getattr(device, "type", "") == "cuda"
-        kwargs.setdefault("fused", fused)
-        kwargs.setdefault("foreach", None if fused else True)
+    if spec.target in _FUSABLE:
+        kwargs.update(kernel_settings(device, kwargs))
     accepted = inspect.signature(cls.__init__).parameters
     unknown = sorted(k for k in kwargs if k not in accepted)
     if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
@@ -202,6 +200,25 @@ def build_optimizer(params: list[Any], config: Any, device: Any, file: str = "co
                           f"{', '.join(k for k in accepted if k not in ('self', 'params'))}",
                           file=file, key="optimizer_config", value=config.optimizer_config)
     return cls(params, lr=effective_learning_rate(config), **kwargs)
+
+
+# torch's Adam and AdamW have a fused kernel (one launch for every parameter) and a foreach one (a few
+# launches per step) besides the per-parameter loop; on an adapter's hundreds of small tensors the loop's
+# launches dominate the optimizer's time.
+_FUSABLE = frozenset({_ADAMW, "torch.optim:Adam"})
+
+
+def kernel_settings(device: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """fused=True where torch has a fused kernel for the device, else foreach=True; optimizer_config wins."""
+    if "fused" in given or "foreach" in given:
+        return {}
+    try:
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices as fused_devices
+    except ImportError:  # a private helper: without it, CUDA is the device known to have the kernels
+        fused_devices = lambda: ["cuda"]  # noqa: E731
+    if getattr(device, "type", str(device)) in fused_devices():
+        return {"fused": True}
+    return {"foreach": True}
 
 
 def effective_learning_rate(config: Any) -> float:

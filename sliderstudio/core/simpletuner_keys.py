@@ -28,6 +28,15 @@ Status = Literal["implemented", "mapped", "ignored", "slider_studio"]
 ALIASES: dict[str, str] = {
     "checkpoint_step_interval": "checkpointing_steps",
     "validation_step_interval": "validation_steps",
+    "enable_group_offload": "offload_blocks",  # diffusers' group offloading, block level (core.block_offload)
+    "group_offload_blocks_per_group": "offload_blocks_per_group",
+}
+# Other memory options that ask for the same thing in other words: key → (TrainConfig field, the value
+# it means there, or None when the given value asks for nothing). musubi's block swap and RamTorch both
+# keep the denoiser's weights in CPU memory and bring them to the device as they run.
+VALUE_MAPS: dict[str, tuple[str, Any]] = {
+    "musubi_blocks_to_swap": ("offload_blocks", lambda v: True if _number(v) > 0 else None),
+    "ramtorch": ("offload_blocks", lambda v: True if _flag(v) else None),
 }
 # Keys with a near meaning: used only when the TrainConfig key itself is not given.
 SOFT_ALIASES: dict[str, str] = {
@@ -58,8 +67,8 @@ BASE_MODEL_PRECISION_VALUES: tuple[str, ...] = (
 )
 
 SECTION_REASONS: dict[str, str] = {
-    "accelerate": "multi-GPU and torch.compile settings belong to the multi-GPU work: this run uses one device, "
-                  "uncompiled",
+    "accelerate": "accelerate option not implemented: several processes start from num_processes alone "
+                  "(one machine, DDP-style; FSDP, DeepSpeed and multi-machine runs are not implemented)",
     "memory_optimization": "memory option not implemented yet: the model trains on the standard memory path",
     "quantization": "quantisation belongs to the memory options, not implemented yet: the base model loads "
                     "unquantised in the training precision",
@@ -119,10 +128,21 @@ KEY_REASONS: dict[str, str] = {
     "text_encoder_batch_size": "captions are encoded once into the cache, in one batch per bucket",
     "vae_batch_size": "latents are encoded once into the cache",
     "strict_epoch_limit": "the run ends at max_train_steps, or after num_train_epochs when that is 0",
-    "musubi_blocks_to_swap": "block swapping belongs to the memory options, not implemented yet: the whole "
-                             "model stays on the device",
-    "musubi_block_swap_device": "block swapping belongs to the memory options, not implemented yet: the whole "
-                                "model stays on the device",
+    "musubi_block_swap_device": "offloaded blocks live in CPU memory (offload_blocks)",
+    "group_offload_use_stream": "offload_blocks moves blocks synchronously: diffusers' prefetch follows the "
+                                "forward order, which backward's recomputation reverses",
+    "group_offload_type": "offload_blocks streams whole blocks (block_level)",
+    "group_offload_to_disk_path": "offload_blocks keeps the blocks in CPU memory, not on disk",
+    "group_offload_text_encoder": "the text encoders leave the device once the caches are complete",
+    "group_offload_vae": "the VAE encoder leaves the device once the caches are complete; its decoder stays",
+    "ramtorch_transformer_percent": "offload_blocks streams every block of the denoiser",
+    "ramtorch_target_modules": "offload_blocks streams every block of the denoiser",
+    "ramtorch_text_encoder": "the text encoders leave the device once the caches are complete",
+    "ramtorch_text_encoder_percent": "the text encoders leave the device once the caches are complete",
+    "ramtorch_vae": "the VAE encoder leaves the device once the caches are complete; its decoder stays",
+    "ramtorch_controlnet": "offload_blocks is not available for ControlNet sliders",
+    "ramtorch_disable_sync_hooks": "offload_blocks uses diffusers' group-offloading hooks, not RamTorch's",
+    "ramtorch_disable_extensions": "offload_blocks uses diffusers' group-offloading hooks, not RamTorch's",
     "gradient_checkpointing_interval": "gradient_checkpointing, when on, checkpoints every block",
     "gradient_checkpointing_backend": "gradient_checkpointing, when on, uses the model's own (torch) checkpointing",
     "push_to_hub": "nothing is uploaded: the adapter stays in output_dir",
@@ -143,8 +163,11 @@ BUCKET_REASONS: dict[str, str] = {
     "repeats_per_epoch": "use repeats or probability to weight a bucket",
     "skip_file_discovery": "buckets are always scanned (it takes milliseconds)",
     "preserve_data_backend_cache": "buckets are always scanned (it takes milliseconds)",
-    "metadata_backend": "image sizes are read from the files",
     "hash_filenames": "cache entries are named by content hash already",
+    "caption_filter_list": "captions are used as written (no filter list is applied)",
+    "write_batch_size": "cache files are written one at a time",
+    "aws_max_pool_connections": "S3 objects are fetched by 8 connections at a time",
+    "is_regularization_data": "regularisation data is expressed as a neutral bucket (slider_strength 0)",
 }
 
 
@@ -236,7 +259,7 @@ def classify_train_key(key: str) -> KeyStatus | None:
     if key in fields:
         return KeyStatus(key, "implemented" if is_simpletuner_key(key) or key in ALIASES.values()
                          else "slider_studio", key)
-    for table in (ALIASES, SOFT_ALIASES):
+    for table in (ALIASES, SOFT_ALIASES, {k: t for k, (t, _) in VALUE_MAPS.items()}):
         if key in table and table[key] in fields:
             return KeyStatus(key, "mapped", table[key])
     canonical = _registry_aliases().get(key)
@@ -261,6 +284,13 @@ def classify_bucket_key(key: str) -> tuple[str, str]:
         return "ignored", BUCKET_REASONS.get(key, "a SimpleTuner dataloader option Slider Studio does not "
                                                   "implement; the bucket is used without it")
     return "unknown", ""
+
+
+def bucket_key_names() -> frozenset[str]:
+    """Every key a dataloader entry may hold without an error (the did-you-mean candidates)."""
+    from sliderstudio.core.config import BucketConfig
+
+    return frozenset(BucketConfig.model_fields) | dataloader_keys() | frozenset(BUCKET_REASONS)
 
 
 def canonical_key(key: str) -> str:
@@ -316,6 +346,14 @@ def _is_number(value: Any) -> bool:
     return False
 
 
+def _number(value: Any) -> float:
+    return float(value) if _is_number(value) and str(value).strip() else 0.0
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1")
+
+
 def _is_flag(value: Any) -> bool:
     if isinstance(value, bool):
         return True
@@ -333,6 +371,15 @@ VALUE_CHANGES: dict[tuple[str, Any], tuple[Any, str]] = {
     ("lr_scheduler", "sine"): ("cosine", "SimpleTuner's sine schedule is not implemented: cosine is used"),
     ("resume_from_checkpoint", ""): (None, "empty means no resume"),
 }
+
+def _attention_changes() -> dict[tuple[str, Any], tuple[Any, str]]:
+    """SimpleTuner attention kernels from packages not shipped here open as PyTorch's (core.attention_backend)."""
+    from sliderstudio.core.attention_backend import SUBSTITUTES
+
+    return {("attention_mechanism", name): change for name, change in SUBSTITUTES.items()}
+
+
+VALUE_CHANGES.update(_attention_changes())
 
 
 def normalise_train_data(data: dict[str, Any], file: str) -> tuple[dict[str, Any], list[KeyNote]]:
@@ -357,6 +404,13 @@ def normalise_train_data(data: dict[str, Any], file: str) -> tuple[dict[str, Any
         if key in SOFT_ALIASES:
             soft.append((status, value))
             continue
+        if key in VALUE_MAPS:
+            check_value(key, value, file)
+            given, value = value, VALUE_MAPS[key][1](value)
+            if value is None:
+                notes.append(KeyNote("mapped", key, f"{status.target} ({given!r} asks for no offloading: left as "
+                                                     "it is)", file, given))
+                continue
         target = status.target
         if target in kept and kept[target] != value:
             raise ConfigError(f"'{spelled[target]}' and '{key}' are the same setting with different values "

@@ -67,7 +67,9 @@ class QwenImageFamily(FlowFamily):
     def collate(self, conds: list[Conditioning], device: torch.device, dtype: torch.dtype,
                 image_size: int) -> Conditioning:
         padded, lengths = pad_captions(conds, "encoder_hidden_states")
-        return Conditioning({"encoder_hidden_states": padded, "txt_lens": lengths}).to(device, dtype)
+        moved = Conditioning({"encoder_hidden_states": padded}).to(device, dtype)
+        moved.kwargs["txt_lens"] = lengths  # stays on the host: predict tests it without a device read
+        return moved
 
     def encode_images(self, pipe: Any, pixels: torch.Tensor) -> torch.Tensor:
         vae = pipe.vae
@@ -80,7 +82,7 @@ class QwenImageFamily(FlowFamily):
         b, _, h, w = noisy.shape
         text, lengths = cond.kwargs["encoder_hidden_states"], cond.kwargs["txt_lens"]
         # The pipeline passes no mask when every caption is full length; only a mixed batch needs one.
-        mask = None if bool((lengths == text.shape[1]).all()) else length_mask(lengths, text.shape[1])
+        mask = None if bool((lengths == text.shape[1]).all()) else length_mask(lengths, text.shape[1]).to(text.device)
         out = denoiser(hidden_states=pack(noisy), timestep=timesteps.to(noisy.dtype) / 1000.0,
                        encoder_hidden_states=text, encoder_hidden_states_mask=mask,
                        img_shapes=[[(1, h // 2, w // 2)]] * b, return_dict=False)[0]

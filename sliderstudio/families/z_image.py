@@ -46,7 +46,9 @@ class ZImageFamily(FlowFamily):
     def collate(self, conds: list[Conditioning], device: torch.device, dtype: torch.dtype,
                 image_size: int) -> Conditioning:
         padded, lengths = pad_captions(conds, "cap_feats")
-        return Conditioning({"cap_feats": padded, "cap_lens": lengths}).to(device, dtype)
+        moved = Conditioning({"cap_feats": padded}).to(device, dtype)
+        moved.kwargs["cap_lens"] = lengths  # stays on the host: predict slices by it without a device read
+        return moved
 
     def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
                 cond: Conditioning) -> torch.Tensor:
