@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--concept", default="size")
     demo.add_argument("--steps", type=int, help="training steps (default: the demo's own)")
     demo.add_argument("--seeds", type=int, default=2, help="seeds per prompt in the sweep")
+    demo.add_argument("--no-text-slider", dest="text_slider", action="store_false",
+                      help="skip the text-pair size slider ('large' ↔ 'small', trained from prompts alone)")
 
     export = sub.add_parser("export", help="write an adapter in another tool's key naming")
     export.add_argument("--lora", required=True)

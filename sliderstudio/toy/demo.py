@@ -2,7 +2,9 @@
 
 Write a paired before/after project, train the slider on the CPU, render a strength sweep over
 several prompts and seeds, check that strength 0 reproduces the base model exactly, and write
-report/ (sweep.png, sweep.json, metrics.json) with the slider's measured quality.
+report/ (sweep.png, sweep.json, metrics.json) with the slider's measured quality. For the size
+concept the demo then trains the same slider from prompts alone ("large" ↔ "small", toy.text_demo)
+and reports it the same way under text-slider/report/.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def sweep(renderer: PreviewRenderer, base: PreviewRenderer, prompts: list[str], 
 
 
 def run_demo(workdir: Path, concept: str = "size", steps: int | None = None, seeds: int = 2,
-             prompts: int | None = None, sink: Callable[[Event], None] | None = None) -> dict:
+             prompts: int | None = None, sink: Callable[[Event], None] | None = None,
+             text_slider: bool = True) -> dict:
     sink = sink or (lambda event: None)
     root = write_demo_project(Path(workdir), concept=concept, max_train_steps=steps or DEFAULT_STEPS)
     sink(Log(f"demo project written to {root}"))
@@ -54,4 +57,19 @@ def run_demo(workdir: Path, concept: str = "size", steps: int | None = None, see
     avg = metrics["average"]
     sink(Log("slider metrics: " + json.dumps({k: avg[k] for k in sorted(avg)}, default=float)))
     sink(Log(f"report written to {root / 'report'} (strength 0 identical to base: {identical})"))
+    if text_slider and concept == "size":  # the same concept from prompts alone ("large" ↔ "small")
+        metrics["text_slider"] = demo_text_slider(root / "text-slider", steps, seeds, sink)
+    return metrics
+
+
+def demo_text_slider(workdir: Path, steps: int | None, seeds: int, sink: Callable[[Event], None]) -> dict:
+    """Train and sweep the text-pair size slider (toy.text_demo) and report it beside the image slider."""
+    from dataclasses import replace
+
+    from sliderstudio.toy.text_demo import EVAL_SEEDS, TextSliderSettings, run_text_demo
+
+    settings = replace(TextSliderSettings(), steps=steps) if steps else TextSliderSettings()
+    metrics = run_text_demo(workdir, settings, sweep, sink, seeds=1 if seeds <= 1 else len(EVAL_SEEDS))
+    sink(Log(f"text-slider report written to {workdir / 'report'} (strength 0 identical to base: "
+             f"{metrics.get('base_identical')})"))
     return metrics

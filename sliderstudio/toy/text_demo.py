@@ -1,0 +1,98 @@
+"""The demo's text-pair size slider ("large" ↔ "small"): no images, only prompts (SPEC §2.6, §11).
+
+Why its own project: the image slider's project trains on before/after pictures; this one trains the
+same concept from the toy model's own words, so the demo shows both ways side by side. Training
+prompts and the evaluation prompts are disjoint (kind, shape colour and background combinations),
+so the sweep measures what the slider does to prompts it never saw.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from sliderstudio.core.events import Event, Log
+from sliderstudio.core.preview import PreviewRenderer
+from sliderstudio.core.project import load_project
+from sliderstudio.core.trainer import Trainer
+from sliderstudio.toy.demo_project import project_config
+from sliderstudio.toy.report import SweepItem, write_report
+
+#: (kind, shape colour, background) the slider trains on: every kind, colour and background at least once.
+TRAIN_SUBJECTS: tuple[tuple[str, str, str], ...] = (
+    ("circle", "red", "blue"), ("square", "green", "white"), ("triangle", "yellow", "black"),
+    ("circle", "cyan", "gray"), ("square", "purple", "white"), ("triangle", "blue", "gray"),
+    ("circle", "yellow", "black"), ("square", "red", "gray"),
+)
+#: Held-out prompts the demo sweeps (none of them is a training subject).
+EVAL_SUBJECTS: tuple[tuple[str, str, str], ...] = (
+    ("circle", "green", "black"), ("square", "yellow", "blue"), ("triangle", "red", "white"),
+    ("circle", "purple", "white"), ("square", "cyan", "black"), ("triangle", "green", "blue"),
+    ("circle", "blue", "white"), ("triangle", "purple", "gray"),
+)
+EVAL_SEEDS = (11, 12, 13)
+
+
+@dataclass(frozen=True)
+class TextSliderSettings:
+    """The tuned training settings of the demo's text slider (docs/TOY-WORLD.md has the measurements)."""
+
+    steps: int = 300
+    guidance: float = 2.0
+    strength: float = 1.0
+    samples: int = 4
+    rank: int = 4
+    learning_rate: float = 1e-3
+
+
+def subject(kind: str, colour: str, background: str, size_word: str = "") -> str:
+    words = ["a", *([size_word] if size_word else []), colour, kind, "on", "a", background, "background"]
+    return " ".join(words)
+
+
+def text_pairs(settings: TextSliderSettings) -> list[dict]:
+    """slider_text_pairs: one pair per training subject, "large" vs "small" around the plain prompt."""
+    return [{"id": f"{colour}-{kind}-{background}", "positive": subject(kind, colour, background, "large"),
+             "negative": subject(kind, colour, background, "small"), "neutral": subject(kind, colour, background),
+             "guidance": settings.guidance, "strength": settings.strength, "samples": settings.samples}
+            for kind, colour, background in TRAIN_SUBJECTS]
+
+
+def write_text_project(workdir: Path, settings: TextSliderSettings = TextSliderSettings(), seed: int = 0) -> Path:
+    """A project with no image buckets: config.json (slider_text_pairs) and an empty dataloader list."""
+    root = Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    config = project_config(seed, settings.steps)
+    config.update(lora_rank=settings.rank, lora_alpha=settings.rank, learning_rate=settings.learning_rate,
+                  validation_steps=0, checkpointing_steps=0, slider_text_pairs=text_pairs(settings))
+    config.pop("user_prompt_library")
+    (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (root / "multidatabackend.json").write_text("[]\n")
+    return root
+
+
+def eval_prompts() -> list[str]:
+    return [subject(*s) for s in EVAL_SUBJECTS]
+
+
+def run_text_demo(workdir: Path, settings: TextSliderSettings = TextSliderSettings(),
+                  sweep: Callable[..., tuple[list[SweepItem], bool]] | None = None,
+                  sink: Callable[[Event], None] | None = None, prompts: int | None = None,
+                  seeds: int | None = None) -> dict:
+    """Train the text slider, sweep the held-out prompts × seeds, write report/ and return its metrics."""
+    from sliderstudio.toy.demo import sweep as image_sweep
+
+    sink = sink or (lambda event: None)
+    root = write_text_project(workdir, settings)
+    sink(Log(f"text-slider project written to {root}"))
+    project = load_project(root)
+    adapter = Trainer(project, sink).run()
+    model = project.config.pretrained_model_name_or_path
+    renderer, base = PreviewRenderer("sd1x", model, adapter), PreviewRenderer("sd1x", model)
+    items, identical = (sweep or image_sweep)(renderer, base, eval_prompts()[: prompts or None],
+                                              list(EVAL_SEEDS[: seeds or None]))
+    metrics = write_report(root / "report", items, "area", base_identical=identical)
+    avg = metrics["average"]
+    sink(Log("text slider metrics: " + json.dumps({k: avg[k] for k in sorted(avg)}, default=float)))
+    return metrics
