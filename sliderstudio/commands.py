@@ -62,6 +62,9 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    project = project_to_launch(args, extra)
+    if project is not None:
+        return train_on_processes(args, extra, project)
     if args.events:
         return train_with_events(args, extra)
     from sliderstudio.core.project import load_project, parse_cli_overrides
@@ -76,6 +79,48 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def project_to_launch(args: argparse.Namespace, extra: list[str]):
+    """The project when this process must start num_processes > 1 training processes; None otherwise
+    (one process, or already one of the started ones). A config that does not load is None too: the
+    one-process path reports it, on the wire with --events."""
+    from sliderstudio.core.distributed import in_worker
+    from sliderstudio.core.project import load_project, parse_cli_overrides
+
+    if in_worker():
+        return None
+    try:
+        project = load_project(args.config, parse_cli_overrides(extra))
+    except InputError:
+        return None
+    return project if project.config.num_processes > 1 else None
+
+
+def train_on_processes(args: argparse.Namespace, extra: list[str], project) -> int:
+    """`num_processes` N > 1: the same `train` command on N processes through accelerate's launcher
+    (core/distributed). The main process speaks the wire with --events; a launch that fails (a bad
+    process count, a process that died) is reported here, once, after every process has ended."""
+    from sliderstudio.core.distributed import LaunchFailed, check_launch, device_kind, launch
+    from sliderstudio.core.run_state import read_heartbeat
+
+    command = ["train", "--config", str(args.config), *(["--device", args.device] if args.device else []),
+               *(["--events"] if args.events else []), *extra]
+    try:
+        kind = device_kind(args.device)
+        check_launch(project, kind)
+        launch(project.config.num_processes, kind, command, project.output_dir)
+    except (InputError, LaunchFailed) as exc:
+        if args.events:
+            from sliderstudio.core.event_wire import WireSink, claim_stdout
+
+            step = (read_heartbeat(project.output_dir) or {}).get("step", 0)
+            WireSink(claim_stdout())(Failed(str(exc), int(step), exit_code=exc.exit_code))
+        if isinstance(exc, InputError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def train_with_events(args: argparse.Namespace, extra: list[str]) -> int:
     """`train --events`: the app's training process. Every outcome reaches the wire as an event,
     including a bad config found before the trainer exists. However the app goes away (pipes
@@ -86,6 +131,10 @@ def train_with_events(args: argparse.Namespace, extra: list[str]) -> int:
     from sliderstudio.core.project import load_project, parse_cli_overrides
     from sliderstudio.core.trainer import Trainer
 
+    from sliderstudio.core.distributed import current_ranks
+
+    if not current_ranks().is_main:
+        return train_quietly(args, extra)
     sink = WireSink(claim_stdout())
     mailbox = Mailbox()
     guard = ProcessGuard(mailbox, sink)
@@ -101,6 +150,27 @@ def train_with_events(args: argparse.Namespace, extra: list[str]) -> int:
     guard.log_file = project.output_dir / PROCESS_LOG
     trainer = Trainer(project, sink, mailbox, device=args.device)
     guard.watch_setup(lambda: getattr(trainer, "session", False) is None)   # set-up: nothing to keep yet
+    try:
+        trainer.run()
+    finally:
+        guard.interruptible = lambda: False
+    return 0
+
+
+def train_quietly(args: argparse.Namespace, extra: list[str]) -> int:
+    """A process other than the main one under --events: the main process owns the wire and the app's
+    commands (it passes them on each step); this one keeps stdout and stdin alone, and a stop signal
+    only ends it during set-up (afterwards it stops when the main process says so)."""
+    from sliderstudio.core.events import Mailbox
+    from sliderstudio.core.process_guard import ProcessGuard
+    from sliderstudio.core.project import load_project, parse_cli_overrides
+    from sliderstudio.core.trainer import Trainer
+
+    project = load_project(args.config, parse_cli_overrides(extra))
+    trainer = Trainer(project, device=args.device)
+    guard = ProcessGuard(Mailbox(), trainer.sink)
+    guard.install(watch_parent=False)
+    guard.watch_setup(lambda: getattr(trainer, "session", False) is None)
     try:
         trainer.run()
     finally:

@@ -219,6 +219,7 @@ def worker_pid(root: Path, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow  # two model loads, a kill and a 16-step resume: 173 s on the busy 2-core machine
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the worker's pid in /proc")
 def test_a_killed_process_fails_the_run_clearly_and_a_resume_completes(tmp_path):
     steps = 16

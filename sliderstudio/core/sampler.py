@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from sliderstudio.core.aspect_buckets import Size
@@ -48,6 +48,31 @@ class MicroBatch:
     paired: bool = False  # a negative batch that reuses the previous positive batch's noise
     preserve: bool = False  # neutral batch: the target is the base model's own prediction
     size: Size | None = None  # the aspect bucket (width, height) all its images train at
+    positions: tuple[int, ...] = ()  # this process's share: the items' places in the global micro-batch
+    global_size: int = 0  # items in the global micro-batch (0: not split, `items` is all of it)
+
+    @property
+    def share(self) -> float:
+        """This process's part of the global micro-batch: its loss weighs this much in the global mean."""
+        return len(self.items) / self.global_size if self.global_size else 1.0
+
+
+def split_for_rank(mb: MicroBatch, rank: int, world: int) -> MicroBatch:
+    """This process's contiguous share of a global micro-batch (sizes differ by at most one).
+
+    Why split rather than give each process its own micro-batches: the slider cycle stays global,
+    so every process trains the same group at the same step, and the order of data is the same
+    for any number of processes (a run resumes on another process count unchanged). A process
+    whose share is empty (a batch smaller than the process count) sits that micro-batch out.
+    """
+    if world <= 1:
+        return mb
+    total = len(mb.items)
+    base, extra = divmod(total, world)
+    start = rank * base + min(rank, extra)
+    stop = start + base + (1 if rank < extra else 0)
+    return replace(mb, items=mb.items[start:stop], stems=mb.stems[start:stop],
+                   positions=tuple(range(start, stop)), global_size=total)
 
 
 def sampler_buckets(scanned: list[ScannedBucket], neutral_mode: str = "preserve") -> list[SamplerBucket]:

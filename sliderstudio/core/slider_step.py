@@ -6,7 +6,8 @@
   prediction on the same noisy input (slider at 0, no grad).
 - Paired negatives reuse the noise and timesteps of the positive batch they follow.
 Noise and timesteps come from a generator seeded by (seed, micro-batch index), so a resumed run
-draws exactly what an uninterrupted one would.
+draws exactly what an uninterrupted one would. They are drawn for the whole global micro-batch and
+each process keeps its items' rows, so several processes (core.distributed) draw what one would.
 """
 from __future__ import annotations
 
@@ -73,6 +74,8 @@ class SliderStep:
         """
         source = mb.index - 1 if mb.paired else mb.index
         g = self.generator(source)
+        local = shape[0]
+        shape = torch.Size((mb.global_size or local, *shape[1:]))  # drawn per global item (core.distributed)
         noise = torch.randn(shape, generator=g)
         if self.noise_offset:
             # one offset per sample and channel, broadcast over the rest (H, W, and frames for video latents);
@@ -83,6 +86,9 @@ class SliderStep:
                     random.Random(f"{self.seed}:{source}:offset").random() < self.noise_offset_probability:
                 noise = noise + offset
         timesteps = self.family.sample_timesteps(self.schedule, shape[0], g)
+        if mb.global_size:  # this process's rows: the same draws whatever the number of processes
+            rows = torch.tensor(mb.positions, dtype=torch.long)
+            return noise[rows], timesteps[rows]
         return noise, timesteps
 
     def caption(self, mb: MicroBatch, item: int) -> str:
@@ -107,7 +113,8 @@ class SliderStep:
         return self.denoiser.conditioned_on(images.to(self.device, self.dtype))
 
     def loss(self, mb: MicroBatch) -> torch.Tensor:
-        """The micro-batch's loss with the slider scaled by its strength (graph kept for backward)."""
+        """The micro-batch's loss with the slider scaled by its strength (graph kept for backward),
+        weighed by this process's share of a split micro-batch (1 in one process)."""
         noisy, timesteps, target, cond = self.inputs(mb)
         with self.control_for(mb):
             if mb.preserve:
@@ -116,5 +123,5 @@ class SliderStep:
             with self.adapter.strength(mb.strength), self.autocast():
                 pred = self.family.predict(self.denoiser, noisy, timesteps, cond)
         if self.loss_fn is not None:  # loss_type huber / smooth_l1 (core.losses)
-            return self.loss_fn(pred, target, timesteps)
-        return F.mse_loss(pred.float(), target.float())
+            return mb.share * self.loss_fn(pred, target, timesteps)
+        return mb.share * F.mse_loss(pred.float(), target.float())

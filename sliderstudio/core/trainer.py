@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from sliderstudio.core import atomic, checkpoints
+from sliderstudio.core import atomic, checkpoints, distributed
 from sliderstudio.core.adapters import ASSISTANT, slider_scale
 from sliderstudio.core.adapter_io import ADAPTER_NAME
 from sliderstudio.core.device_report import device_report
@@ -29,6 +29,7 @@ from sliderstudio.core.intervals import is_due, steps_per_epoch
 from sliderstudio.core.validation_render import validation_pipes
 from sliderstudio.core.project import Project
 from sliderstudio.core.run_state import HEARTBEAT
+from sliderstudio.core.sampler import split_for_rank
 from sliderstudio.core.training_setup import TrainingSession, pick_device, prepare_session
 
 METRICS = "metrics.jsonl"
@@ -42,6 +43,9 @@ class Trainer:
         self.sink = sink or (lambda event: None)
         self.mailbox = mailbox or Mailbox()
         self.device = device
+        self.ranks = distributed.current_ranks()  # several processes: only the main one writes and reports
+        if not self.ranks.is_main:
+            self.sink = distributed.rank_sink(self.ranks)
         self.session: TrainingSession | None = None
         self.step = 0
         self.micro_index = 0
@@ -69,6 +73,9 @@ class Trainer:
             self.sink(Failed(str(error), self.step, 1, str(exc)))
             raise error from exc
         except Exception as exc:
+            if distributed.is_peer_failure(exc):  # the launcher names the process that went away
+                self.log(f"lost contact with another training process at step {self.step}: {exc}", "warning")
+                raise
             from sliderstudio.core.crash_log import summary_with_log
 
             self.sink(Failed(summary_with_log(exc, ["train", "--config", str(self.project.root)]), self.step, 1,
@@ -84,7 +91,8 @@ class Trainer:
     def _loop(self) -> Path:
         s = self.session
         cfg = self.project.config
-        batches = s.sampler.iter_from(self.micro_index)
+        batches = (split_for_rank(mb, self.ranks.rank, self.ranks.world)  # this process's share (1: all)
+                   for mb in s.sampler.iter_from(self.micro_index))
         started, done_here = time.perf_counter(), 0
         per_epoch = steps_per_epoch(s.sampler.epoch_length(), cfg.gradient_accumulation_steps)
         while self.step < s.total_steps:
@@ -123,11 +131,14 @@ class Trainer:
         used, total = [], 0.0
         for _ in range(accum):
             mb = next(batches)
-            loss = s.step.loss(mb)
-            s.accelerator.backward(loss / accum)
-            total += float(loss.detach()) / accum
+            if mb.items:  # empty: this process has no share of it (a batch smaller than the process count)
+                loss = s.step.loss(mb)
+                s.accelerator.backward(loss / accum)
+                total += float(loss.detach()) / accum
             used.append(mb)
             self.micro_index = mb.index + 1
+        if self.ranks.distributed:  # the global gradient and loss on every process (core.distributed)
+            total = distributed.sum_gradients(s.accelerator, s.params, total)
         if self.project.config.max_grad_norm > 0:
             if self.project.config.grad_clip_method == "value":  # SimpleTuner's grad_clip_method
                 s.accelerator.clip_grad_value_(s.params, self.project.config.max_grad_norm)
@@ -139,9 +150,22 @@ class Trainer:
         return total, used
 
     def _poll(self) -> None:
+        if self.ranks.distributed:  # one command per step, the main process's, on every process
+            command = distributed.share_command(self.session.accelerator,
+                                                self.mailbox.take() if self.ranks.is_main else None)
+            if command is not None:
+                self._handle(command)
+            return
         # one at a time (not drain): a PAUSE handled here must find the RESUME queued behind it
         while (command := self.mailbox.take()) is not None:
             self._handle(command)
+
+    def _wait_command(self, seconds: float) -> Command | None:
+        """The next command within `seconds` (paused runs); the main process's on every process."""
+        command = self.mailbox.wait(seconds) if self.ranks.is_main else None
+        if self.ranks.distributed:
+            command = distributed.share_command(self.session.accelerator, command)
+        return command
 
     def _handle(self, command: Command) -> None:
         if command is Command.STOP:
@@ -161,7 +185,7 @@ class Trainer:
         self.log(f"paused at step {self.step}")
         self.sink(PauseChanged(True, self.step))
         while True:
-            nxt = self.mailbox.wait(0.2)
+            nxt = self._wait_command(0.2)
             self._write_heartbeat()
             self._report_device()
             if nxt is Command.RESUME:
@@ -189,6 +213,8 @@ class Trainer:
         return self.project.output_dir / METRICS
 
     def _append_metrics(self, row: dict) -> None:
+        if not self.ranks.is_main:
+            return
         with open(self._metrics_path(), "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
 
@@ -202,6 +228,8 @@ class Trainer:
 
 
     def _save_final(self) -> Path:
+        if not self.ranks.is_main:
+            return self.project.output_dir / ADAPTER_NAME
         path = self._save_adapter(self.project.output_dir / ADAPTER_NAME)
         self._save_comfyui(path)
         self.log(f"adapter saved: {path}")
@@ -233,6 +261,8 @@ class Trainer:
             checkpoints.save_torch(s.scheduler.state_dict(), folder / "scheduler.pt")
 
         state = checkpoints.LoopState(self.step, self.micro_index, self.project.config.seed, s.total_steps)
+        if not self.ranks.is_main:  # written once, by the main process (every process holds the same state)
+            return checkpoints.checkpoint_root(self.project.output_dir) / f"{checkpoints.PREFIX}{self.step:06d}"
         path = checkpoints.write_checkpoint(self.project.output_dir, state, write,
                                             self.project.config.checkpoints_total_limit)
         self.sink(Checkpoint(self.step, str(path)))
@@ -241,12 +271,16 @@ class Trainer:
     def _resume(self) -> None:
         cfg = self.project.config
         out = self.project.output_dir
-        checkpoints.clean_stale_temp(out)
         folder = checkpoints.find_resume(out, cfg.resume_from_checkpoint, self.project.root)
+        if self.ranks.distributed:  # every process resumes from the main process's choice
+            folder = distributed.share_path(folder)
+        if self.ranks.is_main:
+            checkpoints.clean_stale_temp(out)
         if folder is None:
             if cfg.resume_from_checkpoint:
                 self.log("no checkpoint to resume from yet; starting at step 0")
-            self._metrics_path().unlink(missing_ok=True)
+            if self.ranks.is_main:
+                self._metrics_path().unlink(missing_ok=True)
             return
         s = self.session
         state = checkpoints.read_state(folder)
@@ -254,7 +288,8 @@ class Trainer:
         s.optimizer.load_state_dict(checkpoints.load_torch(folder / "optimizer.pt"))
         s.scheduler.load_state_dict(checkpoints.load_torch(folder / "scheduler.pt"))
         self.step, self.micro_index = state.step, state.micro_index
-        self._truncate_metrics(state.step)
+        if self.ranks.is_main:
+            self._truncate_metrics(state.step)
         self.log(f"resumed from {folder.name} at step {self.step}")
 
     def _truncate_metrics(self, step: int) -> None:
@@ -272,6 +307,8 @@ class Trainer:
         atomic.write_text(path, "".join(x + "\n" for x in keep))
 
     def _validate(self, requested: bool = False) -> None:
+        if not self.ranks.is_main:
+            return  # rendered once, by the main process; the others wait at the next step's collective
         s = self.session
         cfg = self.project.config
         prompts = self.project.validation_prompts()
@@ -319,7 +356,7 @@ class Trainer:
     def _report_device(self, force: bool = False) -> None:
         """The Device event every DEVICE_REPORT_S: cheap queries only, never a sync inside the step."""
         now = time.monotonic()
-        if self.session is None or (not force and now - self._last_device_report < DEVICE_REPORT_S):
+        if self.session is None or not self.ranks.is_main or (not force and now - self._last_device_report < DEVICE_REPORT_S):
             return
         self._last_device_report = now
         self.sink(device_report(self.session.step.device, self.step))
@@ -327,7 +364,7 @@ class Trainer:
     def _write_heartbeat(self, state: str = "running", force: bool = False) -> None:
         """A file other processes (the app) read to tell a live run from a dead one."""
         now = time.time()
-        if not force and now - self._last_heartbeat < 2.0:
+        if not self.ranks.is_main or (not force and now - self._last_heartbeat < 2.0):
             return
         self._last_heartbeat = now
         total = self.session.total_steps if self.session else 0

@@ -7,6 +7,7 @@ once into the on-disk cache.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -76,7 +77,7 @@ class TrainingSession:
 def check_output_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        probe = path / f".write-test-{os.getpid()}"  # one per process: several may start at once
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as exc:
@@ -85,9 +86,16 @@ def check_output_dir(path: Path) -> None:
 
 
 def pick_device(requested: str | None) -> torch.device:
+    from sliderstudio.core.distributed import current_ranks
+
+    ranks = current_ranks()
     if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(requested)
+    else:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if ranks.distributed and device.type == "cuda":  # one GPU per process (core.distributed)
+        return torch.device("cuda", ranks.local_rank)
+    return device
 
 
 def weight_dtype(mixed_precision: str, device: torch.device) -> torch.dtype:
@@ -242,6 +250,9 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     location = resolve_model_path(cfg.pretrained_model_name_or_path)
 
     device = pick_device(device_name)
+    from sliderstudio.core.distributed import join_processes, main_process_first
+
+    join_processes(device)  # several processes: meet now, before the slow part (core.distributed)
     slow = precision_warning(cfg.mixed_precision, device)
     if slow:
         log(slow, "warning")
@@ -275,7 +286,8 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
         from sliderstudio.core.controlnet import control_inputs_for
 
         control_inputs = control_inputs_for(family, pipe, host, control_files)
-    data = encode_buckets(project, family, pipe, scanned, cache, cfg.seed, control_inputs)
+    with main_process_first():  # several processes: the main one fills the cache, the others read it
+        data = encode_buckets(project, family, pipe, scanned, cache, cfg.seed, control_inputs)
     log(cache.describe(), "info")
     encoders.release("the caches are complete, training reads latents and captions from them")
 
@@ -287,7 +299,11 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     from accelerate import Accelerator
 
     mp = cfg.mixed_precision if device.type == "cuda" else ("bf16" if cfg.mixed_precision == "bf16" else "no")
-    accelerator = Accelerator(mixed_precision=mp, cpu=device.type == "cpu")
+    from accelerate.utils import InitProcessGroupKwargs
+    from sliderstudio.core.distributed import process_group_timeout
+
+    accelerator = Accelerator(mixed_precision=mp, cpu=device.type == "cpu",
+                              kwargs_handlers=[InitProcessGroupKwargs(timeout=process_group_timeout())])
     from sliderstudio.core.losses import make_loss
     from sliderstudio.families.flow import training_schedule
 
