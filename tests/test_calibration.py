@@ -272,3 +272,20 @@ def test_calibration_off_and_without_prompts(tmp_path, tiny_models):
     assert cal["measure"] == "latent distance" and [p["strength"] for p in cal["curve"]] == [-2, -1, 0, 1, 2]
     assert cal["curve"][2]["latent"] == 0.0 and cal["evidence"]["loss"]["batches"][0] >= 1
     assert meta_on["polarity"] in ("positive", "reversed", "unclear")
+
+
+def test_calibration_finds_where_the_issue_slider_breaks():
+    """The demo's size slider of issue #16 (400 steps, before calibration existed): its green
+    triangle turns to noise at -1 with seed 1 (and at -1.5 with seed 0). Calibrated on those two
+    sweeps, the range stops at -0.5 and names -1 as where it breaks."""
+    from sliderstudio.core.calibration_run import Settings, calibrate_file
+
+    adapter = DATA / "demo_size_slider_400.safetensors"
+    assert read_calibration(adapter) is None and recommended_range(adapter) is None
+    settings = Settings([-1.5, -1.0, -0.5, 0.0, 0.5, 1.0], ["a green triangle on a white background"], [0, 1], 20, 2.0)
+    with one_thread():
+        cal = calibrate_file(adapter, "sd1x", "sliderstudio:toy", settings)
+    assert cal.recommended == (-0.5, 1.0)
+    assert cal.breaks == {"negative": -1.0, "positive": None}
+    assert [sw["broken"][1] for sw in cal.sweeps] == [None, "noise"]  # strength -1: seed 0 fine, seed 1 noise
+    assert cal.measure == "attribute:area" and cal.images == 12
