@@ -228,3 +228,22 @@ def test_a_project_another_process_is_training_fails_its_job_saying_so(tmp_path,
     job = read_queue(qfile).jobs[0]
     assert job.status == FAILED
     assert job.message.startswith("job 1: the project is being trained by another process right now (running — step 2 of 9)")
+
+
+def test_a_second_runner_is_refused_naming_the_one_that_holds_the_queue(tmp_path, qfile):
+    from sliderstudio.core.queue_runner import QueueRunner
+
+    holder = RunnerLock(qfile)
+    holder.acquire()
+    try:
+        with edit_queue(qfile) as state:
+            state.runner = {"pid": os.getpid(), "host": this_claim()["host"], "since": time.time()}
+        with pytest.raises(RunnerBusy, match=f"already being run by process {os.getpid()} "):
+            QueueRunner(qfile).run()
+        with edit_queue(qfile) as state:
+            state.runner = {"pid": dead_pid(), "host": this_claim()["host"], "since": time.time()}
+        with pytest.raises(RunnerBusy, match="already being run by another process"):   # not a dead pid
+            QueueRunner(qfile).run()
+    finally:
+        holder.release()
+    assert read_queue(qfile).runner is not None         # the refused runner changed nothing

@@ -37,7 +37,7 @@ from sliderstudio.core import atomic
 from sliderstudio.core.checkpoints import list_checkpoints, read_state, STATE
 from sliderstudio.core.event_wire import WireError, decode
 from sliderstudio.core.events import Failed, Finished, Progress
-from sliderstudio.core.queue_lock import RunnerLock, claim_is_stale, this_claim
+from sliderstudio.core.queue_lock import RunnerBusy, RunnerLock, claim_is_stale, this_claim
 from sliderstudio.core.queue_store import (
     CANCELLED, FAILED, FINISHED, RUNNING, WAITING, Job, QueueState, edit_queue, read_queue,
 )
@@ -165,8 +165,10 @@ class QueueRunner:
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, int]:
         """Run the queue; RunnerBusy when another process runs it. Returns jobs ended, by status."""
-        holder = self._holder()
-        self.lock.acquire(holder)
+        try:
+            self.lock.acquire()
+        except RunnerBusy:
+            raise RunnerBusy(self.lock.path, self._holder()) from None
         try:
             with edit_queue(self.path) as state:
                 state.runner = {**this_claim(), "since": time.time()}
@@ -191,12 +193,20 @@ class QueueRunner:
                 signal.signal(getattr(signal, name), lambda signum, _frame: self.stop(
                     f"the queue runner got {signal.Signals(signum).name}"))
 
-    def _holder(self) -> int | None:
-        try:
-            runner = read_queue(self.path).runner
-        except Exception:       # a damaged file is reported by edit_queue below, with the lock held
-            return None
-        return runner.get("pid") if runner else None
+    def _holder(self, wait_s: float = 3.0) -> int | None:
+        """The pid of the runner holding the lock, from the queue file: a runner that has just taken
+        the lock writes it a moment later, so it is looked for a few seconds."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                runner = read_queue(self.path).runner
+            except Exception:       # noqa: BLE001 - damaged: the holder reports it, not this one
+                runner = None
+            pid = runner.get("pid") if runner else None
+            live = isinstance(pid, int) and pid_alive(pid)     # a killed runner's entry is not the holder
+            if live or time.monotonic() > deadline:
+                return pid if live else None
+            time.sleep(0.1)
 
     def _release(self) -> None:
         try:
