@@ -289,3 +289,44 @@ def test_calibration_finds_where_the_issue_slider_breaks():
     assert cal.breaks == {"negative": -1.0, "positive": None}
     assert [sw["broken"][1] for sw in cal.sweeps] == [None, "noise"]  # strength -1: seed 0 fine, seed 1 noise
     assert cal.measure == "attribute:area" and cal.images == 12
+
+
+def test_batched_sweeps_render_the_same_pixels():
+    """Calibration renders at most `batch` strengths per call; every call starts from the same seeded
+    noise, so the split changes no pixel (checked on the toy model) and only bounds the memory."""
+    from sliderstudio.core.calibration import render_sweeps
+    from sliderstudio.core.preview import PreviewRenderer
+
+    renderer = PreviewRenderer("sd1x", "sliderstudio:toy", DATA / "demo_size_slider_400.safetensors")
+    calls: list[list[float]] = []
+
+    def render(prompt, seed, strengths):
+        calls.append(strengths)
+        return renderer.render(prompt, seed, strengths, 4, 2.0)
+
+    strengths = [-1.0, -0.5, 0.5, 1.0, 2.0]
+    with one_thread():
+        whole = render_sweeps(render, ["a red circle on a blue background"], [3], strengths, renderer.pipe)
+        split = render_sweeps(render, ["a red circle on a blue background"], [3], strengths, renderer.pipe, batch=4)
+    assert calls == [[-1.0, -0.5, 0.0, 0.5, 1.0, 2.0], [-1.0, -0.5, 0.0, 0.5], [1.0, 2.0]]
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(whole[0].images, split[0].images))
+    assert len(split[0].latents) == 6 and np.array_equal(whole[0].latents[5], split[0].latents[5])
+
+
+def test_calibration_out_of_memory_only_warns(tmp_path, monkeypatch):
+    """The adapter is the run's result: a calibration that runs out of memory is skipped with a warning."""
+    from sliderstudio.core import calibration_run
+    from sliderstudio.core.project import load_project
+    from sliderstudio.toy.demo_project import write_demo_project
+
+    project = load_project(write_demo_project(tmp_path / "demo", max_train_steps=1))
+
+    def out_of_memory(*_args):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(calibration_run, "_calibrate_live", out_of_memory)
+    logs: list[tuple[str, str]] = []
+    result = calibration_run.calibrate_session(None, project, 1, lambda msg, level="info": logs.append((msg, level)))
+    assert result == {}
+    assert logs == [("calibration ran out of memory (6 images per render call); the adapter is saved without it: "
+                     "lower slider_calibration_batch or turn slider_calibration off", "warning")]

@@ -135,15 +135,22 @@ def split_latents(record: list[np.ndarray], count: int) -> list[np.ndarray] | No
 
 
 def render_sweeps(render: RenderFn, prompts: Sequence[str], seeds: Sequence[int], strengths: Sequence[float],
-                  pipe: Any = None) -> list[Sweep]:
-    """Render every prompt x seed over `strengths` (one call each), catching the latents from `pipe`."""
+                  pipe: Any = None, batch: int = 0) -> list[Sweep]:
+    """Render every prompt x seed over `strengths`, catching the latents from `pipe`.
+
+    `batch` > 0 renders at most that many strengths per call: every image of a call starts from
+    the same seeded noise (Family.render), so the split changes no pixel, only the peak memory.
+    """
     strengths = sweep_strengths(strengths)
+    size = batch if batch > 0 else len(strengths)
     sweeps = []
     for prompt in prompts:
         for seed in seeds:
+            images: list[Any] = []
             with capture_latents(pipe) as record:
-                images = render(prompt, seed, list(strengths))
-            sweeps.append(Sweep(prompt, seed, list(strengths), list(images), split_latents(record, len(images))))
+                for i in range(0, len(strengths), size):
+                    images += list(render(prompt, seed, strengths[i:i + size]))
+            sweeps.append(Sweep(prompt, seed, list(strengths), images, split_latents(record, len(images))))
     return sweeps
 
 

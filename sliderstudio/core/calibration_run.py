@@ -36,6 +36,7 @@ class Settings:
     steps: int
     guidance: float
     negative_prompt: str | None = None
+    batch: int = 0  # strengths per render call (0: all of a sweep in one)
 
 
 def settings_for(project: Any) -> Settings:
@@ -45,7 +46,7 @@ def settings_for(project: Any) -> Settings:
     seeds = [cfg.validation_seed + k for k in range(cfg.slider_calibration_seeds)]
     return Settings(list(cfg.slider_calibration_strengths), prompts, seeds,
                     cfg.slider_calibration_steps or cfg.validation_num_inference_steps, cfg.validation_guidance,
-                    cfg.validation_negative_prompt)
+                    cfg.validation_negative_prompt, cfg.slider_calibration_batch)
 
 
 def is_toy(model: str) -> bool:
@@ -84,7 +85,7 @@ def calibrate_with(render: Callable[[str, int, list[float]], list[Any]], setting
                    loss_evidence: dict[str, Any] | None = None) -> Calibration:
     """Render the sweeps and measure them, timed."""
     def run() -> Calibration:
-        sweeps = render_sweeps(render, settings.prompts, settings.seeds, settings.strengths, pipe)
+        sweeps = render_sweeps(render, settings.prompts, settings.seeds, settings.strengths, pipe, settings.batch)
         return measure(sweeps, toy=toy, expected=expected, loss_evidence=loss_evidence)
 
     return timed(run)
@@ -119,8 +120,15 @@ def calibrate_session(session: Any, project: Any, step: int, log: Callable[..., 
         return {}
     try:
         cal = _calibrate_live(session, project, settings)
-    except (TrainingStopped, KeyboardInterrupt, torch.OutOfMemoryError):
+    except (TrainingStopped, KeyboardInterrupt):
         raise
+    except torch.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        log(f"calibration ran out of memory ({settings.batch or len(settings.strengths)} images per render call); "
+            "the adapter is saved without it: lower slider_calibration_batch or turn slider_calibration off",
+            "warning")
+        return {}
     except Exception as exc:  # noqa: BLE001 - a failed measurement must not lose the trained adapter
         log(f"calibration failed, the adapter is saved without it: {type(exc).__name__}: {exc}", "warning")
         return {}
