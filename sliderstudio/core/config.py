@@ -174,6 +174,9 @@ class TrainConfig(_Strict):
     slider_calibration_seeds: int = Field(1, ge=1, description="Seeds per prompt in the calibration")
     slider_calibration_steps: int | None = Field(
         None, ge=1, description="Denoising steps of the calibration renders (default: validation_num_inference_steps)")
+    slider_calibration_batch: int = Field(6, ge=0, description="Strengths per calibration render call (0: a whole "
+                                                                "sweep at once); lower it if the calibration runs "
+                                                                "out of memory")
     num_processes: int = Field(1, ge=1, le=1024, description="Training processes on this machine, one device each "
                                                            "(GPUs, or CPU cores); train_batch_size is split among them")
     schema_version: int = Field(CONFIG_SCHEMA_VERSION, description="Config schema version")
