@@ -330,3 +330,17 @@ def test_calibration_out_of_memory_only_warns(tmp_path, monkeypatch):
     assert result == {}
     assert logs == [("calibration ran out of memory (6 images per render call); the adapter is saved without it: "
                      "lower slider_calibration_batch or turn slider_calibration off", "warning")]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ([-1.5, 2.0], (-1.5, 2.0)), ([0.0, 0.0], None), ([0.5, 2.0], None), (["a", 1], None), ([1.0], None),
+])
+def test_recommended_range_reads_only_a_usable_dial_range(tmp_path, value, expected):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "a.safetensors"
+    save_file({"unet.x.lora_A.weight": torch.zeros(1, 1)}, str(path),
+              metadata={"sliderstudio.recommended_range": json.dumps(value)})
+    assert recommended_range(path) == expected
+    assert recommended_range(tmp_path / "missing.safetensors") is None
+    assert recommended_range(DATA / "good_tiny_triangle_seed0_-1.png") is None  # not safetensors

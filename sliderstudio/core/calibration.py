@@ -319,7 +319,8 @@ def recommended_range(adapter_path: str | Path) -> tuple[float, float] | None:
     """The calibrated dial range (lo, hi) of an adapter, or None when it was never calibrated.
 
     For the preview's dials: a file that cannot be read (or is not safetensors) also gives None,
-    since a dial must still work on any adapter the user picks.
+    since a dial must still work on any adapter the user picks, and so does an empty range (0, 0),
+    a slider whose calibration measured no response (the report still shows it).
     """
     from sliderstudio.core.adapter_io import read_metadata
     from sliderstudio.core.errors import InputError
@@ -331,7 +332,7 @@ def recommended_range(adapter_path: str | Path) -> tuple[float, float] | None:
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)):
         return None
     lo, hi = float(value[0]), float(value[1])
-    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and lo <= 0.0 <= hi else None
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and lo <= 0.0 <= hi and lo < hi else None
 
 
 def timed(fn: Callable[[], Calibration]) -> Calibration:
