@@ -127,3 +127,26 @@ def test_toy_adapter_gets_quality_figures(tmp_path, capsys):
 
     text = format_quality(quality)
     assert "quality (area):" in text and "overall (4 sweeps)" in text and "of 36 images" in text
+
+
+def test_any_model_with_a_project_is_measured_now(tmp_path, tiny_models, capsys):
+    """Not the toy model: --project calibrates the adapter on the project's validation prompts."""
+    from sliderstudio.core.project import load_project
+    from sliderstudio.core.trainer import Trainer
+    from tests.conftest import make_project
+
+    root = make_project(tmp_path / "proj", tiny_models["sd1x"], prompts={"p": "a red square"},
+                        config={"max_train_steps": 2, "user_prompt_library": "prompts.json",
+                                "slider_calibration": False, "slider_calibration_strengths": [-2, -1, 1, 2]})
+    adapter = Trainer(load_project(root)).run()
+    code, out, err = _run(capsys, "--lora", str(adapter))
+    assert code == 0 and "no calibration in this adapter's metadata" in out and "give --project P" in out
+    code, out, err = _run(capsys, "--lora", str(adapter), "--project", str(root), "--seeds", "2", "--json")
+    assert code == 0, err
+    quality = json.loads(out)["quality"]
+    assert quality["kind"] == "generic" and quality["measure"] == "latent distance"
+    assert [p["strength"] for p in quality["calibration"]["curve"]] == [-2, -1, 0, 1, 2]
+    assert [(sw["prompt"], sw["seed"]) for sw in quality["sweeps"]] == [("a red square", 0), ("a red square", 1)]
+    assert quality["average"]["images"] == 6  # 2 sweeps x the 3 strengths inside [-1, 1]
+    code, text, _ = _run(capsys, "--lora", str(adapter), "--project", str(root), "--seeds", "1")
+    assert "measured now on the project's validation prompts:" in text and "quality inside [-1, 1]" in text
