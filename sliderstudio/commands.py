@@ -207,8 +207,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"warning: bucket '{s.bucket.id}': {problem}", file=sys.stderr)
     family = config_family(cfg, str(project.config_path))[0]  # read from the model's files, or checked against them
     assign_targets(project, scanned, bal.pair_map, family_alignment(family, str(project.config_path)))
-    sampler = SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode), cfg.seed, cfg.train_batch_size,
-                            bal.pair_map)
+    from sliderstudio.core.text_pairs import text_sampler_entries
+
+    text_entries, text_map = text_sampler_entries(cfg.slider_text_pairs)  # text pairs cycle with the buckets
+    sampler = SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode) + text_entries, cfg.seed,
+                            cfg.train_batch_size, {**bal.pair_map, **text_map})
     print(f"# pairing: {'paired' if sampler.paired else 'unpaired'}; epoch length {sampler.epoch_length()} "
           f"micro-batches; batch size {cfg.train_batch_size}")
     for mb in sampler.take(args.batches):
@@ -367,7 +370,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sliderstudio.toy.demo import run_demo
 
-    run_demo(Path(args.workdir), concept=args.concept, steps=args.steps, seeds=args.seeds, sink=ConsoleSink())
+    run_demo(Path(args.workdir), concept=args.concept, steps=args.steps, seeds=args.seeds, sink=ConsoleSink(),
+             text_slider=args.text_slider)
     return 0
 
 

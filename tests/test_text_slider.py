@@ -66,7 +66,7 @@ def tiny_step(tiny_models):
     prompts = ["a red circle", "a big red circle", "a small red circle", "a blue square"]
     conds = dict(zip(prompts, family.encode_prompts(pipe, prompts)))
     pair = TextPair(id="p", positive=prompts[1], negative=prompts[2], neutral=prompts[0], anchors=[prompts[3]],
-                    guidance=3.0, anchor_weight=0.5, samples=2)
+                    guidance=3.0, negative_guidance=1.5, anchor_weight=0.5, samples=2)
     renders = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     data = PairData(pair, conds[prompts[0]], conds[prompts[1]], conds[prompts[2]], [conds[prompts[3]]], renders, 64)
     step.text = TextSlider({"text:p+": data, "text:p-": data})
@@ -98,7 +98,8 @@ def test_text_loss_by_value_on_a_tiny_model(tiny_step):
     for mb in (plus, minus):
         base = _predictions(step, data, mb, 0.0)
         slid = _predictions(step, data, mb, mb.strength)
-        target = base["n"] + mb.strength * 3.0 * (base["p"] - base["m"])
+        eta = 3.0 if mb.strength > 0 else 1.5                     # negative_guidance for the − direction
+        target = base["n"] + mb.strength * eta * (base["p"] - base["m"])
         expected = F.mse_loss(slid["n"], target) + 0.5 * F.mse_loss(slid["a"], base["a"])
         got = step.loss(mb)
         assert got.requires_grad

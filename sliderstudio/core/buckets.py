@@ -255,15 +255,22 @@ def balance(project: Project, scanned: list[ScannedBucket]) -> Balance:
 
 
 def require_trainable(project: Project, scanned: list[ScannedBucket]) -> None:
-    """Raise before any model loads when the buckets cannot train a slider at all."""
-    if not scanned:
-        raise DatasetError("no enabled image buckets", file=project.dataloader_path)
+    """Raise before any model loads when the buckets cannot train a slider at all.
+
+    Text pairs (slider_text_pairs) train a slider without images: with one, image buckets are optional.
+    """
+    from sliderstudio.core.text_pairs import active_pairs
+
+    texts = bool(active_pairs(project.config.slider_text_pairs))
+    if not scanned and not texts:
+        raise DatasetError("no enabled image buckets (and no text pairs in slider_text_pairs)",
+                           file=project.dataloader_path)
     for s in scanned:
         if s.count == 0:
             reason = s.problems[0].reason if s.problems else "no usable images"
             raise DatasetError(f"bucket '{s.bucket.id}' has no usable images: {reason}",
                                file=s.folder, key=f"{s.bucket.id}.instance_data_dir")
-    if all(s.bucket.role == "neutral" for s in scanned):
+    if scanned and not texts and all(s.bucket.role == "neutral" for s in scanned):
         raise DatasetError("every bucket is neutral (slider_strength 0): a slider needs at least one "
                            "bucket with a positive or negative slider_strength",
                            file=project.dataloader_path, key="slider_strength")

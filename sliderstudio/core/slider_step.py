@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,9 @@ import torch.nn.functional as F
 from sliderstudio.core.sampler import MicroBatch
 from sliderstudio.core.slider_adapter import PeftSlider, SliderAdapter
 from sliderstudio.families.base import Conditioning, Family
+
+if TYPE_CHECKING:
+    from sliderstudio.core.text_slider import TextSlider
 
 
 @dataclass
@@ -58,6 +61,7 @@ class SliderStep:
     adapter: SliderAdapter | None = None  # None: the PEFT `slider` adapter on the denoiser
     loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # None: MSE
     noise_offset_probability: float = 1.0  # SimpleTuner's: the share of micro-batches that get the offset
+    text: TextSlider | None = None  # text-pair sliders (core.text_slider): their micro-batches use that objective
 
     def __post_init__(self) -> None:
         if self.adapter is None:
@@ -115,6 +119,8 @@ class SliderStep:
     def loss(self, mb: MicroBatch) -> torch.Tensor:
         """The micro-batch's loss with the slider scaled by its strength (graph kept for backward),
         weighed by this process's share of a split micro-batch (1 in one process)."""
+        if self.text is not None and self.text.owns(mb):
+            return mb.share * self.text.loss(self, mb)
         noisy, timesteps, target, cond = self.inputs(mb)
         with self.control_for(mb):
             if mb.preserve:

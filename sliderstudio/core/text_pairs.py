@@ -36,12 +36,21 @@ class TextPair(BaseModel):
     anchors: list[str] = Field(default_factory=list,
                                description="Prompts whose prediction the slider must leave unchanged")
     guidance: float = Field(1.0, gt=0, le=50, description="η: how far strength 1 moves along (positive − negative)")
+    negative_guidance: float | None = Field(
+        None, gt=0, le=50, description="η of the negative direction (−strength) when it should differ "
+                                       "(Concept Sliders sets each direction's own); default: guidance")
     strength: float = Field(1.0, gt=0, le=10, description="Slider strength trained at (±); the target scales "
                                                           "with it, so the dial's 1 still means η")
     anchor_weight: float = Field(1.0, ge=0, le=100, description="Weight of the anchors' preservation loss")
     samples: int = Field(8, ge=1, le=4096, description="Base renders of the neutral prompt to train on")
     probability: float = Field(1.0, ge=0, description="Relative chance within its group, as for a bucket")
     disabled: bool = Field(False, description="Skip this pair")
+
+    def eta(self, strength: float) -> float:
+        """The guidance factor of the direction `strength` trains."""
+        if strength < 0 and self.negative_guidance is not None:
+            return self.negative_guidance
+        return self.guidance
 
     @model_validator(mode="after")
     def _prompts_differ(self) -> "TextPair":

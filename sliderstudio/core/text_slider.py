@@ -77,7 +77,7 @@ class TextSlider:
         with torch.no_grad(), step.adapter.strength(0.0), step.autocast():
             base = self._predict(step, data, noisy, timesteps, prompts).float()
         parts = base.split(n)
-        target = text_target(parts[0], parts[1], parts[2], mb.strength, data.pair.guidance)
+        target = text_target(parts[0], parts[1], parts[2], mb.strength, data.pair.eta(mb.strength))
         trained = [data.neutral, *data.anchors]
         with step.adapter.strength(mb.strength), step.autocast():
             pred = self._predict(step, data, noisy, timesteps, trained).float()

@@ -34,6 +34,8 @@ from sliderstudio.core.run_checks import check_run
 from sliderstudio.core.sampler import SliderSampler, sampler_buckets
 from sliderstudio.core.slider_adapter import PeftSlider, SliderAdapter
 from sliderstudio.core.slider_step import SliderStep, StepData
+from sliderstudio.core.text_pairs import active_pairs, text_sampler_entries
+from sliderstudio.core.text_slider import TextSlider, prepare_text_slider
 from sliderstudio.core.targets import (
     TargetReport, preset_patterns, require_matches, resolve_on_module, text_path_modules,
 )
@@ -260,7 +262,8 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     scheme = require_runnable(cfg.base_model_precision, device, str(project.config_path),  # before any weight
                               cfg.lora_type)
     cache = FeatureCache(project.root / "cache", model_key(family.id, location))
-    warm = control_files is None and caches_complete(project, scanned, cache, cfg.seed)
+    warm = (control_files is None and not cfg.slider_text_pairs  # text pairs render with the encoders first
+            and caches_complete(project, scanned, cache, cfg.seed))
     log(f"loading {family.label} from {location} on {device}", "info")
     pipe = load_pipeline(family, cfg.pretrained_model_name_or_path, dtype, "cpu" if warm else device,
                          loading_config(scheme, family.denoiser_name))
@@ -288,11 +291,13 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
         control_inputs = control_inputs_for(family, pipe, host, control_files)
     with main_process_first():  # several processes: the main one fills the cache, the others read it
         data = encode_buckets(project, family, pipe, scanned, cache, cfg.seed, control_inputs)
+    text = text_slider_for(project, family, pipe, adapter, cache, log)
     log(cache.describe(), "info")
     encoders.release("the caches are complete, training reads latents and captions from them")
 
-    sampler = SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode), cfg.seed, cfg.train_batch_size,
-                            bal.pair_map)
+    text_entries, text_map = text_sampler_entries(cfg.slider_text_pairs)
+    sampler = SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode) + text_entries, cfg.seed,
+                            cfg.train_batch_size, {**bal.pair_map, **text_map})
     total = cfg.max_train_steps or max(1, math.ceil(cfg.num_train_epochs * sampler.epoch_length()
                                                     / cfg.gradient_accumulation_steps))
     optimizer, scheduler = make_optimizer(params, project, device, total)
@@ -314,6 +319,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
                       dtype, cfg.caption_dropout_probability, cfg.noise_offset, accelerator.autocast, adapter,
                       None if cfg.loss_type == "l2" else make_loss(cfg, schedule),
                       noise_offset_probability=cfg.noise_offset_probability)
+    step.text = text
     info = session_metadata(project, family, report, bal.pairing, adapter)
     log(f"training {total} steps, {sum(p.numel() for p in params)} adapter parameters", "info")
     if render_pipe is not None and control_files:
@@ -331,6 +337,23 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
                            params, total, report.module_names, info, render_pipe or pipe, encoders)
 
 
+def text_slider_for(project: Project, family: Family, pipe: Any, adapter: SliderAdapter, cache: FeatureCache,
+                    log: Logger) -> TextSlider | None:
+    """The text-pair objective (core.text_slider): prompts through the feature cache, base renders of the
+    neutral prompts at the training resolution with the validation render settings."""
+    cfg = project.config
+    if not active_pairs(cfg.slider_text_pairs):
+        return None
+    text_dir = text_cache_dir(project.buckets)
+    override = project.resolve(text_dir) if text_dir else None
+    align = family.size_alignment
+    size = max(align, round(cfg.resolution / align) * align)
+    return prepare_text_slider(family, pipe, cfg.slider_text_pairs, adapter,
+                               lambda prompts: cache.conditioning(prompts, lambda ps: family.encode_prompts(pipe, ps),
+                                                                  override),
+                               cfg.seed, cfg.validation_num_inference_steps, cfg.validation_guidance, size, log)
+
+
 def session_metadata(project: Project, family: Family, report: TargetReport, pairing: bool,
                      adapter: SliderAdapter) -> dict[str, Any]:
     """What every saved adapter records (SPEC §8): base model, family, targets, shape, strengths, version."""
@@ -340,6 +363,11 @@ def session_metadata(project: Project, family: Family, report: TargetReport, pai
             "strengths": sorted({b.slider_strength for b in project.active_buckets()}),
             "pairing": pairing, "sliderstudio_version": __version__,
             "base_model_precision": cfg.base_model_precision}
+    if active_pairs(cfg.slider_text_pairs):
+        info["text_pairs"] = [{"id": name, **pair.model_dump(include={"positive", "negative", "neutral", "anchors",
+                                                                      "guidance", "negative_guidance", "strength"},
+                                                             exclude_none=True)}
+                              for name, pair in active_pairs(cfg.slider_text_pairs).items()]
     if cfg.lora_type == "standard":
         info.update(rank=cfg.lora_rank, alpha=cfg.effective_alpha)
     else:

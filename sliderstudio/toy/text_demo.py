@@ -38,8 +38,9 @@ EVAL_SEEDS = (11, 12, 13)
 class TextSliderSettings:
     """The tuned training settings of the demo's text slider (docs/TOY-WORLD.md has the measurements)."""
 
-    steps: int = 300
+    steps: int = 150
     guidance: float = 2.0
+    negative_guidance: float = 0.0  # 0: the same as guidance
     strength: float = 1.0
     samples: int = 4
     rank: int = 4
@@ -55,7 +56,8 @@ def text_pairs(settings: TextSliderSettings) -> list[dict]:
     """slider_text_pairs: one pair per training subject, "large" vs "small" around the plain prompt."""
     return [{"id": f"{colour}-{kind}-{background}", "positive": subject(kind, colour, background, "large"),
              "negative": subject(kind, colour, background, "small"), "neutral": subject(kind, colour, background),
-             "guidance": settings.guidance, "strength": settings.strength, "samples": settings.samples}
+             "guidance": settings.guidance, "strength": settings.strength, "samples": settings.samples,
+             **({"negative_guidance": settings.negative_guidance} if settings.negative_guidance else {})}
             for kind, colour, background in TRAIN_SUBJECTS]
 
 
