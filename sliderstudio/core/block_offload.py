@@ -73,8 +73,9 @@ def _callable(block: nn.Module) -> bool:
     return not isinstance(block, nn.ModuleList) and type(block).forward is not nn.Module.forward
 
 
-def offload_problem(model: nn.Module) -> str | None:
-    """Why block offloading cannot stream this denoiser (None: it can)."""
+def offload_problem(model: nn.Module, min_share: float | None = None) -> str | None:
+    """Why block offloading cannot stream this denoiser (None: it can). `min_share`: the least share of
+    the weights the blocks must hold for offloading to be worth it (judged on the full-size model)."""
     name = type(model).__name__
     if not getattr(type(model), "_supports_group_offloading", False):
         return f"{name} is not a diffusers model that supports group offloading"
@@ -84,7 +85,7 @@ def offload_problem(model: nn.Module) -> str | None:
         return f"{name} has no list of repeated blocks at its top level to stream"
     sizes = offload_sizes(model, 1)
     share = 1 - sizes.stem[0] / max(1, sizes.stem[0] + sizes.in_blocks[0])
-    if share < MIN_STREAMED_SHARE:
+    if share < (MIN_STREAMED_SHARE if min_share is None else min_share):
         return (f"{name}'s streamable blocks hold only {share:.0%} of its weights (the rest is not in a list of "
                 "blocks that are called one by one)")
     return None
@@ -191,7 +192,7 @@ def install(model: nn.Module, onload_device: torch.device, keep: Iterable[torch.
     from diffusers.hooks import HookRegistry
     from diffusers.hooks.group_offloading import GroupOffloadingConfig, GroupOffloadingHook, GroupOffloadingType
 
-    problem = offload_problem(model)
+    problem = offload_problem(model, min_share=0.0)  # worth it or not was judged on the full-size model
     if problem:
         raise ConfigError(problem, key=KEY, value=True)
     keep = list(keep)

@@ -8,8 +8,12 @@ from __future__ import annotations
 from collections import defaultdict
 
 from sliderstudio.core.simpletuner_keys import (
-    ALIASES, LEGACY_KEYS, SOFT_ALIASES, base_ignore_reason, classify_train_key, registry,
+    ALIASES, LEGACY_KEYS, SOFT_ALIASES, VALUE_MAPS, base_ignore_reason, classify_train_key, registry,
 )
+
+# How a value-mapped key's values land in its target (VALUE_MAPS holds the conversion itself).
+VALUE_MAP_NOTES = {"musubi_blocks_to_swap": "true when above 0; every block streams",
+                   "ramtorch": "true when true"}
 
 BEGIN = "<!-- generated: python -m sliderstudio.core.simpletuner_doc (do not edit below) -->"
 END = "<!-- end of generated tables -->"
@@ -33,15 +37,15 @@ def key_tables() -> str:
             implemented.append(key)
         elif status.status == "ignored":
             ignored[spec["section"]].append(key)
-    mapped = {**ALIASES, **SOFT_ALIASES}
+    mapped = {**ALIASES, **SOFT_ALIASES, **{k: target for k, (target, _) in VALUE_MAPS.items()}}
     total_ignored = sum(len(v) for v in ignored.values())
     lines = [BEGIN, "",
              f"Of SimpleTuner's {len(registry())} registry keys: **{len(implemented)} implemented**, "
              f"**{len(mapped)} mapped** to another name, **{total_ignored} ignored** with a reason; plus "
              f"{len(LEGACY_KEYS)} documented legacy keys (and `text_encoder_N_precision`), all ignored.", "",
              "### Mapped", "", "| SimpleTuner key | Slider Studio key |", "| --- | --- |"]
-    lines += [f"| `{k}` | `{v}`{' (only when it is not given itself)' if k in SOFT_ALIASES else ''} |"
-              for k, v in mapped.items()]
+    lines += [f"| `{k}` | `{v}`{' (only when it is not given itself)' if k in SOFT_ALIASES else ''}"
+              f"{f' ({VALUE_MAP_NOTES[k]})' if k in VALUE_MAP_NOTES else ''} |" for k, v in mapped.items()]
     lines += ["", "### Implemented", "", ", ".join(f"`{k}`" for k in implemented), "",
               "### Ignored, by SimpleTuner section", "", "| Section | Keys | What ignoring them means |",
               "| --- | --- | --- |"]
