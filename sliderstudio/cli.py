@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     preview = sub.add_parser("preview", help="render a strength sweep into one grid image")
     preview.add_argument("--model", required=True)
     preview.add_argument("--family", help="model family (default: read from the adapter and the model's files)")
-    preview.add_argument("--lora", help="adapter .safetensors (omit for the base model)")
+    preview.add_argument("--lora", action="append", default=[],
+                         help="adapter .safetensors[:STRENGTH]; repeat to compose sliders (omit for the base model)")
     preview.add_argument("--prompt", required=True)
     preview.add_argument("--strengths", default="-1,-0.5,0,0.5,1")
     preview.add_argument("--seed", type=int, default=0)

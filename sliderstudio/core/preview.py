@@ -97,6 +97,7 @@ class PreviewRenderer:
         self.controlnet_path = Path(controlnet) if controlnet else None
         self.control_image_path = Path(control_image) if control_image else None
         self._control_pipe: Any = None
+        self.companions: list[tuple[Path, SliderAdapter, float]] = []   # composed sliders (composition.py)
         if lora_path:
             self.load_lora(lora_path)
 
@@ -117,8 +118,38 @@ class PreviewRenderer:
                 self.pipe.load_lora_weights(str(path), adapter_name=SLIDER)
             self.adapter = PeftSlider(host, host_name)
         else:
-            self.adapter = load_slider(path, host, host_name)
+            from sliderstudio.core.composition import peft_unwrapped
+
+            with peft_unwrapped(host):   # LyCORIS beside composed PEFT sliders (no-op without them)
+                self.adapter = load_slider(path, host, host_name)
         self.lora_path = path
+        if self.companions:   # a loader may have switched the composed sliders' PEFT adapters off
+            from sliderstudio.core.composition import activate_all
+
+            activate_all(self.family.denoiser(self.pipe))
+
+    def set_companions(self, items: list[tuple[str | Path, float]]) -> None:
+        """More sliders rendered with every image, each at its own strength (composition).
+
+        Only a change of files reloads them; a new strength alone costs nothing. They sit on the
+        denoiser beside the main adapter, so a ControlNet slider cannot be composed.
+        """
+        from sliderstudio.core.composition import load_companion
+
+        paths = [Path(p) for p, _ in items]
+        if paths != [p for p, _, _ in self.companions]:
+            if paths and self._control_pipe is not None:
+                raise InputError("a slider trained on a ControlNet cannot be composed with others", key="--lora")
+            for _, handle, _ in reversed(self.companions):
+                handle.remove()
+            self.companions = []
+            try:
+                for k, path in enumerate(paths):
+                    self.companions.append((path, load_companion(self.family, self.pipe, path, k), 0.0))
+            except Exception:   # nothing half-loaded stays on the model
+                self.set_companions([])
+                raise
+        self.companions = [(p, h, float(s)) for (p, h, _), (_, s) in zip(self.companions, items)]
 
     def _host_for(self, meta: dict[str, Any]) -> tuple[Any, str]:
         if not meta.get("controlnet") and self.controlnet_path is None:
@@ -157,6 +188,14 @@ class PreviewRenderer:
                start_fraction: float = 0.0, size: int | None = None, negative_prompt: str | None = None,
                on_step: StepHook | None = None) -> list[Image.Image]:
         size = size or self.family.default_size(self.pipe)
+        if self.companions:
+            from sliderstudio.core.composition import render_rows
+
+            sliders = ([self.adapter] if self.adapter else []) + [h for _, h, _ in self.companions]
+            fixed = [s for _, _, s in self.companions]
+            rows = [([s] if self.adapter else []) + fixed for s in strengths]
+            return render_rows(self.family, self._render_pipe(size), sliders, rows, [prompt] * len(strengths),
+                               seed, steps, guidance, size, start_fraction, negative_prompt, on_step)
         return render_strengths(self.family, self._render_pipe(size), [prompt] * len(strengths), list(strengths),
                                 seed, steps, guidance, size, start_fraction, negative_prompt, on_step,
                                 adapter=self.adapter)
