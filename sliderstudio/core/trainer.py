@@ -26,6 +26,7 @@ from sliderstudio.core.events import (
 )
 from sliderstudio.core.preview import render_strengths, save_image
 from sliderstudio.core.intervals import is_due, steps_per_epoch
+from sliderstudio.core.loss_log import LossLog, Terms, read_terms
 from sliderstudio.core.validation_render import validation_pipes
 from sliderstudio.core.project import Project
 from sliderstudio.core.run_state import HEARTBEAT
@@ -52,6 +53,8 @@ class Trainer:
         self._last_heartbeat = 0.0
         self._last_device_report = 0.0
         self._end_state = "ended"  # "finished" only once the final adapter is written
+        self._losses = LossLog()  # steps whose loss is still on the device (read every logging_steps)
+        self._started, self._done_here = time.perf_counter(), 0
         self._calibrate = True  # off while stopping: a stop must not wait for a calibration sweep
 
     # --- public --------------------------------------------------------------------------------
@@ -91,24 +94,18 @@ class Trainer:
     def _loop(self) -> Path:
         s = self.session
         cfg = self.project.config
-        batches = (split_for_rank(mb, self.ranks.rank, self.ranks.world)  # this process's share (1: all)
-                   for mb in s.sampler.iter_from(self.micro_index))
-        started, done_here = time.perf_counter(), 0
+        batches = self._batches(self.micro_index)
+        self._started, self._done_here = time.perf_counter(), 0
         per_epoch = steps_per_epoch(s.sampler.epoch_length(), cfg.gradient_accumulation_steps)
         while self.step < s.total_steps:
             self._poll()
             t0 = time.perf_counter()
-            loss, used = self._optimizer_step(batches)
+            terms, used, batches = self._guarded_step(batches)
             self.step += 1
-            done_here += 1
-            seconds = time.perf_counter() - t0
-            lr = s.scheduler.get_last_lr()[0]
-            self._append_metrics({"step": self.step, "loss": loss, "lr": lr,
-                                  "buckets": [m.bucket_id for m in used],
-                                  "strengths": [m.strength for m in used], "seconds": round(seconds, 4)})
-            rate = done_here / max(time.perf_counter() - started, 1e-9)
-            self.sink(Progress(self.step, s.total_steps, loss, lr, rate, (s.total_steps - self.step) / rate,
-                               tuple(m.bucket_id for m in used), tuple(m.strength for m in used)))
+            self._done_here += 1
+            self._losses.add(self.step, terms, s.scheduler.get_last_lr()[0], used, time.perf_counter() - t0)
+            if self._losses.due(self.step, cfg.logging_steps, s.total_steps):
+                self._flush_losses()
             self._write_heartbeat()
             self._report_device()
             if not cfg.validation_disable and is_due(self.step, cfg.validation_steps, cfg.validation_epoch_interval,
@@ -125,20 +122,60 @@ class Trainer:
         self.sink(Finished(self.step, str(adapter)))
         return adapter
 
-    def _optimizer_step(self, batches) -> tuple[float, list]:
+    def _flush_losses(self) -> None:
+        """Metrics rows and Progress events of the steps not yet logged, from ONE read of their losses."""
+        s = self.session
+        for row, loss in self._losses.take():
+            self._append_metrics({"step": row.step, "loss": loss, "lr": row.lr,
+                                  "buckets": [m.bucket_id for m in row.used],
+                                  "strengths": [m.strength for m in row.used], "seconds": round(row.seconds, 4)})
+            rate = self._done_here / max(time.perf_counter() - self._started, 1e-9)
+            self.sink(Progress(row.step, s.total_steps, loss, row.lr, rate, (s.total_steps - row.step) / rate,
+                               tuple(m.bucket_id for m in row.used), tuple(m.strength for m in row.used)))
+
+    def _guarded_step(self, batches):
+        """One optimizer step. A compiler failure (any step) or an attention-kernel failure (first step)
+        switches to the fallback and reruns the step from its first micro-batch with fresh gradients."""
+        s = self.session
+        start = self.micro_index
+        while True:
+            s.compiled.step_started()
+            try:
+                terms, used = self._optimizer_step(batches)
+            except (torch.OutOfMemoryError, InputError, TrainingStopped):
+                raise
+            except Exception as exc:  # noqa: BLE001 - re-raised unless a fallback takes it
+                if not (s.compiled.fall_back(exc, self.log)
+                        or (s.attention is not None and s.attention.fall_back(exc, self.log))):
+                    raise
+                s.optimizer.zero_grad(set_to_none=True)
+                self.micro_index = start
+                batches = self._batches(start)
+                continue
+            s.compiled.step_done(self.log)
+            if s.attention is not None:
+                s.attention.settled(self.log)
+            return terms, used, batches
+
+    def _batches(self, start: int):
+        """Micro-batches from `start`, each cut to this process's share (1 process: all)."""
+        return (split_for_rank(mb, self.ranks.rank, self.ranks.world)
+                for mb in self.session.sampler.iter_from(start))
+
+    def _optimizer_step(self, batches) -> tuple[Terms, list]:
         s = self.session
         accum = self.project.config.gradient_accumulation_steps
-        used, total = [], 0.0
+        used, total = [], []  # the loss as device scalars (core.loss_log): no host sync inside the step
         for _ in range(accum):
             mb = next(batches)
             if mb.items:  # empty: this process has no share of it (a batch smaller than the process count)
                 loss = s.step.loss(mb)
                 s.accelerator.backward(loss / accum)
-                total += float(loss.detach()) / accum
+                total.append((loss.detach(), accum))
             used.append(mb)
             self.micro_index = mb.index + 1
         if self.ranks.distributed:  # the global gradient and loss on every process (core.distributed)
-            total = distributed.sum_gradients(s.accelerator, s.params, total)
+            total = [(distributed.sum_gradients(s.accelerator, s.params, read_terms(total)), 1.0)]
         if self.project.config.max_grad_norm > 0:
             if self.project.config.grad_clip_method == "value":  # SimpleTuner's grad_clip_method
                 s.accelerator.clip_grad_value_(s.params, self.project.config.max_grad_norm)
@@ -228,6 +265,7 @@ class Trainer:
 
 
     def _save_final(self) -> Path:
+        self._flush_losses()
         if not self.ranks.is_main:
             return self.project.output_dir / ADAPTER_NAME
         path = self._save_adapter(self.project.output_dir / ADAPTER_NAME)
@@ -254,6 +292,7 @@ class Trainer:
 
     def _checkpoint(self) -> Path:
         s = self.session
+        self._flush_losses()  # the metrics on disk reach the checkpoint's step (resume truncates after it)
 
         def write(folder: Path) -> None:
             self._save_adapter(folder / ADAPTER_NAME)
@@ -307,6 +346,7 @@ class Trainer:
         atomic.write_text(path, "".join(x + "\n" for x in keep))
 
     def _validate(self, requested: bool = False) -> None:
+        self._flush_losses()  # the plot shows every step before the images of this one
         if not self.ranks.is_main:
             return  # rendered once, by the main process; the others wait at the next step's collective
         s = self.session
@@ -328,7 +368,7 @@ class Trainer:
             # One pass per validation_resolution (SimpleTuner's "WxH" / comma lists; core.validation_render).
             for tag, size, pipe in validation_pipes(s.render_pipe, cfg.validation_sizes,
                                                     cfg.validation_guidance_rescale):
-                with torch.no_grad(), slider_scale(s.family.denoiser(s.pipe), 0.0, ASSISTANT), \
+                with torch.no_grad(), s.compiled.eager(), slider_scale(s.family.denoiser(s.pipe), 0.0, ASSISTANT), \
                         (s.encoders.needed() if s.encoders else nullcontext()):  # text encoders for the render
                     images = render_strengths(s.family, pipe, [p.prompt for p in prompts], strengths,
                                               cfg.validation_seed, cfg.validation_num_inference_steps,

@@ -30,6 +30,8 @@ from sliderstudio.core.errors import OutputError
 from sliderstudio.core.precision_check import precision_warning
 from sliderstudio.core.project import Project
 from sliderstudio.core.quantise import loading_config, quantise_base, require_runnable
+from sliderstudio.core.attention_backend import AttentionKernel, attention_for
+from sliderstudio.core.regional_compile import CompiledDenoiser, check_compile_options, compile_denoiser
 from sliderstudio.core.run_checks import check_run
 from sliderstudio.core.sampler import SliderSampler, sampler_buckets
 from sliderstudio.core.slider_adapter import PeftSlider, SliderAdapter
@@ -67,6 +69,8 @@ class TrainingSession:
     info: dict[str, Any] = field(default_factory=dict)
     render_pipe: Any = None  # what validation renders with (a ControlNet pipeline for ControlNet sliders)
     encoders: EncoderResidency | None = None  # text encoders + VAE encoder: off the device after caching
+    compiled: CompiledDenoiser = field(default_factory=CompiledDenoiser)  # torch.compile'd blocks (dynamo_*)
+    attention: AttentionKernel | None = None  # the SDPA kernel chain (attention_mechanism)
 
     @property
     def lora_config(self) -> Any:
@@ -261,6 +265,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     dtype = weight_dtype(cfg.mixed_precision, device)
     scheme = require_runnable(cfg.base_model_precision, device, str(project.config_path),  # before any weight
                               cfg.lora_type)
+    compile_opts = check_compile_options(cfg, str(project.config_path))
     cache = FeatureCache(project.root / "cache", model_key(family.id, location))
     warm = (control_files is None and not cfg.slider_text_pairs  # text pairs render with the encoders first
             and caches_complete(project, scanned, cache, cfg.seed))
@@ -315,8 +320,13 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     schedule, shift_note = training_schedule(family, pipe, cfg)
     if shift_note:
         log(shift_note, "warning")
+    compiled = compile_denoiser(denoiser, compile_opts, log)
+    attention = attention_for(cfg.attention_mechanism, family.id, device)
+    log(f"attention: {attention.current.label} on {device.type} (then {', '.join(k.label for k in attention.chain[1:])}"
+        " if the first step fails)", "info")
     step = SliderStep(family, denoiser, schedule, data, cfg.seed, device,
-                      dtype, cfg.caption_dropout_probability, cfg.noise_offset, accelerator.autocast, adapter,
+                      dtype, cfg.caption_dropout_probability, cfg.noise_offset, attention.wrap(accelerator.autocast),
+                      adapter,
                       None if cfg.loss_type == "l2" else make_loss(cfg, schedule),
                       noise_offset_probability=cfg.noise_offset_probability)
     step.text = text
@@ -334,7 +344,8 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
         log("validation_guidance_rescale: this pipeline takes no guidance_rescale; validation renders without it",
             "warning")
     return TrainingSession(family, pipe, denoiser, adapter, sampler, step, optimizer, scheduler, accelerator,
-                           params, total, report.module_names, info, render_pipe or pipe, encoders)
+                           params, total, report.module_names, info, render_pipe or pipe, encoders, compiled,
+                           attention)
 
 
 def text_slider_for(project: Project, family: Family, pipe: Any, adapter: SliderAdapter, cache: FeatureCache,
