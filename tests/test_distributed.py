@@ -272,26 +272,21 @@ def plan_order(root: Path, n: int) -> list[MicroBatch]:
 
 
 # --- FSDP: refused before anything starts; the memory planner's estimate --------------------------
-def fsdp_project(family: str) -> SimpleNamespace:
-    from sliderstudio.core.simpletuner_keys import KeyNote
-
-    config = SimpleNamespace(model_family=family, num_processes=2, train_batch_size=2)
-    return SimpleNamespace(config=config, config_path=Path("config.json"),
-                           key_notes=[KeyNote("ignored", "fsdp_enable", "…", "config.json", True)])
+def fsdp_project(family: str, **extra) -> SimpleNamespace:
+    config = SimpleNamespace(model_family=family, num_processes=2, train_batch_size=2, fsdp_enable=True, **extra)
+    return SimpleNamespace(config=config, config_path=Path("config.json"), key_notes=[])
 
 
-def test_fsdp_is_refused_with_exit_2_naming_the_reason():
+def test_fsdp_on_a_unet_is_refused_with_exit_2_naming_the_reason():
     from sliderstudio.core.distributed import check_launch
 
     with pytest.raises(ConfigError, match="has a unet") as err:      # a UNet family cannot shard its blocks
         check_launch(fsdp_project("sdxl"), "cpu")
     assert err.value.key == "fsdp_enable"
-    with pytest.raises(ConfigError, match="FSDP training is not implemented yet") as err:
-        check_launch(fsdp_project("flux"), "cpu")
-    assert err.value.key == "fsdp_enable"
-    plain = fsdp_project("flux")
-    plain.key_notes = []
-    check_launch(plain, "cpu")
+    with pytest.raises(ConfigError) as err:                          # FSDP and block offload: one or the other
+        check_launch(fsdp_project("flux", offload_blocks=True), "cpu")
+    assert err.value.key == "offload_blocks"
+    check_launch(fsdp_project("flux"), "cpu")                         # a transformer family trains (tests/test_fsdp.py)
 
 
 def test_the_planner_splits_the_batch_and_with_fsdp_the_sharded_parts():
@@ -305,8 +300,9 @@ def test_the_planner_splits_the_batch_and_with_fsdp_the_sharded_parts():
     assert (ddp.weights, ddp.adapter, ddp.optimizer) == (one.weights, one.adapter, one.optimizer)
     assert ddp.activations == half_batch.activations < one.activations
     sharded = plan(flux, PlanOptions(train_batch_size=4, processes=2, fsdp=True))
-    assert sharded.weights == -(-one.weights // 2) and sharded.optimizer == -(-one.optimizer // 2)
-    assert sharded.adapter == -(-one.adapter // 2) and sharded.activations == ddp.activations
-    assert any("FSDP estimate" in note for note in sharded.notes)
+    assert sharded.weights == -(-one.weights // 2)
+    assert (sharded.adapter, sharded.optimizer) == (one.adapter, one.optimizer)   # the slider is replicated
+    assert sharded.activations == ddp.activations
+    assert any("FSDP: the frozen denoiser weights split 2 ways" in note for note in sharded.notes)
     with pytest.raises(ConfigError, match="has a unet"):
         plan(get_family("sdxl"), PlanOptions(processes=2, fsdp=True))

@@ -47,7 +47,7 @@ def test_every_registry_key_is_classified_with_a_reason():
     ("group_offload_use_stream", "synchronously"),
     ("ramtorch_vae", "caches are complete"),
     ("use_ema", "no EMA"),
-    ("fsdp_enable", "FSDP"),
+    ("fsdp_state_dict_type", "replicated"),
     ("snr_gamma", "no min-SNR"),
     ("text_encoder_3_precision", "training precision"),
     ("fuse_qkv_projections", "unfused"),

@@ -179,6 +179,14 @@ class TrainConfig(_Strict):
                                                                 "out of memory")
     num_processes: int = Field(1, ge=1, le=1024, description="Training processes on this machine, one device each "
                                                            "(GPUs, or CPU cores); train_batch_size is split among them")
+    fsdp_enable: bool = Field(False, description="Shard the frozen denoiser over the num_processes processes "
+                                                 "(FSDP2; transformer families): each holds about 1/N of it")
+    fsdp_version: int = Field(2, ge=2, le=2, description="FSDP version: 2 (torch's fully_shard) only")
+    fsdp_reshard_after_forward: bool = Field(True, description="Free the gathered block weights after each "
+                                                               "forward (less memory, one more gather in backward)")
+    fsdp_transformer_layer_cls_to_wrap: str | None = Field(
+        None, description="Comma-separated class names of the blocks to shard one by one (default: every "
+                          "repeated block of the denoiser's ModuleLists)")
     schema_version: int = Field(CONFIG_SCHEMA_VERSION, description="Config schema version")
 
     @field_validator("validation_resolution", mode="before")

@@ -114,14 +114,11 @@ def check_launch(project: Any, kind: str) -> None:
     """What a run on num_processes processes needs, checked before any process starts (exit 2)."""
     cfg = project.config
     check_num_processes(cfg.num_processes, kind, str(project.config_path))
-    if any(note.key == "fsdp_enable" and str(note.value).lower() in ("true", "1") for note in project.key_notes):
+    if getattr(cfg, "fsdp_enable", False):  # the frozen denoiser sharded over the processes (core.fsdp)
+        from sliderstudio.core.fsdp import check_options
         from sliderstudio.families.registry import get_family
 
-        require_fsdp_family(get_family(cfg.model_family), str(project.config_path))
-        raise ConfigError("FSDP training is not implemented yet: accelerate 1.15 applies FSDP on CUDA devices "
-                          "only, and the slider's sharded adapter and optimizer states are not gathered for "
-                          "checkpoints; remove fsdp_enable to train with num_processes (every process holds the "
-                          "whole model)", file=str(project.config_path), key="fsdp_enable", value=True)
+        check_options(cfg, get_family(cfg.model_family), str(project.config_path))
     if cfg.train_batch_size % cfg.num_processes:
         print(f"warning: train_batch_size {cfg.train_batch_size} is not a multiple of num_processes "
               f"{cfg.num_processes}: the global micro-batch is split unevenly and some processes idle for "

@@ -54,7 +54,7 @@ class PlanOptions:
     offload_blocks: bool = False  # the denoiser's blocks stream from CPU memory (core.block_offload)
     offload_blocks_per_group: int = 1
     processes: int = 1  # num_processes: train_batch_size is split among them (core.distributed)
-    fsdp: bool = False  # weights, adapter and optimizer states sharded over the processes (an estimate)
+    fsdp: bool = False  # the frozen denoiser weights sharded over the processes (core.fsdp)
 
 
 @dataclass(frozen=True)
@@ -316,23 +316,26 @@ def plan(family: "Family", options: PlanOptions) -> Breakdown:
         notes.append(f"activations extrapolated from the {full_size(family.id).activation['like']} measurement")
     decoder, caching = encoder_bytes(family.id, options)
     shards, local = process_split(options, notes)
-    return Breakdown(family.id, options, -(-weight_bytes(sizes, options) // shards), -(-n_adapter * 4 // shards),
-                     -(-n_adapter * (4 + optimizer_state_bytes(options.optimizer)) // shards),
+    # FSDP shards the frozen base only: the slider's parameters and optimizer states are replicated (core.fsdp)
+    return Breakdown(family.id, options, -(-weight_bytes(sizes, options) // shards), n_adapter * 4,
+                     n_adapter * (4 + optimizer_state_bytes(options.optimizer)),
                      activation_bytes(family.id, local), decoder, caching, adapter_params=n_adapter, notes=tuple(notes))
 
 
 def process_split(options: PlanOptions, notes: list[str]) -> tuple[int, PlanOptions]:
-    """Per process of num_processes: how many ways the sharded parts split (FSDP: weights, adapter and
-    optimizer states; otherwise 1, every process holds them whole) and the options of its share of the
-    batch (train_batch_size is the global micro-batch, split among the processes)."""
+    """Per process of num_processes: how many ways the denoiser's weights split (FSDP; the adapter and
+    its optimizer states stay whole on every process, as core.fsdp trains them; otherwise 1, every
+    process holds everything whole) and the options of its share of the batch (train_batch_size is
+    the global micro-batch, split among the processes)."""
     if options.processes <= 1:
         return 1, options
     local = replace(options, train_batch_size=-(-options.train_batch_size // options.processes))
     notes.append(f"per process of {options.processes}: {local.train_batch_size} of the {options.train_batch_size} "
                  "images of each micro-batch")
     if options.fsdp:
-        notes.append(f"FSDP estimate: denoiser weights, adapter and optimizer states split {options.processes} ways "
-                     "(activations and the VAE decoder are per process); Slider Studio does not train with FSDP yet")
+        notes.append(f"FSDP: the frozen denoiser weights split {options.processes} ways, plus one gathered block "
+                     "at a time (not counted); the adapter and its optimizer states are whole on every process "
+                     "(replicated), activations and the VAE decoder are per process")
         return options.processes, local
     notes.append("every process holds the whole denoiser, adapter and optimizer states (DDP-style)")
     return 1, local
@@ -435,7 +438,8 @@ def options_from_config(config: Any) -> PlanOptions:
                        config.lora_rank, config.lora_type, config.optimizer, targets,
                        offload_blocks=getattr(config, "offload_blocks", False),
                        offload_blocks_per_group=getattr(config, "offload_blocks_per_group", 1),
-                       processes=getattr(config, "num_processes", 1))
+                       processes=getattr(config, "num_processes", 1),
+                       fsdp=getattr(config, "fsdp_enable", False) and getattr(config, "num_processes", 1) > 1)
 
 
 def require_fit(advice: Advice, key: str = "--vram") -> None:

@@ -68,7 +68,7 @@ BASE_MODEL_PRECISION_VALUES: tuple[str, ...] = (
 
 SECTION_REASONS: dict[str, str] = {
     "accelerate": "accelerate option not implemented: several processes start from num_processes alone "
-                  "(one machine, DDP-style; FSDP, DeepSpeed and multi-machine runs are not implemented)",
+                  "(one machine; FSDP through fsdp_enable; DeepSpeed and multi-machine runs are not implemented)",
     "memory_optimization": "memory option not implemented yet: the model trains on the standard memory path",
     "quantization": "quantisation belongs to the memory options, not implemented yet: the base model loads "
                     "unquantised in the training precision",
@@ -118,6 +118,14 @@ KEY_REASONS: dict[str, str] = {
     "tracker_run_name": "no tracking: metrics go to output_dir/metrics.jsonl and the app's plot",
     "i_know_what_i_am_doing": "no safety limits to unlock here",
     "local_rank": "one process on one device",
+    "fsdp_state_dict_type": "the adapter and checkpoints are always written whole (one file, as a 1-process run "
+                            "writes it): the slider's parameters are replicated, only the frozen base is sharded",
+    "fsdp_cpu_ram_efficient_loading": "every process loads the whole model, then keeps only its shard",
+    "fsdp_cpu_offload": "the shards stay on the device; offload_blocks is the CPU-memory option (not with FSDP)",
+    "fsdp_activation_checkpointing": "gradient_checkpointing turns on the denoiser's own activation checkpointing",
+    "fsdp_auto_wrap_policy": "FSDP shards the denoiser's repeated blocks (fsdp_transformer_layer_cls_to_wrap or "
+                             "every block of its ModuleLists), then the rest at the root",
+    "fsdp_limit_all_gathers": "an FSDP1 option: FSDP2 (fsdp_version 2) limits its gathers itself",
     "merge_environment_config": "config.env files are not read",
     "disable_bucket_pruning": "Slider Studio never prunes small buckets: every image is used",
     "allow_dataset_oversubscription": "one device: buckets are cycled as needed, no repeats are added",
