@@ -77,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True)
 
     report = sub.add_parser("report", help="an adapter's calibrated range, polarity, response curve and quality")
-    report.add_argument("--lora", required=True, help="adapter .safetensors")
+    report.add_argument("--lora", required=True, action="append",
+                        help="adapter .safetensors; twice (--lora A --lora B): how much the two interfere")
     report.add_argument("--project", help="measure now on this project's validation prompts (any model)")
     report.add_argument("--model", help="base model to render with (default: the project's, or the adapter's metadata)")
     report.add_argument("--seeds", type=int, default=2, help="seeds per prompt for the quality figures")

@@ -331,9 +331,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
         raise InputError("must be between 0 and 1", key="--start-fraction", value=args.start_fraction)
     if args.control_image and not Path(args.control_image).is_file():
         raise InputError("no such image file", file=args.control_image, key="--control-image")
-    family = read_family(args.model, args.lora, args.family)
-    renderer = PreviewRenderer(family, args.model, args.lora, args.controlnet, args.control_image,
+    from sliderstudio.core.composition import preview_plan, range_warnings
+
+    lora, strengths, others = preview_plan(args.lora or [], strengths)
+    for line in range_warnings([(lora, strengths)] * bool(lora) + [(p, [v]) for p, v in others]):
+        print(line, file=sys.stderr)
+    family = read_family(args.model, str(lora) if lora else None, args.family)
+    renderer = PreviewRenderer(family, args.model, lora, args.controlnet, args.control_image,
                                getattr(args, "base_model_precision", "no_change"))
+    renderer.set_companions(others)
     images = renderer.render(args.prompt, args.seed, strengths, args.steps, args.guidance, args.start_fraction,
                              args.size)
     save_image(grid(images, [f"{s:+.2f}" for s in strengths]), Path(args.out))
@@ -362,7 +368,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise InputError("must be at least 1", key="--seeds", value=args.seeds)
-    report = build_report(Path(args.lora), args.project, args.model, args.seeds, quality=not args.no_quality)
+    if len(args.lora) > 2:
+        raise InputError("give one adapter, or two for their interference", key="--lora", value=args.lora[2])
+    if len(args.lora) == 2:
+        from sliderstudio.core.interference import format_interference, interference_report
+
+        pair = interference_report(Path(args.lora[0]), Path(args.lora[1]), args.model, None, args.seeds,
+                                   measure=not args.no_quality)
+        print(json.dumps(pair, indent=2) if args.json else format_interference(pair))
+        return 0
+    report = build_report(Path(args.lora[0]), args.project, args.model, args.seeds, quality=not args.no_quality)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 

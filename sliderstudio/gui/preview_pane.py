@@ -2,6 +2,11 @@
 
 While a render runs the status line says what is computed ("rendering base image 1 of 7, step
 3/20"), and the base image is painted as soon as it exists, before the rest of the batch.
+
+Below the adapter line, "Composed sliders" lists more adapter files, each with its own dial, that
+apply to every image (A, B and the sweep): the A/B dials still compare the project's slider, on
+top of the others. A dial spans the adapter's calibrated range when its file has one, else ±1;
+"wider" doubles it.
 """
 from __future__ import annotations
 
@@ -10,8 +15,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
-    QSpinBox, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
+    QSizePolicy, QSpinBox, QVBoxLayout, QWidget,
 )
 from superqt import QLabeledDoubleSlider
 from superqt.utils import signals_blocked
@@ -56,6 +61,7 @@ class PreviewPane(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_prompt_row())
         layout.addLayout(self._build_adapter_row())
+        layout.addLayout(self._build_companions())
         layout.addLayout(self._build_ab())
         layout.addWidget(QLabel("Sweep"))
         layout.addLayout(self._build_sweep())
@@ -70,6 +76,7 @@ class PreviewPane(QWidget):
         vm.partialRendered.connect(self.show_partial)
         vm.failed.connect(lambda m: self.status.setText(f"✗ Preview failed: {m}"))
         vm.adapterChanged.connect(self.show_adapter)
+        vm.companionsChanged.connect(self.show_companions)
         vm.project_vm.projectLoaded.connect(self.load)
 
     # --- construction ------------------------------------------------------------------
@@ -122,6 +129,56 @@ class PreviewPane(QWidget):
         row.addWidget(self.follow)
         row.addWidget(latest)
         return row
+
+    def _build_companions(self) -> QVBoxLayout:
+        box = QVBoxLayout()
+        head = QHBoxLayout()
+        head.addWidget(QLabel("Composed sliders (on every image)"), 1)
+        add = QPushButton("Add slider…", objectName="addSlider")
+        add.setToolTip("Compose another adapter file with this preview; each gets its own dial")
+        add.clicked.connect(self._pick_companion)
+        head.addWidget(add)
+        box.addLayout(head)
+        self.companion_rows = QVBoxLayout()
+        box.addLayout(self.companion_rows)
+        self.companion_dials: list[QLabeledDoubleSlider] = []
+        return box
+
+    def _pick_companion(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Compose a slider", "", "Adapters (*.safetensors)")
+        if path:
+            self.vm.add_companion(path)
+
+    def show_companions(self) -> None:
+        """One row per composed slider: name, dial (its range), 'wider', remove."""
+        while self.companion_rows.count():
+            item = self.companion_rows.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.companion_dials = []
+        for index, c in enumerate(self.vm.companions):
+            row = QWidget(objectName=f"companion{index}")
+            line = QHBoxLayout(row)
+            line.setContentsMargins(0, 0, 0, 0)
+            name = QLabel(f"{Path(c.path).parent.name}/{Path(c.path).name}")
+            name.setToolTip(c.path + ("\ndial: its calibrated range" if c.calibrated else "\ndial: ±1 (not calibrated)"))
+            dial = strength_dial(c.strength)
+            dial.setObjectName(f"companionDial{index}")
+            dial.setRange(c.lo, c.hi)
+            dial.setValue(c.strength)
+            dial.valueChanged.connect(lambda v, i=index: self.vm.set_companion_strength(i, v))
+            wider = QPushButton("wider", objectName=f"companionWider{index}")
+            wider.setToolTip("Double the dial's range (beyond the calibrated range the image may break down)")
+            wider.clicked.connect(lambda _=False, i=index: self.vm.extend_companion_range(i))
+            remove = QPushButton("✕", objectName=f"companionRemove{index}")
+            remove.setToolTip("Remove this slider from the preview")
+            remove.clicked.connect(lambda _=False, i=index: self.vm.remove_companion(i))
+            line.addWidget(name, 1)
+            line.addWidget(dial, 3)
+            line.addWidget(wider)
+            line.addWidget(remove)
+            self.companion_rows.addWidget(row)
+            self.companion_dials.append(dial)
 
     def _build_ab(self) -> QHBoxLayout:
         row = QHBoxLayout()

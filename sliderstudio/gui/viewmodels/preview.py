@@ -1,4 +1,5 @@
-"""A/B preview state: prompt, seed, steps, the two dials, the sweep, start fraction, adapter.
+"""A/B preview state: prompt, seed, steps, the two dials, the sweep, start fraction, adapter,
+and the composed sliders (more adapter files, each with its own dial, on every image).
 
 Renders happen on the preview worker's thread. Requests are debounced while a dial moves and
 coalesced: at most one render is in flight, and only the newest wish waits behind it, so
@@ -8,7 +9,11 @@ the rest.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+import math
+import struct
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal
 from superqt.utils import QSignalDebouncer
@@ -17,6 +22,38 @@ from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.workers.preview import LATEST, PreviewWorker, RenderProgress, RenderRequest, RenderResult
 
 SWEEP = (-1.0, -0.5, 0.0, 0.5, 1.0)
+RANGE_META = "sliderstudio.recommended_range"   # written by the calibration (core/calibration.RANGE_KEY)
+
+
+@dataclass
+class Companion:
+    """One composed slider: its file, its dial's strength and range (calibrated, else ±1)."""
+
+    path: str
+    strength: float = 0.0
+    lo: float = -1.0
+    hi: float = 1.0
+    calibrated: bool = False
+
+
+def dial_range(path: str | Path) -> tuple[float, float] | None:
+    """The calibrated range from the file's safetensors header, read without torch.
+
+    The UI thread must not import torch while the preview worker may be importing it, so this
+    reads the JSON header itself; the rules are `calibration.recommended_range`'s: finite,
+    lo ≤ 0 ≤ hi and lo < hi, else None (the dial falls back to ±1).
+    """
+    try:
+        with open(path, "rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(min(length, 100_000_000)))
+        value = json.loads((header.get("__metadata__") or {}).get(RANGE_META, "null"))
+    except (OSError, ValueError, struct.error, TypeError):
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)):
+        return None
+    lo, hi = float(value[0]), float(value[1])
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and lo <= 0.0 <= hi and lo < hi else None
 
 
 class PreviewViewModel(QObject):
@@ -27,6 +64,7 @@ class PreviewViewModel(QObject):
     busyChanged = Signal(bool)
     failed = Signal(str)
     adapterChanged = Signal(str)       # the adapter shown ("" = base model)
+    companionsChanged = Signal()       # a composed slider was added/removed or its range widened
     _submit = Signal(object)           # to the worker thread (queued)
 
     def __init__(self, project_vm: ProjectViewModel, parent: QObject | None = None, debounce_ms: int = 150):
@@ -43,6 +81,7 @@ class PreviewViewModel(QObject):
         self.training_active = False      # a training process shares the CPU: render on one thread
         self.lora: str | None = LATEST
         self.adapter = ""
+        self.companions: list[Companion] = []
         self.last: RenderResult | None = None
         self._ticket = 0
         self._in_flight: RenderRequest | None = None
@@ -105,6 +144,38 @@ class PreviewViewModel(QObject):
             self.strength_b = round(b, 2)
         self.schedule("ab")
 
+    # --- composed sliders ------------------------------------------------------------------
+    def add_companion(self, path: str) -> Companion | None:
+        """Compose one more adapter file at strength 0 (the images do not change until its dial moves)."""
+        if Path(path).suffix != ".safetensors" or not Path(path).is_file():
+            self.failed.emit(f"not a .safetensors adapter file: {path}")
+            return None
+        if any(c.path == str(path) for c in self.companions):
+            self.failed.emit(f"this slider is already composed: {path}")
+            return None
+        span = dial_range(path)
+        companion = Companion(str(path), 0.0, *(span or (-1.0, 1.0)), calibrated=span is not None)
+        self.companions.append(companion)
+        self.companionsChanged.emit()
+        return companion
+
+    def remove_companion(self, index: int) -> None:
+        removed = self.companions.pop(index)
+        self.companionsChanged.emit()
+        if removed.strength != 0.0:
+            self.schedule("all")
+
+    def set_companion_strength(self, index: int, value: float) -> None:
+        """A composed slider's dial moved: every image changes, so the sweep renders again (debounced)."""
+        self.companions[index].strength = round(value, 2)
+        self.schedule("all")
+
+    def extend_companion_range(self, index: int, factor: float = 2.0) -> None:
+        """Beyond the calibrated (or default) range, on request: the user sees where it breaks."""
+        c = self.companions[index]
+        c.lo, c.hi = c.lo * factor if c.lo < 0 else -1.0, c.hi * factor if c.hi > 0 else 1.0
+        self.companionsChanged.emit()
+
     def use_latest_adapter(self) -> None:
         self.lora = LATEST
         self.render_now("all")
@@ -135,7 +206,8 @@ class PreviewViewModel(QObject):
         return RenderRequest(config.model_family, config.pretrained_model_name_or_path,
                              str(self._pvm.project.output_dir), self.lora, self.prompt or " ", self.seed,
                              self.steps, self.guidance, self.start_fraction, strengths, kind, self._ticket,
-                             threads=1 if self.training_active else None)
+                             threads=1 if self.training_active else None,
+                             companions=tuple((c.path, c.strength) for c in self.companions))
 
     def render_now(self, kind: str = "all") -> None:
         if not self._pvm.is_open:

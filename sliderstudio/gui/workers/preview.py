@@ -46,6 +46,7 @@ class RenderRequest:
     kind: str = "all"        # "ab" (the two dials) or "all" (dials + sweep)
     ticket: int = 0
     threads: int | None = None   # CPU threads for this render; None: torch's default
+    companions: tuple[tuple[str, float], ...] = ()   # more sliders on every image: (file, strength)
 
 
 @dataclass
@@ -169,6 +170,7 @@ class PreviewWorker(QObject):
         self._renderer: Any = None
         self._model: tuple[str, str] | None = None
         self._adapter: tuple[str, int] | None = None   # (path, mtime_ns) currently loaded
+        self._companions: tuple[tuple[str, float], ...] = ()   # composed sliders on the renderer
         self._bases: OrderedDict[tuple, Any] = OrderedDict()   # base QImages by what they depend on
 
     def cancel(self) -> None:
@@ -225,7 +227,8 @@ class PreviewWorker(QObject):
 
     def _base_image(self, request: RenderRequest, number: int, total: int) -> Any:
         """The strength-0 image, from the cache or from one pipeline call (then kept)."""
-        key = (request.family, request.model_path, request.prompt, request.seed, request.steps, request.guidance)
+        key = (request.family, request.model_path, request.prompt, request.seed, request.steps, request.guidance,
+               request.companions)   # composed sliders are part of the "strength 0" image
         if key in self._bases:
             self._bases.move_to_end(key)
             return self._bases[key]
@@ -264,9 +267,14 @@ class PreviewWorker(QObject):
         wants_base = not lora
         if self._renderer is None or model != self._model or (wants_base and self._adapter is not None):
             self._renderer, self._model, self._adapter = make_renderer(*model), model, None
+            self._companions = ()
         if lora:
             stamp = (lora, Path(lora).stat().st_mtime_ns)
             if stamp != self._adapter:
                 self._renderer.load_lora(lora)
                 self._adapter = stamp
+        if request.companions != self._companions:
+            self._companions = ()   # a failed load leaves none composed (the renderer drops them)
+            self._renderer.set_companions(list(request.companions))
+            self._companions = request.companions
         return lora or None
