@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from sliderstudio.core import atomic, checkpoints, distributed
+from sliderstudio.core import atomic, checkpoints, distributed, fsdp
 from sliderstudio.core.adapters import ASSISTANT, slider_scale
 from sliderstudio.core.adapter_io import ADAPTER_NAME
 from sliderstudio.core.device_report import device_report
@@ -172,6 +172,8 @@ class Trainer:
                 loss = s.step.loss(mb)
                 s.accelerator.backward(loss / accum)
                 total.append((loss.detach(), accum))
+            elif s.fsdp is not None:  # FSDP: an empty share still joins the others' gathers, at zero weight
+                fsdp.zero_weight_backward(s.step.loss, s.accelerator.backward, mb)
             used.append(mb)
             self.micro_index = mb.index + 1
         if self.ranks.distributed:  # the global gradient and loss on every process (core.distributed)
@@ -260,7 +262,11 @@ class Trainer:
         slider's calibration (recommended range, polarity: core.calibration_run) measured just before."""
         from sliderstudio.core.calibration_run import calibrate_session
 
-        calibration = calibrate_session(self.session, self.project, self.step, self.log) if self._calibrate else {}
+        calibrate = self._calibrate and self.session.fsdp is None
+        if self._calibrate and not calibrate and self.project.config.slider_calibration:
+            self.log("calibration skipped: with FSDP the main process cannot render alone (the denoiser is "
+                     "sharded); run 'sliderstudio report --lora' on the adapter to measure it", "warning")
+        calibration = calibrate_session(self.session, self.project, self.step, self.log) if calibrate else {}
         return self.session.adapter.save(path, {**self.session.metadata(self.step), **calibration})
 
 
@@ -347,9 +353,9 @@ class Trainer:
 
     def _validate(self, requested: bool = False) -> None:
         self._flush_losses()  # the plot shows every step before the images of this one
-        if not self.ranks.is_main:
-            return  # rendered once, by the main process; the others wait at the next step's collective
         s = self.session
+        if not self.ranks.is_main and s.fsdp is None:
+            return  # rendered once, by the main process; the others wait at the next step's collective
         cfg = self.project.config
         prompts = self.project.validation_prompts()
         if not prompts:
@@ -378,6 +384,8 @@ class Trainer:
         finally:
             s.denoiser.train(was_training)
             s.adapter.train(was_training)
+        if not self.ranks.is_main:
+            return  # FSDP: every process rendered (they share the sharded denoiser's gathers); one writes
         folder = self.project.output_dir / "validation" / f"step-{self.step:06d}"
         for tag, images in rendered:
             for entry, strength, image in zip(prompts, strengths, images):

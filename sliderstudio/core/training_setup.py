@@ -71,6 +71,7 @@ class TrainingSession:
     encoders: EncoderResidency | None = None  # text encoders + VAE encoder: off the device after caching
     compiled: CompiledDenoiser = field(default_factory=CompiledDenoiser)  # torch.compile'd blocks (dynamo_*)
     attention: AttentionKernel | None = None  # the SDPA kernel chain (attention_mechanism)
+    fsdp: Any = None  # core.fsdp.ShardReport when the frozen denoiser is sharded over the processes (fsdp_enable)
 
     @property
     def lora_config(self) -> Any:
@@ -286,6 +287,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
         p.data = p.data.float()
     if cfg.gradient_checkpointing and hasattr(host, "enable_gradient_checkpointing"):
         host.enable_gradient_checkpointing()
+    sharded = shard_denoiser(project, family, host, params, device, log)
     denoiser.train()
     adapter.train(True)
 
@@ -345,7 +347,24 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
             "warning")
     return TrainingSession(family, pipe, denoiser, adapter, sampler, step, optimizer, scheduler, accelerator,
                            params, total, report.module_names, info, render_pipe or pipe, encoders, compiled,
-                           attention)
+                           attention, fsdp=sharded)
+
+
+def shard_denoiser(project: Project, family: Family, host: torch.nn.Module, params: list, device: torch.device,
+                   log: Logger) -> Any:
+    """fsdp_enable on several processes: the frozen denoiser sharded, the slider whole (core.fsdp)."""
+    from sliderstudio.core import fsdp
+    from sliderstudio.core.distributed import current_ranks
+
+    cfg, world = project.config, current_ranks().world
+    if not fsdp.enabled(cfg, world):
+        if cfg.fsdp_enable:
+            log("fsdp_enable: one process, nothing to shard; the model is whole on the device", "warning")
+        return None
+    fsdp.check_options(cfg, family, str(project.config_path))
+    report = fsdp.shard(host, params, device, world, cfg, str(project.config_path))
+    log(report.describe(), "info")
+    return report
 
 
 def text_slider_for(project: Project, family: Family, pipe: Any, adapter: SliderAdapter, cache: FeatureCache,
