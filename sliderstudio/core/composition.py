@@ -45,7 +45,8 @@ def parse_lora_arg(text: str, key: str = "--lora") -> tuple[Path, float | None]:
     file's `.safetensors`, so a drive letter or a colon inside a folder name is never mistaken for it."""
     at = text.rfind(SUFFIX)
     if at < 0:
-        raise InputError("expected FILE.safetensors or FILE.safetensors:STRENGTH", key=key, value=text)
+        raise InputError("only .safetensors adapters are loaded (pickles can run code); expected "
+                         "FILE.safetensors or FILE.safetensors:STRENGTH", key=key, value=text)
     path, rest = Path(text[:at + len(SUFFIX)]), text[at + len(SUFFIX):]
     if not path.is_file():
         raise InputError("no such adapter file", file=path, key=key)
