@@ -194,7 +194,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     if getattr(args, "memory", False):
         return print_memory_plan(project.config, args.vram)
-    scanned = scan_project(project, check_images=False)
+    scanned = scan_project(project, check_images=False,  # csv/aws entries: fetch progress on stderr
+                           log=lambda msg, level: print(f"note: {msg}", file=sys.stderr))
     require_trainable(project, scanned)
     for w in check_run(project, scanned):
         print(f"warning: {w}", file=sys.stderr)
@@ -259,7 +260,8 @@ def print_memory_plan(config, vram: float | None) -> int:
     print(f"# memory plan: {family.label}, mixed_precision {options.mixed_precision}, base_model_precision "
           f"{options.base_model_precision}, {options.lora_type} r{options.lora_rank} on "
           f"{breakdown.adapter_params:,} adapter parameters, {options.resolution} px, batch "
-          f"{options.train_batch_size}, gradient_checkpointing {options.gradient_checkpointing}")
+          f"{options.train_batch_size}, gradient_checkpointing {options.gradient_checkpointing}"
+          + (f", offload_blocks True ({options.offload_blocks_per_group} per group)" if options.offload_blocks else ""))
     print(breakdown.table())
     for note in breakdown.notes:
         print(f"note: {note}")

@@ -10,6 +10,7 @@ import random
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -23,6 +24,8 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 CAPTION_EXTENSION = ".txt"
 MAX_PIXELS = 8192 * 8192  # beyond this a single image would take gigabytes to decode
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+Logger = Callable[[str, str], None]
+SOURCE_KEYS = {"csv": "csv_file", "aws": "aws_data_prefix"}  # a remote entry's key that says where its images are
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,12 @@ class ImageRecord:
     stem: str
     caption: str
     size: Size | None = None  # (width, height) from the header; None when the scan skipped the check
+    captions: tuple[str, ...] = ()  # every line of a multi-line caption file (caption is the first)
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The captions training chooses from: the lines of the caption file, else the one caption."""
+        return self.captions or (self.caption,)
 
 
 @dataclass(frozen=True)
@@ -124,14 +133,22 @@ def outside_aspect(size: Size | None, bucket: BucketConfig) -> str | None:
 
 def caption_for(path: Path, bucket: BucketConfig,
                 table: dict[str, str] | None = None) -> tuple[str, str | None]:
-    """Caption and an optional problem note; SimpleTuner's only_/prepend_instance_prompt applied last."""
+    """Caption and an optional problem note; SimpleTuner's only_/prepend_instance_prompt applied last.
+
+    A caption file's lines are separate captions (one line each in the result) unless the entry sets
+    disable_multiline_split; the instance prompt is prepended to each line.
+    """
+    from sliderstudio.core.caption_variants import SPLIT_STRATEGIES, split_lines
+
     caption, note = source_caption(path, bucket, table)
     prompt = bucket.instance_prompt
     if prompt and bucket.only_instance_prompt:
         return prompt, None
-    if prompt and bucket.prepend_instance_prompt and caption != prompt:
-        return f"{prompt} {caption}".strip(), note
-    return caption, note
+    split = bucket.caption_strategy in SPLIT_STRATEGIES and not bucket.disable_multiline_split
+    lines = split_lines(caption, split)
+    if prompt and bucket.prepend_instance_prompt:
+        lines = [f"{prompt} {line}".strip() if line != prompt else line for line in lines]
+    return "\n".join(lines), note
 
 
 def source_caption(path: Path, bucket: BucketConfig,
@@ -176,8 +193,15 @@ def folder_files(folder: Path) -> list[tuple[Path, str]]:
 
 
 def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, deep: bool = False,
-                table: dict[str, str] | None = None) -> ScannedBucket:
-    """Scan one folder tree (sorted by relative path so the order is stable)."""
+                table: dict[str, str] | None = None, files: list[tuple[Path, str]] | None = None,
+                seed: int = 0) -> ScannedBucket:
+    """Scan one folder tree (sorted by relative path so the order is stable).
+
+    `files`: the images of a remote backend's cache folder this run uses (older ones may lie beside
+    them). max_num_samples keeps the same images on every run (core/sample_cap.py).
+    """
+    from sliderstudio.core.sample_cap import capped
+
     scanned = ScannedBucket(bucket=bucket, folder=folder)
     if not folder.exists():
         scanned.problems.append(Problem(folder, "folder does not exist"))
@@ -185,53 +209,88 @@ def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, d
     if not folder.is_dir():
         scanned.problems.append(Problem(folder, "not a folder"))
         return scanned
-    for path, stem in folder_files(folder):
+    candidates = []
+    for path, stem in folder_files(folder) if files is None else files:
         if path.suffix.lower() == CAPTION_EXTENSION:
             continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             if path.parent == folder:  # in subfolders only images count (caches and notes live there too)
                 scanned.problems.append(Problem(path, "not an image file (skipped)"))
             continue
+        candidates.append((path, stem))
+    for path, stem in capped(candidates, bucket.max_num_samples, seed, lambda item: item[1]):
         bad, size = _check_image(path, deep, verify=check_images)
         bad = bad or too_small(size, bucket) or outside_aspect(size, bucket)
         if bad:
             scanned.problems.append(Problem(path, bad + " (skipped)"))
             continue
         caption, note = caption_for(path, bucket, table)
-        if note and bucket.caption_strategy in ("textfile", "huggingface", "parquet") and not bucket.instance_prompt:
+        if note and bucket.caption_strategy in ("textfile", "huggingface", "parquet", "csv") and \
+                not bucket.instance_prompt:
             scanned.problems.append(Problem(path, note))
-        scanned.images.append(ImageRecord(path=path, stem=stem, caption=caption, size=size))
+        lines = tuple(caption.split("\n"))
+        scanned.images.append(ImageRecord(path=path, stem=stem, caption=lines[0], size=size,
+                                          captions=lines if len(lines) > 1 else ()))
     if not scanned.images:
         scanned.problems.append(Problem(folder, "no usable images in this folder"))
     return scanned
 
 
 def scan_bucket(project: Project, bucket: BucketConfig, check_images: bool = True,
-                deep: bool = False) -> ScannedBucket:
+                deep: bool = False, log: Logger | None = None) -> ScannedBucket:
+    """`log` gets the progress of a remote backend's fetch (csv, aws)."""
+    seed = project.config.seed
     if bucket.type == "huggingface":
         from sliderstudio.core.hf_datasets import materialise
 
-        return scan_folder(materialise(project, bucket), bucket, check_images, deep)
+        return scan_folder(materialise(project, bucket), bucket, check_images, deep, seed=seed)
+    if bucket.type in ("csv", "aws"):
+        return scan_remote(project, bucket, check_images, deep, log)
     folder = project.bucket_dir(bucket)
     table = None
     if bucket.caption_strategy == "parquet" and folder.is_dir():
         from sliderstudio.core.parquet_captions import load_captions
 
         table = load_captions(bucket, project.root, folder)
-    return scan_folder(folder, bucket, check_images, deep, table)
+    return scan_folder(folder, bucket, check_images, deep, table, seed=seed)
 
 
-def scan_project(project: Project, check_images: bool = True, deep: bool = False) -> list[ScannedBucket]:
-    return [scan_bucket(project, b, check_images, deep) for b in project.active_buckets()]
+def scan_remote(project: Project, bucket: BucketConfig, check_images: bool, deep: bool,
+                log: Logger | None) -> ScannedBucket:
+    """Fetch what the cache lacks, then scan only this run's files; fetch failures lead the problems."""
+    if bucket.type == "csv":
+        from sliderstudio.core.csv_manifest import fetch_csv as fetch
+    else:
+        from sliderstudio.core.s3_objects import fetch_s3 as fetch
+    fetched = fetch(project, bucket, log)
+    table = None
+    if bucket.caption_strategy == "parquet":
+        from sliderstudio.core.parquet_captions import load_captions
+
+        table = load_captions(bucket, project.root, fetched.folder)
+    scanned = scan_folder(fetched.folder, bucket, check_images, deep, table, files=fetched.files,
+                          seed=project.config.seed)
+    scanned.problems[:0] = [Problem(path, reason) for path, reason in fetched.problems]
+    return scanned
+
+
+def scan_project(project: Project, check_images: bool = True, deep: bool = False,
+                 log: Logger | None = None) -> list[ScannedBucket]:
+    return [scan_bucket(project, b, check_images, deep, log) for b in project.active_buckets()]
 
 
 def find_pairs(scanned: list[ScannedBucket]) -> dict[str, str]:
-    """Pair each positive bucket with a negative one holding exactly the same file stems."""
+    """Pair each positive bucket with a negative one holding exactly the same file stems.
+
+    Among such negatives the one of the opposite strength wins, so buckets of one pair set drawn at
+    several intensities (bigger_050 ↔ smaller_050, bigger ↔ smaller, same file names) pair by level.
+    """
     negatives = [s for s in scanned if s.bucket.role == "negative" and s.count]
     taken: set[str] = set()
     pairs = {}
     for pos in (s for s in scanned if s.bucket.role == "positive" and s.count):
-        for neg in negatives:
+        by_level = sorted(negatives, key=lambda n: abs(n.bucket.slider_strength + pos.bucket.slider_strength))
+        for neg in by_level:
             if neg.bucket.id not in taken and sorted(neg.stems) == sorted(pos.stems):
                 pairs[pos.bucket.id] = neg.bucket.id
                 taken.add(neg.bucket.id)
@@ -268,8 +327,10 @@ def require_trainable(project: Project, scanned: list[ScannedBucket]) -> None:
     for s in scanned:
         if s.count == 0:
             reason = s.problems[0].reason if s.problems else "no usable images"
+            source = SOURCE_KEYS.get(s.bucket.type)
             raise DatasetError(f"bucket '{s.bucket.id}' has no usable images: {reason}",
-                               file=s.folder, key=f"{s.bucket.id}.instance_data_dir")
+                               file=project.dataloader_path if source else s.folder,
+                               key=f"{s.bucket.id}.{source or 'instance_data_dir'}")
     if scanned and not texts and all(s.bucket.role == "neutral" for s in scanned):
         raise DatasetError("every bucket is neutral (slider_strength 0): a slider needs at least one "
                            "bucket with a positive or negative slider_strength",
