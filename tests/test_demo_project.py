@@ -16,7 +16,7 @@ CONFIG_KEYS = {
     "lr_warmup_steps", "max_train_steps", "train_batch_size", "gradient_accumulation_steps",
     "mixed_precision", "seed", "resolution", "validation_steps", "validation_num_inference_steps",
     "validation_guidance", "validation_seed", "user_prompt_library", "checkpointing_steps",
-    "slider_pairing", "slider_neutral_mode",
+    "slider_pairing", "slider_neutral_mode", "slider_step_mode",
 }
 
 
@@ -47,7 +47,9 @@ def test_config_files(tmp_path):
     assert cfg["max_train_steps"] == 123 and cfg["seed"] == 3
     assert cfg["pretrained_model_name_or_path"] == "sliderstudio:toy" and cfg["resolution"] == 32
     backends = json.loads((root / cfg["data_backend_config"]).read_text())
-    assert [(b["id"], b["slider_strength"]) for b in backends] == [("bigger", 0.5), ("smaller", -0.5), ("neutral", 0.0)]
+    assert [(b["id"], b["slider_strength"]) for b in backends] == [
+        ("bigger_025", 0.25), ("smaller_025", -0.25), ("bigger_050", 0.5), ("smaller_050", -0.5),
+        ("bigger_075", 0.75), ("smaller_075", -0.75), ("bigger", 1.0), ("smaller", -1.0), ("neutral", 0.0)]
     for b in backends:
         assert (root / b["instance_data_dir"]).is_dir()
         assert b["type"] == "local" and b["caption_strategy"] == "textfile"

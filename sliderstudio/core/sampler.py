@@ -188,6 +188,28 @@ class SliderSampler:
                 return
             index += produced
 
+    def groups_from(self, start: int, size: int) -> Iterator[list[MicroBatch]]:
+        """Micro-batches from `start` in groups that share an optimizer step (`slider_step_mode: cycle`).
+
+        A group opens at a positive micro-batch and takes what follows (its paired negative, a
+        neutral) up to `size`, so each step holds one whole cycle even where a short bucket runs out
+        at an epoch's end; a group always starts at a positive when one follows, so a resume from a
+        group boundary regroups exactly as the uninterrupted run.
+        """
+        stream = self.iter_from(start)
+        pending = next(stream, None)
+        while pending is not None:
+            group = [pending]
+            pending = next(stream, None)
+            while pending is not None and len(group) < size and pending.role != "positive":
+                group.append(pending)
+                pending = next(stream, None)
+            yield group
+
+    def cycle_length(self) -> int:
+        """Micro-batches in one positive → negative → neutral cycle: the roles that have a bucket."""
+        return max(1, len({b.role for b in self.buckets.values()}))
+
     def epoch_length(self) -> int:
         return sum(1 for _ in self._epoch(0, 0, [0]))
 

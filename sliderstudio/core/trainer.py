@@ -31,7 +31,7 @@ from sliderstudio.core.validation_render import validation_pipes
 from sliderstudio.core.project import Project
 from sliderstudio.core.run_state import HEARTBEAT
 from sliderstudio.core.sampler import split_for_rank
-from sliderstudio.core.training_setup import TrainingSession, pick_device, prepare_session
+from sliderstudio.core.training_setup import TrainingSession, micro_batches_per_step, pick_device, prepare_session
 
 METRICS = "metrics.jsonl"
 DEVICE_REPORT_S = 2.0   # how often the Device event (name, memory) is sent while a run is live
@@ -94,9 +94,9 @@ class Trainer:
     def _loop(self) -> Path:
         s = self.session
         cfg = self.project.config
-        batches = self._batches(self.micro_index)
+        batches = self._groups(self.micro_index)
         self._started, self._done_here = time.perf_counter(), 0
-        per_epoch = steps_per_epoch(s.sampler.epoch_length(), cfg.gradient_accumulation_steps)
+        per_epoch = steps_per_epoch(s.sampler.epoch_length(), micro_batches_per_step(cfg, s.sampler))
         while self.step < s.total_steps:
             self._poll()
             t0 = time.perf_counter()
@@ -150,32 +150,30 @@ class Trainer:
                     raise
                 s.optimizer.zero_grad(set_to_none=True)
                 self.micro_index = start
-                batches = self._batches(start)
+                batches = self._groups(start)
                 continue
             s.compiled.step_done(self.log)
             if s.attention is not None:
                 s.attention.settled(self.log)
             return terms, used, batches
 
-    def _batches(self, start: int):
-        """Micro-batches from `start`, each cut to this process's share (1 process: all)."""
-        return (split_for_rank(mb, self.ranks.rank, self.ranks.world)
-                for mb in self.session.sampler.iter_from(start))
+    def _groups(self, start: int):
+        """Micro-batches from `start`, in the groups that share one forward/backward (a whole cycle with
+        `slider_step_mode: cycle`, else one each), each cut to this process's share (1 process: all)."""
+        s = self.session
+        size = micro_batches_per_step(self.project.config, s.sampler) // self.project.config.gradient_accumulation_steps
+        return ([split_for_rank(mb, self.ranks.rank, self.ranks.world) for mb in group]
+                for group in s.sampler.groups_from(start, size))
 
     def _optimizer_step(self, batches) -> tuple[Terms, list]:
         s = self.session
         accum = self.project.config.gradient_accumulation_steps
         used, total = [], []  # the loss as device scalars (core.loss_log): no host sync inside the step
         for _ in range(accum):
-            mb = next(batches)
-            if mb.items:  # empty: this process has no share of it (a batch smaller than the process count)
-                loss = s.step.loss(mb)
-                s.accelerator.backward(loss / accum)
-                total.append((loss.detach(), accum))
-            elif s.fsdp is not None:  # FSDP: an empty share still joins the others' gathers, at zero weight
-                fsdp.zero_weight_backward(s.step.loss, s.accelerator.backward, mb)
-            used.append(mb)
-            self.micro_index = mb.index + 1
+            mbs = next(batches)
+            total += self._backward(mbs, accum)
+            used += mbs
+            self.micro_index = mbs[-1].index + 1
         if self.ranks.distributed:  # the global gradient and loss on every process (core.distributed)
             total = [(distributed.sum_gradients(s.accelerator, s.params, read_terms(total)), 1.0)]
         if self.project.config.max_grad_norm > 0:
@@ -187,6 +185,25 @@ class Trainer:
         s.scheduler.step()
         s.optimizer.zero_grad(set_to_none=True)
         return total, used
+
+    def _backward(self, mbs: list, accum: int) -> Terms:
+        """Gradients of the mean loss of micro-batches that share a step: one fused forward when the
+        step allows it (core.slider_step.fused_loss), else one forward and backward each."""
+        s = self.session
+        if s.step.fusable(mbs) and (s.fsdp is None or fsdp.same_forwards(mbs, self.ranks.world)):
+            loss = s.step.fused_loss(mbs)
+            s.accelerator.backward(loss / accum)
+            return [(loss.detach(), accum)]
+        total: Terms = []
+        for mb in mbs:
+            if not mb.items:  # this process has no share of it (a batch smaller than the process count)
+                if s.fsdp is not None:  # FSDP: it still joins the others' gathers, at zero weight
+                    fsdp.zero_weight_backward(s.step.loss, s.accelerator.backward, mb)
+                continue
+            loss = s.step.loss(mb)
+            s.accelerator.backward(loss / (accum * len(mbs)))
+            total.append((loss.detach(), accum * len(mbs)))
+        return total
 
     def _poll(self) -> None:
         if self.ranks.distributed:  # one command per step, the main process's, on every process
@@ -268,7 +285,6 @@ class Trainer:
                      "sharded); run 'sliderstudio report --lora' on the adapter to measure it", "warning")
         calibration = calibrate_session(self.session, self.project, self.step, self.log) if calibrate else {}
         return self.session.adapter.save(path, {**self.session.metadata(self.step), **calibration})
-
 
     def _save_final(self) -> Path:
         self._flush_losses()

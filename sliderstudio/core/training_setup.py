@@ -306,7 +306,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     sampler = SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode) + text_entries, cfg.seed,
                             cfg.train_batch_size, {**bal.pair_map, **text_map})
     total = cfg.max_train_steps or max(1, math.ceil(cfg.num_train_epochs * sampler.epoch_length()
-                                                    / cfg.gradient_accumulation_steps))
+                                                    / micro_batches_per_step(cfg, sampler)))
     optimizer, scheduler = make_optimizer(params, project, device, total)
     from accelerate import Accelerator
 
@@ -330,7 +330,8 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
                       dtype, cfg.caption_dropout_probability, cfg.noise_offset, attention.wrap(accelerator.autocast),
                       adapter,
                       None if cfg.loss_type == "l2" else make_loss(cfg, schedule),
-                      noise_offset_probability=cfg.noise_offset_probability)
+                      noise_offset_probability=cfg.noise_offset_probability,
+                      preserve_weight=cfg.slider_preserve_weight)
     step.text = text
     info = session_metadata(project, family, report, bal.pairing, adapter)
     log(f"training {total} steps, {sum(p.numel() for p in params)} adapter parameters", "info")
@@ -382,6 +383,12 @@ def text_slider_for(project: Project, family: Family, pipe: Any, adapter: Slider
                                lambda prompts: cache.conditioning(prompts, lambda ps: family.encode_prompts(pipe, ps),
                                                                   override),
                                cfg.seed, cfg.validation_num_inference_steps, cfg.validation_guidance, size, log)
+
+
+def micro_batches_per_step(cfg: Any, sampler: SliderSampler) -> int:
+    """gradient_accumulation_steps, times a whole sampler cycle when `slider_step_mode` is 'cycle'."""
+    cycle = sampler.cycle_length() if cfg.slider_step_mode == "cycle" else 1
+    return cfg.gradient_accumulation_steps * cycle
 
 
 def session_metadata(project: Project, family: Family, report: TargetReport, pairing: bool,

@@ -22,7 +22,7 @@ from sliderstudio.toy.demo_project import concept_attribute, write_demo_project
 from sliderstudio.toy.report import SweepItem, write_report
 
 SWEEP = [-1.0, -0.5, 0.0, 0.5, 1.0]
-DEFAULT_STEPS = 400
+DEFAULT_STEPS = 200  # optimizer steps; the demo project trains a whole cycle per step (docs/TRAINING.md)
 RENDER_STEPS = 20
 GUIDANCE = 2.0
 

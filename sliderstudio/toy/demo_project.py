@@ -20,7 +20,12 @@ from sliderstudio.toy.world import ShapeSpec, caption, centre_range, random_spec
 #: photos would be larger than the training resolution.
 IMAGE_PX = 64
 TRAIN_RESOLUTION = 32
-PAIR_STRENGTH = 0.5
+#: Concept intensities drawn per pair (1 = the full before/after), each trained at that slider
+#: strength, as Concept Sliders' image sliders train one folder per scale (docs/TRAINING.md).
+LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+#: The slider strength of the full-intensity pair (before issue #16 the pair trained at ±0.5).
+FULL_STRENGTH = 1.0
+PAIR_STRENGTH = FULL_STRENGTH  # kept name: the strength of the ±1-intensity buckets
 
 PROMPT_LIBRARY: dict[str, str] = {
     "red_circle": "a red circle on a blue background",
@@ -38,31 +43,39 @@ class DemoConcept:
     positive: str
     negative: str
     attribute: str  # slider_metrics attribute that should rise with strength
-    make_pair: Callable[[random.Random], tuple[ShapeSpec, ShapeSpec]]
+    make_pairs: Callable[[random.Random, tuple[float, ...]], list[tuple[ShapeSpec, ShapeSpec]]]
 
 
-def _size_pair(rng: random.Random) -> tuple[ShapeSpec, ShapeSpec]:
-    """Big vs small twin: same kind, colours and centre (chosen so the big one fits)."""
+def _size_pairs(rng: random.Random, levels: tuple[float, ...]) -> list[tuple[ShapeSpec, ShapeSpec]]:
+    """Big vs small twins at each intensity: same kind, colours and centre (chosen so the biggest fits).
+
+    Intensity 1 is the full pair (big 0.65-0.78, small 0.22-0.32 of the width); intensity m lies
+    at (1 ± m)/2 of the way in *area*, so equal strength steps ask for equal area steps.
+    """
     base = random_spec(rng)
     big, small = rng.uniform(0.65, 0.78), rng.uniform(0.22, 0.32)
     (xlo, xhi), (ylo, yhi) = centre_range(big, base.kind)
     cx, cy = rng.uniform(xlo, xhi), rng.uniform(ylo, yhi)
-    return (base.with_(size=round(big, 4), cx=round(cx, 4), cy=round(cy, 4)),
-            base.with_(size=round(small, 4), cx=round(cx, 4), cy=round(cy, 4)))
+
+    def at(t: float) -> ShapeSpec:
+        size = (small ** 2 + t * (big ** 2 - small ** 2)) ** 0.5
+        return base.with_(size=round(size, 4), cx=round(cx, 4), cy=round(cy, 4))
+
+    return [(at((1 + m) / 2), at((1 - m) / 2)) for m in levels]
 
 
-def _brightness_pair(rng: random.Random) -> tuple[ShapeSpec, ShapeSpec]:
-    """Brighter vs darker shape colour, all else equal. Backgrounds exclude dark blue, on which
-    a darkened blue shape would vanish."""
+def _brightness_pairs(rng: random.Random, levels: tuple[float, ...]) -> list[tuple[ShapeSpec, ShapeSpec]]:
+    """Brighter vs darker shape colour (shade ±0.8 at intensity 1), all else equal. Backgrounds
+    exclude dark blue, on which a darkened blue shape would vanish."""
     base = random_spec(rng, size_range=(0.4, 0.7))
     while base.background == "blue":
         base = random_spec(rng, size_range=(0.4, 0.7))
-    return base.with_(shade=0.8), base.with_(shade=-0.8)
+    return [(base.with_(shade=0.8 * m), base.with_(shade=-0.8 * m)) for m in levels]
 
 
 CONCEPTS: dict[str, DemoConcept] = {
-    "size": DemoConcept("size", "bigger", "smaller", "area", _size_pair),
-    "brightness": DemoConcept("brightness", "brighter", "darker", "brightness", _brightness_pair),
+    "size": DemoConcept("size", "bigger", "smaller", "area", _size_pairs),
+    "brightness": DemoConcept("brightness", "brighter", "darker", "brightness", _brightness_pairs),
 }
 
 
@@ -98,12 +111,13 @@ def project_config(seed: int, max_train_steps: int) -> dict:
         "model_family": "sd1x", "pretrained_model_name_or_path": "sliderstudio:toy",
         "data_backend_config": "multidatabackend.json", "output_dir": "output",
         "model_type": "lora", "lora_type": "standard", "lora_rank": 4, "lora_alpha": 4,
-        "slider_lora_target": True, "learning_rate": 0.001, "lr_scheduler": "constant",
+        "slider_lora_target": True, "learning_rate": 0.003, "lr_scheduler": "constant",
         "lr_warmup_steps": 0, "max_train_steps": max_train_steps, "train_batch_size": 1,
         "gradient_accumulation_steps": 1, "mixed_precision": "no", "seed": seed,
         "resolution": TRAIN_RESOLUTION, "validation_steps": 100, "validation_num_inference_steps": 20,
         "validation_guidance": 2.0, "validation_seed": 0, "user_prompt_library": "prompt_library.json",
         "checkpointing_steps": 100, "slider_pairing": "auto", "slider_neutral_mode": "preserve",
+        "slider_step_mode": "cycle",  # +s, −s and the anchor in one forward per step (docs/TRAINING.md)
     }
 
 
@@ -113,38 +127,61 @@ def _bucket(bucket_id: str, strength: float) -> dict:
             "slider_strength": strength, "probability": 1.0, "repeats": 0}
 
 
-def data_backends(concept: str) -> list[dict]:
-    """multidatabackend.json: positive (+0.5), negative (-0.5) and neutral (0) buckets."""
+def level_ids(concept: str, level: float) -> tuple[str, str]:
+    """(positive, negative) bucket ids of one intensity: `bigger`/`smaller` at 1, `bigger_050` at 0.5."""
     c = _concept(concept)
-    return [_bucket(c.positive, PAIR_STRENGTH), _bucket(c.negative, -PAIR_STRENGTH), _bucket("neutral", 0.0)]
+    if level == 1.0:
+        return c.positive, c.negative
+    tag = f"_{round(level * 100):03d}"
+    return c.positive + tag, c.negative + tag
+
+
+def data_backends(concept: str, levels: tuple[float, ...] = LEVELS,
+                  full_strength: float = FULL_STRENGTH) -> list[dict]:
+    """multidatabackend.json: a positive (+m·full) and a negative (−m·full) bucket per intensity m,
+    and the neutral (0) bucket."""
+    out = []
+    for m in levels:
+        pos, neg = level_ids(concept, m)
+        out += [_bucket(pos, round(m * full_strength, 4)), _bucket(neg, -round(m * full_strength, 4))]
+    return out + [_bucket("neutral", 0.0)]
+
+
+def _check_levels(levels: tuple[float, ...]) -> None:
+    if not levels or any(not 0 < m <= 1 for m in levels) or len(set(levels)) != len(levels):
+        raise ValueError(f"levels must be distinct intensities in (0, 1], got {levels!r}")
 
 
 def write_demo_project(workdir: Path, concept: str = "size", pairs: int = 6, seed: int = 0,
-                       max_train_steps: int = 400) -> Path:
+                       max_train_steps: int = 200, levels: tuple[float, ...] = LEVELS,
+                       full_strength: float = FULL_STRENGTH, config: dict | None = None) -> Path:
     """Write the demo project into `workdir` (created if needed) and return that folder.
 
-    Contents: data/<positive>/ and data/<negative>/ with `pairs` PNG+TXT files of identical
-    names (size: bigger/smaller; brightness: brighter/darker), data/neutral/ with ordinary
-    varied images, config.json, multidatabackend.json and prompt_library.json. Deterministic
-    for a given (concept, pairs, seed).
+    Contents: per intensity in `levels`, data/<positive>[_NNN]/ and data/<negative>[_NNN]/ with
+    `pairs` PNG+TXT files of identical names (size: bigger/smaller; brightness: brighter/darker; the
+    same pair drawn at each intensity, as Concept Sliders' image folders), data/neutral/ with
+    ordinary varied images, config.json (`config` overrides keys), multidatabackend.json and
+    prompt_library.json. Deterministic for a given (concept, pairs, seed, levels).
     """
     c = _concept(concept)
     if pairs < 1:
         raise ValueError("pairs must be >= 1")
+    _check_levels(tuple(levels))
     root = Path(workdir)
     rng = random.Random(f"sliderstudio-demo-{concept}-{seed}")
-    dirs = {name: root / "data" / name for name in (c.positive, c.negative, "neutral")}
+    ids = [level_ids(concept, m) for m in levels]
+    dirs = {name: root / "data" / name for name in [*(i for pair in ids for i in pair), "neutral"]}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     for i in range(pairs):
-        pos, neg = c.make_pair(rng)
-        text = _neutral_caption(pos)
-        _write_image(dirs[c.positive], f"pair_{i:03d}", pos, text)
-        _write_image(dirs[c.negative], f"pair_{i:03d}", neg, text)
+        for (pos_id, neg_id), (pos, neg) in zip(ids, c.make_pairs(rng, tuple(levels))):
+            text = _neutral_caption(pos)
+            _write_image(dirs[pos_id], f"pair_{i:03d}", pos, text)
+            _write_image(dirs[neg_id], f"pair_{i:03d}", neg, text)
     for i in range(max(4, pairs)):
         spec = random_spec(rng)
         _write_image(dirs["neutral"], f"image_{i:03d}", spec, caption(spec))
-    _write_json(root / "config.json", project_config(seed, max_train_steps))
-    _write_json(root / "multidatabackend.json", data_backends(concept))
+    _write_json(root / "config.json", {**project_config(seed, max_train_steps), **(config or {})})
+    _write_json(root / "multidatabackend.json", data_backends(concept, tuple(levels), full_strength))
     _write_json(root / "prompt_library.json", PROMPT_LIBRARY)
     return root

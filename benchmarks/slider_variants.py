@@ -1,0 +1,160 @@
+"""Train one image-pair size slider variant in the toy world and measure it (issue #16 item 1).
+
+    python benchmarks/slider_variants.py --label today --levels 1 --full-strength 0.5 --steps 400
+    python benchmarks/slider_variants.py --label cycle --mode cycle --levels 0.5,1 --steps 140
+
+One variant per call, so every figure in docs/TRAINING.md's table comes from one fresh process:
+write the demo project with the variant's data (intensity levels, strength of the full pair) and
+config (step mode, anchor weight, rank, learning rate, steps), train it with the product's Trainer,
+then sweep 8 held-out prompts × 3 held-out seeds × 9 strengths (−1 … +1) plus ±1.5 and ±2, scored
+by the product's metric (core.slider_metrics) and the independent pixel metric of
+toy.sweep_check. Prints one JSON object: the figures, which targets miss, training seconds and
+ms per optimizer step (and per micro-batch), the load average before and after.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def train(root: Path) -> tuple[Path, dict]:
+    """Train the project; return the adapter and the step timing read from metrics.jsonl."""
+    from sliderstudio.core.project import load_project
+    from sliderstudio.core.trainer import Trainer
+
+    project = load_project(root)
+    t0 = time.perf_counter()
+    adapter = Trainer(project).run()
+    seconds = time.perf_counter() - t0
+    rows = [json.loads(line) for line in (project.output_dir / "metrics.jsonl").read_text().splitlines()]
+    steady = sorted(r["seconds"] for r in rows[5:]) or [r["seconds"] for r in rows]
+    median = steady[len(steady) // 2]
+    micro = sum(len(r["buckets"]) for r in rows) / len(rows)
+    return adapter, {"train_s": round(seconds, 1), "steps": len(rows), "micro_batches_per_step": micro,
+                     "ms_per_step": round(1000 * median, 1), "ms_per_micro_batch": round(1000 * median / micro, 1),
+                     "final_loss_mean_last20": round(sum(r["loss"] for r in rows[-20:]) / min(20, len(rows)), 5)}
+
+
+def measure(adapter: Path, beyond: bool) -> dict:
+    from sliderstudio.core.preview import PreviewRenderer
+    from sliderstudio.toy.sweep_check import BEYOND, check_slider
+
+    renderer = PreviewRenderer("sd1x", "sliderstudio:toy", adapter)
+    base = PreviewRenderer("sd1x", "sliderstudio:toy")
+    t0 = time.perf_counter()
+    result = check_slider(renderer, base, beyond=BEYOND if beyond else (), identity_sweeps=3,
+                          progress=lambda line: print(f"[{time.perf_counter() - t0:6.1f} s] {line}", file=sys.stderr))
+    return {"figures": result.figures(), "misses": result.misses(), "beyond": result.beyond,
+            "per_sweep": [{"prompt": s.prompt, "seed": s.seed, "spearman": round(s.metrics.spearman, 3),
+                           "smoothness": round(s.metrics.smoothness, 3), "range": round(s.metrics.range, 3),
+                           "pixel_spearman": round(s.pixel_spearman, 3), "collapsed": s.collapsed,
+                           "area": [round(v, 3) for v in s.metrics.values]}
+                          for s in result.sweeps],
+            "measure_s": round(time.perf_counter() - t0, 1)}
+
+
+def speed(root: Path, reps: int) -> dict:
+    """ms per cycle (positive, paired negative, anchor) for one fused forward against one forward
+    each, forward + backward, interleaved so that a change of machine load hits both alike."""
+    from sliderstudio.core.project import load_project
+    from sliderstudio.core.training_setup import prepare_session
+
+    session = prepare_session(load_project(root), lambda *a: None, "cpu")
+    step = session.step
+    cycle = next(session.sampler.groups_from(0, 3))
+    assert step.fusable(cycle), "the demo's cycle should fuse"
+
+    def fused() -> None:
+        step.fused_loss(cycle).backward()
+
+    def separate() -> None:
+        for mb in cycle:
+            (step.loss(mb) / len(cycle)).backward()
+
+    times: dict[str, list[float]] = {"fused": [], "separate": []}
+    for i in range(reps + 2):
+        for name, fn in (("fused", fused), ("separate", separate)):
+            t0 = time.perf_counter()
+            fn()
+            if i >= 2:  # the first two are warm-up
+                times[name].append(time.perf_counter() - t0)
+            session.optimizer.zero_grad(set_to_none=True)
+    med = {k: sorted(v)[len(v) // 2] * 1000 for k, v in times.items()}
+    return {"cycle": [mb.bucket_id for mb in cycle], "reps": reps,
+            "ms_fused_cycle": round(med["fused"], 1), "ms_separate_cycle": round(med["separate"], 1),
+            "speedup": round(med["separate"] / med["fused"], 2)}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--label", default="variant")
+    ap.add_argument("--levels", default="0.5,1", help="pair intensities, comma separated, in (0, 1]")
+    ap.add_argument("--full-strength", type=float, default=1.0, help="slider strength of the intensity-1 pair")
+    ap.add_argument("--mode", choices=("micro_batch", "cycle"), default="micro_batch")
+    ap.add_argument("--preserve-weight", type=float, default=1.0, help="0: neutral bucket off")
+    ap.add_argument("--rank", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--pairs", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-beyond", action="store_true", help="skip the ±1.5 / ±2 renders")
+    ap.add_argument("--speed", type=int, metavar="REPS", help="only time a fused cycle against separate "
+                                                                 "forwards (REPS interleaved repetitions)")
+    ap.add_argument("--keep", type=Path, help="write the project here instead of a temporary folder")
+    ap.add_argument("--out", type=Path, help="also write the JSON here")
+    return ap.parse_args(argv)
+
+
+def config_for(a: argparse.Namespace) -> dict:
+    cfg = {"lora_rank": a.rank, "lora_alpha": a.rank, "learning_rate": a.lr, "slider_step_mode": a.mode,
+           "validation_steps": 0, "checkpointing_steps": 0, "lora_format": "diffusers"}
+    if a.preserve_weight == 0:
+        cfg["slider_neutral_mode"] = "off"
+    else:
+        cfg["slider_preserve_weight"] = a.preserve_weight
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)
+    import torch
+
+    from sliderstudio.toy.demo_project import write_demo_project
+
+    torch.set_num_threads(a.threads)
+    levels = tuple(float(x) for x in a.levels.split(","))
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_demo_project(a.keep or Path(tmp) / "project", pairs=a.pairs, seed=a.seed,
+                                  max_train_steps=a.steps, levels=levels, full_strength=a.full_strength,
+                                  config=config_for(a))
+        if a.speed:
+            result = {"label": a.label, **speed(root, a.speed), "load_before": round(load_before, 2),
+                      "load_after": round(os.getloadavg()[0], 2)}
+            print(json.dumps(result, indent=1))
+            if a.out:
+                a.out.write_text(json.dumps(result, indent=1) + "\n")
+            return 0
+        adapter, timing = train(root)
+        result = {"label": a.label, "levels": levels, "full_strength": a.full_strength, "mode": a.mode,
+                  "preserve_weight": a.preserve_weight, "rank": a.rank, "lr": a.lr, **timing,
+                  **measure(adapter, not a.no_beyond),
+                  "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+    text = json.dumps(result, indent=1)
+    print(text)
+    if a.out:
+        a.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
