@@ -1,0 +1,49 @@
+"""The demo's text-pair size slider ("large" ↔ "small") on the bundled toy model: direction (fast), quality (slow)."""
+import json
+
+import pytest
+from PIL import Image
+
+from sliderstudio.core.adapter_io import read_metadata
+from sliderstudio.core.slider_metrics import measure_image
+from sliderstudio.toy.text_demo import EVAL_SUBJECTS, TRAIN_SUBJECTS, TextSliderSettings, eval_prompts, run_text_demo
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def test_evaluation_prompts_are_not_training_prompts():
+    assert len(EVAL_SUBJECTS) >= 8 and not set(EVAL_SUBJECTS) & set(TRAIN_SUBJECTS)
+    assert all("large" not in p and "small" not in p for p in eval_prompts())
+
+
+def test_short_text_slider_grows_the_shape_with_strength(tmp_path):
+    metrics = run_text_demo(tmp_path / "text", TextSliderSettings(steps=60), prompts=2, seeds=1)
+    assert metrics["base_identical"] is True            # strength 0 reproduces the base model exactly
+    sweeps = metrics["sweeps"]
+    assert len(sweeps) == 2
+    for sweep in sweeps:   # area at +1 above area at -1, by a visible margin, on prompts never trained
+        assert sweep["spearman"] > 0.5 and sweep["range"] > 0.05, sweep
+    meta = read_metadata(tmp_path / "text" / "output" / "pytorch_lora_weights.safetensors")
+    assert len(meta["text_pairs"]) == len(TRAIN_SUBJECTS) and meta["text_pairs"][0]["positive"].startswith("a large")
+    written = json.loads((tmp_path / "text" / "config.json").read_text())
+    assert json.loads((tmp_path / "text" / "multidatabackend.json").read_text()) == []   # no images at all
+    assert written["max_train_steps"] == 60
+
+
+@pytest.mark.slow
+def test_full_text_slider_meets_the_quality_bar(tmp_path):
+    """8 held-out prompts × 3 seeds, the demo's settings; the bar is the measured one (docs/TOY-WORLD.md)."""
+    metrics = run_text_demo(tmp_path / "text")
+    avg = metrics["average"]
+    print(json.dumps(avg, indent=1))
+    assert metrics["base_identical"] is True and avg["n"] == 24
+    assert avg["spearman"] >= 0.98 and avg["min_spearman"] >= 0.9       # issue #16 targets (measured 1.0 / 1.0)
+    assert avg["range"] >= 0.35                                          # target (measured 0.373)
+    drift = avg["preservation"]
+    assert drift["background_name_changes"] == 0 and drift["background"] < 0.06   # measured 0 / 0.037
+    # Known misses of the issue's targets (docs/TOY-WORLD.md): smoothness <= 0.3 (measured 0.455) and
+    # centroid drift <= 0.05 (measured 0.123); these bounds only catch a regression beyond today's figures.
+    assert avg["smoothness"] < 0.5 and drift["centroid"] < 0.15
+    report = tmp_path / "text" / "report"
+    shapes = [measure_image(Image.open(report / e["image"])) for e in json.loads((report / "sweep.json").read_text())]
+    assert all(m.kind != "none" for m in shapes)           # no collapsed image at any strength in [-1, 1]
