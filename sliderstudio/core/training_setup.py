@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from sliderstudio import __version__
+from sliderstudio.core.block_offload import BlockOffload, offload_for_training, require_offloadable
 from sliderstudio.core.build_lock import BUILD_LOCK
 from sliderstudio.core import adapters
 from sliderstudio.core.buckets import (
@@ -71,6 +72,7 @@ class TrainingSession:
     encoders: EncoderResidency | None = None  # text encoders + VAE encoder: off the device after caching
     compiled: CompiledDenoiser = field(default_factory=CompiledDenoiser)  # torch.compile'd blocks (dynamo_*)
     attention: AttentionKernel | None = None  # the SDPA kernel chain (attention_mechanism)
+    offload: BlockOffload | None = None  # the denoiser's blocks streamed from CPU memory (offload_blocks)
     fsdp: Any = None  # core.fsdp.ShardReport when the frozen denoiser is sharded over the processes (fsdp_enable)
 
     @property
@@ -136,11 +138,11 @@ def encode_buckets(project: Project, family: Family, pipe: Any, scanned: list[Sc
         encoded = cache.latents(list(zip((r.path for r in s.images), tags)), encode, override)
         for i, (record, latent) in enumerate(zip(s.images, encoded)):
             latents[(s.bucket.id, i)] = latent
-            captions[(s.bucket.id, i)] = record.caption
+            captions[(s.bucket.id, i)] = record.variants
             item_sizes[(s.bucket.id, i)] = image_size(s, i, size)
         if control is not None:
             control.update(encode_control(s, control_inputs, cache, size, seed, tags, override))
-    prompts = sorted(set(captions.values()) | {""})
+    prompts = sorted({line for lines in captions.values() for line in lines} | {""})
     text_dir = text_cache_dir(project.buckets)
     conds = cache.conditioning(prompts, lambda ps: family.encode_prompts(pipe, ps),
                                project.resolve(text_dir) if text_dir else None)
@@ -155,7 +157,7 @@ def caches_complete(project: Project, scanned: list[ScannedBucket], cache: Featu
         override = project.resolve(s.bucket.cache_dir_vae) if s.bucket.cache_dir_vae else None
         if not cache.has_latents(list(zip((r.path for r in s.images), image_tags(s, size, seed))), override):
             return False
-        captions.update(r.caption for r in s.images)
+        captions.update(line for r in s.images for line in r.variants)
     text_dir = text_cache_dir(project.buckets)
     return cache.has_conditioning(sorted(captions), project.resolve(text_dir) if text_dir else None)
 
@@ -229,7 +231,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     family = get_family(family_id, str(project.config_path))
     if family_note:
         log(family_note, "info")
-    scanned = scan_project(project, deep=True)
+    scanned = scan_project(project, deep=True, log=log)
     require_trainable(project, scanned)
     for warning in check_run(project, scanned):
         log(warning, "warning")
@@ -267,16 +269,21 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     scheme = require_runnable(cfg.base_model_precision, device, str(project.config_path),  # before any weight
                               cfg.lora_type)
     compile_opts = check_compile_options(cfg, str(project.config_path))
+    if cfg.offload_blocks:  # before any weight: a denoiser or quantisation the hooks cannot stream
+        require_offloadable(family, cfg.base_model_precision, cfg.controlnet, str(project.config_path))
     cache = FeatureCache(project.root / "cache", model_key(family.id, location))
     warm = (control_files is None and not cfg.slider_text_pairs  # text pairs render with the encoders first
             and caches_complete(project, scanned, cache, cfg.seed))
     log(f"loading {family.label} from {location} on {device}", "info")
-    pipe = load_pipeline(family, cfg.pretrained_model_name_or_path, dtype, "cpu" if warm else device,
-                         loading_config(scheme, family.denoiser_name))
+    pipe = load_pipeline(family, cfg.pretrained_model_name_or_path, dtype,
+                         "cpu" if warm or cfg.offload_blocks else device, loading_config(scheme, family.denoiser_name))
     quantise_base(family.denoiser(pipe), cfg.base_model_precision, scheme, log)
     encoders = EncoderResidency(encoder_modules(pipe), device, log, on_device=not warm)
+    if cfg.offload_blocks:  # the denoiser stays in CPU memory; its hooks bring each block over
+        place_pipeline(pipe, device, {**(encoders.modules if warm else {}), "denoiser": family.denoiser(pipe)})
     if warm:
-        place_pipeline(pipe, device, encoders.modules)
+        if not cfg.offload_blocks:
+            place_pipeline(pipe, device, encoders.modules)
         log(f"every latent and caption is cached: the encoders ({encoders.names}) are not loaded on {device}; "
             "validation brings them over for its renders only", "info")
     apply_vae_options(pipe, cfg, log)
@@ -287,6 +294,8 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
         p.data = p.data.float()
     if cfg.gradient_checkpointing and hasattr(host, "enable_gradient_checkpointing"):
         host.enable_gradient_checkpointing()
+    offload = offload_for_training(host, params, device, cfg.offload_blocks_per_group, cfg.gradient_checkpointing,
+                                   log) if cfg.offload_blocks else None
     sharded = shard_denoiser(project, family, host, params, device, log)
     denoiser.train()
     adapter.train(True)
@@ -348,7 +357,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
             "warning")
     return TrainingSession(family, pipe, denoiser, adapter, sampler, step, optimizer, scheduler, accelerator,
                            params, total, report.module_names, info, render_pipe or pipe, encoders, compiled,
-                           attention, fsdp=sharded)
+                           attention, offload=offload, fsdp=sharded)
 
 
 def shard_denoiser(project: Project, family: Family, host: torch.nn.Module, params: list, device: torch.device,
