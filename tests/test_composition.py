@@ -174,3 +174,13 @@ def test_cli_warns_outside_the_calibrated_range(files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "warning" in err and "-0.9" in err and "-0.5" in err and str(calibrated) in err
     assert out.exists()
+
+
+def test_swapping_the_main_adapter_keeps_the_companions(files):
+    """A new checkpoint while composed (the app's Follow training): the same images as a fresh load."""
+    renderer = PreviewRenderer("sd1x", str(files["model"]), files["B"])
+    renderer.set_companions([(files["L"], 0.6), (files["A"], -0.4)])
+    renderer.load_lora(files["M"])   # LoRA → LyCORIS main, beside a LoRA and a LyCORIS companion
+    swapped = arrays(renderer.render(PROMPT, 0, [1.0, 0.0], steps=2, guidance=2.0))
+    fresh = render(files["model"], files["M"], [(files["L"], 0.6), (files["A"], -0.4)], [1.0, 0.0])
+    assert all(np.array_equal(a, b) for a, b in zip(swapped, fresh))

@@ -160,7 +160,7 @@ class PreviewPane(QWidget):
             row = QWidget(objectName=f"companion{index}")
             line = QHBoxLayout(row)
             line.setContentsMargins(0, 0, 0, 0)
-            name = QLabel(f"{Path(c.path).parent.name}/{Path(c.path).name}")
+            name = QLabel("/".join(Path(c.path).parts[-3:]))   # project/output/file: adapters share a file name
             name.setToolTip(c.path + ("\ndial: its calibrated range" if c.calibrated else "\ndial: ±1 (not calibrated)"))
             dial = strength_dial(c.strength)
             dial.setObjectName(f"companionDial{index}")
