@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
 import torch
 import torch.nn.functional as F
 
+from sliderstudio.core.caption_variants import choose
 from sliderstudio.core.sampler import MicroBatch
 from sliderstudio.core.slider_adapter import PeftSlider, SliderAdapter
 from sliderstudio.families.base import Conditioning, Family
@@ -36,7 +37,7 @@ class StepData:
     """Everything cached for training: latents by (bucket, image index), conditioning by caption."""
 
     latents: dict[tuple[str, int], torch.Tensor]
-    captions: dict[tuple[str, int], str]
+    captions: dict[tuple[str, int], str | tuple[str, ...]]  # several: a caption file's lines (caption_variants)
     conditioning: dict[str, Conditioning]
     image_size: dict[str, int]
     control: dict[tuple[str, int], torch.Tensor] | None = None  # ControlNet conditioning images in [0, 1]
@@ -101,7 +102,7 @@ class SliderStep:
         return noise, timesteps
 
     def caption(self, mb: MicroBatch, item: int) -> str:
-        text = self.data.captions[(mb.bucket_id, item)]
+        text = choose(self.data.captions[(mb.bucket_id, item)], self.seed, mb.index, item)
         if self.caption_dropout and random.Random(f"{self.seed}:{mb.index}:{item}").random() < self.caption_dropout:
             return ""
         return text
