@@ -158,7 +158,9 @@ def test_cli_plan_opens_a_simpletuner_folder_and_reports(tmp_path, capsys):
     root = simpletuner_root(tmp_path, "wan-video")
     assert main(["plan", "--config", str(root)]) == 0
     err = capsys.readouterr().err
-    assert "ignored: musubi_blocks_to_swap" in err and "block swapping" in err
+    # block swapping streams the blocks from CPU memory: our offload_blocks
+    assert "mapped: musubi_blocks_to_swap → offload_blocks" in err
+    assert "ignored: musubi_block_swap_device" in err and "offload_blocks" in err
 
 
 def test_cli_unknown_key_and_bad_choice_exit_2(tmp_path, capsys):
