@@ -17,6 +17,7 @@ def load_script():
     return module
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_row_with_positive_numbers_and_planner_columns(tmp_path, capsys):
     gpu_check = load_script()
     out = tmp_path / "check.json"

@@ -5,6 +5,8 @@ rest; two runners started together never run a job twice.
 """
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import signal
@@ -102,6 +104,7 @@ def test_cli_round_trip_with_a_project_deleted_while_queued(tmp_path):
     assert "finished — " + str(b / "output" / ADAPTER) in listing and "failed — job 2" in listing
 
 
+@pytest.mark.slow
 def test_runner_killed_mid_job_then_queue_run_resumes_it_from_its_checkpoint(tmp_path):
     data, total = tmp_path / "data", 40
     big, small = toy(tmp_path / "big", total, checkpointing_steps=0), toy(tmp_path / "small", 2)

@@ -16,6 +16,7 @@ def test_evaluation_prompts_are_not_training_prompts():
     assert all("large" not in p and "small" not in p for p in eval_prompts())
 
 
+@pytest.mark.slow
 def test_short_text_slider_grows_the_shape_with_strength(tmp_path):
     metrics = run_text_demo(tmp_path / "text", TextSliderSettings(steps=60), prompts=2, seeds=1)
     assert metrics["base_identical"] is True            # strength 0 reproduces the base model exactly

@@ -164,7 +164,8 @@ class TrainConfig(_Strict):
     controlnet_model_name_or_path: str | None = Field(
         None, description="The ControlNet the slider is trained on (diffusers folder)")
     slider_start_fraction: float = Field(0.0, ge=0, le=1, description="Slider off for this first fraction of steps in previews")
-    slider_calibration: bool = Field(True, description="After training and at each checkpoint, measure the response "
+    slider_calibration: bool = Field(True, description="After training (and at each checkpoint while validation is "
+                                                       "on), measure the response "
                                                        "to the dial on the validation prompts and write the "
                                                        "recommended range and polarity into the adapter")
     slider_calibration_strengths: list[float] = Field(

@@ -274,12 +274,17 @@ class Trainer:
         with open(self._metrics_path(), "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
 
-    def _save_adapter(self, path: Path) -> Path:
+    def _save_adapter(self, path: Path, checkpoint: bool = False) -> Path:
         """LoRA or LyCORIS alike: the adapter handle writes its file (and companion) atomically, with the
-        slider's calibration (recommended range, polarity: core.calibration_run) measured just before."""
+        slider's calibration (recommended range, polarity: core.calibration_run) measured just before.
+
+        A checkpoint is calibrated only when validation is on (validation_steps > 0): the sweep renders
+        about eleven images per prompt, so it follows the user's choice to spend renders during training;
+        the final adapter is always calibrated (unless slider_calibration is off)."""
         from sliderstudio.core.calibration_run import calibrate_session
 
-        calibrate = self._calibrate and self.session.fsdp is None
+        calibrate = self._calibrate and self.session.fsdp is None and \
+            (not checkpoint or self.project.config.validation_steps > 0)
         if self._calibrate and not calibrate and self.project.config.slider_calibration:
             self.log("calibration skipped: with FSDP the main process cannot render alone (the denoiser is "
                      "sharded); run 'sliderstudio report --lora' on the adapter to measure it", "warning")
@@ -317,7 +322,7 @@ class Trainer:
         self._flush_losses()  # the metrics on disk reach the checkpoint's step (resume truncates after it)
 
         def write(folder: Path) -> None:
-            self._save_adapter(folder / ADAPTER_NAME)
+            self._save_adapter(folder / ADAPTER_NAME, checkpoint=True)
             checkpoints.save_torch(s.optimizer.state_dict(), folder / "optimizer.pt")
             checkpoints.save_torch(s.scheduler.state_dict(), folder / "scheduler.pt")
 
