@@ -14,7 +14,7 @@ def test_short_demo_writes_a_complete_report(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0, err
     root = tmp_path / "demo"
-    assert "pairing: paired mode (6 positive images" in err
+    assert "pairing: paired mode (24 positive images" in err   # 6 pairs drawn at 4 intensities each
     assert {p.name for p in root.iterdir()} >= {"config.json", "multidatabackend.json", "prompt_library.json",
                                                 "data", "output", "report"}
     report = root / "report"
