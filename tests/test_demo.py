@@ -10,7 +10,8 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def test_short_demo_writes_a_complete_report(tmp_path, capsys):
-    code = main(["demo", "--workdir", str(tmp_path / "demo"), "--steps", "40", "--seeds", "1"])
+    # the text slider has its own tests (test_text_slider, test_text_demo); here the image slider's flow
+    code = main(["demo", "--workdir", str(tmp_path / "demo"), "--steps", "40", "--seeds", "1", "--no-text-slider"])
     err = capsys.readouterr().err
     assert code == 0, err
     root = tmp_path / "demo"

@@ -107,7 +107,8 @@ def test_no_argument_opens_the_demo_project(tmp_path, keep_sigint, app_dirs, mon
     assert gui_app.main(None, str(tmp_path / "demo.png")) == 0
     demo = app_dirs["data"] / "demo"
     project = load_project(demo)
-    assert sorted(b.role for b in project.buckets) == ["negative", "neutral", "positive"]
+    # the demo draws each pair at 4 intensities: 4 positive and 4 negative buckets
+    assert sorted(b.role for b in project.buckets) == ["negative"] * 4 + ["neutral"] + ["positive"] * 4
     assert (tmp_path / "demo.png").exists()
 
 
