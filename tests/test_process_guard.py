@@ -23,6 +23,7 @@ import pytest
 from sliderstudio.core.event_wire import WireSink, decode, listen_for_commands
 from sliderstudio.core.events import Command, Failed, Finished, Log, Mailbox, Progress
 from sliderstudio.core.process_guard import PROCESS_LOG, ProcessGuard
+from tests.process_waits import ended, metric_steps, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,14 +157,6 @@ def start_loop(out: Path, setup_s: float = 0.0, **popen) -> subprocess.Popen:
     return proc
 
 
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def steps_done(out: Path) -> int:
@@ -241,7 +234,7 @@ def test_the_watchdog_notices_a_parent_killed_with_sigkill(tmp_path):
         killed = time.monotonic()
         wait_for(lambda: (tmp_path / "result.txt").exists(), 10, "the child to notice")
         noticed = time.monotonic() - killed
-        wait_for(lambda: not os.path.exists(f"/proc/{child_pid}") or _zombie(child_pid), 10, "the child to end")
+        wait_for(lambda: ended(child_pid), 10, "the child to end")
     finally:
         os.close(write_fd)
         try:
@@ -301,7 +294,7 @@ def test_a_stop_line_written_while_a_dying_app_still_holds_the_event_pipe_reache
     try:
         assert app.wait(timeout=60) == 9
         wait_for(lambda: (tmp_path / "result.txt").exists(), 20, "the child to stop")
-        wait_for(lambda: not os.path.exists(f"/proc/{child_pid}") or _zombie(child_pid), 20, "the child to end")
+        wait_for(lambda: ended(child_pid), 20, "the child to end")
     finally:
         try:
             os.kill(child_pid, signal.SIGKILL)
@@ -313,11 +306,6 @@ def test_a_stop_line_written_while_a_dying_app_still_holds_the_event_pipe_reache
     assert lines == [f"[wire closed] Log stopping after the step in flight, keeping a checkpoint: {reason}"]
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 # --- the real training process on the toy model -------------------------------------------------------
@@ -356,9 +344,6 @@ def go_away(proc: subprocess.Popen, how: str) -> list:
     return events
 
 
-def metric_steps(out: Path) -> list[int]:
-    path = out / "metrics.jsonl"
-    return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_train_events_keeps_the_last_step_done_whichever_way_the_app_goes(tmp_path):

@@ -20,6 +20,7 @@ from sliderstudio.core.config import TrainConfig
 from sliderstudio.core.queue_lock import claim_is_stale
 from sliderstudio.core.queue_store import CANCELLED, FAILED, FINISHED, RUNNING, read_queue
 from sliderstudio.toy.demo_project import write_demo_project
+from tests.process_waits import ended, metric_steps, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTER = "pytorch_lora_weights.safetensors"
@@ -52,28 +53,10 @@ def start_runner(data: Path, log: Path) -> subprocess.Popen:
                             stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=environment(data))
 
 
-def metric_steps(out: Path) -> list[int]:
-    try:
-        return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    except (FileNotFoundError, ValueError):
-        return []
 
 
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def ended(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_cli_round_trip_with_a_project_deleted_while_queued(tmp_path):

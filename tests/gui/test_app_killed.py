@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QToolButton
 from sliderstudio.core.checkpoints import latest_checkpoint
 from sliderstudio.core.process_guard import PROCESS_LOG
 from sliderstudio.gui.main_window import MainWindow
+from tests.process_waits import ended, metric_steps, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 # "Within a few seconds": from the app's death to the checkpoint on disk (the step in flight, the
@@ -74,22 +75,8 @@ def start_app(root: Path, mode: str, log: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def metric_steps(out: Path) -> list[int]:
-    path = out / "metrics.jsonl"
-    try:
-        return [json.loads(line)["step"] for line in path.read_text().splitlines()]
-    except (FileNotFoundError, ValueError):
-        return []
 
 
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def training_pid(out: Path, not_pid: int = 0) -> int:
@@ -101,12 +88,6 @@ def training_pid(out: Path, not_pid: int = 0) -> int:
     return beat["pid"] if beat["state"] == "running" and beat["pid"] != not_pid else 0
 
 
-def ended(pid: int) -> bool:
-    """Gone, or a zombie nobody reaped yet (the app, its parent, is dead)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def kill_app_mid_run(app: subprocess.Popen, log: Path, out: Path, how: signal.Signals, at_step: int,
