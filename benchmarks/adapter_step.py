@@ -43,9 +43,9 @@ def project_for(workdir: Path, model: Path, name: str, spec: dict) -> Path:
 def main() -> int:
     import torch
 
-    from sliderstudio.core.preview import render_strengths
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.training_setup import prepare_session
+    from sliderstudio.engine.preview import render_strengths
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.training_setup import prepare_session
     from sliderstudio.families.tiny import build_tiny_sd
 
     parser = argparse.ArgumentParser()

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from sliderstudio.core import adapters
-from sliderstudio.core.lycoris_adapter import attach_lycoris
-from sliderstudio.core.lycoris_config import parse_lycoris_config
-from sliderstudio.core.preview import PreviewRenderer
-from sliderstudio.core.slider_adapter import PeftSlider
+from sliderstudio.adapters import adapters
+from sliderstudio.adapters.lycoris_adapter import attach_lycoris
+from sliderstudio.config.lycoris_config import parse_lycoris_config
+from sliderstudio.engine.preview import PreviewRenderer
+from sliderstudio.adapters.slider_adapter import PeftSlider
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 from sliderstudio.toy import TOY_MODEL_ID, toy_model_path

@@ -57,9 +57,9 @@ def measure(family: str, steps: int, warmup: int, threads: int, settings: dict) 
     import torch
 
     from conftest import make_project
-    from sliderstudio.core.events import Progress
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.kernel.events import Progress
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
 
     torch.set_num_threads(threads)
     work = Path(tempfile.mkdtemp(prefix="fast-step-"))

@@ -1,8 +1,8 @@
 """Full-size SDXL, Z-Image Turbo and Flux.1-dev with random weights: our slider step against the plain loop.
 
 For each memory mode (plain bf16, gradient checkpointing, int8 base, block offloading) it runs, side by
-side, OUR step (core.slider_step.SliderStep.loss on cached-style inputs, backward, the trainer's
-gradient clipping and our optimizer from core.optimizers, as core.trainer does) and the plain loop
+side, OUR step (engine.slider_step.SliderStep.loss on cached-style inputs, backward, the trainer's
+gradient clipping and our optimizer from config.optimizers, as engine.trainer does) and the plain loop
 most trainers wrap (the diffusers model in bf16 + a PEFT LoRA r16 in bf16 + torch AdamW, batch 1).
 Per row: ms/step (median after warm-up), MFU against the bf16 matmul peak measured in the same run,
 peak memory (torch.cuda.max_memory_allocated on CUDA; the process's peak RSS on the CPU), the memory
@@ -145,7 +145,7 @@ def schedule_for(family: Any):
 def step_data(model: str, setting: Setting):
     import torch
 
-    from sliderstudio.core.slider_step import StepData
+    from sliderstudio.engine.slider_step import StepData
 
     _, config = denoiser_config(model, setting.tiny)
     side = setting.resolution // 8
@@ -156,13 +156,13 @@ def step_data(model: str, setting: Setting):
 
 
 def micro_batch(index: int):
-    from sliderstudio.core.sampler import MicroBatch
+    from sliderstudio.engine.sampler import MicroBatch
 
     return MicroBatch(index=index, epoch=0, bucket_id="b", role="positive", strength=1.0, items=(0,), stems=("0",))
 
 
 def targets_of(model: str, denoiser) -> list[str]:
-    from sliderstudio.core.targets import resolve_on_module
+    from sliderstudio.adapters.targets import resolve_on_module
     from sliderstudio.families.registry import get_family
 
     return resolve_on_module(denoiser, get_family(model).presets["slider"], "slider").module_names
@@ -172,7 +172,7 @@ def targets_of(model: str, denoiser) -> list[str]:
 
 def prepare_base(model: str, mode: str, setting: Setting):
     """The frozen denoiser of a mode: int8 quantised, or in CPU memory for offloading."""
-    from sliderstudio.core.quantise import SUPPORTED, quantise_module
+    from sliderstudio.engine.quantise import SUPPORTED, quantise_module
 
     denoiser = build_denoiser(model, setting)
     denoiser.requires_grad_(False)
@@ -187,12 +187,12 @@ def ours(model: str, mode: str, setting: Setting) -> tuple[Callable[[int], None]
     """Our step as the trainer runs it: SliderStep.loss, backward, clip, our optimizer (adamw_bf16)."""
     import torch
 
-    from sliderstudio.core import adapters
-    from sliderstudio.core.block_offload import install
-    from sliderstudio.core.config import TrainConfig
-    from sliderstudio.core.optimizers import build_optimizer
-    from sliderstudio.core.slider_adapter import PeftSlider
-    from sliderstudio.core.slider_step import SliderStep
+    from sliderstudio.adapters import adapters
+    from sliderstudio.engine.block_offload import install
+    from sliderstudio.config.config import TrainConfig
+    from sliderstudio.config.optimizers import build_optimizer
+    from sliderstudio.adapters.slider_adapter import PeftSlider
+    from sliderstudio.engine.slider_step import SliderStep
     from sliderstudio.families.registry import get_family
 
     family = get_family(model)
@@ -229,7 +229,7 @@ def plain(model: str, mode: str, setting: Setting) -> tuple[Callable[[int], None
     import torch.nn.functional as F
     from peft import LoraConfig
 
-    from sliderstudio.core.slider_step import SliderStep
+    from sliderstudio.engine.slider_step import SliderStep
     from sliderstudio.families.registry import get_family
 
     family = get_family(model)
@@ -307,7 +307,7 @@ def peak_gib(device: Any) -> tuple[float, str]:
 def planner_gib(model: str, mode: str) -> float:
     """The planner's device bytes for this denoiser's step (weights, adapter, optimizer, activations:
     what max_memory_allocated sees; no encoders, VAE decoder or CUDA context), full size at 1024 px."""
-    from sliderstudio.core.memory_plan import PlanOptions, plan
+    from sliderstudio.app.memory_plan import PlanOptions, plan
     from sliderstudio.families.registry import get_family
 
     options = PlanOptions(mixed_precision="bf16", gradient_checkpointing=mode == "checkpointing",
@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = run_all(setting_for(args), args.budget_s, models, modes, lambda line: print(line, flush=True))
     print(table(result))
-    from sliderstudio.core.atomic import write_text
+    from sliderstudio.kernel.atomic import write_text
 
     write_text(Path(args.json), json.dumps(result, indent=1))
     print(f"wrote {args.json} ({result['wall_s']} s)")

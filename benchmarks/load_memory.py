@@ -75,7 +75,7 @@ def measure(folder: Path, mode: str) -> dict:
     """Load in this process (called in a fresh one per mode) and report peak RSS growth vs weight bytes."""
     import torch
 
-    from sliderstudio.core.quantise import SUPPORTED, loading_config, quantise_module, weight_bytes
+    from sliderstudio.engine.quantise import SUPPORTED, loading_config, quantise_module, weight_bytes
     from sliderstudio.families.loading import load_pipeline
     from sliderstudio.families.registry import get_family
 

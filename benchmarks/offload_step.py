@@ -17,8 +17,8 @@ from typing import Callable
 def make_step(offload: bool) -> Callable[[], None]:
     import torch
 
-    from sliderstudio.core.adapters import attach_lora
-    from sliderstudio.core.block_offload import install
+    from sliderstudio.adapters.adapters import attach_lora
+    from sliderstudio.engine.block_offload import install
     from sliderstudio.families.tiny import tiny_unet
 
     unet = tiny_unet()

@@ -24,8 +24,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sliderstudio.core.buckets import scan_project  # noqa: E402
-from sliderstudio.core.project import load_project  # noqa: E402
+from sliderstudio.engine.buckets import scan_project  # noqa: E402
+from sliderstudio.engine.project import load_project  # noqa: E402
 
 
 def jpeg(seed: int) -> bytes:

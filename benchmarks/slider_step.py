@@ -38,9 +38,9 @@ def build(workdir: Path) -> Path:
 def measure(variant: str, workdir: Path, steps: int, threads: int) -> dict:
     import torch
 
-    from sliderstudio.core.buckets import load_image, scan_project
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.training_setup import prepare_session, to_pixels
+    from sliderstudio.engine.buckets import load_image, scan_project
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.training_setup import prepare_session, to_pixels
 
     torch.set_num_threads(threads)
     project = load_project(workdir / "project")

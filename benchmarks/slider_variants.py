@@ -7,7 +7,7 @@ One variant per call, so every figure in docs/TRAINING.md's table comes from one
 write the demo project with the variant's data (intensity levels, strength of the full pair) and
 config (step mode, anchor weight, rank, learning rate, steps), train it with the product's Trainer,
 then sweep 8 held-out prompts × 3 held-out seeds × 9 strengths (−1 … +1) plus ±1.5 and ±2, scored
-by the product's metric (core.slider_metrics) and the independent pixel metric of
+by the product's metric (toy.metrics) and the independent pixel metric of
 toy.sweep_check. Prints one JSON object: the figures, which targets miss, training seconds and
 ms per optimizer step (and per micro-batch), the load average before and after.
 """
@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 def train(root: Path) -> tuple[Path, dict]:
     """Train the project; return the adapter and the step timing read from metrics.jsonl."""
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
 
     project = load_project(root)
     t0 = time.perf_counter()
@@ -44,7 +44,7 @@ def train(root: Path) -> tuple[Path, dict]:
 
 
 def measure(adapter: Path, beyond: bool) -> dict:
-    from sliderstudio.core.preview import PreviewRenderer
+    from sliderstudio.engine.preview import PreviewRenderer
     from sliderstudio.toy.sweep_check import BEYOND, check_slider
 
     renderer = PreviewRenderer("sd1x", "sliderstudio:toy", adapter)
@@ -64,8 +64,8 @@ def measure(adapter: Path, beyond: bool) -> dict:
 def speed(root: Path, reps: int) -> dict:
     """ms per cycle (positive, paired negative, anchor) for one fused forward against one forward
     each, forward + backward, interleaved so that a change of machine load hits both alike."""
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.training_setup import prepare_session
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.training_setup import prepare_session
 
     session = prepare_session(load_project(root), lambda *a: None, "cpu")
     step = session.step

@@ -14,13 +14,13 @@ import time
 
 import torch
 
-from sliderstudio.core import adapters
-from sliderstudio.core.sampler import MicroBatch
-from sliderstudio.core.slider_adapter import PeftSlider
-from sliderstudio.core.slider_step import SliderStep, StepData
-from sliderstudio.core.targets import resolve_on_module
-from sliderstudio.core.text_pairs import TextPair
-from sliderstudio.core.text_slider import PairData, TextSlider
+from sliderstudio.adapters import adapters
+from sliderstudio.engine.sampler import MicroBatch
+from sliderstudio.adapters.slider_adapter import PeftSlider
+from sliderstudio.engine.slider_step import SliderStep, StepData
+from sliderstudio.adapters.targets import resolve_on_module
+from sliderstudio.config.text_pairs import TextPair
+from sliderstudio.engine.text_slider import PairData, TextSlider
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 from sliderstudio.toy import toy_model_path

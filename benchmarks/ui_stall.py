@@ -86,7 +86,7 @@ def run_variant(variant: str, steps: int, every: int) -> dict:
 
 def host_trainer_on_the_worker_thread() -> None:
     """The app's first design, for comparison: the worker runs the trainer itself, on its QThread."""
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.engine.trainer import Trainer
     from sliderstudio.gui.workers.training import TrainingWorker
 
     TrainingWorker._supervise = lambda self: Trainer(self.project, self._sink).run()

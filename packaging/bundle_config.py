@@ -140,7 +140,7 @@ def hidden_imports() -> list[str]:
     for package in ("peft", "lycoris", "accelerate", "huggingface_hub", "safetensors"):
         found += collect_submodules(package, filter=lambda n: not SKIP_SUBMODULE_PARTS.intersection(n.split(".")[1:]))
     found += collect_submodules("pip")  # `runtime install` runs pip; its commands load by name
-    # optimizers chosen by SimpleTuner's names are imported by name (core/optimizers.py)
+    # optimizers chosen by SimpleTuner's names are imported by name (config/optimizers.py)
     found += ["prodigyopt", "prodigyopt.prodigy", "lion_pytorch", "lion_pytorch.lion_pytorch"]
     found += [_sysconfigdata_module()]
     return sorted(set(found))

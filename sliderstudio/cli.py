@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sliderstudio import __version__
-from sliderstudio.core.errors import InputError
+from sliderstudio.kernel.errors import InputError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the last resort: what, where, and the traceback in a log file; exit 1
-        from sliderstudio.core.crash_log import report_unexpected
+        from sliderstudio.kernel.crash_log import report_unexpected
 
         print(report_unexpected(exc, argv), file=sys.stderr)
         return 1

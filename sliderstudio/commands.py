@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sliderstudio.core.errors import InputError
-from sliderstudio.core.events import Event, Failed, Finished, Log, Progress
+from sliderstudio.kernel.errors import InputError
+from sliderstudio.kernel.events import Event, Failed, Finished, Log, Progress
 
 
 class ConsoleSink:
@@ -67,8 +67,8 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
         return train_on_processes(args, extra, project)
     if args.events:
         return train_with_events(args, extra)
-    from sliderstudio.core.project import load_project, parse_cli_overrides
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.engine.project import load_project, parse_cli_overrides
+    from sliderstudio.engine.trainer import Trainer
 
     project = load_project(args.config, parse_cli_overrides(extra))
     sink = ConsoleSink()
@@ -83,8 +83,8 @@ def project_to_launch(args: argparse.Namespace, extra: list[str]):
     """The project when this process must start num_processes > 1 training processes; None otherwise
     (one process, or already one of the started ones). A config that does not load is None too: the
     one-process path reports it, on the wire with --events."""
-    from sliderstudio.core.distributed import in_worker
-    from sliderstudio.core.project import load_project, parse_cli_overrides
+    from sliderstudio.engine.distributed import in_worker
+    from sliderstudio.engine.project import load_project, parse_cli_overrides
 
     if in_worker():
         return None
@@ -99,8 +99,8 @@ def train_on_processes(args: argparse.Namespace, extra: list[str], project) -> i
     """`num_processes` N > 1: the same `train` command on N processes through accelerate's launcher
     (core/distributed). The main process speaks the wire with --events; a launch that fails (a bad
     process count, a process that died) is reported here, once, after every process has ended."""
-    from sliderstudio.core.distributed import LaunchFailed, check_launch, device_kind, launch
-    from sliderstudio.core.run_state import read_heartbeat
+    from sliderstudio.engine.distributed import LaunchFailed, check_launch, device_kind, launch
+    from sliderstudio.engine.run_state import read_heartbeat
 
     command = ["train", "--config", str(args.config), *(["--device", args.device] if args.device else []),
                *(["--events"] if args.events else []), *extra]
@@ -110,7 +110,7 @@ def train_on_processes(args: argparse.Namespace, extra: list[str], project) -> i
         launch(project.config.num_processes, kind, command, project.output_dir)
     except (InputError, LaunchFailed) as exc:
         if args.events:
-            from sliderstudio.core.event_wire import WireSink, claim_stdout
+            from sliderstudio.kernel.event_wire import WireSink, claim_stdout
 
             step = (read_heartbeat(project.output_dir) or {}).get("step", 0)
             WireSink(claim_stdout())(Failed(str(exc), int(step), exit_code=exc.exit_code))
@@ -125,13 +125,13 @@ def train_with_events(args: argparse.Namespace, extra: list[str]) -> int:
     """`train --events`: the app's training process. Every outcome reaches the wire as an event,
     including a bad config found before the trainer exists. However the app goes away (pipes
     closed, SIGTERM/SIGHUP/SIGINT, SIGKILL) the run stops with a checkpoint (core/process_guard)."""
-    from sliderstudio.core.event_wire import WireSink, claim_stdout, listen_for_commands
-    from sliderstudio.core.events import Mailbox
-    from sliderstudio.core.process_guard import PROCESS_LOG, ProcessGuard
-    from sliderstudio.core.project import load_project, parse_cli_overrides
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.kernel.event_wire import WireSink, claim_stdout, listen_for_commands
+    from sliderstudio.kernel.events import Mailbox
+    from sliderstudio.kernel.process_guard import PROCESS_LOG, ProcessGuard
+    from sliderstudio.engine.project import load_project, parse_cli_overrides
+    from sliderstudio.engine.trainer import Trainer
 
-    from sliderstudio.core.distributed import current_ranks
+    from sliderstudio.engine.distributed import current_ranks
 
     if not current_ranks().is_main:
         return train_quietly(args, extra)
@@ -161,10 +161,10 @@ def train_quietly(args: argparse.Namespace, extra: list[str]) -> int:
     """A process other than the main one under --events: the main process owns the wire and the app's
     commands (it passes them on each step); this one keeps stdout and stdin alone, and a stop signal
     only ends it during set-up (afterwards it stops when the main process says so)."""
-    from sliderstudio.core.events import Mailbox
-    from sliderstudio.core.process_guard import ProcessGuard
-    from sliderstudio.core.project import load_project, parse_cli_overrides
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.kernel.events import Mailbox
+    from sliderstudio.kernel.process_guard import ProcessGuard
+    from sliderstudio.engine.project import load_project, parse_cli_overrides
+    from sliderstudio.engine.trainer import Trainer
 
     project = load_project(args.config, parse_cli_overrides(extra))
     trainer = Trainer(project, device=args.device)
@@ -179,12 +179,12 @@ def train_quietly(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from sliderstudio.core.aspect_buckets import family_alignment, label
+    from sliderstudio.engine.aspect_buckets import family_alignment, label
     from sliderstudio.families.detect import config_family
-    from sliderstudio.core.buckets import assign_targets, balance, require_trainable, scan_project
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.run_checks import check_run
-    from sliderstudio.core.sampler import SliderSampler, sampler_buckets
+    from sliderstudio.engine.buckets import assign_targets, balance, require_trainable, scan_project
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.run_checks import check_run
+    from sliderstudio.engine.sampler import SliderSampler, sampler_buckets
 
     project = load_project(args.config)
     for note in project.key_notes:
@@ -208,7 +208,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"warning: bucket '{s.bucket.id}': {problem}", file=sys.stderr)
     family = config_family(cfg, str(project.config_path))[0]  # read from the model's files, or checked against them
     assign_targets(project, scanned, bal.pair_map, family_alignment(family, str(project.config_path)))
-    from sliderstudio.core.text_pairs import text_sampler_entries
+    from sliderstudio.engine.sampler import text_sampler_entries
 
     text_entries, text_map = text_sampler_entries(cfg.slider_text_pairs)  # text pairs cycle with the buckets
     sampler = SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode) + text_entries, cfg.seed,
@@ -223,7 +223,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from sliderstudio.core.targets import resolve_targets
+    from sliderstudio.adapters.targets import resolve_targets
 
     preset = args.preset if args.preset in ("reference", "slider", "default") else \
         [p.strip() for p in args.preset.split(",") if p.strip()]
@@ -231,15 +231,15 @@ def cmd_targets(args: argparse.Namespace) -> int:
         return print_full_size_targets(args, preset)
     args.family = read_family(args.model, None, args.family)
     if args.lycoris:
-        from sliderstudio.core.lycoris_adapter import lycoris_target_report
-        from sliderstudio.core.lycoris_config import read_lycoris_config
+        from sliderstudio.adapters.lycoris_adapter import lycoris_target_report
+        from sliderstudio.config.lycoris_config import read_lycoris_config
 
         report = lycoris_target_report(args.family, args.model, read_lycoris_config(Path(args.lycoris)).raw)
     else:
         report = resolve_targets(args.family, args.model, preset, strict=False)
     print(report.table())
     if report.total == 0:
-        from sliderstudio.core.targets import require_matches
+        from sliderstudio.adapters.targets import require_matches
 
         require_matches(report, "preset")
     return 0
@@ -247,7 +247,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 def print_memory_plan(config, vram: float | None) -> int:
     """`plan --memory`: the device peak broken down, and per card size the cheapest options that fit."""
-    from sliderstudio.core.memory_plan import (CARD_PRESETS_GB, check_options, cheapest_fit, cuda_capability,
+    from sliderstudio.app.memory_plan import (CARD_PRESETS_GB, check_options, cheapest_fit, cuda_capability,
                                                options_from_config, plan, require_fit)
     from sliderstudio.families.registry import get_family
 
@@ -283,7 +283,7 @@ def needs_builtin_config(model: str) -> bool:
 def print_full_size_targets(args: argparse.Namespace, preset) -> int:
     """`targets --family F` (or a hub id not in the cache): the table of the real full-size model, built on
     the meta device from the family's published config, before anything is downloaded."""
-    from sliderstudio.core.targets import require_matches, resolve_on_module
+    from sliderstudio.adapters.targets import require_matches, resolve_on_module
     from sliderstudio.families.full_size import families, full_size, full_size_skeleton
     from sliderstudio.families.registry import get_family
 
@@ -326,14 +326,14 @@ def parse_strengths(text: str) -> list[float]:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from sliderstudio.core.preview import PreviewRenderer, grid, save_image
+    from sliderstudio.engine.preview import PreviewRenderer, grid, save_image
 
     strengths = parse_strengths(args.strengths)
     if not 0.0 <= args.start_fraction <= 1.0:
         raise InputError("must be between 0 and 1", key="--start-fraction", value=args.start_fraction)
     if args.control_image and not Path(args.control_image).is_file():
         raise InputError("no such image file", file=args.control_image, key="--control-image")
-    from sliderstudio.core.composition import preview_plan, range_warnings
+    from sliderstudio.engine.composition import preview_plan, range_warnings
 
     lora, strengths, others = preview_plan(args.lora or [], strengths)
     for line in range_warnings([(lora, strengths)] * bool(lora) + [(p, [v]) for p, v in others]):
@@ -350,7 +350,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from sliderstudio.core.export import export_file
+    from sliderstudio.engine.export import export_file
 
     source = Path(args.lora)
     if not source.exists():
@@ -366,14 +366,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     """`report --lora F`: the calibrated range, polarity and response curve; quality figures where measurable."""
     import json
 
-    from sliderstudio.core.adapter_report import build_report, format_report
+    from sliderstudio.reports.adapter_report import build_report, format_report
 
     if args.seeds < 1:
         raise InputError("must be at least 1", key="--seeds", value=args.seeds)
     if len(args.lora) > 2:
         raise InputError("give one adapter, or two for their interference", key="--lora", value=args.lora[2])
     if len(args.lora) == 2:
-        from sliderstudio.core.interference import format_interference, interference_report
+        from sliderstudio.reports.interference import format_interference, interference_report
 
         pair = interference_report(Path(args.lora[0]), Path(args.lora[1]), args.model, None, args.seeds,
                                    measure=not args.no_quality)
@@ -393,7 +393,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_selfcheck(args: argparse.Namespace) -> int:
-    from sliderstudio.families.selfcheck import main as selfcheck_main
+    from sliderstudio.app.selfcheck import main as selfcheck_main
 
     return selfcheck_main(args.family, args.json)
 

@@ -1,6 +1,6 @@
 """`sliderstudio queue add|list|run|cancel|move|stop`: the training queue from the command line.
 
-Thin: each action is one call into core/queue_store.py or core/queue_runner.py and a few lines of
+Thin: each action is one call into app/queue_store.py or app/queue_runner.py and a few lines of
 text. The app's Queue pane works on the same file, so either face sees what the other did.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ import json
 import sys
 import time
 
-from sliderstudio.core.config import coerce_override
-from sliderstudio.core.errors import InputError
+from sliderstudio.config.config import coerce_override
+from sliderstudio.kernel.errors import InputError
 
 
 def add_queue_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +45,7 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from sliderstudio.core.queue_store import queue_file
+    from sliderstudio.app.queue_store import queue_file
 
     path = queue_file()
     action = {"add": _add, "list": _list, "run": _run, "cancel": _cancel, "move": _move, "stop": _stop}
@@ -53,7 +53,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def _add(args, path) -> int:
-    from sliderstudio.core.queue_store import add_job, read_queue
+    from sliderstudio.app.queue_store import add_job, read_queue
 
     job = add_job(path, args.project, parse_overrides(args.config_override))
     ahead = sum(1 for j in read_queue(path).jobs if j.status in ("waiting", "running") and j.id != job.id)
@@ -64,7 +64,7 @@ def _add(args, path) -> int:
 def _list(args, path) -> int:
     from dataclasses import asdict
 
-    from sliderstudio.core.queue_store import load_queue
+    from sliderstudio.app.queue_store import load_queue
 
     state = load_queue(path)
     if args.json:
@@ -78,8 +78,8 @@ def _list(args, path) -> int:
 
 
 def _run(args, path) -> int:
-    from sliderstudio.core.queue_lock import RunnerBusy
-    from sliderstudio.core.queue_runner import QueueRunner
+    from sliderstudio.app.queue_lock import RunnerBusy
+    from sliderstudio.app.queue_runner import QueueRunner
 
     runner = QueueRunner(path, say=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", flush=True))
     runner.install_signal_handlers()
@@ -95,7 +95,7 @@ def _run(args, path) -> int:
 
 
 def _cancel(args, path) -> int:
-    from sliderstudio.core.queue_store import cancel_job
+    from sliderstudio.app.queue_store import cancel_job
 
     job = cancel_job(path, args.job)
     print(f"job {job.id}: " + ("cancelled" if job.status == "cancelled" else
@@ -104,7 +104,7 @@ def _cancel(args, path) -> int:
 
 
 def _move(args, path) -> int:
-    from sliderstudio.core.queue_store import move_job
+    from sliderstudio.app.queue_store import move_job
 
     state = move_job(path, args.job, args.to)
     print("order: " + ", ".join(j.id for j in state.jobs))
@@ -112,7 +112,7 @@ def _move(args, path) -> int:
 
 
 def _stop(args, path) -> int:
-    from sliderstudio.core.queue_store import read_queue, request_stop
+    from sliderstudio.app.queue_store import read_queue, request_stop
 
     request_stop(path)
     runner = read_queue(path).runner

@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Tiny random SD 1.x, SD 2.x (v-prediction) and SDXL folders, built once per session."""
-    from sliderstudio.core.build_lock import BUILD_LOCK
+    from sliderstudio.kernel.build_lock import BUILD_LOCK
     from sliderstudio.families.tiny import build_tiny_sd
 
     root = tmp_path_factory.mktemp("models")

@@ -3,7 +3,7 @@ on the ControlNet only. One place, so the SD3/Flux and AuraFlow/HiDream tests ca
 import torch
 from safetensors.torch import load_file
 
-from sliderstudio.core import adapter_io
+from sliderstudio.adapters import adapter_io
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 

@@ -7,12 +7,12 @@ import pytest
 from PIL import Image
 
 from conftest import draw, make_project
-from sliderstudio.core import aspect_buckets as ab
-from sliderstudio.core.buckets import assign_targets, balance, downsample_first, load_image, scan_project
-from sliderstudio.core.caches import transform_tag
-from sliderstudio.core.config import BucketConfig
-from sliderstudio.core.project import load_project
-from sliderstudio.core.sampler import SamplerBucket, SliderSampler
+from sliderstudio.engine import aspect_buckets as ab
+from sliderstudio.engine.buckets import assign_targets, balance, downsample_first, load_image, scan_project
+from sliderstudio.engine.caches import transform_tag
+from sliderstudio.config.config import BucketConfig
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.sampler import SamplerBucket, SliderSampler
 
 
 def rule(resolution, kind="pixel", alignment=8, crop=False, crop_aspect="square", buckets=(), seed=0):
@@ -128,7 +128,7 @@ def test_crop_styles_cut_where_they_say(tmp_path):
     arr[:, :32] = (255, 0, 0)      # red left quarter
     arr[:, 96:] = (0, 0, 255)      # blue right quarter
     Image.fromarray(arr).save(tmp_path / "wide.png")
-    from sliderstudio.core.buckets import ImageRecord
+    from sliderstudio.engine.buckets import ImageRecord
 
     record = ImageRecord(tmp_path / "wide.png", "wide", "")
     corner = load_image(record, BucketConfig(id="b", instance_data_dir="x", crop=True, crop_style="corner"), 64, 0)
@@ -204,7 +204,7 @@ def test_plan_shows_the_aspect_bucket_of_each_micro_batch(tmp_path, capsys):
 @pytest.fixture
 def shapes(monkeypatch):
     """Latent shapes of every micro-batch a real run feeds the denoiser, by bucket."""
-    from sliderstudio.core.slider_step import SliderStep
+    from sliderstudio.engine.slider_step import SliderStep
 
     seen: list[tuple[str, tuple[int, ...], object]] = []
     original = SliderStep.inputs
@@ -220,8 +220,8 @@ def shapes(monkeypatch):
 
 @pytest.mark.parametrize("family", ["sd1x", "sdxl"])
 def test_a_portrait_bucket_trains_at_its_aspect(tmp_path, tiny_models, shapes, family):
-    from sliderstudio.core.events import Log
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.kernel.events import Log
+    from sliderstudio.engine.trainer import Trainer
 
     root = portrait_project(tmp_path, family=family, config={"max_train_steps": 3})
     (root / "config.json").write_text(json.dumps({**json.loads((root / "config.json").read_text()),
@@ -238,8 +238,8 @@ def test_a_portrait_bucket_trains_at_its_aspect(tmp_path, tiny_models, shapes, f
 
 
 def test_changed_bucket_size_misses_the_cache(tmp_path, tiny_models, shapes):
-    from sliderstudio.core.events import Log
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.kernel.events import Log
+    from sliderstudio.engine.trainer import Trainer
 
     root = portrait_project(tmp_path, config={"max_train_steps": 1})
     (root / "config.json").write_text(json.dumps({**json.loads((root / "config.json").read_text()),

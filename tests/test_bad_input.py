@@ -84,8 +84,8 @@ def test_giant_image_is_skipped_with_its_name(tmp_path, capsys):
     root = make_project(tmp_path, "/no/model")
     Image.new("1", (20000, 20000)).save(root / "data" / "pos" / "giant.png")
     assert main(["plan", "--config", str(root), "--batches", "1"]) == 0
-    from sliderstudio.core.buckets import scan_project
-    from sliderstudio.core.project import load_project
+    from sliderstudio.engine.buckets import scan_project
+    from sliderstudio.engine.project import load_project
 
     pos = scan_project(load_project(root))[0]
     assert "giant" not in pos.stems
@@ -145,7 +145,7 @@ def test_output_folder_not_writable(tmp_path, capsys, tiny_models):
 
 
 def test_disk_full_while_saving_keeps_the_previous_adapter(tmp_path, capsys, tiny_models, monkeypatch):
-    from sliderstudio.core import adapter_io
+    from sliderstudio.adapters import adapter_io
 
     root = make_project(tmp_path, tiny_models["sd1x"], config={"max_train_steps": 1})
     assert train(root, capsys)[0] == 0
@@ -202,11 +202,11 @@ def test_prompt_library_with_a_non_numeric_strength(tmp_path, capsys):
 def test_out_of_memory_is_explained(tmp_path, tiny_models, monkeypatch):
     import torch
 
-    from sliderstudio.core.errors import OutOfMemory
-    from sliderstudio.core.events import Failed
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.slider_step import SliderStep
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.kernel.errors import OutOfMemory
+    from sliderstudio.kernel.events import Failed
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.slider_step import SliderStep
+    from sliderstudio.engine.trainer import Trainer
 
     def oom(self, mb):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from conftest import draw, make_project
-from sliderstudio.core.buckets import balance, bucket_resolution, load_image, require_trainable, scan_project
-from sliderstudio.core.errors import DatasetError
-from sliderstudio.core.project import load_project
+from sliderstudio.engine.buckets import balance, bucket_resolution, load_image, require_trainable, scan_project
+from sliderstudio.kernel.errors import DatasetError
+from sliderstudio.engine.project import load_project
 
 
 def test_scan_captions_and_problems(tmp_path):

@@ -3,8 +3,8 @@ import threading
 
 import torch
 
-from sliderstudio.core.adapters import attach_lora
-from sliderstudio.core.build_lock import BUILD_LOCK
+from sliderstudio.adapters.adapters import attach_lora
+from sliderstudio.kernel.build_lock import BUILD_LOCK
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 

@@ -18,11 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-from sliderstudio.core.calibration import (
+from sliderstudio.engine.calibration import (
     Sweep, capture_latents, find_range, measure, read_calibration, recommended_range, split_latents,
 )
-from sliderstudio.core.response_measures import breakdown_reason, image_stats
-from sliderstudio.core.slider_metrics import measure_image, sweep_metrics
+from sliderstudio.engine.response_measures import breakdown_reason, image_stats
+from sliderstudio.toy.metrics import TOY_METER, measure_image, sweep_metrics
 from sliderstudio.toy.world import ShapeSpec, random_specs, render
 
 DATA = Path(__file__).parent / "data" / "collapse"
@@ -136,7 +136,7 @@ def _toy_sweep(prompt: str, seed: int, grow: float = 1.0, noise_at: float | None
 
 def test_toy_measure_finds_range_attribute_and_polarity():
     sweeps = [_toy_sweep("a red circle", 0), _toy_sweep("a red circle", 1, noise_at=-3.0)]
-    cal = measure(sweeps, toy=True, expected={"area": 0.25, "brightness": 0.0, "hue": 0.0})
+    cal = measure(sweeps, meter=TOY_METER, expected={"area": 0.25, "brightness": 0.0, "hue": 0.0})
     assert cal.measure == "attribute:area"
     assert cal.recommended == (-1.5, 1.5)
     assert cal.saturates["positive"] == 2.0 and cal.breaks["negative"] is None  # -2 saturates before -3 breaks
@@ -147,7 +147,7 @@ def test_toy_measure_finds_range_attribute_and_polarity():
 
 
 def test_toy_measure_reversed_slider():
-    cal = measure([_toy_sweep("p", 0, grow=-1.0)], toy=True, expected={"area": 0.25})
+    cal = measure([_toy_sweep("p", 0, grow=-1.0)], meter=TOY_METER, expected={"area": 0.25})
     assert cal.polarity == "reversed" and cal.recommended == (-1.5, 1.5)
 
 
@@ -204,9 +204,9 @@ def one_thread():
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     """A short toy size slider with a checkpoint half way; calibration renders at 10 steps."""
-    from sliderstudio.core.events import Log
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.kernel.events import Log
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
     from sliderstudio.toy.demo_project import write_demo_project
 
     root = write_demo_project(tmp_path_factory.mktemp("cal") / "demo", max_train_steps=120)
@@ -239,7 +239,7 @@ def test_trained_slider_carries_its_calibration(toy_run):
 def test_recommended_range_is_monotone_when_measured_again(toy_run):
     """Re-measured through another path (the preview's renderer on the saved file) at strengths the
     calibration never rendered: the area rises over the whole recommended range, nothing collapses."""
-    from sliderstudio.core.preview import PreviewRenderer
+    from sliderstudio.engine.preview import PreviewRenderer
 
     _, adapter, _ = toy_run
     cal = read_calibration(adapter)
@@ -255,9 +255,9 @@ def test_recommended_range_is_monotone_when_measured_again(toy_run):
 
 def test_calibration_off_and_without_prompts(tmp_path, tiny_models):
     """slider_calibration false writes no keys; a tiny model with prompts is calibrated by distances."""
-    from sliderstudio.core.adapter_io import read_metadata
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.adapters.adapter_io import read_metadata
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
     from tests.conftest import make_project
 
     base = {"max_train_steps": 2, "validation_num_inference_steps": 2, "user_prompt_library": "prompts.json",
@@ -279,7 +279,7 @@ def test_calibration_finds_where_the_issue_slider_breaks():
     """The demo's size slider of issue #16 (400 steps, before calibration existed): its green
     triangle turns to noise at -1 with seed 1 (and at -1.5 with seed 0). Calibrated on those two
     sweeps, the range stops at -0.5 and names -1 as where it breaks."""
-    from sliderstudio.core.calibration_run import Settings, calibrate_file
+    from sliderstudio.engine.calibration_run import Settings, calibrate_file
 
     adapter = DATA / "demo_size_slider_400.safetensors"
     assert read_calibration(adapter) is None and recommended_range(adapter) is None
@@ -295,8 +295,8 @@ def test_calibration_finds_where_the_issue_slider_breaks():
 def test_batched_sweeps_render_the_same_pixels():
     """Calibration renders at most `batch` strengths per call; every call starts from the same seeded
     noise, so the split changes no pixel (checked on the toy model) and only bounds the memory."""
-    from sliderstudio.core.calibration import render_sweeps
-    from sliderstudio.core.preview import PreviewRenderer
+    from sliderstudio.engine.calibration import render_sweeps
+    from sliderstudio.engine.preview import PreviewRenderer
 
     renderer = PreviewRenderer("sd1x", "sliderstudio:toy", DATA / "demo_size_slider_400.safetensors")
     calls: list[list[float]] = []
@@ -316,8 +316,8 @@ def test_batched_sweeps_render_the_same_pixels():
 
 def test_calibration_out_of_memory_only_warns(tmp_path, monkeypatch):
     """The adapter is the run's result: a calibration that runs out of memory is skipped with a warning."""
-    from sliderstudio.core import calibration_run
-    from sliderstudio.core.project import load_project
+    from sliderstudio.engine import calibration_run
+    from sliderstudio.engine.project import load_project
     from sliderstudio.toy.demo_project import write_demo_project
 
     project = load_project(write_demo_project(tmp_path / "demo", max_train_steps=1))

@@ -106,7 +106,7 @@ def test_preview_rejects_bad_strengths(tiny_models, tmp_path, capsys):
 
 
 def test_unexpected_exception_names_where_and_keeps_the_traceback(tmp_path, capsys, monkeypatch):
-    from sliderstudio.core import buckets
+    from sliderstudio.engine import buckets
 
     def broken_balance(project, scanned):
         raise TypeError("argument of type 'NoneType' is not iterable")
@@ -143,10 +143,10 @@ def test_unexpected_exception_without_a_writable_log_folder(tmp_path, capsys, mo
 
 def test_trainer_failure_event_says_where(tmp_path, tiny_models, monkeypatch):
     monkeypatch.setenv("SLIDERSTUDIO_LOG_DIR", str(tmp_path / "logs"))
-    from sliderstudio.core.events import Failed
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.slider_step import SliderStep
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.kernel.events import Failed
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.slider_step import SliderStep
+    from sliderstudio.engine.trainer import Trainer
 
     def broken(self, mb):
         return None + 1  # a TypeError raised inside a library-free frame of the test
@@ -157,7 +157,7 @@ def test_trainer_failure_event_says_where(tmp_path, tiny_models, monkeypatch):
     with pytest.raises(TypeError):
         Trainer(load_project(root), events.append).run()
     failed = events[-1]
-    assert isinstance(failed, Failed) and failed.message.startswith("unexpected TypeError at sliderstudio/core/")
+    assert isinstance(failed, Failed) and failed.message.startswith("unexpected TypeError at sliderstudio/engine/")
     assert "unsupported operand type(s)" in failed.message and "Traceback" in failed.details
     logs = list((tmp_path / "logs").glob("crash-*.log"))      # the app shows this message: it names the log
     assert len(logs) == 1 and failed.message.endswith(f"(full traceback: {logs[0]})")
@@ -165,7 +165,7 @@ def test_trainer_failure_event_says_where(tmp_path, tiny_models, monkeypatch):
 
 def test_a_training_crash_writes_one_log_that_the_event_and_the_cli_both_name(tmp_path, tiny_models, monkeypatch,
                                                                           capsys):
-    from sliderstudio.core.slider_step import SliderStep
+    from sliderstudio.engine.slider_step import SliderStep
 
     monkeypatch.setattr(SliderStep, "loss", lambda self, mb: None + 1)
     monkeypatch.setenv("SLIDERSTUDIO_LOG_DIR", str(tmp_path / "logs"))

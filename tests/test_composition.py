@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from sliderstudio.cli import main
-from sliderstudio.core import adapters
-from sliderstudio.core.composition import parse_lora_arg
-from sliderstudio.core.errors import InputError
-from sliderstudio.core.lycoris_adapter import attach_lycoris
-from sliderstudio.core.lycoris_config import parse_lycoris_config
-from sliderstudio.core.preview import PreviewRenderer
-from sliderstudio.core.slider_adapter import PeftSlider
+from sliderstudio.adapters import adapters
+from sliderstudio.engine.composition import parse_lora_arg
+from sliderstudio.kernel.errors import InputError
+from sliderstudio.adapters.lycoris_adapter import attach_lycoris
+from sliderstudio.config.lycoris_config import parse_lycoris_config
+from sliderstudio.engine.preview import PreviewRenderer
+from sliderstudio.adapters.slider_adapter import PeftSlider
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 
@@ -156,8 +156,8 @@ def test_cli_bad_input_exits_2(files, tmp_path, capsys, args, fragment):
 
 
 def test_cli_warns_outside_the_calibrated_range(files, tmp_path, capsys):
-    from sliderstudio.core.adapter_io import read_metadata, read_tensors
-    from sliderstudio.core.calibration import RANGE_KEY
+    from sliderstudio.adapters.adapter_io import read_metadata, read_tensors
+    from sliderstudio.engine.calibration import RANGE_KEY
     from safetensors.torch import save_file
     import json
 

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from sliderstudio.core.config import parse_buckets, parse_prompt_library, parse_train_config
-from sliderstudio.core.errors import ConfigError
-from sliderstudio.core.project import load_project, parse_cli_overrides
+from sliderstudio.config.config import parse_buckets, parse_prompt_library, parse_train_config
+from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.engine.project import load_project, parse_cli_overrides
 
 
 def test_dashed_keys_and_string_values_are_accepted():

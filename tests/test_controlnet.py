@@ -9,11 +9,11 @@ from safetensors.torch import load_file
 
 from conftest import draw, make_project
 from sliderstudio.cli import main
-from sliderstudio.core import adapter_io
-from sliderstudio.core.errors import DatasetError
-from sliderstudio.core.preview import PreviewRenderer
-from sliderstudio.core.project import load_project
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.adapters import adapter_io
+from sliderstudio.kernel.errors import DatasetError
+from sliderstudio.engine.preview import PreviewRenderer
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.trainer import Trainer
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 
@@ -94,7 +94,7 @@ def test_controlnet_slider_leaves_the_unet_untouched_and_changes_the_controlnet(
     renderer = PreviewRenderer("sd1x", str(tiny_models["sd1x"]), path, control_image=control)
     images = [np.asarray(im) for im in renderer.render(PROMPT, 0, [0.0, 1.0], steps=2, guidance=1.0)]
     renderer.adapter.remove()
-    from sliderstudio.core.controlnet import load_control_image
+    from sliderstudio.adapters.controlnet import load_control_image
 
     reference = renderer._control_pipe(prompt=[PROMPT] * 2, image=[load_control_image(control, 64)] * 2,
                                        num_inference_steps=2, guidance_scale=1.0, height=64, width=64,

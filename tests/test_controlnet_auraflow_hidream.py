@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from sliderstudio.core.controlnet import load_control_image, load_controlnet
-from sliderstudio.core.errors import ConfigError
-from sliderstudio.core.preview import PreviewRenderer
-from sliderstudio.core.project import load_project
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.adapters.controlnet import load_control_image, load_controlnet
+from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.engine.preview import PreviewRenderer
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.trainer import Trainer
 from sliderstudio.families.auraflow import tiny_auraflow_transformer
 from sliderstudio.families.auraflow_controlnet import AuraFlowControlNetModel, auraflow_residuals
 from sliderstudio.families.loading import load_pipeline

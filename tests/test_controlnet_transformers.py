@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from sliderstudio.core.controlnet import load_control_image
-from sliderstudio.core.preview import PreviewRenderer
-from sliderstudio.core.project import load_project
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.adapters.controlnet import load_control_image
+from sliderstudio.engine.preview import PreviewRenderer
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.trainer import Trainer
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 from controlnet_checks import assert_trained_on_the_controlnet_only

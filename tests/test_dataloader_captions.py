@@ -8,11 +8,11 @@ import torch
 
 from conftest import draw, make_project
 from sliderstudio.cli import main
-from sliderstudio.core.buckets import balance, scan_project
-from sliderstudio.core.config import UNIMPLEMENTED_BUCKET_KEYS, BucketConfig, parse_buckets
-from sliderstudio.core.errors import ConfigError
-from sliderstudio.core.project import load_project
-from sliderstudio.core.simpletuner_keys import BUCKET_REASONS, classify_bucket_key, dataloader_keys
+from sliderstudio.engine.buckets import balance, scan_project
+from sliderstudio.config.config import UNIMPLEMENTED_BUCKET_KEYS, BucketConfig, parse_buckets
+from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.engine.project import load_project
+from sliderstudio.config.simpletuner_keys import BUCKET_REASONS, classify_bucket_key, dataloader_keys
 
 
 def capped_project(tmp_path, cap, seed=0):
@@ -56,8 +56,8 @@ def test_caption_file_lines_are_separate_captions_chosen_per_micro_batch(tmp_pat
     whole = scan_project(load_project(root))[0].images[0]
     assert whole.variants == ("photo, a big red square a large red block red square, big",)
 
-    from sliderstudio.core.sampler import MicroBatch
-    from sliderstudio.core.slider_step import SliderStep, StepData
+    from sliderstudio.engine.sampler import MicroBatch
+    from sliderstudio.engine.slider_step import SliderStep, StepData
 
     data = StepData({}, {("pos", 0): record.variants, ("pos", 1): "one caption"}, {}, {})
 
@@ -77,7 +77,7 @@ def test_caption_file_lines_are_separate_captions_chosen_per_micro_batch(tmp_pat
 
 
 def test_every_caption_line_is_encoded_and_a_change_to_one_line_reencodes(tmp_path, tiny_models):
-    from sliderstudio.core.training_setup import prepare_session
+    from sliderstudio.engine.training_setup import prepare_session
 
     root = make_project(tmp_path, tiny_models["sd1x"], pairs=2)
     (root / "data" / "pos" / "img0.txt").write_text("a big red square\na large red block")

@@ -9,10 +9,10 @@ from PIL import Image
 
 from conftest import draw, make_project
 from sliderstudio.cli import main
-from sliderstudio.core.buckets import scan_project
-from sliderstudio.core.config import parse_buckets
-from sliderstudio.core.errors import ConfigError, DatasetError
-from sliderstudio.core.project import load_project
+from sliderstudio.engine.buckets import scan_project
+from sliderstudio.config.config import parse_buckets
+from sliderstudio.kernel.errors import ConfigError, DatasetError
+from sliderstudio.engine.project import load_project
 
 
 def write_buckets(root, entries):
@@ -66,7 +66,7 @@ def test_a_local_entry_reads_its_folder_tree_and_pairs_by_relative_path(tmp_path
     assert scanned["pos"].stems == ["close-ups/img0", "img0", "img1"]
     assert scanned["pos"].images[0].caption == "a close-up, pos"
     assert scanned["pos"].problems == []
-    from sliderstudio.core.buckets import balance
+    from sliderstudio.engine.buckets import balance
 
     assert balance(project, list(scanned.values())).pair_map == {"pos": "neg"}
 
@@ -146,7 +146,7 @@ def test_conditioning_and_embeds_entries_link_by_id():
 
 
 def test_conditioning_entries_are_not_trained_but_are_scanned_through_their_image_entry(tmp_path):
-    from sliderstudio.core.controlnet import conditioning_files
+    from sliderstudio.adapters.controlnet import conditioning_files
 
     root = make_project(tmp_path, "/no/model")
     for i in range(3):
@@ -263,8 +263,8 @@ def truncated_jpeg(path):
 
 
 def test_corrupt_truncated_and_bomb_images_are_reported_and_the_run_trains(tmp_path, tiny_models):
-    from sliderstudio.core.events import Finished, Log
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.kernel.events import Finished, Log
+    from sliderstudio.engine.trainer import Trainer
 
     root = make_project(tmp_path, tiny_models["sd1x"], config={"max_train_steps": 2})
     pos, neu = root / "data" / "pos", root / "data" / "neu"

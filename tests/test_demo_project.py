@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from sliderstudio.core.slider_metrics import measure_image
+from sliderstudio.toy.metrics import measure_image
 from sliderstudio.toy import toy_model_path
 from sliderstudio.toy.demo_project import concept_attribute, write_demo_project
 from PIL import Image

@@ -22,10 +22,10 @@ import torch
 from safetensors.torch import load_file
 
 from sliderstudio import cli
-from sliderstudio.core.distributed import check_num_processes, failure_message, launch_arguments
-from sliderstudio.core.errors import ConfigError
-from sliderstudio.core.sampler import MicroBatch, SamplerBucket, SliderSampler, split_for_rank
-from sliderstudio.core.slider_step import SliderStep
+from sliderstudio.engine.distributed import check_num_processes, failure_message, launch_arguments
+from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.engine.sampler import MicroBatch, SamplerBucket, SliderSampler, split_for_rank
+from sliderstudio.engine.slider_step import SliderStep
 from sliderstudio.toy.demo_project import write_demo_project
 
 ADAPTER = "pytorch_lora_weights.safetensors"
@@ -136,7 +136,7 @@ def demo(root: Path, steps: int, **config) -> Path:
     # in one process, 3 in each of two) the adapters differed by up to 6e-4 after 6 steps (losses within
     # 1e-4); not yet explained beyond the different batch sizes (issue #16 item 1 report)
     cfg.update(validation_steps=0, train_batch_size=2, slider_step_mode="micro_batch", **config)
-    from sliderstudio.core.config import TrainConfig
+    from sliderstudio.config.config import TrainConfig
 
     if "slider_calibration" in TrainConfig.model_fields:
         cfg["slider_calibration"] = False   # a rendered sweep at every save: minutes here, not what is tested
@@ -179,15 +179,15 @@ def rows(root: Path) -> list[dict]:
 
 
 def one_process(root: Path) -> None:
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
 
     Trainer(load_project(root), device="cpu").run()
 
 
 def test_two_processes_match_one_process_and_speak_the_wire_once(tmp_path):
-    from sliderstudio.core.event_wire import decode
-    from sliderstudio.core.events import Finished, Progress
+    from sliderstudio.kernel.event_wire import decode
+    from sliderstudio.kernel.events import Finished, Progress
 
     single, double = demo(tmp_path / "one", 6), demo(tmp_path / "two", 6, num_processes=2)
     proc = train(double, "--events")
@@ -260,10 +260,10 @@ def test_a_killed_process_fails_the_run_clearly_and_a_resume_completes(tmp_path)
 
 def plan_order(root: Path, n: int) -> list[MicroBatch]:
     """The sampler's global order for this project, as `sliderstudio plan` computes it (no model)."""
-    from sliderstudio.core.aspect_buckets import family_alignment
-    from sliderstudio.core.buckets import assign_targets, balance, scan_project
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.sampler import sampler_buckets
+    from sliderstudio.engine.aspect_buckets import family_alignment
+    from sliderstudio.engine.buckets import assign_targets, balance, scan_project
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.sampler import sampler_buckets
 
     project = load_project(root)
     scanned = scan_project(project, check_images=False)
@@ -281,7 +281,7 @@ def fsdp_project(family: str, **extra) -> SimpleNamespace:
 
 
 def test_fsdp_on_a_unet_is_refused_with_exit_2_naming_the_reason():
-    from sliderstudio.core.distributed import check_launch
+    from sliderstudio.engine.distributed import check_launch
 
     with pytest.raises(ConfigError, match="has a unet") as err:      # a UNet family cannot shard its blocks
         check_launch(fsdp_project("sdxl"), "cpu")
@@ -293,7 +293,7 @@ def test_fsdp_on_a_unet_is_refused_with_exit_2_naming_the_reason():
 
 
 def test_the_planner_splits_the_batch_and_with_fsdp_the_sharded_parts():
-    from sliderstudio.core.memory_plan import PlanOptions, plan
+    from sliderstudio.app.memory_plan import PlanOptions, plan
     from sliderstudio.families.registry import get_family
 
     flux = get_family("flux")

@@ -5,10 +5,10 @@ from diffusers.models.autoencoders.vae import Encoder
 from transformers import CLIPTextModel
 
 from conftest import make_project
-from sliderstudio.core.encoder_residency import EncoderResidency, encoder_modules, place_pipeline
-from sliderstudio.core.project import load_project
-from sliderstudio.core.trainer import Trainer
-from sliderstudio.core.training_setup import prepare_session
+from sliderstudio.engine.encoder_residency import EncoderResidency, encoder_modules, place_pipeline
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.trainer import Trainer
+from sliderstudio.engine.training_setup import prepare_session
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from PIL import Image as PILImage
 
-from sliderstudio.core.event_wire import WireError, WireSink, decode, encode, listen_for_commands
-from sliderstudio.core.events import (
+from sliderstudio.kernel.event_wire import WireError, WireSink, decode, encode, listen_for_commands
+from sliderstudio.kernel.events import (
     Checkpoint, Command, Device, Failed, Finished, Image, Log, Mailbox, PauseChanged, Progress,
 )
-from sliderstudio.core.process_guard import PARENT_SETTLE_S
+from sliderstudio.kernel.process_guard import PARENT_SETTLE_S
 from tests.conftest import make_project
 
 ROOT = Path(__file__).resolve().parents[1]

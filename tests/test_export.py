@@ -14,14 +14,14 @@ from safetensors.torch import load_file
 
 from conftest import make_project
 from sliderstudio.cli import main
-from sliderstudio.core import adapters
-from sliderstudio.core.export import COMFYUI_NAME, export_file
-from sliderstudio.core.lycoris_adapter import CONFIG_NAME, attach_lycoris
-from sliderstudio.core.lycoris_config import parse_lycoris_config
-from sliderstudio.core.project import load_project
-from sliderstudio.core.slider_adapter import PeftSlider, load_slider
-from sliderstudio.core.targets import resolve_on_module
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.adapters import adapters
+from sliderstudio.engine.export import COMFYUI_NAME, export_file
+from sliderstudio.adapters.lycoris_adapter import CONFIG_NAME, attach_lycoris
+from sliderstudio.config.lycoris_config import parse_lycoris_config
+from sliderstudio.engine.project import load_project
+from sliderstudio.adapters.slider_adapter import PeftSlider, load_slider
+from sliderstudio.adapters.targets import resolve_on_module
+from sliderstudio.engine.trainer import Trainer
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 

@@ -17,8 +17,8 @@ import torch
 
 from comfy_rules import check_lora_keys, key_map
 from full_size_configs import MODELS, config_of, write_model_folder
-from sliderstudio.core.export import to_comfyui
-from sliderstudio.core.targets import resolve_on_module
+from sliderstudio.engine.export import to_comfyui
+from sliderstudio.adapters.targets import resolve_on_module
 from sliderstudio.families.registry import FAMILIES, get_family
 
 RANK, ALPHA = 4, 8.0

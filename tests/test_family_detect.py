@@ -11,8 +11,8 @@ from safetensors.torch import save_file
 
 from conftest import make_project
 from sliderstudio.cli import main
-from sliderstudio.core.config import parse_train_config
-from sliderstudio.core.errors import InputError
+from sliderstudio.config.config import parse_train_config
+from sliderstudio.kernel.errors import InputError
 from sliderstudio.families.detect import (
     choose_family, config_family, detect_adapter, detect_checkpoint, detect_model, family_for,
 )

@@ -11,9 +11,9 @@ import torch
 
 from conftest import make_project
 from sliderstudio.cli import main
-from sliderstudio.core.events import Checkpoint, Log, Progress
-from sliderstudio.core.project import load_project
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.kernel.events import Checkpoint, Log, Progress
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.trainer import Trainer
 
 BASE = {"max_train_steps": 4, "gradient_accumulation_steps": 2, "loss_type": "huber"}
 READS = ("item", "tolist", "__float__", "__int__", "__bool__", "cpu", "numpy")
@@ -158,7 +158,7 @@ def test_bad_speed_options_exit_2_before_any_weight_loads(tmp_path, tiny_models,
 
 
 def test_kernel_chain_per_family_and_device():
-    from sliderstudio.core.attention_backend import kernel_chain
+    from sliderstudio.config.attention_backend import kernel_chain
 
     flux = kernel_chain("diffusers", "flux", "cuda")
     assert "CUDNN_ATTENTION" not in flux[0].backends  # Flux's backward crashed with cuDNN on an H100
@@ -173,7 +173,7 @@ def test_kernel_chain_per_family_and_device():
 
 
 def test_repeated_blocks_by_declaration_or_by_repetition():
-    from sliderstudio.core.regional_compile import repeated_blocks
+    from sliderstudio.engine.regional_compile import repeated_blocks
 
     class Block(torch.nn.Module):
         def __init__(self):
@@ -193,8 +193,8 @@ def test_repeated_blocks_by_declaration_or_by_repetition():
 
 
 def test_simpletuner_speed_keys_are_implemented():
-    from sliderstudio.core.config import parse_train_config_report
-    from sliderstudio.core.simpletuner_keys import classify_train_key
+    from sliderstudio.config.config import parse_train_config_report
+    from sliderstudio.config.simpletuner_keys import classify_train_key
 
     for key in ("attention_mechanism", "dynamo_backend", "dynamo_mode", "dynamo_fullgraph", "dynamo_dynamic",
                 "dynamo_use_regional_compilation"):

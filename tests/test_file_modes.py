@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from sliderstudio.core import atomic, file_modes
-from sliderstudio.core.project import load_project
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.kernel import atomic, file_modes
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.trainer import Trainer
 from sliderstudio.toy.demo_project import write_demo_project
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")

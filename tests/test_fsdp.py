@@ -19,10 +19,10 @@ import torch
 from safetensors.torch import load_file
 
 from sliderstudio import cli
-from sliderstudio.core import fsdp
-from sliderstudio.core.config import parse_train_config
-from sliderstudio.core.errors import ConfigError
-from sliderstudio.core.sampler import MicroBatch, split_for_rank
+from sliderstudio.engine import fsdp
+from sliderstudio.config.config import parse_train_config
+from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.engine.sampler import MicroBatch, split_for_rank
 from sliderstudio.families.registry import get_family
 from tests.conftest import make_project
 from tests.test_distributed import demo, environment, rows
@@ -77,7 +77,7 @@ def shard_worker(rank: int, world: int, port: int, model: Path, out: Path) -> No
 
     import torch.distributed as dist
 
-    from sliderstudio.core import adapters
+    from sliderstudio.adapters import adapters
     from tests.families.flow_checks import batch_inputs, pipeline_with_slider, predict_at
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -131,7 +131,7 @@ def test_sharded_denoiser_predicts_and_backpropagates_as_the_whole_one(tmp_path,
     gradients 9e-10 apart)."""
     import torch.multiprocessing as mp
 
-    from sliderstudio.core.distributed import free_port
+    from sliderstudio.engine.distributed import free_port
 
     mp.spawn(shard_worker, args=(2, free_port(), sd3_model, tmp_path), nprocs=2, join=True)
     for rank in (0, 1):
@@ -162,7 +162,7 @@ def test_what_fsdp_cannot_train_is_refused_naming_the_key():
 
 
 def test_fsdp_version_1_is_refused_and_the_keys_are_classified():
-    from sliderstudio.core.simpletuner_keys import classify_train_key
+    from sliderstudio.config.simpletuner_keys import classify_train_key
 
     with pytest.raises(ConfigError) as err:
         parse_train_config({"fsdp_version": 1}, "c.json")
@@ -187,7 +187,7 @@ def test_the_cli_refuses_fsdp_on_a_unet_family_with_exit_2(tmp_path, capsys):
 
 
 def test_the_planner_divides_only_what_is_sharded():
-    from sliderstudio.core.memory_plan import PlanOptions, options_from_config, plan
+    from sliderstudio.app.memory_plan import PlanOptions, options_from_config, plan
 
     flux = get_family("flux")
     one = plan(flux, PlanOptions(train_batch_size=4))
@@ -215,8 +215,8 @@ def run_cli(root: Path, timeout: float = 400) -> tuple[int, str]:
 
 
 def one_process(root: Path) -> None:
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
 
     torch.set_num_threads(1)
     Trainer(load_project(root), device="cpu").run()

@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from sliderstudio.cli import main
-from sliderstudio.core.errors import InputError
-from sliderstudio.core.interference import delta_overlap, interference_report, lora_file_deltas
+from sliderstudio.kernel.errors import InputError
+from sliderstudio.reports.interference import delta_overlap, interference_report, lora_file_deltas
 
 
 def hand_lora(path, modules, alpha=2.0):
@@ -79,7 +79,7 @@ def test_lycoris_delta_needs_the_model_and_matches_itself(tmp_path, tiny_models)
     lora = lora_file(tmp_path / "a" / "a.safetensors", tiny_models["sd1x"], 1)
     with pytest.raises(InputError, match="--model"):
         interference_report(lyc, lora, measure=False)
-    from sliderstudio.core.adapter_io import read_metadata
+    from sliderstudio.adapters.adapter_io import read_metadata
 
     targets = read_metadata(lyc)["targets"]
     same = interference_report(lyc, lyc, str(tiny_models["sd1x"]), "sd1x", measure=False)["overlap"]
@@ -106,8 +106,8 @@ def one_thread():
 @pytest.fixture(scope="module")
 def toy_pair(tmp_path_factory):
     """Two short toy sliders: size (area) and brightness; no calibration (the attribute is found)."""
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
     from sliderstudio.toy.demo_project import write_demo_project
 
     root = tmp_path_factory.mktemp("pair")
@@ -124,7 +124,7 @@ def toy_pair(tmp_path_factory):
 
 @pytest.mark.slow   # trains two toy sliders (about 55 s) and renders 24 images at 20 steps
 def test_toy_crosstalk_of_size_and_brightness(toy_pair, capsys, tmp_path):
-    from sliderstudio.core.interference import format_interference
+    from sliderstudio.reports.interference import format_interference
 
     with one_thread():
         assert main(["report", "--lora", str(toy_pair["size"]), "--lora", str(toy_pair["brightness"]),

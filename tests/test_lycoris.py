@@ -8,19 +8,19 @@ from safetensors.torch import load_file
 
 from conftest import make_project
 from sliderstudio.cli import main
-from sliderstudio.core import adapter_io
-from sliderstudio.core.errors import ConfigError, TargetError
-from sliderstudio.core.events import Command, Mailbox, Progress
-from sliderstudio.core.lycoris_adapter import CONFIG_NAME, attach_lycoris
-from sliderstudio.core.lycoris_config import (
+from sliderstudio.adapters import adapter_io
+from sliderstudio.kernel.errors import ConfigError, TargetError
+from sliderstudio.kernel.events import Command, Mailbox, Progress
+from sliderstudio.adapters.lycoris_adapter import CONFIG_NAME, attach_lycoris
+from sliderstudio.config.lycoris_config import (
     lycoris_algorithms, lycoris_preset, lycoris_presets, parse_lycoris_config, validate_lycoris_config,
 )
-from sliderstudio.core.preview import PreviewRenderer
-from sliderstudio.core.project import load_project
-from sliderstudio.core.sampler import MicroBatch
-from sliderstudio.core.slider_step import SliderStep, StepData
-from sliderstudio.core.targets import matches, resolve_mixed
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.engine.preview import PreviewRenderer
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.sampler import MicroBatch
+from sliderstudio.engine.slider_step import SliderStep, StepData
+from sliderstudio.adapters.targets import matches, resolve_mixed
+from sliderstudio.engine.trainer import Trainer
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import FAMILIES, get_family
 
@@ -266,7 +266,7 @@ def test_stop_and_resume_matches_an_uninterrupted_lycoris_run(tmp_path, tiny_mod
 # --- other families and the target table ----------------------------------------------------------------
 @pytest.mark.parametrize("family_id", ["sd3", "z_image"])
 def test_the_generic_transformer_preset_trains_flow_families(tmp_path, family_id):
-    from sliderstudio.families.selfcheck import write_tiny_project
+    from sliderstudio.app.selfcheck import write_tiny_project
 
     family = get_family(family_id)
     model = family.build_tiny(tmp_path / "model")
@@ -303,7 +303,7 @@ def test_targets_cli_shows_what_a_lycoris_preset_selects(tmp_path, tiny_models, 
 
 
 def test_a_foreign_dora_file_renders_one_strength_at_a_time(tmp_path, tiny_models):
-    from sliderstudio.core.lycoris_config import LycorisSpec
+    from sliderstudio.config.lycoris_config import LycorisSpec
 
     assert validate_lycoris_config({"algo": "locon", "dora_wd": True})[0].key == "dora_wd"  # refused for training
     family = get_family("sd1x")

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from sliderstudio.cli import main
-from sliderstudio.core import adapters
-from sliderstudio.core.activation_probe import measure
-from sliderstudio.core.errors import ConfigError
-from sliderstudio.core.memory_plan import (
+from sliderstudio.adapters import adapters
+from sliderstudio.app.activation_probe import measure
+from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.app.memory_plan import (
     GIB, PlanOptions, activation_constants, adapter_params, candidate_changes, card_bytes, check_options,
     cheapest_fit, denoiser_sizes, lora_params, plan,
 )
@@ -90,7 +90,7 @@ def test_saved_activations_grow_linearly_with_tokens():
 
 def test_probe_attention_keeps_what_a_gpu_kernel_keeps():
     """The probe's attention saves q, k, v, out and an fp32 log-sum-exp, never the N×N probabilities."""
-    from sliderstudio.core.activation_probe import gpu_like_attention, saved_bytes
+    from sliderstudio.app.activation_probe import gpu_like_attention, saved_bytes
 
     q, k, v = (torch.randn(1, 2, 64, 8, requires_grad=True) for _ in range(3))
     mask = torch.ones(1, 1, 64, 64, dtype=torch.bool)
@@ -174,7 +174,7 @@ def test_fp8_refused_on_an_older_gpu_and_unknown_precision():
 
 
 def test_checkpointing_refused_where_the_denoiser_has_none(monkeypatch):
-    from sliderstudio.core.memory_plan import _skeleton
+    from sliderstudio.app.memory_plan import _skeleton
 
     monkeypatch.setattr(type(_skeleton("sdxl")), "_supports_gradient_checkpointing", False)
     with pytest.raises(ConfigError) as err:
@@ -257,7 +257,7 @@ def test_targets_without_model_or_family_is_exit_2(capsys):
 def test_resolve_targets_on_an_uncached_hub_id_uses_the_builtin_config():
     """The app's preset table goes through resolve_targets: an uncached hub id answers from the built-in
     config at once instead of retrying the network."""
-    from sliderstudio.core.targets import resolve_targets
+    from sliderstudio.adapters.targets import resolve_targets
 
     start = time.perf_counter()
     report = resolve_targets("z_image", "Tongyi-MAI/Z-Image-Turbo", "slider")

@@ -12,14 +12,14 @@ from safetensors.torch import load_file
 
 from conftest import make_project
 from sliderstudio.cli import main
-from sliderstudio.core import block_offload, training_setup
-from sliderstudio.core.adapters import attach_lora, slider_scale
-from sliderstudio.core.block_offload import install, offload_problem, require_offloadable
-from sliderstudio.core.errors import ConfigError
-from sliderstudio.core.events import Log
-from sliderstudio.core.memory_plan import PlanOptions, cheapest_fit, plan
-from sliderstudio.core.project import load_project
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.engine import block_offload, training_setup
+from sliderstudio.adapters.adapters import attach_lora, slider_scale
+from sliderstudio.engine.block_offload import install, offload_problem, require_offloadable
+from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.kernel.events import Log
+from sliderstudio.app.memory_plan import PlanOptions, cheapest_fit, plan
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.trainer import Trainer
 from sliderstudio.families.registry import get_family
 from sliderstudio.families.tiny import tiny_unet
 

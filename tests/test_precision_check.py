@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from sliderstudio.core import precision_check
-from sliderstudio.core.precision_check import bf16_autocast_ratio, cpu_flags, precision_warning
+from sliderstudio.engine import precision_check
+from sliderstudio.engine.precision_check import bf16_autocast_ratio, cpu_flags, precision_warning
 
 CPU = torch.device("cpu")
 
@@ -46,9 +46,9 @@ def test_fp16_on_the_cpu_and_no_mixed_precision():
 
 def test_training_logs_the_warning(tmp_path, tiny_models):
     from conftest import make_project
-    from sliderstudio.core.events import Log
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.kernel.events import Log
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
 
     # fp16: one process holds one accelerate state, so this test cannot switch it to bf16 (the
     # bf16 text itself is checked above); the trainer must log what precision_warning says

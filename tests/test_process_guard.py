@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from sliderstudio.core.event_wire import WireSink, decode, listen_for_commands
-from sliderstudio.core.events import Command, Failed, Finished, Log, Mailbox, Progress
-from sliderstudio.core.process_guard import PROCESS_LOG, ProcessGuard
+from sliderstudio.kernel.event_wire import WireSink, decode, listen_for_commands
+from sliderstudio.kernel.events import Command, Failed, Finished, Log, Mailbox, Progress
+from sliderstudio.kernel.process_guard import PROCESS_LOG, ProcessGuard
 from tests.process_waits import ended, metric_steps, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,8 +121,8 @@ def test_a_closed_command_pipe_with_the_parent_alive_stops_without_diverting_out
 GUARDED_LOOP = r'''
 import sys, time
 from pathlib import Path
-from sliderstudio.core.events import Command, Mailbox
-from sliderstudio.core.process_guard import ProcessGuard
+from sliderstudio.kernel.events import Command, Mailbox
+from sliderstudio.kernel.process_guard import ProcessGuard
 
 out, setup_s = Path(sys.argv[1]), float(sys.argv[2])
 mailbox = Mailbox()
@@ -250,9 +250,9 @@ def test_the_watchdog_notices_a_parent_killed_with_sigkill(tmp_path):
 WIRED_LOOP = r"""
 import sys, time
 from pathlib import Path
-from sliderstudio.core.event_wire import WireSink, claim_stdout, listen_for_commands
-from sliderstudio.core.events import Command, Mailbox
-from sliderstudio.core.process_guard import ProcessGuard
+from sliderstudio.kernel.event_wire import WireSink, claim_stdout, listen_for_commands
+from sliderstudio.kernel.events import Command, Mailbox
+from sliderstudio.kernel.process_guard import ProcessGuard
 
 out = Path(sys.argv[1])
 sink = WireSink(claim_stdout())

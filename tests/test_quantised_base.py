@@ -9,14 +9,15 @@ from safetensors.torch import load_file
 
 from conftest import make_project
 from sliderstudio.cli import main
-from sliderstudio.core import adapter_io, training_setup
-from sliderstudio.core.adapters import attach_lora, lora_layers, slider_scale
-from sliderstudio.core.errors import ConfigError
-from sliderstudio.core.events import Log
-from sliderstudio.core.preview import PreviewRenderer
-from sliderstudio.core.project import load_project
-from sliderstudio.core.quantise import SUPPORTED, is_quantised, quantise_module, require_runnable, weight_bytes
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.adapters import adapter_io
+from sliderstudio.engine import training_setup
+from sliderstudio.adapters.adapters import attach_lora, lora_layers, slider_scale
+from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.kernel.events import Log
+from sliderstudio.engine.preview import PreviewRenderer
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.quantise import SUPPORTED, is_quantised, quantise_module, require_runnable, weight_bytes
+from sliderstudio.engine.trainer import Trainer
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 
@@ -172,7 +173,7 @@ def test_cli_preview_on_an_int8_base_and_a_refused_value(tmp_path, tiny_models, 
             "--strengths", "0", "--steps", "2", "--size", "32", "--out", str(out)]
     assert main([*args, "--base-model-precision", "int8-torchao"]) == 0 and out.exists()
     out.unlink()
-    monkeypatch.setattr("sliderstudio.core.preview.load_pipeline",
+    monkeypatch.setattr("sliderstudio.engine.preview.load_pipeline",
                         lambda *a, **k: pytest.fail("weights were loaded"))
     assert main([*args, "--base-model-precision", "nf4-bnb"]) == 2
     err = capsys.readouterr().err
@@ -180,7 +181,7 @@ def test_cli_preview_on_an_int8_base_and_a_refused_value(tmp_path, tiny_models, 
 
 
 def test_quantising_while_loading_gives_the_same_base_as_quantising_after(tiny_models):
-    from sliderstudio.core.quantise import loading_config
+    from sliderstudio.engine.quantise import loading_config
 
     family = get_family("sd1x")
     after = family.denoiser(load_pipeline(family, str(tiny_models["sd1x"])))

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from sliderstudio.cli import main
-from sliderstudio.core.checkpoints import LoopState, write_checkpoint
-from sliderstudio.core.project import load_project
-from sliderstudio.core.queue_lock import RunnerBusy, RunnerLock, claim_is_stale, this_claim
-from sliderstudio.core.queue_runner import remove_snapshot, resume_point, write_snapshot
-from sliderstudio.core.queue_store import (
+from sliderstudio.engine.checkpoints import LoopState, write_checkpoint
+from sliderstudio.engine.project import load_project
+from sliderstudio.app.queue_lock import RunnerBusy, RunnerLock, claim_is_stale, this_claim
+from sliderstudio.app.queue_runner import remove_snapshot, resume_point, write_snapshot
+from sliderstudio.app.queue_store import (
     CANCELLED, RUNNING, SCHEMA, WAITING, Job, edit_queue, queue_file, read_queue,
 )
 from sliderstudio.toy.demo_project import write_demo_project
@@ -187,8 +187,8 @@ def test_cancelling_a_job_whose_runner_died_cancels_it_at_once(tmp_path, qfile, 
 
 def test_the_runner_leaves_a_job_claimed_by_a_live_process_and_fails_a_deleted_project(tmp_path, qfile):
     """No training starts here: job 1 belongs to a live process, job 2's and 3's projects are gone."""
-    from sliderstudio.core.queue_runner import QueueRunner
-    from sliderstudio.core.queue_store import FAILED
+    from sliderstudio.app.queue_runner import QueueRunner
+    from sliderstudio.app.queue_store import FAILED
 
     for name in ("a", "b", "c"):
         assert main(["queue", "add", str(toy(tmp_path / name))]) == 0
@@ -216,8 +216,8 @@ def test_the_runner_leaves_a_job_claimed_by_a_live_process_and_fails_a_deleted_p
 
 
 def test_a_project_another_process_is_training_fails_its_job_saying_so(tmp_path, qfile):
-    from sliderstudio.core.queue_runner import QueueRunner
-    from sliderstudio.core.queue_store import FAILED
+    from sliderstudio.app.queue_runner import QueueRunner
+    from sliderstudio.app.queue_store import FAILED
 
     root = toy(tmp_path / "a")
     assert main(["queue", "add", str(root)]) == 0
@@ -231,7 +231,7 @@ def test_a_project_another_process_is_training_fails_its_job_saying_so(tmp_path,
 
 
 def test_a_second_runner_is_refused_naming_the_one_that_holds_the_queue(tmp_path, qfile):
-    from sliderstudio.core.queue_runner import QueueRunner
+    from sliderstudio.app.queue_runner import QueueRunner
 
     holder = RunnerLock(qfile)
     holder.acquire()

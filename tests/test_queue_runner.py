@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from sliderstudio.core.checkpoints import latest_checkpoint
-from sliderstudio.core.config import TrainConfig
-from sliderstudio.core.queue_lock import claim_is_stale
-from sliderstudio.core.queue_store import CANCELLED, FAILED, FINISHED, RUNNING, read_queue
+from sliderstudio.engine.checkpoints import latest_checkpoint
+from sliderstudio.config.config import TrainConfig
+from sliderstudio.app.queue_lock import claim_is_stale
+from sliderstudio.app.queue_store import CANCELLED, FAILED, FINISHED, RUNNING, read_queue
 from sliderstudio.toy.demo_project import write_demo_project
 from tests.process_waits import ended, metric_steps, wait_for
 

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import draw, make_project
 from sliderstudio.cli import main
-from sliderstudio.core.buckets import balance, scan_project
-from sliderstudio.core.project import load_project
+from sliderstudio.engine.buckets import balance, scan_project
+from sliderstudio.engine.project import load_project
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -274,7 +274,7 @@ def test_aws_wrong_credentials_exit_2_without_printing_the_secret(tmp_path, caps
 
 
 def test_a_run_trains_on_csv_entries_and_logs_the_fetch(tmp_path, web, tiny_models):
-    from sliderstudio.core.training_setup import prepare_session
+    from sliderstudio.engine.training_setup import prepare_session
 
     site, url = web
     for i in range(2):

@@ -8,8 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from sliderstudio.toy.metrics import TOY_METER
 from sliderstudio.cli import main
-from sliderstudio.core.calibration import Sweep, measure, to_metadata
+from sliderstudio.engine.calibration import Sweep, measure, to_metadata
 from sliderstudio.toy.world import ShapeSpec, render
 
 STRENGTHS = [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0]
@@ -19,7 +20,7 @@ TENSORS = {"unet.conv_in.lora_A.weight": torch.zeros(2, 4), "unet.conv_in.lora_B
 def _calibration():
     """A size slider drawn exactly: area grows to +1, then stops (saturates at +2)."""
     images = [render(ShapeSpec("circle", "red", "blue", 0.5 + 0.15 * min(s, 1.0)), 32) for s in STRENGTHS]
-    return measure([Sweep("a red circle", 0, STRENGTHS, images)], toy=True, expected={"area": 0.3})
+    return measure([Sweep("a red circle", 0, STRENGTHS, images)], meter=TOY_METER, expected={"area": 0.3})
 
 
 def _write(path: Path, metadata: dict, tensors: dict | None = None) -> Path:
@@ -95,8 +96,8 @@ def _bytes(path: Path, data: bytes) -> Path:
 
 def test_toy_adapter_gets_quality_figures(tmp_path, capsys):
     """A short real toy slider: calibrated in training, and the report renders its quality sweep."""
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
     from sliderstudio.toy.demo_project import write_demo_project
 
     root = write_demo_project(tmp_path / "demo", max_train_steps=40)
@@ -131,8 +132,8 @@ def test_toy_adapter_gets_quality_figures(tmp_path, capsys):
 
 def test_any_model_with_a_project_is_measured_now(tmp_path, tiny_models, capsys):
     """Not the toy model: --project calibrates the adapter on the project's validation prompts."""
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
     from tests.conftest import make_project
 
     root = make_project(tmp_path / "proj", tiny_models["sd1x"], prompts={"p": "a red square"},

@@ -6,9 +6,9 @@ import sys
 import time
 
 from conftest import make_project
-from sliderstudio.core.project import load_project
-from sliderstudio.core.run_state import run_status
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.run_state import run_status
+from sliderstudio.engine.trainer import Trainer
 
 
 def beat(out, **fields):
@@ -36,7 +36,7 @@ def test_live_dead_stale_and_absent(tmp_path):
 
 
 def test_finished_and_stopped_runs(tmp_path, tiny_models):
-    from sliderstudio.core.events import Command, Mailbox, Progress
+    from sliderstudio.kernel.events import Command, Mailbox, Progress
 
     root = make_project(tmp_path, tiny_models["sd1x"], config={"max_train_steps": 4, "checkpointing_steps": 2})
     mailbox = Mailbox()

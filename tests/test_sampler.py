@@ -1,7 +1,7 @@
 """The slider sampler: cycle order, probabilities, exhaustion, pairing, determinism, resume."""
 from collections import Counter
 
-from sliderstudio.core.sampler import SamplerBucket, SliderSampler
+from sliderstudio.engine.sampler import SamplerBucket, SliderSampler
 
 
 def bucket(id, role, strength, n, probability=1.0, repeats=0, stems=None):

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from sliderstudio.families.registry import FAMILIES
-from sliderstudio.families.selfcheck import check_family
+from sliderstudio.app.selfcheck import check_family
 
 
 @pytest.mark.parametrize("family_id", sorted(FAMILIES))

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import draw
 from sliderstudio.cli import main
-from sliderstudio.core.project import load_project, locate_config, save_project
+from sliderstudio.engine.project import load_project, locate_config, save_project
 
 EXAMPLES = Path(__file__).parent / "data" / "simpletuner"
 NAMES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
@@ -28,7 +28,7 @@ def simpletuner_root(tmp_path: Path, name: str) -> Path:
 def test_examples_use_many_documented_keys():
     import tomllib
 
-    from sliderstudio.core.simpletuner_keys import registry
+    from sliderstudio.config.simpletuner_keys import registry
 
     used = set()
     for name in NAMES:
@@ -39,8 +39,8 @@ def test_examples_use_many_documented_keys():
 
 
 def test_a_config_of_every_key_at_simpletuners_default_loads():
-    from sliderstudio.core.config import parse_train_config_report
-    from sliderstudio.core.simpletuner_keys import registry
+    from sliderstudio.config.config import parse_train_config_report
+    from sliderstudio.config.simpletuner_keys import registry
 
     data = {f"--{k}": spec["default"] for k, spec in registry().items() if spec["default"] is not None}
     assert len(data) > 400
@@ -51,8 +51,8 @@ def test_a_config_of_every_key_at_simpletuners_default_loads():
 
 
 def test_every_choice_simpletuner_lists_loads():
-    from sliderstudio.core.config import parse_train_config
-    from sliderstudio.core.simpletuner_keys import registry
+    from sliderstudio.config.config import parse_train_config
+    from sliderstudio.config.simpletuner_keys import registry
 
     tried = 0
     for key, spec in registry().items():

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from sliderstudio.core import simpletuner_keys as st
-from sliderstudio.core.config import TrainConfig, parse_train_config, parse_train_config_report
-from sliderstudio.core.errors import ConfigError
+from sliderstudio.config import simpletuner_keys as st
+from sliderstudio.config.config import TrainConfig, parse_train_config, parse_train_config_report
+from sliderstudio.kernel.errors import ConfigError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "simpletuner"
 
@@ -137,7 +137,7 @@ def test_bucket_key_api():
     assert st.classify_bucket_key("slider_strength") == ("implemented", "")
     status, reason = st.classify_bucket_key("vae_cache_clear_each_epoch")
     assert status == "ignored" and "cache" in reason
-    assert st.classify_bucket_key("aws_bucket_name")[0] == "implemented"  # the aws backend (core/s3_objects.py)
+    assert st.classify_bucket_key("aws_bucket_name")[0] == "implemented"  # the aws backend (engine/s3_objects.py)
     assert st.classify_bucket_key("aws_max_pool_connections")[0] == "ignored"
     assert st.classify_bucket_key("no_such_dataloader_key") == ("unknown", "")
 

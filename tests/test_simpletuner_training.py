@@ -9,14 +9,14 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import make_project
-from sliderstudio.core.config import TrainConfig
-from sliderstudio.core.errors import ConfigError
-from sliderstudio.core.events import Log
-from sliderstudio.core.losses import SliderLoss
-from sliderstudio.core.lr_schedule import build_scheduler
-from sliderstudio.core.optimizers import build_optimizer, check_optimizer
-from sliderstudio.core.project import load_project
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.config.config import TrainConfig
+from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.kernel.events import Log
+from sliderstudio.engine.losses import SliderLoss
+from sliderstudio.config.lr_schedule import build_scheduler
+from sliderstudio.config.optimizers import build_optimizer, check_optimizer
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.trainer import Trainer
 
 CPU = torch.device("cpu")
 
@@ -120,7 +120,7 @@ def test_cosine_with_restarts_cycles():
 
 
 def test_polynomial_lr_end_above_learning_rate_is_refused():
-    from sliderstudio.core.config import parse_train_config
+    from sliderstudio.config.config import parse_train_config
 
     with pytest.raises(ConfigError) as err:
         parse_train_config({"lr_scheduler": "polynomial", "learning_rate": 1e-7, "lr_end": 1e-6}, "c.json")
@@ -254,7 +254,7 @@ def test_validation_prompt_library_adds_the_builtin_prompts(tmp_path):
 
 
 def test_vae_tiling_and_slicing_are_set_on_the_pipeline(tiny_models):
-    from sliderstudio.core.training_setup import apply_vae_options
+    from sliderstudio.engine.training_setup import apply_vae_options
     from sliderstudio.families.loading import load_pipeline
     from sliderstudio.families.registry import get_family
 
@@ -268,7 +268,7 @@ def test_vae_tiling_and_slicing_are_set_on_the_pipeline(tiny_models):
 
 
 def test_guidance_rescale_reaches_pipelines_that_take_it():
-    from sliderstudio.core.validation_render import PipeCallOverrides, accepts_guidance_rescale
+    from sliderstudio.engine.validation_render import PipeCallOverrides, accepts_guidance_rescale
 
     calls = []
 
@@ -290,7 +290,7 @@ def test_guidance_rescale_reaches_pipelines_that_take_it():
 
 
 def test_is_due_by_steps_and_by_epochs():
-    from sliderstudio.core.intervals import is_due, steps_per_epoch
+    from sliderstudio.config.intervals import is_due, steps_per_epoch
 
     assert steps_per_epoch(10, 3) == 4 and steps_per_epoch(1, 4) == 1
     assert [s for s in range(1, 13) if is_due(s, 5, None, 4)] == [5, 10]
@@ -301,8 +301,8 @@ def test_is_due_by_steps_and_by_epochs():
 
 
 def test_epoch_intervals_drive_checkpoints_and_validation(tmp_path, tiny_models):
-    from sliderstudio.core.buckets import balance, scan_project
-    from sliderstudio.core.sampler import SliderSampler, sampler_buckets
+    from sliderstudio.engine.buckets import balance, scan_project
+    from sliderstudio.engine.sampler import SliderSampler, sampler_buckets
 
     root = make_project(tmp_path / "p", tiny_models["sd1x"], config={"validation_prompt": "a red square",
                                                                      "validation_resolution": 32})
@@ -319,8 +319,8 @@ def test_epoch_intervals_drive_checkpoints_and_validation(tmp_path, tiny_models)
 def test_noise_offset_probability_applies_to_that_share_of_micro_batches():
     from diffusers import DDPMScheduler
 
-    from sliderstudio.core.sampler import MicroBatch
-    from sliderstudio.core.slider_step import SliderStep, StepData
+    from sliderstudio.engine.sampler import MicroBatch
+    from sliderstudio.engine.slider_step import SliderStep, StepData
     from sliderstudio.families.registry import get_family
 
     family = get_family("sd1x", "c.json")

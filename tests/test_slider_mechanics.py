@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from sliderstudio.core import adapters
-from sliderstudio.core.sampler import MicroBatch
-from sliderstudio.core.slider_step import SliderStep, StepData
-from sliderstudio.core.targets import resolve_on_module
+from sliderstudio.adapters import adapters
+from sliderstudio.engine.sampler import MicroBatch
+from sliderstudio.engine.slider_step import SliderStep, StepData
+from sliderstudio.adapters.targets import resolve_on_module
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sliderstudio.core.slider_metrics import (
+from sliderstudio.toy.metrics import (
     aggregate, measure_image, nearest_colour, smoothness, spearman, sweep_metrics,
 )
 from sliderstudio.toy.world import BACKGROUND_COLOURS, SHAPE_COLOURS, ShapeSpec, random_specs, render

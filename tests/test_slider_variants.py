@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from sliderstudio.core import adapters
-from sliderstudio.core.errors import ConfigError
-from sliderstudio.core.lycoris_adapter import attach_lycoris
-from sliderstudio.core.lycoris_config import parse_lycoris_config
-from sliderstudio.core.sampler import MicroBatch
-from sliderstudio.core.slider_adapter import PeftSlider
-from sliderstudio.core.slider_step import SliderStep, StepData
-from sliderstudio.core.targets import resolve_on_module
+from sliderstudio.adapters import adapters
+from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.adapters.lycoris_adapter import attach_lycoris
+from sliderstudio.config.lycoris_config import parse_lycoris_config
+from sliderstudio.engine.sampler import MicroBatch
+from sliderstudio.adapters.slider_adapter import PeftSlider
+from sliderstudio.engine.slider_step import SliderStep, StepData
+from sliderstudio.adapters.targets import resolve_on_module
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 from sliderstudio.toy.world import ShapeSpec, render
@@ -137,8 +137,8 @@ def test_anchor_weight_scales_only_the_neutral_loss(tiny_models):
 
 
 def test_cycle_mode_trains_a_whole_cycle_per_step(tmp_path, tiny_models):
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
 
     root = make_project(tmp_path / "p", tiny_models["sd1x"],
                         config={"max_train_steps": 4, "slider_step_mode": "cycle", "slider_preserve_weight": 0.5})
@@ -153,7 +153,7 @@ def test_cycle_mode_trains_a_whole_cycle_per_step(tmp_path, tiny_models):
 
 
 def test_bad_step_mode_and_anchor_weight_are_config_errors(tmp_path, tiny_models):
-    from sliderstudio.core.project import load_project
+    from sliderstudio.engine.project import load_project
 
     for key, value in (("slider_step_mode", "both"), ("slider_preserve_weight", -1)):
         root = make_project(tmp_path / key, tiny_models["sd1x"], config={key: value})
@@ -163,8 +163,8 @@ def test_bad_step_mode_and_anchor_weight_are_config_errors(tmp_path, tiny_models
 
 
 def test_pairs_match_by_intensity(tmp_path):
-    from sliderstudio.core.buckets import find_pairs, scan_project
-    from sliderstudio.core.project import load_project
+    from sliderstudio.engine.buckets import find_pairs, scan_project
+    from sliderstudio.engine.project import load_project
     from sliderstudio.toy.demo_project import write_demo_project
 
     root = write_demo_project(tmp_path / "p", pairs=2, levels=(0.25, 0.5, 1.0))
@@ -208,9 +208,9 @@ def test_pixel_metric_counts_the_shape_and_flags_noise():
 
 @pytest.mark.slow
 def test_demo_image_slider_meets_the_targets(tmp_path):
-    from sliderstudio.core.preview import PreviewRenderer
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.engine.preview import PreviewRenderer
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
     from sliderstudio.toy.demo_project import write_demo_project
     from sliderstudio.toy.sweep_check import check_slider
 

@@ -1,8 +1,8 @@
 """Target presets resolved on meta skeletons: counts per entry, visual path only, zero-match error."""
 import pytest
 
-from sliderstudio.core.errors import TargetError
-from sliderstudio.core.targets import on_meta, resolve_targets, text_path_modules
+from sliderstudio.kernel.errors import TargetError
+from sliderstudio.adapters.targets import on_meta, resolve_targets, text_path_modules
 from sliderstudio.families.registry import FAMILIES, get_family
 
 

@@ -4,8 +4,8 @@ import json
 import pytest
 from PIL import Image
 
-from sliderstudio.core.adapter_io import read_metadata
-from sliderstudio.core.slider_metrics import measure_image
+from sliderstudio.adapters.adapter_io import read_metadata
+from sliderstudio.toy.metrics import measure_image
 from sliderstudio.toy.text_demo import EVAL_SUBJECTS, TRAIN_SUBJECTS, TextSliderSettings, eval_prompts, run_text_demo
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -7,11 +7,12 @@ import torch.nn.functional as F
 
 from conftest import make_project
 from sliderstudio.cli import main
-from sliderstudio.core.adapter_io import read_metadata
-from sliderstudio.core.config import TrainConfig
-from sliderstudio.core.sampler import SamplerBucket, SliderSampler
-from sliderstudio.core.text_pairs import TextPair, text_sampler_entries
-from sliderstudio.core.text_slider import PairData, TextSlider, text_target
+from sliderstudio.adapters.adapter_io import read_metadata
+from sliderstudio.config.config import TrainConfig
+from sliderstudio.engine.sampler import SamplerBucket, SliderSampler
+from sliderstudio.config.text_pairs import TextPair
+from sliderstudio.engine.sampler import text_sampler_entries
+from sliderstudio.engine.text_slider import PairData, TextSlider, text_target
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 ADAPTER = "pytorch_lora_weights.safetensors"
@@ -49,9 +50,9 @@ def test_sampler_cycles_text_pairs_with_image_buckets_and_pairs_the_mirrored_bat
 @pytest.fixture(scope="module")
 def tiny_step(tiny_models):
     """A real SliderStep on the tiny SD 1.x UNet with a LoRA slider, for value checks of the text loss."""
-    from sliderstudio.core import adapters
-    from sliderstudio.core.slider_adapter import PeftSlider
-    from sliderstudio.core.slider_step import SliderStep, StepData
+    from sliderstudio.adapters import adapters
+    from sliderstudio.adapters.slider_adapter import PeftSlider
+    from sliderstudio.engine.slider_step import SliderStep, StepData
     from sliderstudio.families.loading import load_pipeline
     from sliderstudio.families.registry import get_family
 
@@ -87,7 +88,7 @@ def _predictions(step, data, mb, strength):
 
 
 def test_text_loss_by_value_on_a_tiny_model(tiny_step):
-    from sliderstudio.core.sampler import MicroBatch
+    from sliderstudio.engine.sampler import MicroBatch
 
     step, data = tiny_step
     plus = MicroBatch(4, 0, "text:p+", "positive", 1.0, (0, 1), ("render000", "render001"))
@@ -109,7 +110,7 @@ def test_text_loss_by_value_on_a_tiny_model(tiny_step):
 
 
 def test_text_loss_gradient_reaches_only_the_slider(tiny_step):
-    from sliderstudio.core.sampler import MicroBatch
+    from sliderstudio.engine.sampler import MicroBatch
 
     step, _ = tiny_step
     step.denoiser.zero_grad(set_to_none=True)
@@ -124,7 +125,7 @@ def _text_project(tmp_path, tiny_models, buckets=None, pair=None, **config):
 
 
 def test_text_only_run_trains_and_saves_an_adapter_that_loads(tmp_path, tiny_models, capsys):
-    from sliderstudio.core.preview import PreviewRenderer
+    from sliderstudio.engine.preview import PreviewRenderer
 
     root = _text_project(tmp_path, tiny_models, buckets=[])
     assert main(["train", "--config", str(root)]) == 0, capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sliderstudio.core.slider_metrics import measure_image
+from sliderstudio.toy.metrics import measure_image
 from sliderstudio.toy import toy_model_path
 from sliderstudio.toy.vocab import world_words
 

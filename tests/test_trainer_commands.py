@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from conftest import make_project
-from sliderstudio.core import device_report as report
-from sliderstudio.core.events import (
+from sliderstudio.engine import device_report as report
+from sliderstudio.kernel.events import (
     Checkpoint, Command, Device, Finished, Image, Log, Mailbox, PauseChanged, Progress,
 )
-from sliderstudio.core.project import load_project
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.trainer import Trainer
 
 TOY = "sliderstudio:toy"
 SMALL = {"max_train_steps": 2, "resolution": 32, "validation_resolution": 32, "validation_num_inference_steps": 1}

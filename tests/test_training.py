@@ -6,13 +6,13 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import make_project
-from sliderstudio.core import adapter_io
-from sliderstudio.core.buckets import balance, scan_project
-from sliderstudio.core.errors import OutputError, TargetError
-from sliderstudio.core.events import Command, Finished, Log, Mailbox, Progress
-from sliderstudio.core.project import load_project
-from sliderstudio.core.sampler import SliderSampler, sampler_buckets
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.adapters import adapter_io
+from sliderstudio.engine.buckets import balance, scan_project
+from sliderstudio.kernel.errors import OutputError, TargetError
+from sliderstudio.kernel.events import Command, Finished, Log, Mailbox, Progress
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.sampler import SliderSampler, sampler_buckets
+from sliderstudio.engine.trainer import Trainer
 
 ADAPTER = "pytorch_lora_weights.safetensors"
 
@@ -55,7 +55,7 @@ def test_run_writes_adapter_metrics_in_plan_order_and_reuses_caches(tmp_path, ti
 def test_plain_diffusers_loads_the_adapter_and_honours_weights(tmp_path, tiny_models):
     from diffusers import StableDiffusionPipeline
 
-    from sliderstudio.core.adapters import lora_layers
+    from sliderstudio.adapters.adapters import lora_layers
 
     root = make_project(tmp_path / "p", tiny_models["sd1x"], config={"max_train_steps": 4, "lora_alpha": 4,
                                                                      "learning_rate": 5e-3})
@@ -152,7 +152,7 @@ def test_other_unet_families_train_and_validate(tmp_path, tiny_models, family_id
 
 
 def test_a_distilled_flavour_without_its_assistant_is_warned_about(tmp_path, tiny_models):
-    from sliderstudio.core.training_setup import attach_assistant
+    from sliderstudio.engine.training_setup import attach_assistant
     from sliderstudio.families.registry import get_family
 
     logs = []

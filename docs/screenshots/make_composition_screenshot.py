@@ -29,8 +29,8 @@ def settle(seconds: float = 1.0) -> None:
 
 
 def train(root: Path) -> Path:
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
 
     return Trainer(load_project(root), lambda _e: None).run()
 
@@ -53,7 +53,7 @@ def main() -> int:
     from sliderstudio.gui.app import make_application
 
     app = make_application()
-    from sliderstudio.core.project import load_project
+    from sliderstudio.engine.project import load_project
     from sliderstudio.gui.preview_pane import PreviewPane
     from sliderstudio.gui.viewmodels.preview import PreviewViewModel
     from sliderstudio.gui.viewmodels.project import ProjectViewModel

@@ -34,7 +34,7 @@ def wait_for(condition, timeout: float) -> bool:
 
 
 def toy(root: Path, steps: int) -> Path:
-    from sliderstudio.core.config import TrainConfig
+    from sliderstudio.config.config import TrainConfig
     from sliderstudio.toy.demo_project import write_demo_project
 
     write_demo_project(root, pairs=2, max_train_steps=steps)
@@ -53,7 +53,7 @@ def main() -> int:
     from sliderstudio.gui.app import make_application
 
     app = make_application()
-    from sliderstudio.core.queue_store import add_job, cancel_job, read_queue
+    from sliderstudio.app.queue_store import add_job, cancel_job, read_queue
     from sliderstudio.gui.queue_pane import QueuePane
     from sliderstudio.gui.viewmodels.project import ProjectViewModel
     from sliderstudio.gui.viewmodels.queue import QueueViewModel

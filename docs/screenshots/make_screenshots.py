@@ -76,7 +76,7 @@ def main() -> int:
     os.environ["SLIDERSTUDIO_CONFIG_DIR"] = str(work / "config")
     os.environ["SLIDERSTUDIO_DATA_DIR"] = str(work / "data")
 
-    from sliderstudio.core.project import load_project, save_project
+    from sliderstudio.engine.project import load_project, save_project
     from sliderstudio.gui.app import make_application, wait_until_settled
     from sliderstudio.gui.main_window import MainWindow
     from sliderstudio.toy.demo_project import write_demo_project

@@ -33,7 +33,7 @@ def main() -> int:
     from sliderstudio.gui.app import make_application
 
     app = make_application()
-    from sliderstudio.core.project import load_project
+    from sliderstudio.engine.project import load_project
     from sliderstudio.gui.dataset_pane import DatasetPane
     from sliderstudio.gui.viewmodels.dataset import DatasetViewModel
     from sliderstudio.gui.viewmodels.project import ProjectViewModel

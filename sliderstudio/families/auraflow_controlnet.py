@@ -36,7 +36,7 @@ from diffusers.models.transformers.auraflow_transformer_2d import (
 )
 from torch import nn
 
-from sliderstudio.core.errors import ConfigError
+from sliderstudio.kernel.errors import ConfigError
 from sliderstudio.families.residual_hooks import block_residuals
 
 # what a SimpleTuner AuraFlow ControlNet shares with the transformer it was made from

@@ -10,7 +10,7 @@ Cosmos, LTX-Video, Lumina 2, Stable Cascade), the family lists rename rules from
 to ComfyUI's native ones. A native weight that fuses several diffusers layers (Lumina 2's
 `attention.qkv` = to_q ‖ to_k ‖ to_v, with fewer key/value heads than query heads) is addressed as
 one LoRA key; the rule says which part of the stack each diffusers layer is, and the exporter stacks
-the parts (see `core/export.py`).
+the parts (see `engine/export.py`).
 
 This is family knowledge, so it lives with the families; the exporter only applies it.
 """

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from sliderstudio.core.errors import InputError
+from sliderstudio.kernel.errors import InputError
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header this large is not a header
 MISSING = "model path"  # the `how` of a model path that names nothing at all

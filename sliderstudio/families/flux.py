@@ -125,7 +125,7 @@ class ControlledFlux(ControlledDenoiser):
 
     def __init__(self, denoiser: torch.nn.Module, controlnet: torch.nn.Module, scale: float = 1.0):
         if getattr(controlnet, "union", False):
-            from sliderstudio.core.errors import ConfigError
+            from sliderstudio.kernel.errors import ConfigError
 
             raise ConfigError("a Flux ControlNet-Union needs a control mode per image; Slider Studio trains sliders "
                               "on single-mode Flux ControlNets", key="controlnet_model_name_or_path")

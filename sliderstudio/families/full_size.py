@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sliderstudio.core.errors import InputError
+from sliderstudio.kernel.errors import InputError
 
 if TYPE_CHECKING:
     import torch

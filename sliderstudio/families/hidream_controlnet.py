@@ -44,7 +44,7 @@ from diffusers.models.transformers.transformer_hidream_image import (
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from sliderstudio.core.errors import ConfigError
+from sliderstudio.kernel.errors import ConfigError
 from sliderstudio.families.residual_hooks import block_residuals
 
 # SimpleTuner builds its blocks with HiDream's expert counts (the block classes' defaults)

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from sliderstudio.core.errors import ModelLoadError
-from sliderstudio.core.build_lock import BUILD_LOCK
+from sliderstudio.kernel.errors import ModelLoadError
+from sliderstudio.kernel.build_lock import BUILD_LOCK
 from sliderstudio.families.base import Family
 
 TOY_ALIAS = "sliderstudio:toy"

@@ -22,7 +22,7 @@ MAX_SEQUENCE_LENGTH = 256  # the pipeline's default
 _BLOCK = r"(layers|noise_refiner|context_refiner)\.(\d+)"
 # ComfyUI runs Lumina 2 as its NextDiT: one fused `attention.qkv` (q ‖ k ‖ v rows, k/v with 8 of the 24 heads)
 # and `attention.out`. Its Z-Image map would slice q/k/v as three equal blocks, which is wrong with fewer
-# key/value heads, so q/k/v are exported as one stacked LoRA on the fused weight (core/export.py).
+# key/value heads, so q/k/v are exported as one stacked LoRA on the fused weight (engine/export.py).
 COMFY_NAMING = ComfyNaming(basis="ComfyUI's NextDiT names, q/k/v as one fused LoRA", rules=(
     rule(_BLOCK + r"\.attn\.to_q", r"\1.\2.attention.qkv", 0, 3),
     rule(_BLOCK + r"\.attn\.to_k", r"\1.\2.attention.qkv", 1, 3),

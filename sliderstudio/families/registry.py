@@ -9,7 +9,7 @@ import importlib
 import pkgutil
 
 import sliderstudio.families as package
-from sliderstudio.core.errors import ConfigError
+from sliderstudio.kernel.errors import ConfigError
 from sliderstudio.families.base import Family
 
 NOT_FAMILIES = frozenset({"base", "registry", "loading", "tiny", "selfcheck", "flow", "compat"})

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import torch
 
-from sliderstudio.core.errors import ModelLoadError
+from sliderstudio.kernel.errors import ModelLoadError
 from sliderstudio.families.base import Conditioning, Family, seeded_generators, step_callback
 from sliderstudio.families.comfy_naming import ComfyNaming, rule
 from sliderstudio.families.stage_c_encoder import StageCEncoder, find_encoder, load_encoder

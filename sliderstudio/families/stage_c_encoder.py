@@ -20,7 +20,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from sliderstudio.core.errors import ModelLoadError
+from sliderstudio.kernel.errors import ModelLoadError
 
 # (kind, expand ratio, stride, out channels, layers): EfficientNetV2-S, kernel 3 everywhere
 V2_S_STAGES = (("fused", 1, 1, 24, 2), ("fused", 4, 2, 48, 4), ("fused", 4, 2, 64, 4),

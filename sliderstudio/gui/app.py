@@ -15,7 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QCoreApplication
 from PySide6.QtWidgets import QApplication
 
-from sliderstudio.core.errors import InputError
+from sliderstudio.kernel.errors import InputError
 from sliderstudio.gui import gc_policy
 from sliderstudio.gui.settings import data_dir
 

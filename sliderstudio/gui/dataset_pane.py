@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (
     QFileDialog, QHBoxLayout, QLabel, QPushButton, QScrollArea, QToolButton, QVBoxLayout, QWidget,
 )
 
-from sliderstudio.core.buckets import Balance
+from sliderstudio.engine.buckets import Balance
 from sliderstudio.gui.bucket_row import BucketRow
 from sliderstudio.gui.text_pair_editor import TextPairsSection
 from sliderstudio.gui.viewmodels.dataset import DatasetViewModel

@@ -8,7 +8,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from sliderstudio.core.simpletuner_keys import KeyNote
+from sliderstudio.config.simpletuner_keys import KeyNote
 
 HEADINGS = (("mapped", "Mapped to Slider Studio's name"), ("changed", "Value changed"),
             ("ignored", "Ignored (SimpleTuner options Slider Studio does not implement)"))

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from sliderstudio import __version__
-from sliderstudio.core.errors import InputError
+from sliderstudio.kernel.errors import InputError
 from sliderstudio.gui.dataset_pane import DatasetPane
 from sliderstudio.gui.device_panel import DevicePanel
 from sliderstudio.gui.preset_pane import PresetPane

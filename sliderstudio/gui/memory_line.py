@@ -6,7 +6,7 @@ from typing import Callable
 
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMessageBox, QWidget
 
-from sliderstudio.core.memory_plan import CARD_PRESETS_GB, Advice, describe
+from sliderstudio.app.memory_plan import CARD_PRESETS_GB, Advice, describe
 from superqt.utils import signals_blocked
 
 from sliderstudio.gui.viewmodels.memory import MemoryViewModel

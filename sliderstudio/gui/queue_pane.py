@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from sliderstudio.core.queue_store import ENDED, Job
+from sliderstudio.app.queue_store import ENDED, Job
 from sliderstudio.gui.viewmodels.queue import QueueViewModel
 
 COLUMNS = ("#", "Job", "Project", "Status", "Progress")

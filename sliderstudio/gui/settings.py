@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths
 
-from sliderstudio.core import atomic
+from sliderstudio.kernel import atomic
 from sliderstudio.gui.workers.file_writer import FileWriter
 
 SETTINGS_NAME = "settings.json"

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import signals_blocked
 
-from sliderstudio.core.text_pairs import TextPair
+from sliderstudio.config.text_pairs import TextPair
 from sliderstudio.gui.viewmodels.text_pairs import TextPairsViewModel, split_anchors
 
 HINT = ("Text pairs need no images: the slider learns to move the base model's own prediction from the "

@@ -1,13 +1,13 @@
 """Tooltips that name the config key a field edits, from the pydantic Field descriptions.
 
-One source of help text: the description in `core/config.py` serves the GUI and the docs alike.
+One source of help text: the description in `config/config.py` serves the GUI and the docs alike.
 """
 from __future__ import annotations
 
 from pydantic import BaseModel
 from PySide6.QtWidgets import QWidget
 
-from sliderstudio.core.config import BucketConfig, TrainConfig
+from sliderstudio.config.config import BucketConfig, TrainConfig
 
 
 def key_tooltip(model: type[BaseModel], key: str, extra: str = "") -> str:

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import signals_blocked
 
-from sliderstudio.core.events import Progress
+from sliderstudio.kernel.events import Progress
 from sliderstudio.gui.loss_plot import LossPlot
 from sliderstudio.gui.tooltips import bind_tooltip
 from sliderstudio.gui.viewmodels.project import ProjectViewModel

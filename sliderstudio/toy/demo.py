@@ -14,10 +14,10 @@ from typing import Callable
 
 import numpy as np
 
-from sliderstudio.core.events import Event, Log
-from sliderstudio.core.preview import PreviewRenderer
-from sliderstudio.core.project import load_project
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.kernel.events import Event, Log
+from sliderstudio.engine.preview import PreviewRenderer
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.trainer import Trainer
 from sliderstudio.toy.demo_project import concept_attribute, write_demo_project
 from sliderstudio.toy.report import SweepItem, write_report
 

@@ -3,7 +3,7 @@
     python -m sliderstudio.toy.quality --model DIR [--n N] [--steps S] [--guidance G] [--out FILE]
 
 Renders captions of held-out specs (drawn from a seed range the training script never uses)
-and reads the result back with `sliderstudio.core.slider_metrics`: the fraction of samples
+and reads the result back with `sliderstudio.toy.metrics`: the fraction of samples
 with the right shape colour, the right background colour and the right shape kind. The same
 classifiers are first run on the ground-truth renders of those specs, which shows how much of
 any error belongs to the classifier rather than the model (it should be ~100 %), and on those
@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sliderstudio.core.slider_metrics import measure_image
+from sliderstudio.toy.metrics import measure_image
 from sliderstudio.toy.world import ShapeSpec, caption, random_specs, render
 
 #: Held-out specs come from this seed; train_base draws its pool from its `--seed` (default 0).

@@ -2,7 +2,7 @@
 
 Why a folder of plain files: the demo's result must be checkable by eye (sweep.png), by script
 (sweep.json lists every image with its prompt, seed and strength) and by number (metrics.json
-from `sliderstudio.core.slider_metrics`), by the CLI, the app and the tests alike. The same
+from `sliderstudio.toy.metrics`), by the CLI, the app and the tests alike. The same
 figures print as a table (`format_quality`, also written as summary.txt): per sweep and overall
 range, Spearman, smoothness, preservation (shape colour, background, centroid drift) and the
 images that collapsed (noise, blank, a mess instead of one shape on a background).
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from sliderstudio.core.slider_metrics import aggregate, sweep_metrics
+from sliderstudio.toy.metrics import aggregate, sweep_metrics
 
 #: Small renders are upscaled (nearest neighbour) to at least this many pixels in the grid.
 MIN_CELL_PX = 64

@@ -1,6 +1,6 @@
 """Judge a trained size slider on prompts and seeds it never saw, against the issue #16 targets.
 
-Why a second measure next to `core.slider_metrics`: the product's metric reads the background from
+Why a second measure next to `toy.metrics`: the product's metric reads the background from
 the image border and the shape from a contrast threshold relative to the image itself, so a
 broken image (noise, a shape that melts into the background) still yields *some* area. Here the
 prompt names the colours, so the area is a plain pixel count against the named background, and an
@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from sliderstudio.core.slider_metrics import (
+from sliderstudio.toy.metrics import (
     SweepMetrics, aggregate, measure_image, spearman, sweep_metrics, to_array,
 )
 from sliderstudio.toy.world import BACKGROUND_COLOURS, SHAPE_COLOURS
@@ -84,7 +84,7 @@ class SweepResult:
     strengths: list[float]
     pixel_area: list[float]
     collapsed: list[float]  # strengths whose image collapsed
-    metrics: SweepMetrics  # core.slider_metrics figures of the same images
+    metrics: SweepMetrics  # toy.metrics figures of the same images
     name_changes: int  # images whose shape colour or background name differs from the prompt's
 
     @property
@@ -147,7 +147,7 @@ def check_slider(renderer, base, prompts: Sequence[str] = HELD_OUT_PROMPTS, seed
                  identity_sweeps: int | None = None) -> CheckResult:
     """Render every prompt × seed at each strength (one batched render) and score it.
 
-    `renderer`/`base` are `core.preview.PreviewRenderer`s with and without the slider; strength 0 of
+    `renderer`/`base` are `engine.preview.PreviewRenderer`s with and without the slider; strength 0 of
     each sweep is compared bit for bit with the base's render. `beyond` strengths are rendered in the
     same batch and summarised separately (collapses, mean pixel area per strength).
     `identity_sweeps` limits the bit-identity check to the first N sweeps (it doubles a sweep's cost).

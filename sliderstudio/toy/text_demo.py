@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from sliderstudio.core.events import Event, Log
-from sliderstudio.core.preview import PreviewRenderer
-from sliderstudio.core.project import load_project
-from sliderstudio.core.trainer import Trainer
+from sliderstudio.kernel.events import Event, Log
+from sliderstudio.engine.preview import PreviewRenderer
+from sliderstudio.engine.project import load_project
+from sliderstudio.engine.trainer import Trainer
 from sliderstudio.toy.demo_project import project_config
 from sliderstudio.toy.report import SweepItem, write_report
 

@@ -7,8 +7,8 @@ from typing import Callable
 
 import torch
 
-from sliderstudio.core import adapters
-from sliderstudio.core.targets import resolve_on_module, resolve_targets, text_path_modules
+from sliderstudio.adapters import adapters
+from sliderstudio.adapters.targets import resolve_on_module, resolve_targets, text_path_modules
 from sliderstudio.families.base import Family
 from sliderstudio.families.loading import load_pipeline
 

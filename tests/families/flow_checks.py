@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from sliderstudio.core import adapters
-from sliderstudio.core.targets import TargetReport, resolve_on_module, resolve_targets, text_path_modules
+from sliderstudio.adapters import adapters
+from sliderstudio.adapters.targets import TargetReport, resolve_on_module, resolve_targets, text_path_modules
 from sliderstudio.families.base import Conditioning, Family
 from sliderstudio.families.loading import load_pipeline
 

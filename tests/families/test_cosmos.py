@@ -4,12 +4,12 @@ scales over a batch equal separate forwards."""
 import pytest
 import torch
 
-from sliderstudio.core.targets import resolve_targets, text_path_modules
+from sliderstudio.adapters.targets import resolve_targets, text_path_modules
 from sliderstudio.families.base import Conditioning
 from sliderstudio.families.cosmos import PassThroughGuardrail
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
-from sliderstudio.families.selfcheck import attach_random_slider, per_sample_scale_error
+from sliderstudio.app.selfcheck import attach_random_slider, per_sample_scale_error
 
 FAMILY = get_family("cosmos")
 EXPECTED = {"attn1.to_q": 2, "attn1.to_k": 2, "attn1.to_v": 2, "attn1.to_out.0": 2, "patch_embed.proj": 1,

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from sliderstudio.core import adapters
-from sliderstudio.core.adapter_io import read_tensors, save_lora
-from sliderstudio.core.targets import resolve_on_module
+from sliderstudio.adapters import adapters
+from sliderstudio.adapters.adapter_io import read_tensors, save_lora
+from sliderstudio.adapters.targets import resolve_on_module
 from sliderstudio.families.flux import FLUX, build_tiny_flux, pack, unpack
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
@@ -85,8 +85,8 @@ def write_assistant(model, path, rank=2, alpha=4.0):
 def test_schnell_assistant_is_frozen_unscaled_and_not_saved(schnell, tmp_path, monkeypatch):
     from conftest import make_project
 
-    import sliderstudio.core.trainer as trainer_module
-    from sliderstudio.core.project import load_project
+    import sliderstudio.engine.trainer as trainer_module
+    from sliderstudio.engine.project import load_project
 
     assistant, per_unit = write_assistant(schnell, tmp_path / "assistant.safetensors")
     root = make_project(tmp_path / "proj", schnell, family="flux", pairs=2, neutral=1,

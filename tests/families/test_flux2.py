@@ -4,7 +4,7 @@ whole selfcheck on the Klein layout too."""
 import pytest
 import torch
 
-from sliderstudio.core.targets import resolve_targets
+from sliderstudio.adapters.targets import resolve_targets
 from sliderstudio.families.flux2 import FLUX2, build_tiny_flux2_klein, tokens, untokens
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
@@ -71,7 +71,7 @@ def test_training_prediction_drives_the_pipelines_own_sampler(model, klein, layo
 
 
 def test_klein_passes_the_whole_selfcheck(klein, tmp_path):
-    from sliderstudio.families.selfcheck import check_preview, check_training, write_tiny_project
+    from sliderstudio.app.selfcheck import check_preview, check_training, write_tiny_project
 
     adapter = check_training(write_tiny_project(tmp_path / "project", klein, FLUX2), klein, FLUX2)
     reloaded, zero_is_base_and_signs_differ = check_preview(FLUX2, klein, adapter)

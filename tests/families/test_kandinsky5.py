@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from sliderstudio.core import adapter_io, adapters
-from sliderstudio.core.targets import resolve_targets
+from sliderstudio.adapters import adapter_io, adapters
+from sliderstudio.adapters.targets import resolve_targets
 from sliderstudio.families.kandinsky5 import allow_size
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family

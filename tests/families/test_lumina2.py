@@ -1,7 +1,7 @@
 """Lumina2: slider targets on the real module tree, per-sample scale, the pipeline's conventions."""
 import pytest
 
-from sliderstudio.core.targets import resolve_targets
+from sliderstudio.adapters.targets import resolve_targets
 from sliderstudio.families.registry import get_family
 from tests.families.family_checks import (
     all_module_names, block_counts, check_matches_pipeline_step, check_per_sample_scale, entry_counts, slider_report,

@@ -25,7 +25,7 @@ def test_slider_preset_is_the_image_stream_only(model):
 
 
 def test_reference_list_matches_only_proj_out(model):
-    from sliderstudio.core.targets import resolve_targets
+    from sliderstudio.adapters.targets import resolve_targets
 
     assert resolve_targets(SD3, str(model), "reference").module_names == ["proj_out"]
 

@@ -4,10 +4,10 @@ slider scales over a batch equal separate forwards of the prior."""
 import pytest
 import torch
 
-from sliderstudio.core.targets import resolve_targets, text_path_modules
+from sliderstudio.adapters.targets import resolve_targets, text_path_modules
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
-from sliderstudio.families.selfcheck import attach_random_slider, per_sample_scale_error
+from sliderstudio.app.selfcheck import attach_random_slider, per_sample_scale_error
 from sliderstudio.families.stage_c_encoder import StageCEncoder, load_encoder
 
 FAMILY = get_family("stable_cascade")

@@ -3,10 +3,10 @@ per-sample slider scales equals separate forwards of the transformer."""
 import pytest
 import torch
 
-from sliderstudio.core.targets import resolve_targets, text_path_modules
+from sliderstudio.adapters.targets import resolve_targets, text_path_modules
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
-from sliderstudio.families.selfcheck import attach_random_slider, per_sample_scale_error
+from sliderstudio.app.selfcheck import attach_random_slider, per_sample_scale_error
 
 FAMILY = get_family("wan")
 EXPECTED = {"attn1.to_q": 2, "attn1.to_k": 2, "attn1.to_v": 2, "attn1.to_out.0": 2, "patch_embedding": 1,

@@ -5,8 +5,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sliderstudio.core import adapter_io, adapters
-from sliderstudio.core.targets import matches, resolve_targets
+from sliderstudio.adapters import adapter_io, adapters
+from sliderstudio.adapters.targets import matches, resolve_targets
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
 from tests.families.family_checks import (
@@ -80,8 +80,8 @@ def make_assistant(model, path):
 
 def test_assistant_adapter_is_frozen_unscaled_and_not_saved(model, tmp_path, monkeypatch):
     from conftest import make_project
-    import sliderstudio.core.trainer as trainer_module
-    from sliderstudio.core.project import load_project
+    import sliderstudio.engine.trainer as trainer_module
+    from sliderstudio.engine.project import load_project
 
     assistant, assistant_modules = make_assistant(model, tmp_path / "assistant")
     root = make_project(tmp_path / "proj", model, family="z_image",

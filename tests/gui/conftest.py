@@ -10,8 +10,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sliderstudio.core.config import BucketConfig, TrainConfig  # noqa: E402
-from sliderstudio.core.project import Project, save_project  # noqa: E402
+from sliderstudio.config.config import BucketConfig, TrainConfig  # noqa: E402
+from sliderstudio.engine.project import Project, save_project  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -23,9 +23,9 @@ def install_stand_in() -> None:
     cls = getattr(fakes, kind)
     for key, value in settings.items():
         setattr(fakes.FakeTrainer, key, value)
-    module = types.ModuleType("sliderstudio.core.trainer")
+    module = types.ModuleType("sliderstudio.engine.trainer")
     module.Trainer = cls
-    sys.modules["sliderstudio.core.trainer"] = module
+    sys.modules["sliderstudio.engine.trainer"] = module
 
 
 if __name__ == "__main__":

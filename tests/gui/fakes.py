@@ -15,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-from sliderstudio.core.events import Checkpoint, Command, Failed, Finished, Log, Progress
+from sliderstudio.kernel.events import Checkpoint, Command, Failed, Finished, Log, Progress
 
 FAKE_CHILD = Path(__file__).with_name("fake_train_child.py")
 
@@ -101,7 +101,7 @@ class ReportingFailTrainer(FakeTrainer):
     """Reports Failed itself and re-raises, as core's Trainer does for input errors."""
 
     def run(self) -> Path:
-        from sliderstudio.core.errors import DatasetError
+        from sliderstudio.kernel.errors import DatasetError
 
         exc = DatasetError("bucket 'more' has no usable images", file="data/more", key="more.instance_data_dir")
         self.sink(Failed(str(exc), 0, exit_code=2))
@@ -141,7 +141,7 @@ class CommandingTrainer(FakeTrainer):
                   process=3 * 2**30)
 
     def run(self) -> Path:
-        from sliderstudio.core.events import Device
+        from sliderstudio.kernel.events import Device
 
         self.step = 0
         self.sink(Device(**self.DEVICE, step=0))
@@ -157,7 +157,7 @@ class CommandingTrainer(FakeTrainer):
         return path
 
     def _serve(self, command) -> None:
-        from sliderstudio.core.events import PauseChanged
+        from sliderstudio.kernel.events import PauseChanged
 
         while command is not None and self.stop_seen_at is None:
             if command is Command.STOP:
@@ -187,7 +187,7 @@ class CommandingTrainer(FakeTrainer):
     def _sample(self) -> None:
         from PIL import Image as PILImage
 
-        from sliderstudio.core.events import Image
+        from sliderstudio.kernel.events import Image
 
         for name, strength, grey in (("big", 1.0, 220), ("big", -1.0, 40)):
             image = PILImage.new("RGB", (16, 16), (grey,) * 3)

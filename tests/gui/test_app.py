@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from PySide6.QtWidgets import QGroupBox
 
-from sliderstudio.core.project import load_project
+from sliderstudio.engine.project import load_project
 from sliderstudio.gui import app as gui_app
 from sliderstudio.gui.main_window import MainWindow
 from sliderstudio.gui.settings import AppSettings

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QToolButton
 
-from sliderstudio.core.checkpoints import latest_checkpoint
-from sliderstudio.core.process_guard import PROCESS_LOG
+from sliderstudio.engine.checkpoints import latest_checkpoint
+from sliderstudio.kernel.process_guard import PROCESS_LOG
 from sliderstudio.gui.main_window import MainWindow
 from tests.process_waits import ended, metric_steps, wait_for
 
@@ -176,7 +176,7 @@ def test_killing_the_app_mid_run_keeps_the_last_step_and_the_next_start_resumes(
 
 def write_run(out: Path, state: str, step: int, checkpoint_step: int | None) -> None:
     """A run's files as a killed (or finished) run leaves them: run.json of a dead process, a checkpoint."""
-    from sliderstudio.core import checkpoints
+    from sliderstudio.engine import checkpoints
 
     if checkpoint_step is not None:
         checkpoints.write_checkpoint(out, checkpoints.LoopState(checkpoint_step, checkpoint_step, 0, 40),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sliderstudio.core.events import Command, Device, Image as ImageEvent
+from sliderstudio.kernel.events import Command, Device, Image as ImageEvent
 from sliderstudio.gui.device_panel import EMPTY_GALLERY, PAUSE_TEXT, RESUME_TEXT, DevicePanel
 from sliderstudio.gui.viewmodels.device import (
     DeviceViewModel, list_validation_files, parse_validation_path,
@@ -196,7 +196,7 @@ def real_panel(qtbot, tmp_path):
                         config={"max_train_steps": 400, "checkpointing_steps": 0, "validation_steps": 0,
                                 "validation_prompt": "a photo of a red square", "resolution": 32,
                                 "validation_num_inference_steps": 2, "validation_resolution": 32})
-    from sliderstudio.core.project import load_project
+    from sliderstudio.engine.project import load_project
 
     tasks, pvm = TaskRunner(), ProjectViewModel()
     training = TrainingViewModel(pvm, tasks)

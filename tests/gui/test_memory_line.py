@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sliderstudio.core.config import TrainConfig
+from sliderstudio.config.config import TrainConfig
 from sliderstudio.gui.memory_line import ANYWAY, APPLY, CANCEL, MemoryLine
 from sliderstudio.gui.settings import AppSettings
 from sliderstudio.gui.training_pane import TrainingPane

@@ -177,7 +177,7 @@ def test_a_cancelled_render_stops_within_a_step(qtbot, monkeypatch):
 
 
 def test_the_toy_model_reports_every_denoising_step(qtbot, monkeypatch):
-    """The real pipeline's callback_on_step_end, through core.preview, reaches the pane's signal."""
+    """The real pipeline's callback_on_step_end, through engine.preview, reaches the pane's signal."""
     monkeypatch.setattr(preview_worker, "find_latest", lambda _d: None)
     worker = PreviewWorker()
     seen: list[tuple] = []

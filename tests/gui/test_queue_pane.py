@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sliderstudio.core.config import TrainConfig
-from sliderstudio.core.queue_store import add_job, queue_file, read_queue
+from sliderstudio.config.config import TrainConfig
+from sliderstudio.app.queue_store import add_job, queue_file, read_queue
 from sliderstudio.gui.main_window import MainWindow
 from sliderstudio.gui.queue_pane import QueuePane
 from sliderstudio.gui.viewmodels.project import ProjectViewModel

@@ -10,7 +10,7 @@ import time
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from sliderstudio.core import checkpoints
+from sliderstudio.engine import checkpoints
 from sliderstudio.gui.main_window import MainWindow
 from tests.gui.fakes import stop_seen_at, use_fake_training_process
 

@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QToolButton
 
-from sliderstudio.core.project import load_project
+from sliderstudio.engine.project import load_project
 from sliderstudio.gui.dataset_pane import DatasetPane
 from sliderstudio.gui.viewmodels.dataset import DatasetViewModel
 from sliderstudio.gui.viewmodels.project import ProjectViewModel

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sliderstudio.core.errors import InputError
-from sliderstudio.core.project import load_project
+from sliderstudio.kernel.errors import InputError
+from sliderstudio.engine.project import load_project
 from sliderstudio.gui.main_window import MainWindow
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.workers import preview as preview_worker

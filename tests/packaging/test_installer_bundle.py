@@ -145,8 +145,8 @@ def test_plan_and_train_on_the_written_project(app, home, demo_project, tmp_path
 def test_train_events_is_how_the_app_trains(app, home, demo_project, tmp_path):
     """The app's Train button runs its own executable with `train --events`: the event wire and the
     stdin commands must work in the frozen program too."""
-    from sliderstudio.core.event_wire import decode
-    from sliderstudio.core.events import Failed, Finished, Progress
+    from sliderstudio.kernel.event_wire import decode
+    from sliderstudio.kernel.events import Failed, Finished, Progress
 
     child = subprocess.Popen([str(app), "train", "--config", str(demo_project), "--events",
                               "--resume_from_checkpoint", "none", "--max_train_steps", "2",

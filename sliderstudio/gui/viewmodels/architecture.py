@@ -15,8 +15,8 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from superqt.utils import QSignalDebouncer
 
-from sliderstudio.core import atomic
-from sliderstudio.core.errors import InputError
+from sliderstudio.kernel import atomic
+from sliderstudio.kernel.errors import InputError
 from sliderstudio.gui.viewmodels.lycoris import LycorisCheck, target_modules, template, validate_lycoris
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.workers.engine import ensure_engine
@@ -69,7 +69,7 @@ def resolve_for_table(family: str, model_path: str, preset: str | list[str], lyc
     `request`: the key the caller matches the result against (default: the arguments).
     """
     ensure_engine()
-    from sliderstudio.core.targets import require_matches, resolve_targets
+    from sliderstudio.adapters.targets import require_matches, resolve_targets
 
     preset = lycoris_named_targets(lycoris) or preset
     request = request or (family, model_path, tuple(preset) if isinstance(preset, list) else preset)
@@ -90,7 +90,7 @@ def detect_model_family(model_path: str) -> Any:
 
 
 def preset_choice(config: Any) -> str:
-    """Which of the four choices a config expresses (same precedence as core.targets)."""
+    """Which of the four choices a config expresses (same precedence as adapters.targets)."""
     if config.peft_lora_target_modules:
         return "custom"
     if config.slider_target_preset:

@@ -14,10 +14,10 @@ from typing import Any
 from PySide6.QtCore import QObject, QSize, Signal
 from PySide6.QtGui import QImage, QImageReader
 
-from sliderstudio.core.buckets import Balance, ScannedBucket, balance, scan_bucket
-from sliderstudio.core.config import BucketConfig
-from sliderstudio.core.errors import InputError
-from sliderstudio.core.project import Project
+from sliderstudio.engine.buckets import Balance, ScannedBucket, balance, scan_bucket
+from sliderstudio.config.config import BucketConfig
+from sliderstudio.kernel.errors import InputError
+from sliderstudio.engine.project import Project
 from sliderstudio.gui.viewmodels.drops import DropVerdict, judge_drop
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.viewmodels.roles import default_strength, snap, strength_for_role

@@ -17,7 +17,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
-from sliderstudio.core.events import Device, Image
+from sliderstudio.kernel.events import Device, Image
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.viewmodels.training import RUNNING, TrainingViewModel
 from sliderstudio.gui.workers.tasks import TaskRunner

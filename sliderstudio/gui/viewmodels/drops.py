@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sliderstudio.core.buckets import IMAGE_EXTENSIONS
+from sliderstudio.engine.buckets import IMAGE_EXTENSIONS
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Checks for a LyCORIS preset JSON typed into the editor, before it is saved (SPEC §5).
 
 Errors block saving; warnings (e.g. an empty target list) do not. The rules are the engine's
-(`core.lycoris_config`): what the editor accepts is exactly what training accepts.
+(`config.lycoris_config`): what the editor accepts is exactly what training accepts.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sliderstudio.core.lycoris_config import lycoris_algorithms, lycoris_warnings, validate_lycoris_config
+from sliderstudio.config.lycoris_config import lycoris_algorithms, lycoris_warnings, validate_lycoris_config
 
 ALGORITHMS = tuple(lycoris_algorithms())
 

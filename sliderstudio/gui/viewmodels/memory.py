@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
 
-from sliderstudio.core.memory_plan import Advice
+from sliderstudio.app.memory_plan import Advice
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.workers.tasks import TaskRunner
 
@@ -31,7 +31,7 @@ def plan_config(config, card_gb: float, request: int = 0) -> MemoryAnswer:
     from sliderstudio.gui.workers.engine import ensure_engine
 
     ensure_engine()
-    from sliderstudio.core.memory_plan import cheapest_fit, detected_card_gb, options_from_config
+    from sliderstudio.app.memory_plan import cheapest_fit, detected_card_gb, options_from_config
     from sliderstudio.families.loading import TOY_ALIAS
     from sliderstudio.families.registry import get_family
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from sliderstudio.core.config import BucketConfig, TrainConfig, build
-from sliderstudio.core.errors import ConfigError
-from sliderstudio.core.project import Project, load_project, save_project
+from sliderstudio.config.config import BucketConfig, TrainConfig, build
+from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.engine.project import Project, load_project, save_project
 from sliderstudio.gui.workers.file_writer import FileWriter
 
 PROMPT_LIBRARY_NAME = "prompt_library.json"

@@ -1,6 +1,6 @@
 """The training queue for the app's Queue pane: the jobs as the queue file says, and the commands.
 
-The queue file (core/queue_store.py) is the truth, shared with `sliderstudio queue …` and with
+The queue file (app/queue_store.py) is the truth, shared with `sliderstudio queue …` and with
 whichever process runs the queue, so the pane follows the file rather than keeping its own list:
 while shown it looks at the file's modification time once a second (a stat, the one piece of IO on
 the UI thread) and re-reads it on the task pool when it changed. Every change (add, move, cancel,
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from sliderstudio.core.queue_store import Job, QueueState, queue_file
+from sliderstudio.app.queue_store import Job, QueueState, queue_file
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.workers.tasks import TaskRunner
 
@@ -39,9 +39,9 @@ class QueueView:
 
 def read_view(path: Path) -> QueueView:
     """Task-pool side of a refresh: the file (a damaged one is set aside and reported) and the runner."""
-    from sliderstudio.core.errors import InputError
-    from sliderstudio.core.queue_store import load_queue
-    from sliderstudio.core.run_state import pid_alive
+    from sliderstudio.kernel.errors import InputError
+    from sliderstudio.app.queue_store import load_queue
+    from sliderstudio.engine.run_state import pid_alive
 
     try:
         state: QueueState = load_queue(path)
@@ -129,7 +129,7 @@ class QueueViewModel(QObject):
         root = self._pvm.project.root
 
         def add() -> Job:
-            from sliderstudio.core.queue_store import add_job
+            from sliderstudio.app.queue_store import add_job
 
             if pending is not None:
                 pending.result()            # the snapshot reads the files this save writes
@@ -139,7 +139,7 @@ class QueueViewModel(QObject):
         return True
 
     def move(self, job_id: str, position: int) -> None:
-        from sliderstudio.core.queue_store import move_job
+        from sliderstudio.app.queue_store import move_job
 
         self._submit(lambda: move_job(self.path, job_id, position))
 
@@ -150,7 +150,7 @@ class QueueViewModel(QObject):
             self.move(job_id, ids.index(job_id) + delta + 1)
 
     def cancel(self, job_id: str) -> None:
-        from sliderstudio.core.queue_store import cancel_job
+        from sliderstudio.app.queue_store import cancel_job
 
         self._submit(lambda: cancel_job(self.path, job_id))
 
@@ -170,7 +170,7 @@ class QueueViewModel(QObject):
 
     def stop(self) -> None:
         """Ask the runner to stop: the running job checkpoints after its current step and waits."""
-        from sliderstudio.core.queue_store import request_stop
+        from sliderstudio.app.queue_store import request_stop
 
         if self._process is not None and self._process.poll() is None and os.name == "posix":
             self._process.send_signal(signal.SIGTERM)    # ours: at once, even before it read the file
@@ -199,6 +199,6 @@ class QueueViewModel(QObject):
 
 
 def _runner_environment() -> dict[str, str]:
-    from sliderstudio.core.queue_runner import child_environment
+    from sliderstudio.app.queue_runner import child_environment
 
     return child_environment()

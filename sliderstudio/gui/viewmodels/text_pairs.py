@@ -10,7 +10,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from sliderstudio.core.text_pairs import TextPair, pair_ids
+from sliderstudio.config.text_pairs import TextPair, pair_ids
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 
 #: A new pair starts as a filled-in example, so the form shows what each field is for.

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal
 
-from sliderstudio.core.events import Checkpoint, Command, Device, Failed, Finished, Image, Log, PauseChanged, Progress
-from sliderstudio.core.errors import InputError
+from sliderstudio.kernel.events import Checkpoint, Command, Device, Failed, Finished, Image, Log, PauseChanged, Progress
+from sliderstudio.kernel.errors import InputError
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
-from sliderstudio.core.run_state import RunStatus
+from sliderstudio.engine.run_state import RunStatus
 from sliderstudio.gui.workers.tasks import TaskRunner
 from sliderstudio.gui.workers.training import TrainingWorker
 
@@ -22,7 +22,7 @@ IDLE, RUNNING, STOPPING = "idle", "running", "stopping"
 
 def read_run_status(output_dir: Path) -> "RunStatus":
     """What the output folder says about a run this window did not start (heartbeat + pid, never a flag)."""
-    from sliderstudio.core.run_state import run_status
+    from sliderstudio.engine.run_state import run_status
 
     return run_status(output_dir)
 

@@ -27,8 +27,8 @@ def _import_engine() -> None:
     import diffusers  # noqa: F401
     import peft  # noqa: F401
 
-    import sliderstudio.core.preview  # noqa: F401
-    import sliderstudio.core.targets  # noqa: F401
+    import sliderstudio.engine.preview  # noqa: F401
+    import sliderstudio.adapters.targets  # noqa: F401
     from sliderstudio.families.registry import FAMILIES
 
     for family in FAMILIES.values():

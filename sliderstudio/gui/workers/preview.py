@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from sliderstudio.core.errors import InputError
+from sliderstudio.kernel.errors import InputError
 from sliderstudio.gui.workers.engine import ensure_engine
 from sliderstudio.gui.workers.qimages import pil_to_qimage
 
@@ -122,7 +122,7 @@ def machine_threads(training: bool) -> int | None:
 def make_renderer(family: str, model_path: str) -> Any:
     """The engine's renderer (imported on this thread). Tests may replace this function."""
     ensure_engine()
-    from sliderstudio.core.preview import PreviewRenderer
+    from sliderstudio.engine.preview import PreviewRenderer
 
     return PreviewRenderer(family, model_path)
 
@@ -150,7 +150,7 @@ def cpu_threads(count: int | None) -> Iterator[None]:
 
 def find_latest(output_dir: str) -> Path | None:
     ensure_engine()
-    from sliderstudio.core.preview import latest_adapter
+    from sliderstudio.engine.preview import latest_adapter
 
     return latest_adapter(Path(output_dir))
 
@@ -192,7 +192,7 @@ class PreviewWorker(QObject):
         except InputError as exc:
             result = RenderResult(request, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - reported to the pane, the worker stays alive
-            from sliderstudio.core.crash_log import summary_with_log
+            from sliderstudio.kernel.crash_log import summary_with_log
 
             result = RenderResult(request, error=summary_with_log(exc, ["gui", "(preview)"]),
                                   details=traceback.format_exc())

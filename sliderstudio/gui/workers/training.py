@@ -27,12 +27,12 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 import sliderstudio
-from sliderstudio.core.errors import InputError
-from sliderstudio.core.event_wire import WireError, decode
-from sliderstudio.core.events import (
+from sliderstudio.kernel.errors import InputError
+from sliderstudio.kernel.event_wire import WireError, decode
+from sliderstudio.kernel.events import (
     Checkpoint, Command, Device, Event, Failed, Finished, Image, Log, PauseChanged, Progress,
 )
-from sliderstudio.core.project import Project
+from sliderstudio.engine.project import Project
 from sliderstudio.gui.workers.qimages import pil_to_qimage
 
 STDERR_LINES = 60      # how much of the process's stderr a failure report shows

@@ -1,0 +1,3 @@
+"""Services both faces call above the engine: the memory planner, the training queue, the family
+self-check and compatibility matrix.
+"""
