@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import sliderstudio.toy  # noqa: F401  registers the toy world's attribute meter (calibration, reports)
 from sliderstudio.kernel.errors import InputError
 from sliderstudio.kernel.events import Event, Failed, Finished, Log, Progress
 
