@@ -58,6 +58,7 @@ class ScannedBucket:
     images: list[ImageRecord] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     targets: list[Size] = field(default_factory=list)  # training size per image (assign_targets)
+    focus: list[tuple[float, float] | None] = field(default_factory=list)  # crop_style face (core/face_crops.py)
 
     @property
     def count(self) -> int:
@@ -69,6 +70,9 @@ class ScannedBucket:
 
     def target(self, index: int) -> Size | None:
         return self.targets[index] if self.targets else None
+
+    def focus_at(self, index: int) -> tuple[float, float] | None:
+        return self.focus[index] if self.focus else None
 
 
 @dataclass(frozen=True)
@@ -377,12 +381,14 @@ def downsample_first(image: Image.Image, bucket: BucketConfig) -> Image.Image:
     return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
 
 
-def load_image(record: ImageRecord, bucket: BucketConfig, size: int | Size, seed: int) -> Image.Image:
+def load_image(record: ImageRecord, bucket: BucketConfig, size: int | Size, seed: int,
+               focus: tuple[float, float] | None = None) -> Image.Image:
     """Decode, convert to RGB and bring to `size` ((w, h), or a side for a square).
 
     crop off: resize straight to the bucket size (its aspect is the image's own, up to rounding).
     crop on: scale to cover the bucket size, then cut it out at crop_style. Random crops are seeded by
     (seed, file name) so a cached latent and a fresh one agree, and a pair's two images crop alike.
+    crop_style face: centred on `focus` (the pair's shared face centre, core/face_crops.py), else centre.
     """
     tw, th = (size, size) if isinstance(size, int) else size
     try:
@@ -405,6 +411,10 @@ def load_image(record: ImageRecord, bucket: BucketConfig, size: int | Size, seed
         left, top = rng.randint(0, nw - tw), rng.randint(0, nh - th)
     elif bucket.crop_style == "corner":
         left, top = 0, 0
+    elif bucket.crop_style == "face":
+        from sliderstudio.core.face_crops import crop_origin
+
+        left, top = crop_origin((nw, nh), (tw, th), focus)
     else:
         left, top = (nw - tw) // 2, (nh - th) // 2
     return image.crop((left, top, left + tw, top + th))

@@ -273,7 +273,7 @@ class BucketConfig(_Strict):
     resolution_type: Literal["pixel", "pixel_area", "area"] = Field(
         "pixel", description="pixel: short side in px; area: megapixels; pixel_area: side of an equal-area square")
     crop: bool = Field(False, description="Crop to the bucket's aspect (off: resize to the aspect bucket)")
-    crop_style: str = Field("center", description="Where to crop: center, random or corner")
+    crop_style: str = Field("center", description="Where to crop: center, random, corner or face")
     crop_aspect: Literal["square", "preserve", "closest", "random"] = Field(
         "square", description="Crop shape: square, the image's own aspect, or one of crop_aspect_buckets")
     crop_aspect_buckets: list[float] | None = Field(

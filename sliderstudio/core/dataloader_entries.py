@@ -22,10 +22,8 @@ UNSUPPORTED_BACKENDS = {
     "webshart": "webshart shards are streamed from the Hugging Face Hub with their own metadata index, which "
                 "Slider Studio does not read; unpack the shards into a local folder of images and .txt captions",
 }
-CROP_STYLES = ("center", "centre", "random", "corner")
-UNSUPPORTED_CROP_STYLES = {
-    "face": "no face detector ships with Slider Studio (SimpleTuner uses one to centre the crop on a face)",
-}
+CROP_STYLES = ("center", "centre", "random", "corner", "face")  # face: core/face_crops.py
+UNSUPPORTED_CROP_STYLES: dict[str, str] = {}
 DATASET_TYPES = ("image", "conditioning", "text_embeds", "image_embeds")
 UNSUPPORTED_DATASET_TYPES = ("video", "audio", "conditioning_image_embeds")
 # Path keys in which templates expand. SimpleTuner expands {model_family}; {id} is Slider Studio's addition.
@@ -50,7 +48,7 @@ def check_crop_style(value: str) -> str:
     why = UNSUPPORTED_CROP_STYLES.get(value)
     if why:
         raise ValueError(f"crop_style '{value}' is not supported by Slider Studio: {why}; "
-                         "use center, random or corner")
+                         "use center, random, corner or face")
     raise ValueError(f"unknown crop_style '{value}' (expected one of {', '.join(CROP_STYLES)})")
 
 
