@@ -25,7 +25,7 @@ CAPTION_EXTENSION = ".txt"
 MAX_PIXELS = 8192 * 8192  # beyond this a single image would take gigabytes to decode
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 Logger = Callable[[str, str], None]
-SOURCE_KEYS = {"csv": "csv_file", "aws": "aws_data_prefix"}  # a remote entry's key that says where its images are
+SOURCE_KEYS = {"csv": "csv_file", "aws": "aws_data_prefix", "webshart": "source"}  # a remote entry's key that says where its images are
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, d
             scanned.problems.append(Problem(path, bad + " (skipped)"))
             continue
         caption, note = caption_for(path, bucket, table)
-        if note and bucket.caption_strategy in ("textfile", "huggingface", "parquet", "csv") and \
+        if note and bucket.caption_strategy in ("textfile", "huggingface", "parquet", "csv", "webshart") and \
                 not bucket.instance_prompt:
             scanned.problems.append(Problem(path, note))
         lines = tuple(caption.split("\n"))
@@ -248,7 +248,7 @@ def scan_bucket(project: Project, bucket: BucketConfig, check_images: bool = Tru
         from sliderstudio.core.hf_datasets import materialise
 
         return scan_folder(materialise(project, bucket), bucket, check_images, deep, seed=seed)
-    if bucket.type in ("csv", "aws"):
+    if bucket.type in ("csv", "aws", "webshart"):
         return scan_remote(project, bucket, check_images, deep, log)
     folder = project.bucket_dir(bucket)
     table = None
@@ -264,6 +264,8 @@ def scan_remote(project: Project, bucket: BucketConfig, check_images: bool, deep
     """Fetch what the cache lacks, then scan only this run's files; fetch failures lead the problems."""
     if bucket.type == "csv":
         from sliderstudio.core.csv_manifest import fetch_csv as fetch
+    elif bucket.type == "webshart":
+        from sliderstudio.core.webshart_shards import export_shards as fetch
     else:
         from sliderstudio.core.s3_objects import fetch_s3 as fetch
     fetched = fetch(project, bucket, log)
