@@ -3,17 +3,17 @@
 name, captions from the index or the .txt members; bad entries and a Hub source offline exit 2."""
 import io
 import json
+import sys
 import tarfile
 
 import pytest
+import webshart
 from PIL import Image
 
 from conftest import make_project
 from sliderstudio.cli import main
 from sliderstudio.core.buckets import balance, scan_project
 from sliderstudio.core.project import load_project
-
-webshart = pytest.importorskip("webshart")
 
 
 def png(colour, size=(64, 48)) -> bytes:
@@ -114,3 +114,11 @@ def test_bad_webshart_entries_exit_2_naming_the_key(tmp_path, capsys, monkeypatc
     assert "multidatabackend.json" in err and f"key '{key}'" in err and words in err, err
     assert not (root / "cache" / "webshart" / "pos").exists() or \
         not any(p for p in (root / "cache" / "webshart" / "pos").iterdir() if not p.name.startswith("."))
+
+
+def test_without_the_webshart_package_the_entry_exits_2_saying_what_to_do(tmp_path, capsys, monkeypatch):
+    root = shard_project(tmp_path)
+    monkeypatch.setitem(sys.modules, "webshart", None)  # import webshart now raises ImportError
+    assert main(["plan", "--config", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "key 'pos.type'" in err and "pip install webshart==0.4.6" in err and "\"type\": \"local\"" in err
