@@ -159,6 +159,12 @@ def test_face_crops_without_a_detector_exit_2_naming_crop_style(tmp_path, monkey
         assigned(root)
     assert err.value.exit_code == 2 and err.value.key == "pos.crop_style" and err.value.value == "face"
     assert "opencv-python-headless" in str(err.value) and err.value.file.endswith("multidatabackend.json")
+    monkeypatch.undo()
+    monkeypatch.setattr(face_crops, "_cascade", None)
+    monkeypatch.setattr(face_crops, "CASCADE", "missing_cascade.xml")  # an OpenCV whose wheel has no cascades
+    with pytest.raises(DatasetError, match="ships no face model") as err:
+        assigned(root)
+    assert err.value.key == "pos.crop_style"
 
 
 def test_a_face_cropped_run_trains_on_the_face_crops(tmp_path, tiny_models):

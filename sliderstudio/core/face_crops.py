@@ -57,9 +57,10 @@ def haar_cascade(file: str | Path | None = None, key: str = "crop_style") -> Any
             raise DatasetError("crop_style 'face' needs OpenCV's face detector, which is not installed: "
                                "pip install opencv-python-headless==4.14.0.94 (its wheel carries the model), "
                                "or use crop_style center", file=file, key=key, value="face") from None
-        path = Path(cv2.data.haarcascades) / CASCADE
-        cascade = cv2.CascadeClassifier(str(path))
-        if cascade.empty():  # opencv 5.x wheels ship no cascades
+        data = getattr(cv2, "data", None)
+        path = Path(getattr(data, "haarcascades", "") or ".") / CASCADE
+        cascade = cv2.CascadeClassifier(str(path)) if path.is_file() else None
+        if cascade is None or cascade.empty():  # opencv 5.x wheels ship no cascades
             raise DatasetError(f"OpenCV {cv2.__version__} ships no face model ({path} is missing); install "
                                "opencv-python-headless==4.14.0.94, or use crop_style center",
                                file=file, key=key, value="face")
