@@ -1,4 +1,4 @@
-"""Per-dataset sample caps (max_num_samples), caption files with one caption per line, crop_style 'face', and
+"""Per-dataset sample caps (max_num_samples), caption files with one caption per line, crop_style values, and
 the dataloader keys' classification (implemented fields vs ignored-with-a-reason lists cannot disagree)."""
 import json
 from types import SimpleNamespace
@@ -95,15 +95,19 @@ def test_every_caption_line_is_encoded_and_a_change_to_one_line_reencodes(tmp_pa
     assert "a line not encoded yet" in session.step.data.conditioning
 
 
-def test_crop_style_face_exits_2_saying_why(tmp_path, capsys):
+def test_crop_style_face_loads_and_a_wrong_style_names_the_choices(tmp_path, capsys):
     root = make_project(tmp_path, "/no/model")
     entries = json.loads((root / "multidatabackend.json").read_text())
     entries[1]["crop_style"] = "face"
+    entries[1]["crop"] = True
+    (root / "multidatabackend.json").write_text(json.dumps(entries))
+    assert main(["plan", "--config", str(root)]) == 0      # face crops: tests/test_face_crops.py
+    assert load_project(root).buckets[1].crop_style == "face"
+    entries[1]["crop_style"] = "middle"
     (root / "multidatabackend.json").write_text(json.dumps(entries))
     assert main(["plan", "--config", str(root)]) == 2
     err = capsys.readouterr().err
-    assert "key '[1].crop_style'" in err and "crop_style 'face' is not supported" in err
-    assert "no face detector" in err and "center, random or corner" in err
+    assert "key '[1].crop_style'" in err and "unknown crop_style 'middle'" in err and "face" in err
     with pytest.raises(ConfigError, match="unknown crop_style 'middle'"):
         parse_buckets([{"id": "a", "instance_data_dir": "x", "crop_style": "middle"}], "m.json")
 

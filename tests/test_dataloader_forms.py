@@ -25,8 +25,8 @@ def base_entries():
             {"id": "neu", "type": "local", "instance_data_dir": "data/neu"}]
 
 
-@pytest.mark.parametrize("backend,advice", [("memory", "use a local cache folder"),
-                                            ("webshart", "unpack the shards")])  # csv, aws: test_remote_backends
+@pytest.mark.parametrize("backend,advice", [("memory", "use a local cache folder")])  # csv, aws, webshart:
+# test_remote_backends, test_webshart
 def test_unsupported_backends_exit_2_saying_what_to_do(tmp_path, capsys, backend, advice):
     root = make_project(tmp_path, "/no/model")
     write_buckets(root, base_entries()[:2] + [{"id": "remote", "type": backend, "aws_bucket_name": "b"}])

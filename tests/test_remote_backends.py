@@ -94,7 +94,8 @@ def test_csv_entries_fetch_once_pair_by_name_and_skip_bad_rows(tmp_path, web):
     assert problems[0] == f"pos.csv: line 6 ({url}/pos/missing.png): HTTP 404 File not found (skipped)"
     assert problems[1] == "pos.csv: line 7 (no URL): empty URL cell (skipped)"
     assert problems[2].startswith(f"pos.csv: line 8 ({url}/pos/page.png): not an image")
-    assert problems[3] == f"pos.csv: line 9 ({url}/cut.png): download failed (IncompleteRead) (skipped)"
+    assert problems[3] == (f"pos.csv: line 9 ({url}/cut.png): download failed (IncompleteRead: 100 of 4000 "
+                           "bytes) (skipped)")  # no ETag / Last-Modified: nothing kept to resume
     assert len(problems) == 4 and neg.problems == []
     assert balance(project, list(scanned.values())).pair_map == {"pos": "neg"}
     cache = root / "cache" / "csv" / "pos"
@@ -217,8 +218,7 @@ def test_aws_entries_fetch_images_and_captions_once_and_pair(tmp_path, s3_data):
     lines.clear()
     scan_project(load_project(root), log=lambda m, level: lines.append(m))
     assert "aws 'neg': 4 images: 0 fetched (0.0 MB), 4 already cached, 0 skipped" in lines
-    # a changed object is fetched again (the cache compares size and whole-second LastModified: a same-size
-    # rewrite within the same second is not seen; an ETag check would be; see docs/SIMPLETUNER.md)
+    # a changed object is fetched again (size and the kept ETag; same-size rewrites: tests/test_s3_etags.py)
     s3_client(s3_data).put_object(Bucket="slider-data", Key="train/neg/img1.txt", Body=b"a newer caption")
     lines.clear()
     again = {s.bucket.id: s for s in scan_project(load_project(root), log=lambda m, level: lines.append(m))}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-SPLIT_STRATEGIES = ("textfile", "csv")
+SPLIT_STRATEGIES = ("textfile", "csv", "webshart")
 
 
 def split_lines(text: str, split: bool) -> list[str]:

@@ -261,7 +261,8 @@ class BucketConfig(_Strict):
 
     id: str = Field(..., min_length=1, description="Bucket id")
     type: str = Field("local", description="Storage backend: 'local' (a folder), 'huggingface' (a data set), "
-                                           "'csv' (a table of image URLs) or 'aws' (an S3 prefix)")
+                                           "'csv' (a table of image URLs), 'aws' (an S3 prefix) or 'webshart' "
+                                           "(WebDataset tar shards)")
     dataset_type: str = Field("image", description="image, conditioning, text_embeds or image_embeds")
     instance_data_dir: str | None = Field(None, description="Folder of images (and .txt captions)")
     caption_strategy: Literal["textfile", "filename", "instanceprompt", "huggingface", "parquet", "csv",
@@ -273,7 +274,7 @@ class BucketConfig(_Strict):
     resolution_type: Literal["pixel", "pixel_area", "area"] = Field(
         "pixel", description="pixel: short side in px; area: megapixels; pixel_area: side of an equal-area square")
     crop: bool = Field(False, description="Crop to the bucket's aspect (off: resize to the aspect bucket)")
-    crop_style: str = Field("center", description="Where to crop: center, random or corner")
+    crop_style: str = Field("center", description="Where to crop: center, random, corner or face")
     crop_aspect: Literal["square", "preserve", "closest", "random"] = Field(
         "square", description="Crop shape: square, the image's own aspect, or one of crop_aspect_buckets")
     crop_aspect_buckets: list[float] | None = Field(
@@ -283,7 +284,7 @@ class BucketConfig(_Strict):
     target_downsample_size: float | None = Field(None, gt=0, description="Size big images are downsampled to")
     minimum_aspect_ratio: float | None = Field(None, gt=0, description="Skip images narrower than this (w/h)")
     maximum_aspect_ratio: float | None = Field(None, gt=0, description="Skip images wider than this (w/h)")
-    metadata_backend: Literal["discovery", "json", "huggingface", "parquet", "csv"] = Field(
+    metadata_backend: Literal["discovery", "json", "huggingface", "parquet", "csv", "webshart"] = Field(
         "discovery", description="How image sizes are found (Slider Studio reads the headers every run)")
     probability: float = Field(1.0, ge=0, description="Relative chance within its group")
     repeats: int = Field(0, ge=0, description="Extra passes per epoch")
@@ -319,6 +320,11 @@ class BucketConfig(_Strict):
     aws_access_key_id: str | None = Field(None, description="type aws: access key (else the AWS environment)")
     aws_secret_access_key: str | None = Field(None, description="type aws: secret key (else the AWS environment)")
     aws_session_token: str | None = Field(None, description="type aws: session token, if any")
+    source: str | None = Field(None, description="type webshart: a folder of .tar shards, or a Hugging Face repo")
+    metadata: str | None = Field(None, description="type webshart: where the shards' .json index is, if apart")
+    hf_token: str | None = Field(None, description="type webshart: Hugging Face token for a private repo")
+    subfolder: str | None = Field(None, description="type webshart: subfolder of the Hugging Face repo")
+    webshart: dict[str, Any] | None = Field(None, description="type webshart: options block (same sub-keys)")
 
     @field_validator("crop_style")
     @classmethod

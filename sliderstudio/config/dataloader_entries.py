@@ -16,16 +16,12 @@ from sliderstudio.kernel.errors import ConfigError
 if TYPE_CHECKING:
     from sliderstudio.config.config import BucketConfig
 
-BACKEND_TYPES = ("local", "huggingface", "csv", "aws")
+BACKEND_TYPES = ("local", "huggingface", "csv", "aws", "webshart")
 UNSUPPORTED_BACKENDS = {
     "memory": "use a local cache folder (cache_dir) instead",
-    "webshart": "webshart shards are streamed from the Hugging Face Hub with their own metadata index, which "
-                "Slider Studio does not read; unpack the shards into a local folder of images and .txt captions",
 }
-CROP_STYLES = ("center", "centre", "random", "corner")
-UNSUPPORTED_CROP_STYLES = {
-    "face": "no face detector ships with Slider Studio (SimpleTuner uses one to centre the crop on a face)",
-}
+CROP_STYLES = ("center", "centre", "random", "corner", "face")  # face: engine/face_crops.py
+UNSUPPORTED_CROP_STYLES: dict[str, str] = {}
 DATASET_TYPES = ("image", "conditioning", "text_embeds", "image_embeds")
 UNSUPPORTED_DATASET_TYPES = ("video", "audio", "conditioning_image_embeds")
 # Path keys in which templates expand. SimpleTuner expands {model_family}; {id} is Slider Studio's addition.
@@ -50,7 +46,7 @@ def check_crop_style(value: str) -> str:
     why = UNSUPPORTED_CROP_STYLES.get(value)
     if why:
         raise ValueError(f"crop_style '{value}' is not supported by Slider Studio: {why}; "
-                         "use center, random or corner")
+                         "use center, random, corner or face")
     raise ValueError(f"unknown crop_style '{value}' (expected one of {', '.join(CROP_STYLES)})")
 
 
@@ -69,16 +65,16 @@ def check_entry(entry: "BucketConfig") -> None:
             raise ValueError("a huggingface entry needs dataset_name (a Hugging Face data set id)")
         if entry.dataset_type != "image":
             raise ValueError("type 'huggingface' holds image entries only")
-    elif entry.type in ("csv", "aws"):
+    elif entry.type in ("csv", "aws", "webshart"):
         check_remote_entry(entry)
     elif entry.dataset_type in ("image", "conditioning") and not entry.instance_data_dir:
         raise ValueError(f"a{'n image' if entry.dataset_type == 'image' else ' conditioning'} entry "
                          "needs instance_data_dir")
     if entry.caption_strategy == "csv" and entry.type != "csv":
         raise ValueError("caption_strategy 'csv' needs \"type\": \"csv\" (captions come from csv_caption_column)")
-    if entry.caption_strategy == "webshart":
-        raise ValueError("caption_strategy 'webshart' needs \"type\": \"webshart\", and "
-                         + UNSUPPORTED_BACKENDS["webshart"])
+    if entry.caption_strategy == "webshart" and entry.type != "webshart":
+        raise ValueError("caption_strategy 'webshart' needs \"type\": \"webshart\" (captions come from the "
+                         "shards' index or their .txt members)")
     if entry.caption_strategy == "huggingface" and entry.type != "huggingface":
         raise ValueError("caption_strategy 'huggingface' needs \"type\": \"huggingface\"")
     if entry.caption_strategy == "parquet" and not (entry.parquet or {}).get("path"):
@@ -98,6 +94,8 @@ def check_remote_entry(entry: "BucketConfig") -> None:
         raise ValueError("a csv entry needs csv_file (a table with a column of image URLs or paths)")
     if entry.type == "aws" and not entry.aws_bucket_name:
         raise ValueError("an aws entry needs aws_bucket_name")
+    if entry.type == "webshart" and not (entry.source or (entry.webshart or {}).get("source")):
+        raise ValueError("a webshart entry needs source (a folder of .tar shards, or a Hugging Face dataset repo)")
     if entry.dataset_type != "image":
         raise ValueError(f"type '{entry.type}' holds image entries only in Slider Studio (caches stay in the "
                          "project's cache/ folder; ControlNet conditioning images come from a local folder)")

@@ -176,6 +176,13 @@ BUCKET_REASONS: dict[str, str] = {
     "write_batch_size": "cache files are written one at a time",
     "aws_max_pool_connections": "S3 objects are fetched by 8 connections at a time",
     "is_regularization_data": "regularisation data is expressed as a neutral bucket (slider_strength 0)",
+    "shard_cache_gb": "a webshart Hub source's shard cache is limited by the webshart block's shard_cache_gb "
+                      "(default 25 GB)",
+    "shard_cache_dir": "a webshart Hub source's shards are cached in cache/webshart/<id>/.shard_cache",
+    "metadata_cache_dir": "a webshart Hub source's index is cached in cache/webshart/<id>/.metadata_cache",
+    "parallel_downloads": "webshart samples are exported one at a time into cache/webshart/<id>/",
+    "buffer_size": "webshart samples are exported one at a time into cache/webshart/<id>/",
+    "max_file_size": "webshart samples are exported one at a time into cache/webshart/<id>/ (any size)",
 }
 
 

@@ -25,7 +25,7 @@ CAPTION_EXTENSION = ".txt"
 MAX_PIXELS = 8192 * 8192  # beyond this a single image would take gigabytes to decode
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 Logger = Callable[[str, str], None]
-SOURCE_KEYS = {"csv": "csv_file", "aws": "aws_data_prefix"}  # a remote entry's key that says where its images are
+SOURCE_KEYS = {"csv": "csv_file", "aws": "aws_data_prefix", "webshart": "source"}  # a remote entry's key that says where its images are
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class ScannedBucket:
     images: list[ImageRecord] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     targets: list[Size] = field(default_factory=list)  # training size per image (assign_targets)
+    focus: list[tuple[float, float] | None] = field(default_factory=list)  # crop_style face (engine/face_crops.py)
 
     @property
     def count(self) -> int:
@@ -69,6 +70,9 @@ class ScannedBucket:
 
     def target(self, index: int) -> Size | None:
         return self.targets[index] if self.targets else None
+
+    def focus_at(self, index: int) -> tuple[float, float] | None:
+        return self.focus[index] if self.focus else None
 
 
 @dataclass(frozen=True)
@@ -225,7 +229,7 @@ def scan_folder(folder: Path, bucket: BucketConfig, check_images: bool = True, d
             scanned.problems.append(Problem(path, bad + " (skipped)"))
             continue
         caption, note = caption_for(path, bucket, table)
-        if note and bucket.caption_strategy in ("textfile", "huggingface", "parquet", "csv") and \
+        if note and bucket.caption_strategy in ("textfile", "huggingface", "parquet", "csv", "webshart") and \
                 not bucket.instance_prompt:
             scanned.problems.append(Problem(path, note))
         lines = tuple(caption.split("\n"))
@@ -244,7 +248,7 @@ def scan_bucket(project: Project, bucket: BucketConfig, check_images: bool = Tru
         from sliderstudio.engine.hf_datasets import materialise
 
         return scan_folder(materialise(project, bucket), bucket, check_images, deep, seed=seed)
-    if bucket.type in ("csv", "aws"):
+    if bucket.type in ("csv", "aws", "webshart"):
         return scan_remote(project, bucket, check_images, deep, log)
     folder = project.bucket_dir(bucket)
     table = None
@@ -260,6 +264,8 @@ def scan_remote(project: Project, bucket: BucketConfig, check_images: bool, deep
     """Fetch what the cache lacks, then scan only this run's files; fetch failures lead the problems."""
     if bucket.type == "csv":
         from sliderstudio.engine.csv_manifest import fetch_csv as fetch
+    elif bucket.type == "webshart":
+        from sliderstudio.engine.webshart_shards import export_shards as fetch
     else:
         from sliderstudio.engine.s3_objects import fetch_s3 as fetch
     fetched = fetch(project, bucket, log)
@@ -377,12 +383,14 @@ def downsample_first(image: Image.Image, bucket: BucketConfig) -> Image.Image:
     return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
 
 
-def load_image(record: ImageRecord, bucket: BucketConfig, size: int | Size, seed: int) -> Image.Image:
+def load_image(record: ImageRecord, bucket: BucketConfig, size: int | Size, seed: int,
+               focus: tuple[float, float] | None = None) -> Image.Image:
     """Decode, convert to RGB and bring to `size` ((w, h), or a side for a square).
 
     crop off: resize straight to the bucket size (its aspect is the image's own, up to rounding).
     crop on: scale to cover the bucket size, then cut it out at crop_style. Random crops are seeded by
     (seed, file name) so a cached latent and a fresh one agree, and a pair's two images crop alike.
+    crop_style face: centred on `focus` (the pair's shared face centre, engine/face_crops.py), else centre.
     """
     tw, th = (size, size) if isinstance(size, int) else size
     try:
@@ -405,6 +413,10 @@ def load_image(record: ImageRecord, bucket: BucketConfig, size: int | Size, seed
         left, top = rng.randint(0, nw - tw), rng.randint(0, nh - th)
     elif bucket.crop_style == "corner":
         left, top = 0, 0
+    elif bucket.crop_style == "face":
+        from sliderstudio.engine.face_crops import crop_origin
+
+        left, top = crop_origin((nw, nh), (tw, th), focus)
     else:
         left, top = (nw - tw) // 2, (nh - th) // 2
     return image.crop((left, top, left + tw, top + th))

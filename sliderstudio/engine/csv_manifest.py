@@ -4,17 +4,15 @@ SimpleTuner's keys: `csv_file` (the table), `csv_url_column` (default `url`), `c
 (default `caption`), `csv_cache_dir` (where images are kept; Slider Studio defaults it to
 `cache/csv/<entry id>`). Each row's image is stored as `<name>.<ext>`, `<name>` being the URL's file
 name (so a positive and a negative table listing `img0.png` pair by stem), with its caption beside it
-as `<name>.txt`. An http(s) URL is fetched once; a path (absolute, `file://`, or relative to the
-table's folder) is copied once. A bad row is reported by row number and skipped.
+as `<name>.txt`. An http(s) URL is fetched once (a cut download resumes with a Range request next
+run, engine/http_resume.py); a path (absolute, `file://`, or relative to the table's folder) is copied
+once. A bad row is reported by row number and skipped.
 """
 from __future__ import annotations
 
 import csv
-import http.client
 import io
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
@@ -24,6 +22,7 @@ from sliderstudio.kernel.errors import DatasetError
 from sliderstudio.engine.fetch_cache import (
     Fetched, FetchFailed, FetchProgress, Logger, in_parallel, require_image, short_hash, store, write_caption,
 )
+from sliderstudio.engine.http_resume import Download, PartFile, download, tidy
 from sliderstudio.engine.project import Project
 from sliderstudio.config.sample_cap import capped
 
@@ -111,25 +110,16 @@ def stems_for(rows: list[Row]) -> list[str]:
     return out
 
 
-def read_source(source: str, table_dir: Path) -> bytes:
-    """The bytes of a URL or a local file; every failure is a FetchFailed saying why."""
+def read_source(source: str, table_dir: Path, part: PartFile) -> Download:
+    """The bytes of a URL (resuming a cut download kept in `part`) or a local file; FetchFailed says why."""
     if is_url(source):
-        request = urllib.request.Request(source, headers={"User-Agent": USER_AGENT})
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                return response.read()
-        except urllib.error.HTTPError as exc:
-            raise FetchFailed(f"HTTP {exc.code} {exc.reason}") from None
-        except urllib.error.URLError as exc:
-            raise FetchFailed(f"cannot connect ({exc.reason})") from None
-        except (TimeoutError, OSError, http.client.HTTPException) as exc:  # IncompleteRead: the body was cut
-            raise FetchFailed(f"download failed ({type(exc).__name__})") from None
+        return download(source, part, {"User-Agent": USER_AGENT}, TIMEOUT_S)
     if urlparse(source).scheme not in ("", "file") and not re.match(r"^[A-Za-z]:[\\/]", source):
         raise FetchFailed(f"unsupported URL scheme '{urlparse(source).scheme}' (http, https or a file path)")
     path = Path(unquote(urlparse(source).path)) if source.startswith("file://") else Path(source)
     path = path if path.is_absolute() else table_dir / path
     try:
-        return path.read_bytes()
+        return Download(path.read_bytes())
     except OSError as exc:
         raise FetchFailed(f"cannot read {path} ({exc.strerror or exc})") from None
 
@@ -143,8 +133,8 @@ def cached_file(folder: Path, stem: str, source: str) -> Path | None:
     return next((folder / f"{stem}{ext}" for ext in candidates if (folder / f"{stem}{ext}").is_file()), None)
 
 
-def fetch_row(row: Row, stem: str, folder: Path, table_dir: Path) -> tuple[Path, int | None]:
-    """(cached image, bytes fetched or None when it was cached already)."""
+def fetch_row(row: Row, stem: str, folder: Path, table_dir: Path) -> tuple[Path, Download | None]:
+    """(cached image, what was fetched or None when it was cached already)."""
     from sliderstudio.engine.buckets import IMAGE_EXTENSIONS
     from sliderstudio.engine.hf_datasets import extension_for
 
@@ -153,11 +143,12 @@ def fetch_row(row: Row, stem: str, folder: Path, table_dir: Path) -> tuple[Path,
     found = cached_file(folder, stem, row.source)
     if found is not None:
         return found, None
-    data = read_source(row.source, table_dir)
-    require_image(data)
+    fetched = read_source(row.source, table_dir, PartFile.for_name(folder, stem))
+    require_image(fetched.data)
     suffix = PurePosixPath(base_name(row.source)).suffix.lower()
-    target = folder / f"{stem}{suffix if suffix in IMAGE_EXTENSIONS else extension_for(data, None)}"
-    return target, store(target, data)
+    target = folder / f"{stem}{suffix if suffix in IMAGE_EXTENSIONS else extension_for(fetched.data, None)}"
+    store(target, fetched.data)
+    return target, fetched
 
 
 def fetch_csv(project: Project, bucket: BucketConfig, log: Logger | None = None) -> Fetched:
@@ -173,7 +164,7 @@ def fetch_csv(project: Project, bucket: BucketConfig, log: Logger | None = None)
     fetched = Fetched(folder)
     progress = FetchProgress(f"csv '{bucket.id}'", len(chosen), log)
 
-    def attempt(item: tuple[Row, str]) -> tuple[Path, int | None] | FetchFailed:
+    def attempt(item: tuple[Row, str]) -> tuple[Path, Download | None] | FetchFailed:
         try:
             return fetch_row(item[0], item[1], folder, table.parent)
         except FetchFailed as exc:
@@ -184,10 +175,11 @@ def fetch_csv(project: Project, bucket: BucketConfig, log: Logger | None = None)
             fetched.problems.append((table, f"line {row.line} ({row.source or 'no URL'}): {result} (skipped)"))
             progress.fail()
             continue
-        path, size = result
-        progress.add(size is not None, size or 0)
+        path, got = result
+        progress.add(got is not None, got.transferred if got else 0, got.resumed if got else 0)
         write_caption(folder / f"{stem}.txt", row.caption)
         fetched.files.append((path, stem))
+    tidy(folder)
     progress.finish()
     return fetched
 

@@ -51,13 +51,15 @@ class FetchProgress:
     reused: int = 0
     failed: int = 0
     bytes: int = 0
+    resumed: int = 0  # bytes of cut downloads not fetched again (engine/http_resume.py)
     started: float = field(default_factory=time.perf_counter)
     _last: float = field(default_factory=time.perf_counter)
 
-    def add(self, fetched: bool, size: int = 0) -> None:
+    def add(self, fetched: bool, size: int = 0, resumed: int = 0) -> None:
         if fetched:
             self.fetched += 1
             self.bytes += size
+            self.resumed += resumed
         else:
             self.reused += 1
         self._maybe_report()
@@ -81,8 +83,9 @@ class FetchProgress:
 
     def summary(self) -> str:
         rate = f", {self.fetched / self.seconds:.1f} images/s" if self.fetched and self.seconds > 0 else ""
-        return (f"{self.label}: {self.total} images: {self.fetched} fetched ({self.bytes / 1e6:.1f} MB{rate}), "
-                f"{self.reused} already cached, {self.failed} skipped")
+        resumed = f", {self.resumed / 1e6:.1f} MB of it kept from cut downloads" if self.resumed else ""
+        return (f"{self.label}: {self.total} images: {self.fetched} fetched ({self.bytes / 1e6:.1f} MB{rate}"
+                f"{resumed}), {self.reused} already cached, {self.failed} skipped")
 
     def finish(self) -> None:
         if self.log is not None:

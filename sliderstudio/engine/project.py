@@ -61,6 +61,8 @@ class Project:
             return self.resolve(bucket.csv_cache_dir or f"cache/csv/{bucket.id}")
         if bucket.type == "aws":  # fetched objects (engine/s3_objects.py)
             return self.root / "cache" / "aws" / bucket.id
+        if bucket.type == "webshart":  # exported shard samples (engine/webshart_shards.py)
+            return self.root / "cache" / "webshart" / bucket.id
         return self.resolve(bucket.instance_data_dir or "")
 
     def active_buckets(self) -> list[BucketConfig]:

@@ -4,8 +4,11 @@ SimpleTuner's keys: `aws_bucket_name`, `aws_data_prefix`, `aws_region_name`, `aw
 (any S3-compatible store), `aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`; keys
 left out come from the usual AWS environment (variables, ~/.aws). The objects keep their path below
 the prefix, so subfolders and pairing by relative path work as for a local folder. A cached file is
-reused when its size and modification time match the object's (the fetch stamps the object's
-LastModified on it), so a re-run lists the bucket and fetches nothing.
+reused when its size and the object's ETag match: the ETag is kept beside the file (`.<name>.etag`,
+hidden from the scan), because S3's LastModified has whole seconds only and a same-size rewrite
+within a second would otherwise be missed. A cache from before the ETag was kept is checked by the
+file's MD5 (a single-part upload's ETag), else by size and LastModified (the fetch stamps it on the
+file). A re-run lists the bucket and fetches nothing.
 
 A wrong endpoint, credential, region or bucket stops the run before anything is cached, naming the
 entry and the key (never the secret's value); an object that fails alone is skipped with a problem.
@@ -16,6 +19,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sliderstudio.engine import object_etags
 from sliderstudio.config.config import BucketConfig
 from sliderstudio.kernel.errors import DatasetError
 from sliderstudio.engine.fetch_cache import (
@@ -102,7 +106,8 @@ def list_objects(project: Project, bucket: BucketConfig, client: Any) -> dict[st
                                                                   Prefix=bucket.aws_data_prefix or "")
         for page in pages:
             for obj in page.get("Contents", []):
-                out[obj["Key"]] = {"Size": obj["Size"], "LastModified": obj["LastModified"]}
+                out[obj["Key"]] = {"Size": obj["Size"], "LastModified": obj["LastModified"],
+                                   "ETag": obj.get("ETag")}
     except (BotoCoreError, ClientError) as exc:
         raise translate(project, bucket, exc) from None
     return out
@@ -117,11 +122,24 @@ def relative(key: str, prefix: str) -> PurePosixPath | None:
 
 
 def up_to_date(path: Path, meta: dict[str, Any]) -> bool:
+    """Whether the cached file is this version of the object (see the module's note on ETags)."""
     try:
         st = path.stat()
     except OSError:
         return False
-    return st.st_size == meta["Size"] and int(st.st_mtime) == int(meta["LastModified"].timestamp())
+    if st.st_size != meta["Size"]:
+        return False
+    etag = meta.get("ETag")
+    if etag:
+        kept = object_etags.read(path)
+        if kept is not None:
+            return kept == etag
+        same = object_etags.matches_content(path, etag)
+        if same is not None:
+            if same:
+                object_etags.write(path, etag)  # checked once; from now on by the kept ETag
+            return same
+    return int(st.st_mtime) == int(meta["LastModified"].timestamp())
 
 
 def fetch_object(client: Any, bucket: BucketConfig, key: str, meta: dict[str, Any], target: Path,
@@ -139,9 +157,12 @@ def fetch_object(client: Any, bucket: BucketConfig, key: str, meta: dict[str, An
         raise FetchFailed(f"download failed ({type(exc).__name__})") from None
     if image:
         require_image(data)
+    object_etags.forget(target)  # never an old ETag beside new bytes, even after a crash in between
     size = store(target, data)
     stamp = meta["LastModified"].timestamp()
     os.utime(target, (stamp, stamp))
+    if meta.get("ETag"):
+        object_etags.write(target, meta["ETag"])
     return size
 
 
@@ -180,6 +201,7 @@ def fetch_s3(project: Project, bucket: BucketConfig, log: Logger | None = None) 
                              target.with_suffix(CAPTION_EXTENSION), image=False)
             else:
                 target.with_suffix(CAPTION_EXTENSION).unlink(missing_ok=True)
+                object_etags.forget(target.with_suffix(CAPTION_EXTENSION))
         except FetchFailed as exc:
             return exc
         return size

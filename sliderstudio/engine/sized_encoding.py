@@ -23,8 +23,17 @@ def image_size(s: ScannedBucket, index: int, fallback: int) -> Size:
 def image_tags(s: ScannedBucket, fallback: int, seed: int) -> list[str]:
     b = s.bucket
     downsample = (b.maximum_image_size, b.target_downsample_size, b.resolution_type)
-    return [transform_tag(image_size(s, i, fallback), b.crop, b.crop_style, seed, downsample)
+    return [transform_tag(image_size(s, i, fallback), b.crop, crop_tag(s, i), seed, downsample)
             for i in range(s.count)]
+
+
+def crop_tag(s: ScannedBucket, index: int) -> str:
+    """The crop style, plus the face centre for face crops (a changed detection must re-encode)."""
+    if s.bucket.crop and s.bucket.crop_style == "face":
+        from sliderstudio.engine.face_crops import tag
+
+        return f"face/{tag(s.focus_at(index))}"
+    return s.bucket.crop_style
 
 
 def encode_by_size(indices: list[int], size_of: Callable[[int], Size], load: Callable[[int], torch.Tensor],

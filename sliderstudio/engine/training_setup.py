@@ -28,6 +28,7 @@ from sliderstudio.config.dataloader_entries import text_cache_dir
 from sliderstudio.engine.sized_encoding import encode_by_size, image_size, image_tags
 from sliderstudio.engine.encoder_residency import EncoderResidency, encoder_modules, place_pipeline
 from sliderstudio.kernel.errors import OutputError
+from sliderstudio.engine.face_crops import assign_faces
 from sliderstudio.engine.precision_check import precision_warning
 from sliderstudio.engine.project import Project
 from sliderstudio.engine.quantise import loading_config, quantise_base, require_runnable
@@ -133,7 +134,8 @@ def encode_buckets(project: Project, family: Family, pipe: Any, scanned: list[Sc
 
         def encode(indices: list[int], s: ScannedBucket = s, size: int = size) -> list[torch.Tensor]:
             return encode_by_size(indices, lambda i: image_size(s, i, size),
-                                  lambda i: to_pixels(load_image(s.images[i], s.bucket, image_size(s, i, size), seed)),
+                                  lambda i: to_pixels(load_image(s.images[i], s.bucket, image_size(s, i, size), seed,
+                                                                s.focus_at(i))),
                                   lambda pixels: family.encode_images(pipe, pixels))
 
         encoded = cache.latents(list(zip((r.path for r in s.images), tags)), encode, override)
@@ -173,7 +175,7 @@ def encode_control(s: ScannedBucket, inputs: ControlInputs, cache: FeatureCache,
     def load(indices: list[int]) -> list[torch.Tensor]:
         return encode_by_size(indices, lambda i: image_size(s, i, size),
                               lambda i: to_pixels(load_image(ImageRecord(paths[i], paths[i].stem, ""), s.bucket,
-                                                             image_size(s, i, size), seed)),
+                                                             image_size(s, i, size), seed, s.focus_at(i))),
                               inputs.encode)
 
     images = cache.latents(list(zip(paths, tags)), load, override, kind=inputs.kind)
@@ -243,6 +245,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     if bal.warning:
         log(bal.warning, "warning")
     assign_targets(project, scanned, bal.pair_map, family.size_alignment)
+    assign_faces(project, scanned, bal.pair_map, log)  # crop_style face: one face centre per pair
     log("aspect buckets: " + describe_targets(scanned), "info")
     if any(s.bucket.role == "neutral" for s in scanned) and cfg.slider_neutral_mode == "off":
         log("slider_neutral_mode is 'off': neutral buckets are skipped", "warning")
