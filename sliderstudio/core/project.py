@@ -169,9 +169,11 @@ def parse_cli_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    """Only the keys that differ from the defaults, plus the essentials, so saved files stay readable."""
+    """Only the keys that differ from the defaults, plus the essentials, so saved files stay readable.
+    `schema_version` is always written: a later version's defaults may differ (core/config_migrations.py)."""
     data = config.model_dump(exclude_defaults=True)
-    for key in ("model_family", "pretrained_model_name_or_path", "data_backend_config", "output_dir"):
+    for key in ("model_family", "pretrained_model_name_or_path", "data_backend_config", "output_dir",
+                "schema_version"):
         data[key] = getattr(config, key)
     return data
 
