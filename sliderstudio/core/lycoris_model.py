@@ -115,6 +115,8 @@ def _must_be_object(example: str) -> Callable[[Any], Any]:
 
 
 Targets = Annotated[list[str], PlainValidator(_check_targets)]
+PerModuleAlgos = _refused("per-module algorithms")
+PerNameAlgos = _refused("per-name algorithms")
 
 
 def _ignored(reason: str) -> Any:
@@ -149,8 +151,8 @@ class LycorisPresetModel(_Keys):
     lora_prefix: Annotated[str, PlainValidator(_check_prefix)] = Field(None, description="Key prefix ('lycoris')")
     unet_target_module: Targets = Field(None, description="As target_module (the UNet's own list)")
     unet_target_name: Targets = Field(None, description="As target_name (the UNet's own list)")
-    module_algo_map: _refused("per-module algorithms") = None
-    name_algo_map: _refused("per-name algorithms") = None
+    module_algo_map: PerModuleAlgos = None
+    name_algo_map: PerNameAlgos = None
     text_encoder_target_module: Any = Field(None, json_schema_extra={"ignored": "text encoders are never trained"})
     text_encoder_target_name: Any = Field(None, json_schema_extra={"ignored": "text encoders are never trained"})
 
