@@ -153,8 +153,8 @@ class LycorisPresetModel(_Keys):
     unet_target_name: Targets = Field(None, description="As target_name (the UNet's own list)")
     module_algo_map: PerModuleAlgos = None
     name_algo_map: PerNameAlgos = None
-    text_encoder_target_module: Any = Field(None, json_schema_extra={"ignored": "text encoders are never trained"})
-    text_encoder_target_name: Any = Field(None, json_schema_extra={"ignored": "text encoders are never trained"})
+    text_encoder_target_module: Any = _ignored("text encoders are never trained")
+    text_encoder_target_name: Any = _ignored("text encoders are never trained")
 
 
 class LycorisConfigModel(_Keys):
