@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sliderstudio.kernel import atomic
+from sliderstudio.kernel.config_files import json_syntax_error
 from sliderstudio.kernel.errors import InputError
 from sliderstudio.app.queue_lock import claim_is_stale, edit_lock
 from sliderstudio.kernel.user_data import user_data_dir
@@ -121,8 +122,7 @@ def read_queue(path: Path) -> QueueState:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise QueueFileError(f"not a queue file: invalid JSON at line {exc.lineno}, column {exc.colno}: "
-                             f"{exc.msg}", file=path) from None
+        raise QueueFileError(f"not a queue file: {json_syntax_error(exc, None).message}", file=path) from None
     return parse_queue(data, path)
 
 

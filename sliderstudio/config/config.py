@@ -10,13 +10,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sliderstudio.config.config_migrations import CONFIG_SCHEMA_VERSION, migrate_config
 from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.kernel.suggest import did_you_mean
 from sliderstudio.config.text_pairs import TextPair, duplicate_id
 from sliderstudio.config.simpletuner_keys import (
     BASE_MODEL_PRECISION_VALUES, KeyNote, normalise_train_data,
 )
 
-CONFIG_SCHEMA_VERSION = 1
 
 # Training-config keys: every SimpleTuner key is classified in simpletuner_keys (implemented / mapped / ignored).
 # Dataloader keys SimpleTuner reads that Slider Studio ignores (each with its reason in
@@ -188,7 +189,8 @@ class TrainConfig(_Strict):
     fsdp_transformer_layer_cls_to_wrap: str | None = Field(
         None, description="Comma-separated class names of the blocks to shard one by one (default: every "
                           "repeated block of the denoiser's ModuleLists)")
-    schema_version: int = Field(CONFIG_SCHEMA_VERSION, description="Config schema version")
+    schema_version: int = Field(CONFIG_SCHEMA_VERSION, ge=1, description="Config schema version "
+                                                                         "(config/config_migrations.py)")
 
     @field_validator("validation_resolution", mode="before")
     @classmethod
@@ -400,7 +402,9 @@ def parse_train_config_report(data: dict[str, Any], file: str) -> tuple[TrainCon
     """SimpleTuner keys mapped or ignored with reasons (simpletuner_keys); unknown keys and bad choices fail."""
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a JSON object of key: value", file=file)
+    data, migrated = migrate_config(data, file)  # an older schema_version read in today's form
     kept, notes = normalise_train_data(data, file)
+    notes = migrated + notes
     config = build(TrainConfig, kept, file)
     from sliderstudio.config.lr_schedule import check_schedule
     from sliderstudio.config.optimizers import check_optimizer
@@ -442,6 +446,10 @@ def parse_prompt_library(data: Any, file: str) -> list[PromptEntry]:
         if isinstance(value, str):
             entries.append(PromptEntry(name=name, prompt=value))
             continue
+        extra = sorted(set(value) - {"prompt", "adapter_strength"}) if isinstance(value, dict) else []
+        if extra:  # before the missing-prompt check: a misspelt "prompt" gets its suggestion
+            hint = did_you_mean(extra[0], ("prompt", "adapter_strength"))
+            raise ConfigError(f"unknown field(s) {extra}{hint}", file=file, key=name)
         if not isinstance(value, dict) or not isinstance(value.get("prompt"), str):
             raise ConfigError("expected a prompt string or {\"prompt\": str, \"adapter_strength\": number}",
                               file=file, key=name)
@@ -449,9 +457,6 @@ def parse_prompt_library(data: Any, file: str) -> list[PromptEntry]:
         if strength is not None and (isinstance(strength, bool) or not isinstance(strength, (int, float))):
             raise ConfigError(f"adapter_strength must be a number (got {strength!r})", file=file,
                               key=f"{name}.adapter_strength")
-        extra = set(value) - {"prompt", "adapter_strength"}
-        if extra:
-            raise ConfigError(f"unknown field(s) {sorted(extra)}", file=file, key=name)
         entries.append(PromptEntry(name=name, prompt=value["prompt"],
                                    adapter_strength=None if strength is None else float(strength)))
     return entries

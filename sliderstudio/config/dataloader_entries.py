@@ -7,11 +7,11 @@ the key, not a crash after the model has loaded. Path templates (`{model_family}
 """
 from __future__ import annotations
 
-import difflib
 import re
 from typing import TYPE_CHECKING, Any
 
 from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.kernel.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from sliderstudio.config.config import BucketConfig
@@ -118,9 +118,8 @@ def split_entry_keys(entry: dict[str, Any], file: str, where: str) -> tuple[dict
             warnings.append(f"{file}: {where}{key} is a SimpleTuner option Slider Studio does not implement; "
                             f"ignored — {reason}")
         else:
-            close = difflib.get_close_matches(key, sorted(bucket_key_names()), n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown key{hint}", file=file, key=f"{where}{key}", value=value)
+            raise ConfigError(f"unknown key{did_you_mean(key, bucket_key_names())}", file=file, key=f"{where}{key}",
+                              value=value)
     return kept, warnings
 
 

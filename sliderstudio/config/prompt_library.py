@@ -6,16 +6,16 @@ set (portraits, animals, scenes, objects) so a slider can be seen on subjects it
 from __future__ import annotations
 
 import functools
-import json
 from importlib import resources
 
 from sliderstudio.config.config import PromptEntry
+from sliderstudio.kernel.config_files import parse_json
 
 
 @functools.cache
 def _library() -> dict[str, str]:
-    text = (resources.files("sliderstudio") / "config_data" / "builtin_prompt_library.json").read_text("utf-8")
-    return json.loads(text)
+    source = resources.files("sliderstudio") / "config_data" / "builtin_prompt_library.json"
+    return parse_json(source.read_text("utf-8"), str(source))
 
 
 def builtin_prompts() -> list[PromptEntry]:

@@ -10,7 +10,6 @@ would refuse such a config.
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
@@ -19,6 +18,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from sliderstudio.kernel.errors import ConfigError
+from sliderstudio.kernel.suggest import did_you_mean
 
 Status = Literal["implemented", "mapped", "ignored", "slider_studio"]
 
@@ -321,9 +321,7 @@ def all_known_train_keys() -> frozenset[str]:
 
 
 def unknown_key_error(key: str, value: Any, file: str, known: frozenset[str]) -> ConfigError:
-    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return ConfigError(f"unknown key{hint} (neither SimpleTuner nor Slider Studio has it)", file=file, key=key,
+    return ConfigError(f"unknown key{did_you_mean(key, known)} (neither SimpleTuner nor Slider Studio has it)", file=file, key=key,
                        value=value)
 
 

@@ -4,7 +4,6 @@ The CLI and the app open projects through this module, so both see the same vali
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from sliderstudio.config.config import (
     parse_train_config_report,
 )
 from sliderstudio.config.simpletuner_keys import KeyNote, canonical_key
+from sliderstudio.kernel.config_files import read_json_file, read_toml_file
 from sliderstudio.kernel.errors import ConfigError
 from sliderstudio.config.lycoris_config import LycorisSpec, read_lycoris_config
 from sliderstudio.engine.run_checks import check_limits, check_project
@@ -81,38 +81,16 @@ class Project:
 
 
 def read_json(path: Path, key: str | None = None) -> Any:
-    """Read JSON, turning a syntax error into a ConfigError with line and column.
-
-    `key` is the config key that named this file: a missing file is reported by that key, since the
-    key is what the user edits to fix it.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found" + (f" (named by the config key '{key}')" if key else ""),
-                          file=path, key=key) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file: {exc}", file=path, key=key) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=path) from None
+    """Read JSON; a missing file is reported by the config `key` that named it, a syntax error by line
+    and column (kernel/config_files.py words both for every loader)."""
+    return read_json_file(path, key)
 
 
 def read_config(path: Path) -> Any:
     """config.json, or SimpleTuner's config.toml form (flat keys, with or without `--`)."""
     if path.suffix.lower() != ".toml":
         return read_json(path)
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file: {exc}", file=path) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML: {exc}", file=path) from None
+    return read_toml_file(path)
 
 
 def locate_config(path: str | Path) -> Path:
@@ -193,9 +171,11 @@ def parse_cli_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    """Only the keys that differ from the defaults, plus the essentials, so saved files stay readable."""
+    """Only the keys that differ from the defaults, plus the essentials, so saved files stay readable.
+    `schema_version` is always written: a later version's defaults may differ (config/config_migrations.py)."""
     data = config.model_dump(exclude_defaults=True)
-    for key in ("model_family", "pretrained_model_name_or_path", "data_backend_config", "output_dir"):
+    for key in ("model_family", "pretrained_model_name_or_path", "data_backend_config", "output_dir",
+                "schema_version"):
         data[key] = getattr(config, key)
     return data
 

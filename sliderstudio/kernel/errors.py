@@ -44,6 +44,15 @@ class ConfigError(InputError):
     """A config, dataloader or prompt-library file is malformed or has a bad key/value."""
 
 
+class FileSyntaxError(ConfigError):
+    """A JSON or TOML file that does not parse: `line` and `column` (1-based) say where, so an editor can jump there."""
+
+    def __init__(self, message: str, *, file: str | Path | None = None, line: int = 0, column: int = 0):
+        self.line = line
+        self.column = column
+        super().__init__(message, file=file)
+
+
 class DatasetError(InputError):
     """A bucket's folder is missing, empty or holds nothing usable."""
 

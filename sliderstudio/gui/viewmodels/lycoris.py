@@ -5,10 +5,11 @@ Errors block saving; warnings (e.g. an empty target list) do not. The rules are 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sliderstudio.kernel.config_files import parse_json
+from sliderstudio.kernel.errors import FileSyntaxError
 from sliderstudio.config.lycoris_config import lycoris_algorithms, lycoris_warnings, validate_lycoris_config
 
 ALGORITHMS = tuple(lycoris_algorithms())
@@ -40,9 +41,9 @@ def validate_lycoris(text: str) -> LycorisCheck:
     """Parse and check with the engine's own rules, so the editor and `sliderstudio train` agree."""
     check = LycorisCheck()
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        check.errors.append(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+        data = parse_json(text)
+    except FileSyntaxError as exc:
+        check.errors.append(exc.message)
         return check
     check.errors = [str(p) for p in validate_lycoris_config(data)]
     if not isinstance(data, dict):
