@@ -173,9 +173,9 @@ def text_path_modules(names: list[str]) -> list[str]:
 
 def preset_patterns(family: Family, config: TrainConfig) -> tuple[str, list[str]]:
     """The preset a config selects: an explicit list beats slider_target_preset beats slider_lora_target."""
-    if config.peft_lora_target_modules:
-        return "custom", list(config.peft_lora_target_modules)
-    name = config.slider_target_preset or ("slider" if config.slider_lora_target else "default")
+    name = config.target_preset
+    if name == "custom":
+        return name, list(config.peft_lora_target_modules)
     return name, family.presets[name]
 
 
