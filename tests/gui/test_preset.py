@@ -116,7 +116,7 @@ def test_lycoris_editor_validates_and_saves(pane, qtbot):
 
 def test_lycoris_check_rules():
     assert validate_lycoris('{"algo": "full"}').warnings == [
-        "apply_preset names no targets: the family's slider preset will be used"]
+        "apply_preset names no targets: the config's target preset will be used"]
     check = validate_lycoris('{"algo": "lokr", "factor": 0, "multiplier": "1", '
                              '"apply_preset": {"target_module": "attn1"}}')
     assert sorted(check.errors) == sorted(["multiplier: expected a number (got '1')",
