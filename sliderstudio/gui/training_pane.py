@@ -102,7 +102,7 @@ class TrainingPane(QWidget):
         return self.form_notice
 
     def show_form_notice(self, key: str, message: str) -> None:
-        self.form_notice.setText(message if message.startswith(f"{key}:") else f"{key}: {message}")
+        self.form_notice.setText(message if key in message else f"{key}: {message}")   # always name the key
         self.form_notice.show()
 
     def _build_error(self) -> QWidget:
