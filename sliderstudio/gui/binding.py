@@ -71,6 +71,26 @@ class Property:
         getattr(obj, signal_name(self.name)).emit(value)
 
 
+class Delegated(Property):
+    """A property whose value lives elsewhere (the project's config, one bucket, one text pair).
+
+    The owner supplies `read(name)` and `edit(name, value) -> message | None`; it emits
+    `<name>_changed` itself when the stored value changes. A refused edit re-sends the kept value
+    (the widget shows it again) and raises ValueError with the message.
+    """
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj.read(self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        message = obj.edit(self.name, value)
+        if message is not None:
+            getattr(obj, signal_name(self.name)).emit(obj.read(self.name))
+            raise ValueError(message)
+
+
 @dataclass(frozen=True)
 class WidgetAccess:
     """How to read, write and watch one kind of widget."""

@@ -12,23 +12,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from sliderstudio.gui.binding import Property, signal_name
+from sliderstudio.gui.binding import Delegated, signal_name
 from sliderstudio.gui.viewmodels.dataset import DatasetViewModel
-
-
-class BucketProperty(Property):
-    """A key of the bucket `obj.bucket_id`; `obj.edit` applies the view-model's rule for it."""
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        if obj is None:
-            return self
-        return getattr(obj.dataset_vm.bucket(obj.bucket_id), self.name)
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        message = obj.edit(self.name, value)
-        if message is not None:
-            getattr(obj, signal_name(self.name)).emit(self.__get__(obj))
-            raise ValueError(message)
 
 
 class BucketFields(QObject):
@@ -38,11 +23,11 @@ class BucketFields(QObject):
     caption_strategy_changed = Signal(object)
     instance_prompt_changed = Signal(object)
 
-    slider_strength = BucketProperty()
-    probability = BucketProperty()
-    repeats = BucketProperty()
-    caption_strategy = BucketProperty()
-    instance_prompt = BucketProperty()
+    slider_strength = Delegated()
+    probability = Delegated()
+    repeats = Delegated()
+    caption_strategy = Delegated()
+    instance_prompt = Delegated()
 
     KEYS = ("slider_strength", "probability", "repeats", "caption_strategy", "instance_prompt")
 
@@ -50,6 +35,9 @@ class BucketFields(QObject):
         super().__init__(parent)
         self.dataset_vm, self.bucket_id = dataset_vm, bucket_id
         dataset_vm.bucketChanged.connect(self._bucket_changed)
+
+    def read(self, key: str) -> Any:
+        return getattr(self.dataset_vm.bucket(self.bucket_id), key)
 
     def edit(self, key: str, value: Any) -> str | None:
         """The view-model's rule for `key`; returns the refusal message or None."""

@@ -1,7 +1,7 @@
 """The open project's config keys as observable properties, so generated forms can `bind` to them.
 
 Why: a form row must neither keep its own copy of a config value nor restate its rules. Each key
-here is a `ConfigProperty`: reading it reads the project's current `TrainConfig`, assigning it goes
+here is a `Delegated` property: reading it reads the project's current `TrainConfig`, assigning it goes
 through `ProjectViewModel.update_config` (the pydantic model validates), and the document's own
 change signals are relayed as `<key>_changed`. A refused edit is not swallowed: `refused(key,
 message)` carries the validation message for the pane to show, and `<key>_changed` re-sends the kept
@@ -13,24 +13,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from sliderstudio.gui.binding import Property, signal_name
+from sliderstudio.gui.binding import Delegated, signal_name
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
-
-
-class ConfigProperty(Property):
-    """One key of the project's TrainConfig; the project view-model stores and validates it."""
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        if obj is None:
-            return self
-        return getattr(obj.project_vm.config, self.name) if obj.project_vm.is_open else None
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        message = obj.project_vm.update_config(**{self.name: value})
-        if message is not None:
-            getattr(obj, signal_name(self.name)).emit(self.__get__(obj))
-            obj.refused.emit(self.name, message)
-            raise ValueError(message)
 
 
 class ConfigFields(QObject):
@@ -44,6 +28,15 @@ class ConfigFields(QObject):
         self.project_vm = project_vm
         project_vm.configChanged.connect(self._key_changed)
         project_vm.projectLoaded.connect(self._all_changed)
+
+    def read(self, key: str) -> Any:
+        return getattr(self.project_vm.config, key) if self.project_vm.is_open else None
+
+    def edit(self, key: str, value: Any) -> str | None:
+        message = self.project_vm.update_config(**{key: value})
+        if message is not None:
+            self.refused.emit(key, message)
+        return message
 
     def set(self, key: str, value: Any) -> str | None:
         """Assign one key; returns the validation message (nothing changed) or None."""
@@ -70,7 +63,7 @@ def config_fields_class(keys: tuple[str, ...]) -> type[ConfigFields]:
     keys = tuple(keys)
     if keys not in _CLASSES:
         namespace: dict[str, Any] = {signal_name(k): Signal(object) for k in keys}
-        namespace.update({k: ConfigProperty() for k in keys})
+        namespace.update({k: Delegated() for k in keys})
         namespace["keys"] = keys
         _CLASSES[keys] = type("ConfigFields_" + "_".join(keys)[:60], (ConfigFields,), namespace)
     return _CLASSES[keys]
