@@ -66,15 +66,19 @@ def resolve_lycoris_targets(host: nn.Module, spec: LycorisSpec, fallback: tuple[
     return require_matches(report, key) if strict else report
 
 
-def lycoris_target_report(family: str, model_path: str, data: dict[str, Any], strict: bool = False) -> TargetReport:
-    """The per-entry target table of a LyCORIS preset dict for a model, on its meta skeleton (for the app)."""
-    from sliderstudio.families.loading import resolve_model_path
+def lycoris_target_report(family: str, model_path: str, data: dict[str, Any], strict: bool = False,
+                          preset: str | list[str] = "slider", file: str | Path = "lycoris_config") -> TargetReport:
+    """The per-entry target table of a LyCORIS preset dict for a model, on its meta skeleton (for the app).
+
+    `preset` is what a preset without targets falls back to, as in training (the config's choice);
+    an invalid preset raises ConfigError naming `file` and the key.
+    """
+    from sliderstudio.adapters.targets import model_skeleton, patterns_for
     from sliderstudio.families.registry import get_family
 
     fam = get_family(family)
-    spec = parse_lycoris_config(data, "lycoris_config")
-    skeleton = fam.skeleton(Path(resolve_model_path(model_path)))
-    return resolve_lycoris_targets(skeleton, spec, ("slider", fam.presets["slider"]), strict=strict)
+    spec = parse_lycoris_config(data, file)
+    return resolve_lycoris_targets(model_skeleton(fam, model_path), spec, patterns_for(fam, preset), strict=strict)
 
 
 def _is_spatial_conv(module: nn.Module) -> bool:

@@ -173,9 +173,9 @@ def text_path_modules(names: list[str]) -> list[str]:
 
 def preset_patterns(family: Family, config: TrainConfig) -> tuple[str, list[str]]:
     """The preset a config selects: an explicit list beats slider_target_preset beats slider_lora_target."""
-    if config.peft_lora_target_modules:
-        return "custom", list(config.peft_lora_target_modules)
-    name = config.slider_target_preset or ("slider" if config.slider_lora_target else "default")
+    name = config.target_preset
+    if name == "custom":
+        return name, list(config.peft_lora_target_modules)
     return name, family.presets[name]
 
 
@@ -192,12 +192,17 @@ def resolve_targets(family: str | Family, model_path: str, preset: str | list[st
     """Resolve a preset against the model's module tree, built on the meta device."""
     fam = get_family(family) if isinstance(family, str) else family
     name, patterns = patterns_for(fam, preset)
+    report = resolve_on_module(model_skeleton(fam, model_path), patterns, name)
+    return require_matches(report) if strict else report
+
+
+def model_skeleton(fam: Family, model_path: str) -> nn.Module:
+    """The denoiser's module tree on the meta device; an uncached hub id: from the published config."""
     from sliderstudio.families.full_size import full_size_skeleton, uncached_hub_id
 
-    skeleton = full_size_skeleton(fam.id) if uncached_hub_id(model_path) else \
-        fam.skeleton(Path(resolve_model_path(model_path)))  # an uncached hub id: the published config
-    report = resolve_on_module(skeleton, patterns, name)
-    return require_matches(report) if strict else report
+    if uncached_hub_id(model_path):
+        return full_size_skeleton(fam.id)
+    return fam.skeleton(Path(resolve_model_path(model_path)))
 
 
 def preset_names(family: str | Family) -> dict[str, list[str]]:

@@ -59,7 +59,8 @@ class TrainConfig(_Strict):
     slider_target_preset: Literal["slider", "reference", "default"] | None = Field(
         None, description="Explicit preset choice; overrides slider_lora_target")
     peft_lora_target_modules: list[str] | None = Field(None, description="Explicit target list (overrides presets)")
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate")
+    learning_rate: float = Field(1e-4, gt=0, title="learning rate", description="Peak learning rate",
+                                 json_schema_extra={"decimals": 6, "step": 1e-4})
     lr_scale: bool = Field(False, description="Multiply learning_rate by train_batch_size × gradient_accumulation_steps")
     lr_scale_sqrt: bool = Field(False, description="With lr_scale: by the square root of that product")
     lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear",
@@ -76,9 +77,9 @@ class TrainConfig(_Strict):
     adam_beta1: float = Field(0.9, ge=0, lt=1, description="Adam-family beta 1")
     adam_beta2: float = Field(0.999, ge=0, lt=1, description="Adam-family beta 2")
     adam_epsilon: float = Field(1e-8, gt=0, description="Adam-family epsilon")
-    max_train_steps: int = Field(0, ge=0, description="Optimizer steps (0: use num_train_epochs)")
+    max_train_steps: int = Field(0, ge=0, title="steps", description="Optimizer steps (0: use num_train_epochs)")
     num_train_epochs: int = Field(1, ge=0, description="Epochs when max_train_steps is 0")
-    train_batch_size: int = Field(1, ge=1, description="Images per micro-batch")
+    train_batch_size: int = Field(1, ge=1, title="batch size", description="Images per micro-batch")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Autocast precision")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory")
@@ -123,9 +124,10 @@ class TrainConfig(_Strict):
     caption_dropout_probability: float = Field(0.0, ge=0, le=1, description="Caption dropout")
     prediction_type: Literal["epsilon", "v_prediction", "flow_matching"] | None = Field(
         None, description="Override the model's prediction type")
-    seed: int = Field(0, description="Seed for sampling, noise and initialisation")
-    resolution: int = Field(512, ge=8, description="Training resolution in pixels (short side)")
-    validation_steps: int = Field(0, ge=0, description="Render validation every N steps (0: off)")
+    seed: int = Field(0, title="seed", description="Seed for sampling, noise and initialisation")
+    resolution: int = Field(512, ge=8, title="resolution", description="Training resolution in pixels (short side)")
+    validation_steps: int = Field(0, ge=0, title="validate every",
+                                  description="Render validation every N steps (0: off)")
     validation_disable: bool = Field(False, description="No scheduled validation (Sample now still renders)")
     validation_prompt: str | None = Field(None, description="Validation prompt when no library is given")
     validation_negative_prompt: str | None = Field(None, description="Negative prompt for validation")
@@ -138,7 +140,8 @@ class TrainConfig(_Strict):
         None, description="Validation size: pixels, 'WxH', or a comma list of them (defaults to resolution)")
     validation_guidance_rescale: float = Field(0.0, ge=0, le=1, description="Guidance rescale (pipelines that take it)")
     validation_prompt_library: bool = Field(False, description="Also render the built-in validation prompts")
-    checkpointing_steps: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end)")
+    checkpointing_steps: int = Field(0, ge=0, title="checkpoint every",
+                                     description="Checkpoint every N steps (0: only at the end)")
     checkpoints_total_limit: int | None = Field(None, ge=1, description="Keep at most N checkpoints")
     checkpoint_epoch_interval: int | None = Field(None, ge=0, description="Also checkpoint every N epochs")
     validation_epoch_interval: float | None = Field(None, ge=0, description="Also validate every N epochs "
@@ -231,6 +234,14 @@ class TrainConfig(_Strict):
     @property
     def effective_alpha(self) -> float:
         return float(self.lora_alpha if self.lora_alpha is not None else self.lora_rank)
+
+    @property
+    def target_preset(self) -> str:
+        """The preset this config selects: an explicit list ('custom') beats slider_target_preset beats
+        slider_lora_target. One rule, read by the trainer (targets.preset_patterns) and the app alike."""
+        if self.peft_lora_target_modules:
+            return "custom"
+        return self.slider_target_preset or ("slider" if self.slider_lora_target else "default")
 
     @property
     def validation_sizes(self) -> list[tuple[int, int]]:

@@ -14,7 +14,11 @@ from PySide6.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 from superqt.utils import signals_blocked
 
+from sliderstudio.config.config import BucketConfig
+from sliderstudio.gui.binding import bind
+from sliderstudio.gui.field_specs import field_spec
 from sliderstudio.gui.tooltips import bucket_tooltip
+from sliderstudio.gui.viewmodels.bucket_fields import BucketFields
 from sliderstudio.gui.viewmodels.dataset import THUMBNAILS_PER_BUCKET, DatasetViewModel
 from sliderstudio.gui.viewmodels.roles import ROLES, STRENGTH_MAX, STRENGTH_MIN, STRENGTH_STEP, role_of
 
@@ -27,6 +31,7 @@ class BucketRow(QFrame):
     def __init__(self, vm: DatasetViewModel, bucket_id: str, parent: QWidget | None = None):
         super().__init__(parent)
         self.vm, self.bucket_id = vm, bucket_id
+        self.fields = BucketFields(vm, bucket_id, self)
         self.setObjectName(f"bucket-{bucket_id}")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         layout = QVBoxLayout(self)
@@ -100,27 +105,28 @@ class BucketRow(QFrame):
         self.strength.setSingleStep(STRENGTH_STEP)
         self.strength.setDecimals(2)
         self.strength.setMinimumWidth(160)
-        bucket_tooltip(self.strength, "slider_strength", "−1 … +1 in steps of 0.05")
-        self.strength.valueChanged.connect(lambda v: self.vm.set_strength(self.bucket_id, v))
+        bucket_tooltip(self.strength, "slider_strength",
+                       f"{STRENGTH_MIN:+g} … {STRENGTH_MAX:+g} in steps of {STRENGTH_STEP:g}")
+        bind(self.fields, "slider_strength", self.strength)
         row.addWidget(self.strength, 1)
         return row
 
     def _build_sampling_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
-        self.probability = QDoubleSpinBox(minimum=0.0, maximum=100.0, singleStep=0.1, decimals=2)
+        # The lower bounds come from BucketConfig; the upper ones are the row's (the config has none).
+        self.probability = QDoubleSpinBox(minimum=field_spec(BucketConfig, "probability").minimum, maximum=100.0,
+                                          singleStep=0.1, decimals=2)
         bucket_tooltip(self.probability, "probability")
-        self.probability.valueChanged.connect(lambda v: self.vm.set_field(self.bucket_id, probability=v))
-        self.repeats = QSpinBox(minimum=0, maximum=1000)
+        self.repeats = QSpinBox(minimum=int(field_spec(BucketConfig, "repeats").minimum), maximum=1000)
         bucket_tooltip(self.repeats, "repeats")
-        self.repeats.valueChanged.connect(lambda v: self.vm.set_field(self.bucket_id, repeats=v))
         self.caption = QComboBox()
         self.caption.addItems(CAPTION_STRATEGIES)
         bucket_tooltip(self.caption, "caption_strategy")
-        self.caption.activated.connect(self._caption_chosen)
         self.instance_prompt = QLineEdit(placeholderText="instance prompt")
         bucket_tooltip(self.instance_prompt, "instance_prompt")
-        self.instance_prompt.editingFinished.connect(
-            lambda: self.vm.set_field(self.bucket_id, instance_prompt=self.instance_prompt.text() or None))
+        for key in ("probability", "repeats", "caption_strategy"):
+            bind(self.fields, key, getattr(self, "caption" if key == "caption_strategy" else key))
+        bind(self.fields, "instance_prompt", self.instance_prompt, to_model=lambda text: text or None)
         for label, widget in (("probability", self.probability), ("repeats", self.repeats),
                               ("captions", self.caption)):
             row.addWidget(QLabel(label))
@@ -129,16 +135,9 @@ class BucketRow(QFrame):
         row.addStretch(1)
         return row
 
-    def _caption_chosen(self, index: int) -> None:
-        strategy = CAPTION_STRATEGIES[index]
-        changes = {"caption_strategy": strategy}
-        if strategy == "instanceprompt" and not self.instance_prompt.text():
-            changes["instance_prompt"] = self.bucket_id.replace("-", " ")
-        self.vm.set_field(self.bucket_id, **changes)
-
     # --- repaint -----------------------------------------------------------------------
     def refresh(self) -> None:
-        """Repaint the editable fields from the bucket config (signals blocked: no echo)."""
+        """Repaint what the bindings do not: title, folder, role colour and toggles, the prompt's visibility."""
         bucket = self.vm.bucket(self.bucket_id)
         role = role_of(bucket.slider_strength)
         self.title.setText(bucket.id)
@@ -148,14 +147,6 @@ class BucketRow(QFrame):
         for name, button in self.role_buttons.items():
             with signals_blocked(button):
                 button.setChecked(name == role)
-        for widget, value in ((self.strength, bucket.slider_strength), (self.probability, bucket.probability),
-                              (self.repeats, bucket.repeats)):
-            if widget.value() != value:
-                with signals_blocked(widget):
-                    widget.setValue(value)
-        with signals_blocked(self.caption):
-            self.caption.setCurrentText(bucket.caption_strategy)
-        self.instance_prompt.setText(bucket.instance_prompt or "")
         self.instance_prompt.setVisible(bucket.caption_strategy == "instanceprompt")
 
     def refresh_scan(self) -> None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
-    QLineEdit, QPlainTextEdit, QPushButton, QRadioButton, QSpinBox, QTableWidget, QTableWidgetItem,
+    QLineEdit, QPlainTextEdit, QPushButton, QRadioButton, QTableWidget, QTableWidgetItem,
     QVBoxLayout, QWidget,
 )
 from superqt.utils import signals_blocked
 
+from sliderstudio.config.config import TrainConfig
+from sliderstudio.gui.binding import bind
+from sliderstudio.gui.config_form import make_widget
+from sliderstudio.gui.field_specs import field_spec
 from sliderstudio.gui.lycoris_editor import LycorisEditor
 from sliderstudio.gui.tooltips import bind_tooltip
 from sliderstudio.gui.viewmodels.architecture import PRESET_CHOICES, ArchitectureViewModel, TargetResult
+from sliderstudio.gui.viewmodels.config_fields import config_fields
 
 CHOICE_HELP = {
     "slider": "The family's slider preset, verified against the real module tree (visual path only)",
@@ -20,12 +25,16 @@ CHOICE_HELP = {
     "custom": "Your own list of module-name suffixes",
 }
 ADAPTERS = (("standard", "LoRA (PEFT)"), ("lycoris", "LyCORIS"))
+# Plain config keys, bound to their widgets; family, flavour, adapter and preset carry rules (the
+# flavour resets with the family, LyCORIS writes a starter file) and go through the view-model.
+BOUND_KEYS = ("pretrained_model_name_or_path", "lora_rank", "lora_alpha")
 
 
 class PresetPane(QWidget):
     def __init__(self, vm: ArchitectureViewModel, parent: QWidget | None = None):
         super().__init__(parent)
         self.vm = vm
+        self.config_fields = config_fields(vm.project_vm, BOUND_KEYS, self)
         layout = QVBoxLayout(self)
         form = QFormLayout()
         form.addRow("Family", self._build_family())
@@ -53,6 +62,7 @@ class PresetPane(QWidget):
         vm.targetsResolving.connect(lambda: self.total_label.setText("resolving targets…"))
         vm.targetsResolved.connect(self.show_targets)
         vm.notice.connect(self.show_notice)
+        self.config_fields.refused.connect(lambda _key, message: self.show_notice(message))
         vm.project_vm.projectLoaded.connect(self.lycoris.load)
 
     # --- construction ------------------------------------------------------------------
@@ -77,8 +87,9 @@ class PresetPane(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         self.model = QLineEdit(placeholderText="diffusers folder, .safetensors file, hub id or sliderstudio:toy")
         bind_tooltip(self.model, "pretrained_model_name_or_path")
-        self.model.editingFinished.connect(
-            lambda: self.vm.update(pretrained_model_name_or_path=self.model.text().strip() or "sliderstudio:toy"))
+        default_model = TrainConfig.model_fields["pretrained_model_name_or_path"].default
+        bind(self.config_fields, "pretrained_model_name_or_path", self.model,
+             to_model=lambda text: text.strip() or default_model)
         folder = QPushButton("Folder…")
         folder.clicked.connect(self._pick_folder)
         file = QPushButton("File…")
@@ -97,12 +108,13 @@ class PresetPane(QWidget):
             self.adapter.addItem(label, value)
         bind_tooltip(self.adapter, "lora_type")
         self.adapter.activated.connect(lambda _i: self.vm.set_adapter_type(self.adapter.currentData()))
-        self.rank = QSpinBox(minimum=1, maximum=1024)
+        self.rank = make_widget(field_spec(TrainConfig, "lora_rank"))
         bind_tooltip(self.rank, "lora_rank")
-        self.rank.valueChanged.connect(lambda v: self.vm.update(lora_rank=v))
+        bind(self.config_fields, "lora_rank", self.rank)
+        # 0 is the "unset" state below the Field's gt=0 bound: shown as "= rank", stored as None
         self.alpha = QDoubleSpinBox(minimum=0.0, maximum=4096.0, decimals=1, specialValueText="= rank")
         bind_tooltip(self.alpha, "lora_alpha", "'= rank' leaves alpha unset (alpha = rank)")
-        self.alpha.valueChanged.connect(lambda v: self.vm.update(lora_alpha=v or None))
+        bind(self.config_fields, "lora_alpha", self.alpha, to_widget=lambda v: v or 0.0, to_model=lambda v: v or None)
         row.addWidget(self.adapter)
         row.addWidget(QLabel("rank"))
         row.addWidget(self.rank)
@@ -173,11 +185,6 @@ class PresetPane(QWidget):
             self.flavour.clear()
             self.flavour.addItems([""] + list(self.vm.flavours()))
             self.flavour.setCurrentText(config.model_flavour or "")
-        if not self.model.hasFocus():
-            self.model.setText(config.pretrained_model_name_or_path)
-        for widget, value in ((self.rank, config.lora_rank), (self.alpha, config.lora_alpha or 0.0)):
-            with signals_blocked(widget):
-                widget.setValue(value)
         with signals_blocked(self.adapter):
             self.adapter.setCurrentIndex(self.adapter.findData(config.lora_type))
         choice = self.vm.choice

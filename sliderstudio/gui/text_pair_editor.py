@@ -13,6 +13,9 @@ from PySide6.QtWidgets import (
 from superqt.utils import signals_blocked
 
 from sliderstudio.config.text_pairs import TextPair
+from sliderstudio.gui.binding import bind
+from sliderstudio.gui.field_specs import field_spec
+from sliderstudio.gui.viewmodels.text_pair_fields import TextPairFields
 from sliderstudio.gui.viewmodels.text_pairs import TextPairsViewModel, split_anchors
 
 HINT = ("Text pairs need no images: the slider learns to move the base model's own prediction from the "
@@ -28,6 +31,7 @@ class TextPairRow(QFrame):
     def __init__(self, vm: TextPairsViewModel, index: int, parent: QWidget | None = None):
         super().__init__(parent)
         self.vm, self.index = vm, index
+        self.fields = TextPairFields(vm, index, self)
         self.setObjectName(f"textPair-{index}")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         layout = QVBoxLayout(self)
@@ -43,7 +47,7 @@ class TextPairRow(QFrame):
         self.prompts: dict[str, QLineEdit] = {}
         for field in PROMPTS:
             edit = QLineEdit(objectName=field, toolTip=tip(field))
-            edit.editingFinished.connect(lambda f=field, e=edit: self._commit(**{f: e.text()}))
+            bind(self.fields, field, edit)
             self.prompts[field] = edit
             form.addRow(field.capitalize(), edit)
         self.anchors = QPlainTextEdit(objectName="anchors", toolTip=tip("anchors") + " (one per line)")
@@ -51,8 +55,8 @@ class TextPairRow(QFrame):
         self.anchors.textChanged.connect(lambda: self._commit(anchors=split_anchors(self.anchors.toPlainText())))
         form.addRow("Anchors", self.anchors)
         numbers = QHBoxLayout()
-        self.guidance = self._spin("guidance", 0.05, 50.0)
-        self.strength = self._spin("strength", 0.05, 10.0)
+        self.guidance = self._spin("guidance")
+        self.strength = self._spin("strength")
         numbers.addWidget(QLabel("Guidance η"))
         numbers.addWidget(self.guidance)
         numbers.addWidget(QLabel("Strength ±"))
@@ -62,10 +66,12 @@ class TextPairRow(QFrame):
         layout.addLayout(form)
         self.refresh()
 
-    def _spin(self, field: str, low: float, high: float) -> QDoubleSpinBox:
-        spin = QDoubleSpinBox(objectName=field, toolTip=tip(field), minimum=low, maximum=high, singleStep=0.25,
-                              decimals=2)
-        spin.valueChanged.connect(lambda value, f=field: self._commit(**{f: value}))
+    def _spin(self, field: str) -> QDoubleSpinBox:
+        """Range from TextPair's Field (gt/le); the 0.25 step is the row's."""
+        spec = field_spec(TextPair, field)
+        spin = QDoubleSpinBox(objectName=field, toolTip=tip(field), minimum=spec.minimum, maximum=spec.maximum,
+                              singleStep=0.25, decimals=spec.decimals)
+        bind(self.fields, field, spin)
         return spin
 
     def _commit(self, **changes: object) -> None:
@@ -75,15 +81,9 @@ class TextPairRow(QFrame):
     def refresh(self) -> None:
         pair = self.vm.pairs[self.index]
         self.title.setText(f"Text pair '{self.vm.names[self.index]}'")
-        for field, edit in self.prompts.items():
-            with signals_blocked(edit):
-                edit.setText(getattr(pair, field))
         if split_anchors(self.anchors.toPlainText()) != pair.anchors:
             with signals_blocked(self.anchors):
                 self.anchors.setPlainText("\n".join(pair.anchors))
-        for spin, value in ((self.guidance, pair.guidance), (self.strength, pair.strength)):
-            with signals_blocked(spin):
-                spin.setValue(value)
 
 
 class TextPairsSection(QWidget):

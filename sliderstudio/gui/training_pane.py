@@ -4,26 +4,24 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
-    QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar,
-    QPushButton, QSizePolicy, QSpinBox, QSplitter, QToolButton, QVBoxLayout, QWidget,
+    QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar,
+    QPushButton, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget,
 )
-from superqt.utils import signals_blocked
 
+from sliderstudio.config.config import TrainConfig
 from sliderstudio.kernel.events import Progress
+from sliderstudio.gui.config_form import add_rows
 from sliderstudio.gui.loss_plot import LossPlot
-from sliderstudio.gui.tooltips import bind_tooltip
+from sliderstudio.gui.viewmodels.config_fields import config_fields
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.viewmodels.training import IDLE, RUNNING, TrainingViewModel, format_eta
 
 LOG_LINES = 5000
 REFRESH_MS = 100
-INT_FIELDS = (("max_train_steps", 0, 10_000_000), ("checkpointing_steps", 0, 1_000_000),
-              ("validation_steps", 0, 1_000_000), ("train_batch_size", 1, 4096),
-              ("resolution", 8, 8192), ("seed", -2**31, 2**31 - 1))
-# Short labels; the tooltip of each field names its config key.
-LABELS = {"max_train_steps": "steps", "checkpointing_steps": "checkpoint every",
-          "validation_steps": "validate every", "train_batch_size": "batch size",
-          "resolution": "resolution", "seed": "seed", "learning_rate": "learning rate"}
+# Which keys the form shows, in order; label, range, step and help come from each key's Field in
+# config/config.py (the tooltip names the config key).
+SCHEDULE_KEYS = ("max_train_steps", "checkpointing_steps", "validation_steps", "train_batch_size",
+                 "resolution", "seed", "learning_rate")
 
 
 class TrainingPane(QWidget):
@@ -34,6 +32,7 @@ class TrainingPane(QWidget):
         self.memory_line = memory_line  # gui/memory_line.MemoryLine: the estimate, and the question before Train
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_controls())
+        layout.addWidget(self._build_form_notice())
         if memory_line is not None:  # a full row under the fields and Train: the line can be long
             layout.addWidget(memory_line)
         layout.addWidget(self._build_error())
@@ -63,22 +62,17 @@ class TrainingPane(QWidget):
         vm.runFinished.connect(self.show_finished)
         vm.resumeAvailableChanged.connect(lambda _a: self.show_state(vm.state))
         vm.runStatusChanged.connect(self.show_run_status)
-        project_vm.projectLoaded.connect(self.load_fields)
-        project_vm.configChanged.connect(lambda _k: self.load_fields())
+        project_vm.projectLoaded.connect(self._project_loaded)
+        project_vm.configChanged.connect(self._config_changed)
         self.show_state(vm.state)
 
     # --- construction ------------------------------------------------------------------
     def _build_controls(self) -> QHBoxLayout:
         row = QHBoxLayout()
         form = QGridLayout()
-        self.fields: dict[str, QSpinBox | QDoubleSpinBox] = {}
-        for i, (key, low, high) in enumerate(INT_FIELDS):
-            box = QSpinBox(minimum=low, maximum=high)
-            box.valueChanged.connect(lambda v, k=key: self.pvm.update_config(**{k: v}))
-            self._add_field(form, i, key, box)
-        lr = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=1.0, singleStep=1e-4)
-        lr.valueChanged.connect(lambda v: self.pvm.update_config(learning_rate=v))
-        self._add_field(form, len(INT_FIELDS), "learning_rate", lr)
+        self.config_fields = config_fields(self.pvm, SCHEDULE_KEYS, self)
+        self.config_fields.refused.connect(self.show_form_notice)
+        self.fields: dict[str, QWidget] = add_rows(form, self.config_fields, TrainConfig, SCHEDULE_KEYS, columns=2)
         row.addLayout(form, 1)
         buttons = QVBoxLayout()
         self.train_button = QPushButton("▶ Train", objectName="train")
@@ -100,14 +94,16 @@ class TrainingPane(QWidget):
         if self.memory_line is None or self.memory_line.confirm_train():
             self.vm.start()
 
-    def _add_field(self, grid: QGridLayout, index: int, key: str, widget: QWidget) -> None:
-        bind_tooltip(widget, key)
-        self.fields[key] = widget
-        label = QLabel(LABELS.get(key, key))
-        label.setToolTip(widget.toolTip())
-        r, c = divmod(index, 2)
-        grid.addWidget(label, r, c * 2)
-        grid.addWidget(widget, r, c * 2 + 1)
+    def _build_form_notice(self) -> QLabel:
+        """The config model's answer to a refused edit (e.g. steps 0 with epochs 0), never dropped."""
+        self.form_notice = QLabel(wordWrap=True, objectName="formNotice")
+        self.form_notice.setStyleSheet("color: #c8513a;")
+        self.form_notice.hide()
+        return self.form_notice
+
+    def show_form_notice(self, key: str, message: str) -> None:
+        self.form_notice.setText(message if key in message else f"{key}: {message}")   # always name the key
+        self.form_notice.show()
 
     def _build_error(self) -> QWidget:
         self.error = QWidget(objectName="errorBanner")
@@ -169,13 +165,19 @@ class TrainingPane(QWidget):
 
     # --- view-model → widgets ----------------------------------------------------------
     def load_fields(self) -> None:
-        config = self.pvm.config
+        """The field values follow through their bindings; the idle progress bar shows the step count."""
         if not self.vm.running and self.vm.last_progress is None:
-            self.progress.setMaximum(max(1, config.max_train_steps))
+            self.progress.setMaximum(max(1, self.pvm.config.max_train_steps))
             self.progress.setValue(0)
-        for key, widget in self.fields.items():
-            with signals_blocked(widget):
-                widget.setValue(getattr(config, key))
+
+    def _project_loaded(self) -> None:
+        self.form_notice.hide()
+        self.load_fields()
+
+    def _config_changed(self, key: str) -> None:
+        if key in self.fields:
+            self.form_notice.hide()     # an accepted edit clears the last refusal
+        self.load_fields()
 
     def show_state(self, state: str) -> None:
         idle = state == IDLE

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from sliderstudio.config.config import TrainConfig
 from sliderstudio.gui.preset_pane import PresetPane
 from sliderstudio.gui.viewmodels.architecture import ArchitectureViewModel
 from sliderstudio.gui.viewmodels.lycoris import validate_lycoris
@@ -85,6 +86,14 @@ def test_rank_alpha_and_tooltips(pane):
     assert (pane.vm.config.lora_rank, pane.vm.config.lora_alpha) == (8, 4.0)
     pane.alpha.setValue(0.0)
     assert pane.vm.config.lora_alpha is None and pane.alpha.text() == "= rank"
+    rank = TrainConfig.model_fields["lora_rank"].metadata           # the spin box offers the Field's ge/le
+    assert (pane.rank.minimum(), pane.rank.maximum()) == (rank[0].ge, rank[1].le) == (1, 1024)
+    pane.vm.project_vm.update_config(lora_rank=32, lora_alpha=16.0)  # the document changes: the widgets follow
+    assert (pane.rank.value(), pane.alpha.value()) == (32, 16.0)
+    pane.model.setText("  ")
+    pane.model.editingFinished.emit()                               # an empty model field means the Field default
+    assert pane.vm.config.pretrained_model_name_or_path == TrainConfig.model_fields[
+        "pretrained_model_name_or_path"].default
     for widget, key in ((pane.family, "model_family"), (pane.model, "pretrained_model_name_or_path"),
                         (pane.rank, "lora_rank"), (pane.alpha, "lora_alpha"), (pane.adapter, "lora_type")):
         assert f"<code>{key}</code>" in widget.toolTip()
@@ -116,7 +125,7 @@ def test_lycoris_editor_validates_and_saves(pane, qtbot):
 
 def test_lycoris_check_rules():
     assert validate_lycoris('{"algo": "full"}').warnings == [
-        "apply_preset names no targets: the family's slider preset will be used"]
+        "apply_preset names no targets: the config's target preset will be used"]
     check = validate_lycoris('{"algo": "lokr", "factor": 0, "multiplier": "1", '
                              '"apply_preset": {"target_module": "attn1"}}')
     assert sorted(check.errors) == sorted(["multiplier: expected a number (got '1')",

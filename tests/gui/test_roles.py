@@ -4,8 +4,8 @@ import pytest
 from sliderstudio.gui.viewmodels.roles import default_strength, role_of, snap, strength_for_role
 
 
-@pytest.mark.parametrize("value, expected", [(0.333, 0.35), (-0.024, 0.0), (-0.026, -0.05), (1.7, 1.0),
-                                             (-3, -1.0), (0.1 + 0.2, 0.3)])
+@pytest.mark.parametrize("value, expected", [(0.333, 0.35), (-0.024, 0.0), (-0.026, -0.05), (1.7, 1.7),
+                                             (-3, -3.0), (12, 10.0), (-10.02, -10.0), (0.1 + 0.2, 0.3)])
 def test_snap_rounds_to_step_and_clamps(value, expected):
     assert snap(value) == expected
     assert str(snap(-0.01)) == "0.0"  # never a negative zero (it would read as "negative")

@@ -81,3 +81,19 @@ def test_remove_and_reload_rebuild_the_rows(pane, qtbot, small_project):
     assert pane.text_section.rows[0].prompts["positive"].text() == "a large blue square"
     pane.vm.project_vm.set_project(load_project(small_project.root))   # the saved file has no pairs
     assert pane.text_section.rows == []
+
+
+def test_number_fields_offer_the_pairs_field_ranges(pane, qtbot):
+    """Guidance and strength ranges are TextPair's gt/le (the row used to declare 0.05 … 50 / 10 itself)."""
+    from sliderstudio.config.text_pairs import TextPair
+    from sliderstudio.gui.field_specs import field_spec
+
+    qtbot.mouseClick(pane.text_section.add_button, Qt.MouseButton.LeftButton)
+    row = pane.text_section.rows[0]
+    for key in ("guidance", "strength"):
+        spec = field_spec(TextPair, key)
+        widget = getattr(row, key)
+        assert (widget.minimum(), widget.maximum()) == (pytest.approx(spec.minimum), spec.maximum)
+        assert spec.maximum == next(m.le for m in TextPair.model_fields[key].metadata if hasattr(m, "le"))
+    row.strength.setValue(7.5)
+    assert pane.vm.project_vm.config.slider_text_pairs[0].strength == 7.5

@@ -17,7 +17,7 @@ from superqt.utils import QSignalDebouncer
 
 from sliderstudio.kernel import atomic
 from sliderstudio.kernel.errors import InputError
-from sliderstudio.gui.viewmodels.lycoris import LycorisCheck, target_modules, template, validate_lycoris
+from sliderstudio.gui.viewmodels.lycoris import LycorisCheck, template, validate_lycoris
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.workers.engine import ensure_engine
 from sliderstudio.gui.workers.tasks import TaskRunner
@@ -51,29 +51,35 @@ def load_families() -> list[FamilyInfo]:
     return [FamilyInfo(f.id, f.label, tuple(f.flavours)) for f in FAMILIES.values()]
 
 
-def lycoris_named_targets(path: Path | None) -> list[str]:
-    """The module names a LyCORIS preset file selects ([] when none or unreadable): read off the UI thread."""
-    if path is None:
-        return []
-    try:
-        return target_modules(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return []
+def lycoris_report(family: str, model_path: str, preset: str | list[str], path: Path) -> Any:
+    """The engine's own LyCORIS resolution (`lycoris_adapter.lycoris_target_report`), as training does
+    it: target_module and unet_target_module by path or class, target_name as regexes, exclude_name,
+    and the config's preset when the file names no targets. Raises InputError for an unreadable file."""
+    from sliderstudio.adapters.lycoris_adapter import lycoris_target_report
+    from sliderstudio.config.lycoris_config import read_lycoris_config
+
+    spec = read_lycoris_config(path)
+    return lycoris_target_report(family, model_path, spec.raw, preset=preset, file=path)
 
 
 def resolve_for_table(family: str, model_path: str, preset: str | list[str], lycoris: Path | None = None,
                       request: tuple | None = None) -> TargetResult:
     """Non-strict resolution, so zero-match rows are shown; the zero-total error is kept as text.
 
-    `lycoris`: a LyCORIS preset whose named targets replace `preset` (read here, on the task pool);
+    `lycoris`: a LyCORIS preset file, resolved by the engine's rule (read here, on the task pool);
     `request`: the key the caller matches the result against (default: the arguments).
     """
     ensure_engine()
     from sliderstudio.adapters.targets import require_matches, resolve_targets
 
-    preset = lycoris_named_targets(lycoris) or preset
     request = request or (family, model_path, tuple(preset) if isinstance(preset, list) else preset)
-    report = resolve_targets(family, model_path, preset, strict=False)
+    try:
+        report = lycoris_report(family, model_path, preset, lycoris) if lycoris is not None else \
+            resolve_targets(family, model_path, preset, strict=False)
+    except InputError as exc:
+        if lycoris is None:
+            raise
+        return TargetResult(None, str(exc), request)
     try:
         require_matches(report)
     except InputError as exc:
@@ -90,12 +96,8 @@ def detect_model_family(model_path: str) -> Any:
 
 
 def preset_choice(config: Any) -> str:
-    """Which of the four choices a config expresses (same precedence as adapters.targets)."""
-    if config.peft_lora_target_modules:
-        return "custom"
-    if config.slider_target_preset:
-        return config.slider_target_preset
-    return "slider" if config.slider_lora_target else "default"
+    """Which of the four choices a config expresses: the config's own rule, which training reads too."""
+    return config.target_preset
 
 
 class ArchitectureViewModel(QObject):

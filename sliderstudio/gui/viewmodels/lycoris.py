@@ -10,7 +10,9 @@ from typing import Any
 
 from sliderstudio.kernel.config_files import parse_json
 from sliderstudio.kernel.errors import FileSyntaxError
-from sliderstudio.config.lycoris_config import lycoris_algorithms, lycoris_warnings, validate_lycoris_config
+from sliderstudio.config.lycoris_config import (
+    LycorisSpec, lycoris_algorithms, lycoris_warnings, parse_lycoris_config, validate_lycoris_config,
+)
 
 ALGORITHMS = tuple(lycoris_algorithms())
 
@@ -50,15 +52,12 @@ def validate_lycoris(text: str) -> LycorisCheck:
         return check
     check.data = data
     check.warnings = lycoris_warnings(data)
-    preset = data.get("apply_preset")
-    if not isinstance(preset, dict) or not (preset.get("target_module") or preset.get("target_name")):
-        check.warnings.append("apply_preset names no targets: the family's slider preset will be used")
+    if not check.errors and falls_back(parse_lycoris_config(data, "lycoris_config")):
+        check.warnings.append("apply_preset names no targets: the config's target preset will be used")
     return check
 
 
-def target_modules(data: dict[str, Any] | None) -> list[str]:
-    """The targets a checked preset names (module paths and class names), for the match table."""
-    if not data or not isinstance(data.get("apply_preset"), dict):
-        return []
-    preset = data["apply_preset"]
-    return list(preset.get("target_module") or []) + list(preset.get("target_name") or [])
+def falls_back(spec: LycorisSpec) -> bool:
+    """Training's rule (lycoris_adapter.resolve_lycoris_targets): no module and no name entries → the
+    config's preset. unet_target_module / unet_target_name count as entries."""
+    return spec.target_module is None and not spec.target_name

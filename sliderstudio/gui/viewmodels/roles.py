@@ -6,9 +6,14 @@ across a trip through neutral). Pure functions, so the rule is tested without Qt
 """
 from __future__ import annotations
 
+from sliderstudio.config.config import BucketConfig
+from sliderstudio.gui.field_specs import field_spec
+
 ROLES = ("positive", "negative", "neutral")
 STRENGTH_STEP = 0.05
-STRENGTH_MIN, STRENGTH_MAX = -1.0, 1.0
+# The dial offers what the config accepts (BucketConfig.slider_strength's ge/le), never a range of its own.
+STRENGTH_MIN = float(field_spec(BucketConfig, "slider_strength").minimum)
+STRENGTH_MAX = float(field_spec(BucketConfig, "slider_strength").maximum)
 DEFAULT_MAGNITUDE = 0.5
 
 
@@ -21,7 +26,7 @@ def role_of(strength: float) -> str:
 
 
 def snap(strength: float) -> float:
-    """Clamp to the dial's range and round to its 0.05 step (no float dust like 0.30000000004)."""
+    """Clamp to the config's range and round to its 0.05 step (no float dust like 0.30000000004)."""
     clamped = min(STRENGTH_MAX, max(STRENGTH_MIN, float(strength)))
     return round(round(clamped / STRENGTH_STEP) * STRENGTH_STEP, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
 

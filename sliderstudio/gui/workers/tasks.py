@@ -3,6 +3,14 @@
 Results come back as Qt signals, queued onto the UI thread, so a slow disk or a big model
 config never freezes the window. Each job's signal object is owned here until it has reported,
 so Python never collects it while a worker thread still emits.
+
+Why not superqt's `create_worker` / `thread_worker` (superqt 0.9.0), which look like a fit: their
+`WorkerBase.run` wraps every job in `warnings.catch_warnings()` and replaces the process-wide
+`warnings.showwarning`; that state is global, not per thread, so two jobs that overlap on this pool
+(it runs 2) restore each other's copies and leave the app with the "always" filter and a finished
+job's `showwarning` (checked: 2 overlapping FunctionWorkers on a 2-thread pool leave both behind).
+Their `start()` also always uses `QThreadPool.globalInstance()`, while this runner needs its own
+pool, so that `wait()` at shutdown and in tests waits for these jobs only.
 """
 from __future__ import annotations
 
