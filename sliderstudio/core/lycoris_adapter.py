@@ -34,6 +34,7 @@ from sliderstudio.core.errors import ModelLoadError, TargetError
 from sliderstudio.core.lycoris_config import LycorisSpec, parse_lycoris_config
 from sliderstudio.core.slider_adapter import PerSample, SliderAdapter
 from sliderstudio.core.targets import TargetReport, require_matches, resolve_mixed
+from sliderstudio.families.base import Family
 
 CONFIG_NAME = "lycoris_config.json"
 PREFIX = "lycoris"
@@ -65,15 +66,14 @@ def resolve_lycoris_targets(host: nn.Module, spec: LycorisSpec, fallback: tuple[
     return require_matches(report, key) if strict else report
 
 
-def lycoris_target_report(family: str, model_path: str, data: dict[str, Any], strict: bool = False) -> TargetReport:
+def lycoris_target_report(family: Family, model_path: str, data: dict[str, Any],
+                          strict: bool = False) -> TargetReport:
     """The per-entry target table of a LyCORIS preset dict for a model, on its meta skeleton (for the app)."""
     from sliderstudio.families.loading import resolve_model_path
-    from sliderstudio.families.registry import get_family
 
-    fam = get_family(family)
     spec = parse_lycoris_config(data, "lycoris_config")
-    skeleton = fam.skeleton(Path(resolve_model_path(model_path)))
-    return resolve_lycoris_targets(skeleton, spec, ("slider", fam.presets["slider"]), strict=strict)
+    skeleton = family.skeleton(Path(resolve_model_path(model_path)))
+    return resolve_lycoris_targets(skeleton, spec, ("slider", family.presets["slider"]), strict=strict)
 
 
 def _is_spatial_conv(module: nn.Module) -> bool:

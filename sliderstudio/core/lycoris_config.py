@@ -22,7 +22,6 @@ from sliderstudio.core.errors import ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "lycoris"
 ALGORITHMS = ("lokr", "locon", "loha", "full")
-UNET_FAMILIES = ("sd1x", "sd2x", "sdxl")
 
 # key → (type check name, what is expected); the LyCORIS keyword each one becomes is the same name
 # unless listed in NETWORK_NAMES.
@@ -108,21 +107,19 @@ def lycoris_algorithms() -> list[str]:
     return list(ALGORITHMS)
 
 
-def preset_group(family: str) -> str:
-    """Shipped presets are per UNet family; every other family uses the generic transformer ones."""
-    return family if family in UNET_FAMILIES else "transformer"
+def lycoris_presets(group: str) -> dict[str, Path]:
+    """algorithm → shipped preset file of a preset group (`presets/lycoris/<group>-<algo>.json`).
 
-
-def lycoris_presets(family: str) -> dict[str, Path]:
-    """algorithm → shipped preset file for this family (`presets/lycoris/<family>-<algo>.json`)."""
-    group = preset_group(family)
+    The group is a family trait (`Family.lycoris_group`: each UNet family has its own presets, the
+    transformer families share the generic ones); the caller passes it, so this config layer never
+    needs the families."""
     found = {algo: PRESET_DIR / f"{group}-{algo}.json" for algo in ALGORITHMS}
     return {algo: path for algo, path in found.items() if path.exists()}
 
 
-def lycoris_preset(family: str, algo: str) -> dict[str, Any]:
-    """The shipped preset as a dict (a fresh copy the caller may edit)."""
-    presets = lycoris_presets(family)
+def lycoris_preset(group: str, algo: str) -> dict[str, Any]:
+    """The shipped preset of a group (`Family.lycoris_group`) as a dict (a fresh copy the caller may edit)."""
+    presets = lycoris_presets(group)
     if algo not in presets:
         raise ConfigError(f"no shipped LyCORIS preset for algorithm '{algo}'", key="algo", value=algo,
                           expected="one of " + ", ".join(presets))

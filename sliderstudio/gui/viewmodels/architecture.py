@@ -70,10 +70,11 @@ def resolve_for_table(family: str, model_path: str, preset: str | list[str], lyc
     """
     ensure_engine()
     from sliderstudio.core.targets import require_matches, resolve_targets
+    from sliderstudio.families.registry import get_family
 
     preset = lycoris_named_targets(lycoris) or preset
     request = request or (family, model_path, tuple(preset) if isinstance(preset, list) else preset)
-    report = resolve_targets(family, model_path, preset, strict=False)
+    report = resolve_targets(get_family(family), model_path, preset, strict=False)
     try:
         require_matches(report)
     except InputError as exc:
