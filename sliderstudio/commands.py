@@ -4,10 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sliderstudio.toy  # noqa: F401  registers the toy world's attribute meter (calibration, reports)
 from sliderstudio.kernel.errors import InputError
 from sliderstudio.kernel.events import Event, Failed, Finished, Log, Progress
+
+if TYPE_CHECKING:
+    from sliderstudio.families.base import Family
 
 
 class ConsoleSink:
@@ -225,6 +229,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_targets(args: argparse.Namespace) -> int:
     from sliderstudio.adapters.targets import resolve_targets
+    from sliderstudio.families.registry import get_family
 
     preset = args.preset if args.preset in ("reference", "slider", "default") else \
         [p.strip() for p in args.preset.split(",") if p.strip()]
@@ -235,9 +240,10 @@ def cmd_targets(args: argparse.Namespace) -> int:
         from sliderstudio.adapters.lycoris_adapter import lycoris_target_report
         from sliderstudio.config.lycoris_config import read_lycoris_config
 
-        report = lycoris_target_report(args.family, args.model, read_lycoris_config(Path(args.lycoris)).raw)
+        report = lycoris_target_report(get_family(args.family), args.model,
+                                       read_lycoris_config(Path(args.lycoris)).raw)
     else:
-        report = resolve_targets(args.family, args.model, preset, strict=False)
+        report = resolve_targets(get_family(args.family), args.model, preset, strict=False)
     print(report.table())
     if report.total == 0:
         from sliderstudio.adapters.targets import require_matches
@@ -356,11 +362,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     source = Path(args.lora)
     if not source.exists():
         raise InputError("no such adapter file", file=source, key="--lora")
-    result = export_file(source, Path(args.out), args.format)
+    result = export_file(source, Path(args.out), args.format, adapter_family(source, args.format))
     for note in result.notes:
         print(f"warning: {note}", file=sys.stderr)
     print(result.path)
     return 0
+
+
+def adapter_family(source: Path, fmt: str) -> Family | None:
+    """The Family an adapter's metadata names, for the ComfyUI naming (None: it names none, or diffusers format).
+
+    Names resolve to families here, in the app layer; the exporter receives the Family itself."""
+    from sliderstudio.adapters.adapter_io import read_metadata
+    from sliderstudio.families.registry import get_family
+
+    name = read_metadata(source).get("family") if fmt == "comfyui" else None
+    return get_family(str(name), file=str(source)) if name else None
 
 
 def cmd_report(args: argparse.Namespace) -> int:

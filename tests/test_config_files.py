@@ -91,7 +91,7 @@ def test_shipped_presets_are_read_through_the_same_reader(tmp_path, monkeypatch)
     (tmp_path / "transformer-lokr.json").write_text('{"algo": "lokr"\n "linear_dim": 4}')
     monkeypatch.setattr(lycoris_config, "PRESET_DIR", tmp_path)
     with pytest.raises(FileSyntaxError) as err:
-        lycoris_preset("flux", "lokr")
+        lycoris_preset("transformer", "lokr")
     assert err.value.file == str(tmp_path / "transformer-lokr.json") and (err.value.line, err.value.column) == (2, 2)
     assert "Expecting ',' delimiter" in str(err.value)
     (tmp_path / "sd1x.json").write_text('{"slider": ["attn1"],,}')

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from conftest import make_project
 from sliderstudio.cli import main
 from sliderstudio.adapters import adapters
+from sliderstudio.kernel.errors import InputError
 from sliderstudio.engine.export import COMFYUI_NAME, export_file
 from sliderstudio.adapters.lycoris_adapter import CONFIG_NAME, attach_lycoris
 from sliderstudio.config.lycoris_config import parse_lycoris_config
@@ -82,7 +83,7 @@ def merged_weights(comfy, key_map):
 def test_comfyui_names_per_family_and_values_round_trip(tmp_path, models, family_id):
     family, pipe, denoiser, slider, names = lora_adapter(models[family_id], family_id)
     source = slider.save(tmp_path / "a.safetensors", {"family": family_id, "targets": names})
-    result = export_file(source, tmp_path / "comfy.safetensors", "comfyui")
+    result = export_file(source, tmp_path / "comfy.safetensors", "comfyui", family)
     comfy = load_file(str(result.path))
     prefix = family.comfy.prefix
     assert prefix == EXPECTED_PREFIX[family_id] and not result.notes
@@ -115,7 +116,7 @@ def test_comfyui_names_per_family_and_values_round_trip(tmp_path, models, family
 def test_unet_round_trip_gives_the_same_model_output(tmp_path, models):
     family, pipe, unet, slider, names = lora_adapter(models["sd1x"], "sd1x")
     source = slider.save(tmp_path / "a.safetensors", {"family": "sd1x", "targets": names})
-    comfy = load_file(str(export_file(source, tmp_path / "c.safetensors", "comfyui").path))
+    comfy = load_file(str(export_file(source, tmp_path / "c.safetensors", "comfyui", family).path))
     fresh = load_pipeline(family, str(models["sd1x"])).unet
     deltas = merged_weights(comfy, comfy_key_map([n for n, _ in fresh.named_modules()], family))
     with torch.no_grad():
@@ -137,7 +138,7 @@ def test_lycoris_export_keeps_lycoris_names_and_reimports(tmp_path, models):
     for p in slider.parameters():
         p.data.add_(torch.randn_like(p) * 0.02)
     source = slider.save(tmp_path / "src" / "a.safetensors", {"family": "sd1x"})
-    result = export_file(source, tmp_path / "out" / "comfy.safetensors", "comfyui")
+    result = export_file(source, tmp_path / "out" / "comfy.safetensors", "comfyui", family)
     comfy, original = load_file(str(result.path)), load_file(str(source))
     assert comfy.keys() == original.keys() and not result.notes
     names = {n.replace(".", "_"): n for n, _ in pipe.unet.named_modules()}
@@ -193,6 +194,29 @@ def test_export_cli_bad_input_exits_2_and_writes_nothing(tmp_path, models, capsy
     assert "family" in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.parametrize("family_id,mapped", [("sd1x", True), ("flux", True), ("hidream", True),
+                                               ("auraflow", False), ("wan", False), ("stable_cascade", False)])
+def test_lycoris_comfyui_note_follows_the_familys_trait(family_id, mapped):
+    """ComfyUI maps `lycoris_<diffusers path>` keys for some families only (`Family.comfy_lycoris`): the others
+    get a note; an adapter whose family is unknown gets it too, and a ControlNet slider is refused."""
+    from sliderstudio.engine.export import lycoris_notes
+
+    notes = lycoris_notes({"family": family_id}, get_family(family_id))
+    assert notes == [] if mapped else (len(notes) == 1 and f"family '{family_id}'" in notes[0])
+    assert len(lycoris_notes({}, None)) == 1
+    with pytest.raises(InputError, match="ControlNet"):
+        lycoris_notes({"family": family_id, "controlnet": True}, get_family(family_id))
+
+
+def test_a_lora_without_its_family_has_no_comfyui_names(tmp_path, models):
+    _, _, _, slider, names = lora_adapter(models["sd1x"], "sd1x")
+    source = slider.save(tmp_path / "a.safetensors", {"targets": names})
+    with pytest.raises(InputError, match="names no model family") as err:
+        export_file(source, tmp_path / "c.safetensors", "comfyui", None)
+    assert err.value.key == "family" and not (tmp_path / "c.safetensors").exists()
+    assert export_file(source, tmp_path / "d.safetensors", "diffusers", None).path.exists()
+
+
 @pytest.fixture(scope="module")
 def lumina2(tmp_path_factory):
     return get_family("lumina2").build_tiny(tmp_path_factory.mktemp("lumina2") / "model")
@@ -209,7 +233,7 @@ def test_lumina2_fused_qkv_delta_equals_the_stacked_diffusers_deltas(tmp_path, l
     exactly the adapted q, k and v outputs."""
     family, _, denoiser, slider, names = lora_adapter(lumina2, "lumina2")
     source = slider.save(tmp_path / "a.safetensors", {"family": "lumina2", "targets": names})
-    comfy = load_file(str(export_file(source, tmp_path / "c.safetensors", "comfyui").path))
+    comfy = load_file(str(export_file(source, tmp_path / "c.safetensors", "comfyui", family).path))
     blocks = sorted({n.rsplit(".attn.", 1)[0] for n in names})
     assert blocks == ["layers.0", "layers.1", "noise_refiner.0"]
     assert len(comfy) == 3 * 2 * len(blocks)  # qkv + out per block, three tensors each

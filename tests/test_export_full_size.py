@@ -59,7 +59,7 @@ def peft_tensors(denoiser: torch.nn.Module, prefix: str, names: list[str]) -> di
 def export(family_id: str, denoiser: torch.nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
     family = get_family(family_id)
     tensors = peft_tensors(denoiser, family.denoiser_name, names)
-    comfy, notes = to_comfyui(tensors, {"family": family_id, "lora_adapter_metadata": {"lora_alpha": ALPHA}})
+    comfy, notes = to_comfyui(tensors, {"family": family_id, "lora_adapter_metadata": {"lora_alpha": ALPHA}}, family)
     assert notes == []
     return comfy
 

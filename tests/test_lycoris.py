@@ -72,11 +72,11 @@ def unet_inputs(pipe, batch=2):
 # --- config layer -------------------------------------------------------------------------------------
 def test_public_helpers_for_the_app():
     assert lycoris_algorithms() == ["lokr", "locon", "loha", "full"]
-    for family in FAMILIES:
-        presets = lycoris_presets(family)
-        assert sorted(presets) == sorted(lycoris_algorithms()), family
+    for family in FAMILIES.values():
+        presets = lycoris_presets(family.lycoris_group)
+        assert sorted(presets) == sorted(lycoris_algorithms()), family.id
         for algo in presets:
-            data = lycoris_preset(family, algo)
+            data = lycoris_preset(family.lycoris_group, algo)
             assert validate_lycoris_config(data) == [] and data["algo"] == algo
     problems = validate_lycoris_config({"algo": "lokrr", "linear_dim": 0, "linear_alpha": "one",
                                         "apply_preset": {"target_modul": ["x"]}})
@@ -274,7 +274,7 @@ def test_the_generic_transformer_preset_trains_flow_families(tmp_path, family_id
     cfg = json.loads((root / "config.json").read_text())
     cfg.update(lora_type="lycoris", lycoris_config="lycoris.json", max_train_steps=2)
     (root / "config.json").write_text(json.dumps(cfg))
-    (root / "lycoris.json").write_text(json.dumps(lycoris_preset(family_id, "lokr")))
+    (root / "lycoris.json").write_text(json.dumps(lycoris_preset(family.lycoris_group, "lokr")))
     path = Trainer(load_project(root), device="cpu").run()
     targets = adapter_io.read_metadata(path)["targets"]
     assert sorted(targets) == sorted(resolve_mixed(family.denoiser(load_pipeline(family, str(model))),

@@ -260,6 +260,6 @@ def test_resolve_targets_on_an_uncached_hub_id_uses_the_builtin_config():
     from sliderstudio.adapters.targets import resolve_targets
 
     start = time.perf_counter()
-    report = resolve_targets("z_image", "Tongyi-MAI/Z-Image-Turbo", "slider")
+    report = resolve_targets(get_family("z_image"), "Tongyi-MAI/Z-Image-Turbo", "slider")
     assert time.perf_counter() - start < 5.0
     assert report.total == 128

@@ -27,11 +27,12 @@ from torch import nn
 
 from sliderstudio.kernel.build_lock import BUILD_LOCK
 from sliderstudio.kernel.errors import ConfigError, DatasetError, ModelLoadError
+from sliderstudio.families.base import Family
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
-def require_controlnet_support(family: Any, config_file: str | Path) -> None:
+def require_controlnet_support(family: Family, config_file: str | Path) -> None:
     if not family.supports_controlnet:
         raise ConfigError(f"{family.label} has no ControlNet support here (diffusers has no ControlNet model and "
                           "pipeline for it); train the slider on the model itself", file=config_file, key="controlnet")
@@ -52,7 +53,7 @@ def controlnet_location(config: Any, project_root: Path) -> Path:
     return path
 
 
-def load_controlnet(family: Any, path: Path, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
+def load_controlnet(family: Family, path: Path, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
     """The family's kind of diffusers ControlNet, frozen; the slider is attached to it afterwards."""
     cls = family.controlnet.model_cls
     try:
@@ -106,7 +107,7 @@ class ControlInputs:
     kind: str                                          # cache kind: names the representation
 
 
-def control_inputs_for(family: Any, pipe: Any, controlnet: nn.Module,
+def control_inputs_for(family: Family, pipe: Any, controlnet: nn.Module,
                        files: dict[tuple[str, int], Path]) -> ControlInputs:
     support = family.controlnet
     return ControlInputs(files, lambda pixels: support.encode(pipe, controlnet, pixels),
@@ -144,7 +145,7 @@ class ControlPipe:
         return getattr(self.pipe, name)
 
 
-def control_pipeline(family: Any, pipe: Any, controlnet: nn.Module) -> Any:
+def control_pipeline(family: Family, pipe: Any, controlnet: nn.Module) -> Any:
     """diffusers' ControlNet pipeline sharing the loaded pipeline's components (no copy)."""
     if family.controlnet is None:
         raise ConfigError(f"no ControlNet pipeline for {family.label}", key="controlnet")

@@ -35,6 +35,7 @@ from sliderstudio.kernel.errors import ModelLoadError, TargetError
 from sliderstudio.config.lycoris_config import LycorisSpec, parse_lycoris_config
 from sliderstudio.adapters.slider_adapter import PerSample, SliderAdapter
 from sliderstudio.adapters.targets import TargetReport, require_matches, resolve_mixed
+from sliderstudio.families.base import Family
 
 CONFIG_NAME = "lycoris_config.json"
 PREFIX = "lycoris"
@@ -66,7 +67,7 @@ def resolve_lycoris_targets(host: nn.Module, spec: LycorisSpec, fallback: tuple[
     return require_matches(report, key) if strict else report
 
 
-def lycoris_target_report(family: str, model_path: str, data: dict[str, Any], strict: bool = False,
+def lycoris_target_report(family: Family, model_path: str, data: dict[str, Any], strict: bool = False,
                           preset: str | list[str] = "slider", file: str | Path = "lycoris_config") -> TargetReport:
     """The per-entry target table of a LyCORIS preset dict for a model, on its meta skeleton (for the app).
 
@@ -74,11 +75,10 @@ def lycoris_target_report(family: str, model_path: str, data: dict[str, Any], st
     an invalid preset raises ConfigError naming `file` and the key.
     """
     from sliderstudio.adapters.targets import model_skeleton, patterns_for
-    from sliderstudio.families.registry import get_family
 
-    fam = get_family(family)
     spec = parse_lycoris_config(data, file)
-    return resolve_lycoris_targets(model_skeleton(fam, model_path), spec, patterns_for(fam, preset), strict=strict)
+    return resolve_lycoris_targets(model_skeleton(family, model_path), spec, patterns_for(family, preset),
+                                   strict=strict)
 
 
 def _is_spatial_conv(module: nn.Module) -> bool:

@@ -21,21 +21,9 @@ from sliderstudio.config.config import TrainConfig
 from sliderstudio.kernel.errors import TargetError
 from sliderstudio.families.base import Family
 from sliderstudio.families.loading import resolve_model_path
-from sliderstudio.families.registry import get_family
 
 ADAPTER_INTERNALS = re.compile(r"\.(base_layer|lora_[A-Za-z_]+|lokr_[\w]+)(\.|$)")
 SUPPORTED_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-# Module-name pieces that belong to the text path; a slider must never touch them (SPEC §1).
-# Names are checked as ".name." so a marker with dots on both sides matches whole segments only.
-TEXT_PATH_MARKERS = ("attn2.", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "context_refiner",
-                     "text_encoder", "context_embedder", "add_embedding", "cross_attention",
-                     # caption embedders and text-stream layers of Z-Image, Lumina2, HiDream, Qwen-Image, Kandinsky 5
-                     "cap_embedder", "caption_embedder", "caption_projection", ".p_embedder.", ".txt_",
-                     ".to_q_t.", ".to_k_t.", ".to_v_t.", ".to_out_t.", ".ff_t.", "text_transformer_blocks",
-                     "text_embeddings",
-                     # Wan's text/image embedders, Cosmos 2.5's context projections, Stable Cascade's CLIP mappers
-                     ".text_embedder.", "image_embedder", "crossattn_proj", "img_context_proj", "kv_mapper",
-                     "clip_txt_mapper", "clip_txt_pooled_mapper", "clip_img_mapper")
 
 
 @dataclass
@@ -167,8 +155,9 @@ def require_matches(report: TargetReport, key: str = "peft_lora_target_modules")
                       + ", ".join(e.pattern for e in report.entries), key=key)
 
 
-def text_path_modules(names: list[str]) -> list[str]:
-    return [n for n in names if any(marker in f".{n}." for marker in TEXT_PATH_MARKERS)]
+def text_path_modules(names: list[str], family: Family) -> list[str]:
+    """The names on the family's text path (its `text_path_markers`), which a slider must not touch (SPEC §1)."""
+    return [n for n in names if family.on_text_path(n)]
 
 
 def preset_patterns(family: Family, config: TrainConfig) -> tuple[str, list[str]]:
@@ -187,12 +176,13 @@ def patterns_for(family: Family, preset: str | list[str]) -> tuple[str, list[str
     return preset, family.presets[preset]
 
 
-def resolve_targets(family: str | Family, model_path: str, preset: str | list[str] = "slider",
+def resolve_targets(family: Family, model_path: str, preset: str | list[str] = "slider",
                     strict: bool = True) -> TargetReport:
-    """Resolve a preset against the model's module tree, built on the meta device."""
-    fam = get_family(family) if isinstance(family, str) else family
-    name, patterns = patterns_for(fam, preset)
-    report = resolve_on_module(model_skeleton(fam, model_path), patterns, name)
+    """Resolve a preset against the model's module tree, built on the meta device.
+
+    The caller passes the Family itself: names resolve to families in the app layer, not here."""
+    name, patterns = patterns_for(family, preset)
+    report = resolve_on_module(model_skeleton(family, model_path), patterns, name)
     return require_matches(report) if strict else report
 
 
@@ -203,11 +193,6 @@ def model_skeleton(fam: Family, model_path: str) -> nn.Module:
     if uncached_hub_id(model_path):
         return full_size_skeleton(fam.id)
     return fam.skeleton(Path(resolve_model_path(model_path)))
-
-
-def preset_names(family: str | Family) -> dict[str, list[str]]:
-    fam = get_family(family) if isinstance(family, str) else family
-    return dict(fam.presets)
 
 
 def on_meta(module: nn.Module) -> bool:

@@ -63,7 +63,7 @@ def write_tiny_project(root: Path, model: Path, family: Family, lycoris: str | N
     if lycoris:
         from sliderstudio.config.lycoris_config import lycoris_preset
 
-        (root / "lycoris.json").write_text(json.dumps(lycoris_preset(family.id, lycoris)))
+        (root / "lycoris.json").write_text(json.dumps(lycoris_preset(family.lycoris_group, lycoris)))
         config.update(lora_type="lycoris", lycoris_config="lycoris.json")
     (root / "config.json").write_text(json.dumps(config))
     buckets = [{"id": "pos", "instance_data_dir": "data/pos", "slider_strength": 1.0},
@@ -171,7 +171,7 @@ def check_family(family: Family, workdir: Path, lycoris: str | None = None) -> C
     try:
         model = family.build_tiny(workdir / "model")
         report = resolve_targets(family, str(model), "slider")
-        on_text = text_path_modules(report.module_names)
+        on_text = text_path_modules(report.module_names, family)
         if on_text:
             raise AssertionError(f"slider preset reaches the text path: {on_text[:3]}")
         result.targets = report.total

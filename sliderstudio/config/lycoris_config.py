@@ -27,7 +27,6 @@ from sliderstudio.config.lycoris_model import (
 from sliderstudio.kernel.suggest import did_you_mean
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "lycoris"
-UNET_FAMILIES = ("sd1x", "sd2x", "sdxl")
 # The spec's named fields; every other key given goes into LycorisSpec.options as given.
 SPEC_KEYS = ("algo", "apply_preset", "multiplier", "linear_dim", "linear_alpha")
 
@@ -85,21 +84,19 @@ def lycoris_algorithms() -> list[str]:
     return list(ALGORITHMS)
 
 
-def preset_group(family: str) -> str:
-    """Shipped presets are per UNet family; every other family uses the generic transformer ones."""
-    return family if family in UNET_FAMILIES else "transformer"
+def lycoris_presets(group: str) -> dict[str, Path]:
+    """algorithm → shipped preset file of a preset group (`presets/lycoris/<group>-<algo>.json`).
 
-
-def lycoris_presets(family: str) -> dict[str, Path]:
-    """algorithm → shipped preset file for this family (`presets/lycoris/<family>-<algo>.json`)."""
-    group = preset_group(family)
+    The group is a family trait (`Family.lycoris_group`: each UNet family has its own presets, the
+    transformer families share the generic ones); the caller passes it, so this config layer never
+    needs the families."""
     found = {algo: PRESET_DIR / f"{group}-{algo}.json" for algo in ALGORITHMS}
     return {algo: path for algo, path in found.items() if path.exists()}
 
 
-def lycoris_preset(family: str, algo: str) -> dict[str, Any]:
-    """The shipped preset as a dict (a fresh copy the caller may edit)."""
-    presets = lycoris_presets(family)
+def lycoris_preset(group: str, algo: str) -> dict[str, Any]:
+    """The shipped preset of a group (`Family.lycoris_group`) as a dict (a fresh copy the caller may edit)."""
+    presets = lycoris_presets(group)
     if algo not in presets:
         raise ConfigError(f"no shipped LyCORIS preset for algorithm '{algo}'{did_you_mean(algo, presets)}",
                           key="algo", value=algo, expected="one of " + ", ".join(presets))

@@ -13,7 +13,9 @@ modules go (`Family.comfy`, `families/comfy_naming.py`); this module only applie
   rank triples, so alpha triples too (alpha / rank stays the same).
 
 LyCORIS files already use LyCORIS's own `lycoris_<path>` naming with alpha per module; the export
-keeps their tensors and names (ComfyUI maps those for the families in COMFY_LYCORIS_FAMILIES).
+keeps their tensors and names (ComfyUI maps those for the families whose `Family.comfy_lycoris` is set).
+
+The caller passes the adapter's Family (names resolve to families in the app layer, not here).
 """
 from __future__ import annotations
 
@@ -28,14 +30,11 @@ from safetensors.torch import save_file
 from sliderstudio.kernel import atomic
 from sliderstudio.adapters.adapter_io import META_PREFIX, read_metadata, read_tensors
 from sliderstudio.kernel.errors import InputError
+from sliderstudio.families.base import Family
 
 FORMATS = ("diffusers", "comfyui")
 COMFYUI_NAME = "pytorch_lora_weights_comfyui.safetensors"
 DENOISERS = ("unet", "transformer", "prior")
-# families whose `lycoris_<diffusers path with underscores>` keys ComfyUI maps: its UNet map, the SD3 and Flux
-# branches (Chroma and Flux.2 are Flux there), Z-Image's Lumina2 branch, Qwen-Image and HiDream (native = diffusers)
-COMFY_LYCORIS_FAMILIES = frozenset({"sd1x", "sd2x", "sdxl", "sd3", "flux", "flux2", "chroma", "z_image",
-                                    "qwen_image", "hidream"})
 
 
 @dataclass
@@ -60,14 +59,11 @@ def _alpha(meta: dict, denoiser: str, rank: int) -> float:
     return float(meta.get("alpha", rank))
 
 
-def _family(meta: dict):
-    from sliderstudio.families.registry import get_family
-
-    name = meta.get("family")
-    if not name:
+def _named(family: Family | None) -> Family:
+    if family is None:
         raise InputError("the adapter names no model family (no 'sliderstudio.family' metadata), so its ComfyUI "
                          "names cannot be chosen", key="family")
-    return get_family(str(name))
+    return family
 
 
 def _layers(tensors: dict[str, torch.Tensor]) -> tuple[str, dict[str, _Layer]]:
@@ -106,9 +102,10 @@ def _stacked(stem: str, parts: dict[int, tuple[str, _Layer]], count: int) -> tup
     return down, up, count
 
 
-def to_comfyui(tensors: dict[str, torch.Tensor], meta: dict) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """PEFT/diffusers LoRA keys → ComfyUI keys with `.alpha`; returns the tensors and notes."""
-    naming = _family(meta).comfy
+def to_comfyui(tensors: dict[str, torch.Tensor], meta: dict,
+               family: Family | None) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """PEFT/diffusers LoRA keys → ComfyUI keys with `.alpha` in the family's naming; returns the tensors and notes."""
+    naming = _named(family).comfy
     denoiser, layers = _layers(tensors)
     groups: dict[str, dict[int, tuple[str, _Layer]]] = defaultdict(dict)
     counts: dict[str, int] = {}
@@ -134,20 +131,20 @@ def to_comfyui(tensors: dict[str, torch.Tensor], meta: dict) -> tuple[dict[str, 
     return out, []
 
 
-def lycoris_notes(meta: dict) -> list[str]:
-    family = meta.get("family")
+def lycoris_notes(meta: dict, family: Family | None) -> list[str]:
     if meta.get("controlnet"):
         raise InputError("a slider trained on a ControlNet has no ComfyUI naming; export it as diffusers",
                          key="--format", value="comfyui")
-    if family not in COMFY_LYCORIS_FAMILIES:
-        return [f"ComfyUI maps 'lycoris_' keys of diffusers paths only for {', '.join(sorted(COMFY_LYCORIS_FAMILIES))}; "
-                f"for family '{family}' train a LoRA (lora_type 'standard') to use the slider in ComfyUI"]
+    if family is None or not family.comfy_lycoris:
+        return [f"ComfyUI does not map 'lycoris_' keys of diffusers paths for family '{meta.get('family')}'; "
+                "train a LoRA (lora_type 'standard') to use the slider in ComfyUI"]
     return []
 
 
-def export_file(source: Path, target: Path, fmt: str) -> ExportResult:
+def export_file(source: Path, target: Path, fmt: str, family: Family | None) -> ExportResult:
     """Write `source` in the naming of `fmt` to `target` (atomically); notes are warnings for the user
-    (e.g. LyCORIS names ComfyUI does not map for this family)."""
+    (e.g. LyCORIS names ComfyUI does not map for this family). `family`: the adapter's family (its
+    ComfyUI naming); None where the adapter names none, which only the diffusers format accepts."""
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}'", key="format", expected=" or ".join(FORMATS))
     if source.resolve() == target.resolve():
@@ -157,10 +154,10 @@ def export_file(source: Path, target: Path, fmt: str) -> ExportResult:
     notes: list[str] = []
     lycoris = meta.get("lora_type") == "lycoris" or any(k.startswith("lycoris_") for k in tensors)
     if lycoris:
-        notes = lycoris_notes(meta) if fmt == "comfyui" else \
+        notes = lycoris_notes(meta, family) if fmt == "comfyui" else \
             ["LyCORIS keeps its own naming in diffusers format (diffusers reads it for Flux2)"]
     elif fmt == "comfyui":
-        tensors, notes = to_comfyui(tensors, meta)
+        tensors, notes = to_comfyui(tensors, meta, family)
     header = {META_PREFIX + k: json.dumps(v) for k, v in meta.items() if k != "lora_adapter_metadata"}
     if fmt == "diffusers" and "lora_adapter_metadata" in meta:
         header["lora_adapter_metadata"] = json.dumps(meta["lora_adapter_metadata"])

@@ -311,7 +311,7 @@ class Trainer:
         from sliderstudio.engine.export import COMFYUI_NAME, export_file
 
         try:
-            result = export_file(path, path.with_name(COMFYUI_NAME), "comfyui")
+            result = export_file(path, path.with_name(COMFYUI_NAME), "comfyui", self.session.family)
         except InputError as exc:
             self.log(f"no ComfyUI file written: {exc}", "warning")
             return

@@ -466,7 +466,7 @@ def attach_slider(project: Project, family: Family, pipe: Any, host: torch.nn.Mo
         pipeline_class = None if host_name == "controlnet" else family.pipeline_class
         adapter = PeftSlider(host, host_name, config, pipeline_class)
     log(f"targets ({report.preset}, {cfg.lora_type}): {report.total} modules\n{report.table()}", "info")
-    on_text = text_path_modules(report.module_names)
+    on_text = text_path_modules(report.module_names, family)
     if on_text:
         log(f"{len(on_text)} target(s) are on the text path (e.g. {on_text[0]}); a slider usually should "
             "change only the visual path", "warning")

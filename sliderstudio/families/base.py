@@ -17,6 +17,7 @@ import torch
 from sliderstudio.kernel.config_files import read_json_file
 from sliderstudio.families.comfy_naming import DIFFUSERS_PATH_KEYS, ComfyNaming
 from sliderstudio.families.controlnet_support import ControlNetSupport
+from sliderstudio.families.text_path import DIFFUSERS_TEXT_PATH, on_text_path
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "targets"
 PRESET_NAMES = ("reference", "slider", "default")
@@ -50,10 +51,17 @@ class Family(ABC):
     controlnet: ControlNetSupport | None = None  # None: no ControlNet sliders for this family
     extra: dict[str, Any] = field(default_factory=dict)
     comfy: ComfyNaming = DIFFUSERS_PATH_KEYS  # ComfyUI/kohya LoRA key names (families/comfy_naming.py)
+    comfy_lycoris: bool = False  # ComfyUI maps this family's `lycoris_<diffusers path>` keys (its diffusers maps)
+    text_path_markers: tuple[str, ...] = DIFFUSERS_TEXT_PATH  # module-name pieces of the text path (text_path.py)
+    lycoris_group: str = "transformer"  # shipped LyCORIS presets: presets/lycoris/<group>-<algo>.json
 
     @property
     def supports_controlnet(self) -> bool:
         return self.controlnet is not None
+
+    def on_text_path(self, module_name: str) -> bool:
+        """Whether a module of this family's denoiser belongs to the caption path a slider must not touch."""
+        return on_text_path(module_name, self.text_path_markers)
 
     @cached_property
     def presets(self) -> dict[str, list[str]]:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from sliderstudio.families.base import Conditioning
 from sliderstudio.families.comfy_naming import ComfyNaming, rule
+from sliderstudio.families.text_path import DIFFUSERS_TEXT_PATH
 from sliderstudio.families.video import VideoFlowFamily, tiny_t5_encoder, tiny_t5_tokenizer, tiny_wan_vae
 
 log = logging.getLogger(__name__)
@@ -150,5 +151,7 @@ COSMOS = CosmosFamily(id="cosmos", label="Cosmos-Predict2 text-to-image",
                       pipeline_class_name="Cosmos2TextToImagePipeline",
                       transformer_class_name="CosmosTransformer3DModel",
                       aliases=("cosmos2image", "cosmos2", "cosmos-predict2", "cosmos_predict2", "cosmos2_image"),
-                      flavours=("2b", "14b"), text_length=512, extra={"tiny_size": TINY_SIZE})
+                      flavours=("2b", "14b"), text_length=512, extra={"tiny_size": TINY_SIZE},
+                      # Cosmos 2.5's context projections
+                      text_path_markers=DIFFUSERS_TEXT_PATH + ("crossattn_proj", "img_context_proj"))
 FAMILIES = (COSMOS,)

@@ -21,6 +21,7 @@ import torch
 from sliderstudio.families.base import Conditioning
 from sliderstudio.families.captions import pad_captions
 from sliderstudio.families.flow import FlowFamily
+from sliderstudio.families.text_path import DIFFUSERS_TEXT_PATH
 
 MAX_SEQUENCE_LENGTH = 512  # the pipeline's default
 CLIP_LENGTH = 77
@@ -134,5 +135,6 @@ class Kandinsky5Family(FlowFamily):
 KANDINSKY5 = Kandinsky5Family(id="kandinsky5", label="Kandinsky 5.0 (image)",
                               pipeline_class_name="Kandinsky5T2IPipeline",
                               aliases=("kandinsky", "kandinsky-5", "kandinsky_5", "kandinsky5-image",
-                                       "kandinsky5_image"))
+                                       "kandinsky5_image"),
+                              text_path_markers=DIFFUSERS_TEXT_PATH + ("text_transformer_blocks", "text_embeddings"))
 FAMILIES = (KANDINSKY5,)

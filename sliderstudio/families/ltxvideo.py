@@ -17,6 +17,7 @@ import torch
 
 from sliderstudio.families.base import Conditioning
 from sliderstudio.families.comfy_naming import ComfyNaming, rule
+from sliderstudio.families.text_path import DIFFUSERS_TEXT_PATH
 from sliderstudio.families.video import VideoFlowFamily, tiny_t5_encoder, tiny_t5_tokenizer
 
 TINY_SIZE = 32
@@ -105,5 +106,6 @@ LTXVIDEO = LTXVideoFamily(id="ltxvideo", label="LTX-Video (video, trained on sti
                           pipeline_class_name="LTXPipeline",
                           transformer_class_name="LTXVideoTransformer3DModel",
                           aliases=("ltx", "ltx-video", "ltx_video", "ltxv"), flavours=("0.9.0", "0.9.1", "0.9.5"),
-                          text_length=128, extra={"tiny_size": TINY_SIZE, "patch_size": 1})
+                          text_length=128, extra={"tiny_size": TINY_SIZE, "patch_size": 1},
+                          text_path_markers=DIFFUSERS_TEXT_PATH + ("caption_projection",))
 FAMILIES = (LTXVIDEO,)

@@ -16,6 +16,7 @@ import torch
 from sliderstudio.families.base import Conditioning
 from sliderstudio.families.comfy_naming import ComfyNaming, rule
 from sliderstudio.families.flow import FlowFamily
+from sliderstudio.families.text_path import DIFFUSERS_TEXT_PATH
 
 MAX_SEQUENCE_LENGTH = 256  # the pipeline's default
 
@@ -88,5 +89,6 @@ class Lumina2Family(FlowFamily):
 
 
 LUMINA2 = Lumina2Family(id="lumina2", label="Lumina-Image 2.0", pipeline_class_name="Lumina2Pipeline",
-                        aliases=("lumina", "lumina-2", "lumina_2", "lumina-image-2"))
+                        aliases=("lumina", "lumina-2", "lumina_2", "lumina-image-2"),
+                        text_path_markers=DIFFUSERS_TEXT_PATH + ("caption_embedder",))
 FAMILIES = (LUMINA2,)

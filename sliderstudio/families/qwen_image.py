@@ -18,6 +18,7 @@ import torch
 from sliderstudio.families.base import Conditioning, seeded_generators, step_callback
 from sliderstudio.families.captions import length_mask, pad_captions
 from sliderstudio.families.flow import FlowFamily
+from sliderstudio.families.text_path import DIFFUSERS_TEXT_PATH
 
 MAX_SEQUENCE_LENGTH = 512  # the pipeline's default
 
@@ -125,5 +126,6 @@ class QwenImageFamily(FlowFamily):
 
 
 QWEN_IMAGE = QwenImageFamily(id="qwen_image", label="Qwen-Image", pipeline_class_name="QwenImagePipeline",
-                             aliases=("qwenimage", "qwen-image", "qwen"))
+                             aliases=("qwenimage", "qwen-image", "qwen"), comfy_lycoris=True,
+                             text_path_markers=DIFFUSERS_TEXT_PATH + (".txt_",))  # txt_in, txt_mlp, txt_mod, …
 FAMILIES = (QWEN_IMAGE,)

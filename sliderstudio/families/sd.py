@@ -31,6 +31,7 @@ class UNetFamily(Family):
 
     xl: bool = False
     comfy: ComfyNaming = UNET_KEYS
+    comfy_lycoris: bool = True  # ComfyUI's UNet map takes `lycoris_<diffusers path>` keys
     size_alignment: int = 8  # the UNet takes any latent size (VAE ×8); no patches
 
     def skeleton(self, model_dir: Path) -> torch.nn.Module:
@@ -109,11 +110,11 @@ class UNetFamily(Family):
 
 
 SD1X = UNetFamily(id="sd1x", label="Stable Diffusion 1.x", pipeline_class_name="StableDiffusionPipeline",
-                  aliases=("sd1", "sd15", "sd1.5", "legacy"),
+                  aliases=("sd1", "sd15", "sd1.5", "legacy"), lycoris_group="sd1x",
                   controlnet=ControlNetSupport("ControlNetModel", "StableDiffusionControlNetPipeline", ControlledUNet))
 SD2X = UNetFamily(id="sd2x", label="Stable Diffusion 2.x", pipeline_class_name="StableDiffusionPipeline",
-                  aliases=("sd2", "sd21", "sd2.1"), flavours=("epsilon", "v-prediction"))
+                  aliases=("sd2", "sd21", "sd2.1"), flavours=("epsilon", "v-prediction"), lycoris_group="sd2x")
 SDXL = UNetFamily(id="sdxl", label="Stable Diffusion XL", pipeline_class_name="StableDiffusionXLPipeline",
-                  aliases=("sd-xl", "xl"), xl=True,
+                  aliases=("sd-xl", "xl"), xl=True, lycoris_group="sdxl",
                   controlnet=ControlNetSupport("ControlNetModel", "StableDiffusionXLControlNetPipeline", ControlledUNet))
 FAMILIES = (SD1X, SD2X, SDXL)

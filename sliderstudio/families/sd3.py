@@ -109,5 +109,5 @@ SD3 = SD3Family(id="sd3", label="Stable Diffusion 3 / 3.5", pipeline_class_name=
                 transformer_class_name="SD3Transformer2DModel",
                 aliases=("sd3.5", "sd3.0", "stable_diffusion_3", "stable_diffusion_3.5", "sd3-medium",
                          "sd3.5-medium", "sd3.5-large"),
-                flavours=("medium", "large"), controlnet=SD3_CONTROLNET)
+                flavours=("medium", "large"), controlnet=SD3_CONTROLNET, comfy_lycoris=True)
 FAMILIES = (SD3,)

@@ -29,6 +29,7 @@ from sliderstudio.kernel.errors import ModelLoadError
 from sliderstudio.families.base import Conditioning, Family, seeded_generators, step_callback
 from sliderstudio.families.comfy_naming import ComfyNaming, rule
 from sliderstudio.families.stage_c_encoder import StageCEncoder, find_encoder, load_encoder
+from sliderstudio.families.text_path import DIFFUSERS_TEXT_PATH
 
 TINY_SIZE = 32
 ENCODER_ATTR = "_sliderstudio_stage_c_encoder"
@@ -238,5 +239,8 @@ def tiny_decoder_pipeline(seed: int = 0) -> Any:
 STABLE_CASCADE = StableCascadeFamily(
     id="stable_cascade", label="Stable Cascade (prior / Stage C)", pipeline_class_name="StableCascadeCombinedPipeline",
     aliases=("stable-cascade", "stablecascade", "wuerstchen", "würstchen", "cascade"),
-    prediction="epsilon", extra={"tiny_size": TINY_SIZE})
+    prediction="epsilon", extra={"tiny_size": TINY_SIZE},
+    # the CLIP text/image mappers and the per-block key/value mappers of the conditioning
+    text_path_markers=DIFFUSERS_TEXT_PATH + ("kv_mapper", "clip_txt_mapper", "clip_txt_pooled_mapper",
+                                             "clip_img_mapper"))
 FAMILIES = (STABLE_CASCADE,)

@@ -18,6 +18,7 @@ import torch
 
 from sliderstudio.families.base import Conditioning
 from sliderstudio.families.comfy_naming import ComfyNaming, rule
+from sliderstudio.families.text_path import DIFFUSERS_TEXT_PATH
 from sliderstudio.families.video import VideoFlowFamily, tiny_t5_encoder, tiny_t5_tokenizer, tiny_wan_vae
 
 TINY_SIZE = 32
@@ -74,5 +75,6 @@ class WanFamily(VideoFlowFamily):
 WAN = WanFamily(id="wan", label="Wan 2.1 (video, trained on stills)", pipeline_class_name="WanPipeline",
                 transformer_class_name="WanTransformer3DModel", aliases=("wan2.1", "wan21", "wan-2.1", "wan_t2v"),
                 flavours=("t2v-480p-1.3b", "t2v-480p-14b", "t2v-720p-14b"), text_length=512,
-                extra={"tiny_size": TINY_SIZE})
+                extra={"tiny_size": TINY_SIZE},
+                text_path_markers=DIFFUSERS_TEXT_PATH + ("image_embedder",))  # the image-to-video CLIP embedder
 FAMILIES = (WAN,)

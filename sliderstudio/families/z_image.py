@@ -20,6 +20,7 @@ from sliderstudio.families.base import Conditioning
 from sliderstudio.families.captions import pad_captions
 from sliderstudio.families.comfy_naming import Z_IMAGE_KEYS, ComfyNaming
 from sliderstudio.families.flow import FlowFamily
+from sliderstudio.families.text_path import DIFFUSERS_TEXT_PATH
 
 MAX_SEQUENCE_LENGTH = 512  # the pipeline's default; training encodes captions exactly as inference does
 
@@ -91,5 +92,7 @@ class ZImageFamily(FlowFamily):
 
 
 Z_IMAGE = ZImageFamily(id="z_image", label="Z-Image", pipeline_class_name="ZImagePipeline",
-                       aliases=("zimage", "z-image", "z_image_turbo", "zimage_turbo"), flavours=("turbo", "base"))
+                       aliases=("zimage", "z-image", "z_image_turbo", "zimage_turbo"), flavours=("turbo", "base"),
+                       comfy_lycoris=True,
+                       text_path_markers=DIFFUSERS_TEXT_PATH + ("cap_embedder",))
 FAMILIES = (Z_IMAGE,)

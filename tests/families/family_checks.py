@@ -3,48 +3,48 @@ from __future__ import annotations
 
 from collections import Counter
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from sliderstudio.adapters import adapters
-from sliderstudio.adapters.targets import resolve_on_module, resolve_targets, text_path_modules
+from sliderstudio.adapters.targets import TargetReport, resolve_on_module, resolve_targets, text_path_modules
 from sliderstudio.families.base import Family
 from sliderstudio.families.loading import load_pipeline
 
 PROMPT = "a photo of a red square"
 
 
-def slider_report(family: Family, model: str):
-    """The slider preset resolved on the meta skeleton, with the checks every family must pass."""
+def check_slider_targets(family: Family, model: Path, case) -> TargetReport:
+    """The slider preset on the tiny model's meta skeleton against the family's expectations (`cases.py`):
+    counts per entry exactly, nothing on the family's text path, each module once, the context modules
+    present but unselected, and no selected name containing a `never` piece."""
     report = resolve_targets(family, str(model), "slider")
-    assert report.total > 0
-    assert text_path_modules(report.module_names) == [], "a slider target is on the text path"
-    assert len(set(report.module_names)) == report.total
+    assert {e.pattern: e.count for e in report.entries} == case.slider
+    assert report.total == len(set(report.module_names)) == sum(case.slider.values()) > 0
+    assert text_path_modules(report.module_names, family) == [], "a slider target is on the text path"
+    if case.blocks is not None:
+        assert Counter(n.split(".")[0] for n in report.module_names) == case.blocks
+    names = {n for n, _ in family.skeleton(model).named_modules()}
+    chosen = set(report.module_names)
+    for suffix in case.context:
+        present = {n for n in names if n == suffix or n.endswith("." + suffix)}
+        assert present, f"the tiny model has no '{suffix}' module to exclude"
+        assert not present & chosen, f"'{suffix}' is on the text path but selected"
+    assert set(case.present) <= names
+    assert not [n for n in chosen for part in case.never if part in n]
+    assert set(case.selected) <= chosen
     return report
 
 
-def entry_counts(report) -> dict[str, int]:
-    return {e.pattern: e.count for e in report.entries}
-
-
-def block_counts(names: list[str], depth: int = 1) -> Counter:
-    """How many selected modules live under each top-level container (`layers`, `noise_refiner`, …)."""
-    return Counter(".".join(n.split(".")[:depth]) for n in names)
-
-
-def all_module_names(family: Family, model: str) -> list[str]:
-    from pathlib import Path
-
-    return [n for n, _ in family.skeleton(Path(model)).named_modules()]
-
-
-def with_random_slider(family: Family, model: str, b_std: float = 0.05, seed: int = 0):
-    """A loaded pipeline whose denoiser carries a slider with non-zero lora_B (so strengths matter)."""
+def with_random_slider(family: Family, model: str | Path, b_std: float = 0.05, seed: int = 0, rank: int = 2):
+    """A loaded pipeline whose denoiser carries a slider (rank = alpha) on the slider preset with random
+    lora_B (so strengths matter)."""
     pipe = load_pipeline(family, str(model))
     denoiser = family.denoiser(pipe)
     names = resolve_on_module(denoiser, family.presets["slider"]).module_names
-    adapters.attach_lora(denoiser, names, 2, 2, seed=seed)
+    adapters.attach_lora(denoiser, names, rank, rank, seed=seed)
     adapters.activate(denoiser, adapters.SLIDER)
     gen = torch.Generator().manual_seed(seed)
     for name, param in denoiser.named_parameters():
@@ -85,7 +85,7 @@ def check_per_sample_scale(family: Family, model: str, latent_shape=(4, 8, 8),
 
 
 def check_matches_pipeline_step(family: Family, model: str, to_ours: Callable[[torch.Tensor], torch.Tensor],
-                                size: int = 64, size_context: Callable = lambda pipe, size: nullcontext()) -> None:
+                                size: int = 64, size_context: Callable | None = None, guidance: float = 1.0) -> None:
     """Training's prediction drives the scheduler exactly as the pipeline's own loop does.
 
     Render two steps, capture the latents the pipeline holds after each, and redo the second Euler step
@@ -99,11 +99,10 @@ def check_matches_pipeline_step(family: Family, model: str, to_ours: Callable[[t
         seen.append(kwargs["latents"].detach().clone())
         return kwargs
 
-    pipe_kwargs = dict(prompt=[PROMPT], num_inference_steps=2, guidance_scale=1.0, height=size, width=size,
+    size_context = size_context or (lambda pipe, size: nullcontext())
+    pipe_kwargs = dict(prompt=[PROMPT], num_inference_steps=2, guidance_scale=guidance, height=size, width=size,
                        generator=torch.Generator("cpu").manual_seed(0), output_type="latent",
                        callback_on_step_end=grab, callback_on_step_end_tensor_inputs=["latents"])
-    if family.id == "z_image":
-        pipe_kwargs["guidance_scale"] = 0.0  # Z-Image applies CFG whenever guidance > 0
     with size_context(pipe, size):
         pipe(**pipe_kwargs)
     sigmas, timesteps = pipe.scheduler.sigmas, pipe.scheduler.timesteps

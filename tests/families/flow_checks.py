@@ -1,5 +1,5 @@
-"""Checks shared by the transformer-family tests: the slider preset on the real module tree, and the
-slider mechanics (strength 0 is the base model, per-sample scale equals separate forwards)."""
+"""Checks shared by the flow-matching transformer families: the slider mechanics (strength 0 is the base
+model, opposite strengths act in opposite directions, per-sample scale equals separate forwards)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,41 +7,15 @@ from pathlib import Path
 import torch
 
 from sliderstudio.adapters import adapters
-from sliderstudio.adapters.targets import TargetReport, resolve_on_module, resolve_targets, text_path_modules
 from sliderstudio.families.base import Conditioning, Family
-from sliderstudio.families.loading import load_pipeline
+from tests.families.family_checks import with_random_slider
 
 PROMPTS = ["a photo of a red square", "a blue circle on a green background"]
 
 
-def check_slider_targets(family: Family, model: Path, expected: dict[str, int],
-                         context: list[str]) -> TargetReport:
-    """Counts per entry are exact, nothing is on a text path, and every context-stream module named in
-    `context` (a suffix) exists in the model yet is not selected."""
-    report = resolve_targets(family, str(model), "slider")
-    assert {e.pattern: e.count for e in report.entries} == expected
-    assert report.total == len(set(report.module_names)) == sum(expected.values())
-    assert text_path_modules(report.module_names) == []
-    names = [n for n, _ in family.skeleton(model).named_modules()]
-    for suffix in context:
-        present = [n for n in names if n == suffix or n.endswith("." + suffix)]
-        assert present, f"the tiny model has no '{suffix}' module to exclude"
-        assert not set(present) & set(report.module_names), f"'{suffix}' is on the text path but selected"
-    return report
-
-
 def pipeline_with_slider(family: Family, model: Path, b_std: float = 0.05, seed: int = 0):
-    """The tiny pipeline with a slider LoRA on the slider preset whose B is random (so it acts)."""
-    pipe = load_pipeline(family, str(model))
-    denoiser = family.denoiser(pipe)
-    names = resolve_on_module(denoiser, family.presets["slider"]).module_names
-    adapters.attach_lora(denoiser, names, 4, 4, seed=seed)
-    adapters.activate(denoiser, adapters.SLIDER)
-    generator = torch.Generator().manual_seed(seed)
-    for name, param in denoiser.named_parameters():
-        if "lora_B" in name:
-            param.data = torch.randn(param.shape, generator=generator) * b_std
-    return pipe, denoiser
+    """The tiny pipeline with a rank-4 slider LoRA on the slider preset whose B is random (so it acts)."""
+    return with_random_slider(family, model, b_std, seed, rank=4)
 
 
 def batch_inputs(family: Family, pipe, size: int = 64) -> tuple[torch.Tensor, torch.Tensor, Conditioning, torch.Tensor]:

@@ -57,9 +57,10 @@ def lycoris_report(family: str, model_path: str, preset: str | list[str], path: 
     and the config's preset when the file names no targets. Raises InputError for an unreadable file."""
     from sliderstudio.adapters.lycoris_adapter import lycoris_target_report
     from sliderstudio.config.lycoris_config import read_lycoris_config
+    from sliderstudio.families.registry import get_family
 
     spec = read_lycoris_config(path)
-    return lycoris_target_report(family, model_path, spec.raw, preset=preset, file=path)
+    return lycoris_target_report(get_family(family), model_path, spec.raw, preset=preset, file=path)
 
 
 def resolve_for_table(family: str, model_path: str, preset: str | list[str], lycoris: Path | None = None,
@@ -71,11 +72,12 @@ def resolve_for_table(family: str, model_path: str, preset: str | list[str], lyc
     """
     ensure_engine()
     from sliderstudio.adapters.targets import require_matches, resolve_targets
+    from sliderstudio.families.registry import get_family
 
     request = request or (family, model_path, tuple(preset) if isinstance(preset, list) else preset)
     try:
         report = lycoris_report(family, model_path, preset, lycoris) if lycoris is not None else \
-            resolve_targets(family, model_path, preset, strict=False)
+            resolve_targets(get_family(family), model_path, preset, strict=False)
     except InputError as exc:
         if lycoris is None:
             raise
