@@ -3,82 +3,116 @@
 The app trains in a child process (`sliderstudio train --events`) so that nothing the engine does
 (model construction, full garbage collections, checkpoint pickling: long stretches that hold
 Python's GIL) can freeze the window. The child writes one JSON object per event to its stdout
-and reads commands (`stop`) from its stdin; this module is both ends of that wire, so the two
-can never disagree. Nothing here knows about Qt.
+and reads commands (`stop`, `pause`, `resume`, `sample_now`, `save_now`: one `events.Command` value
+a line) from its stdin; this module is both ends of that wire, so the two can never disagree. The
+codec is derived from the declarations in `core/events.py` (a pydantic discriminated union over
+`EVENT_TYPES`, keyed by the "type" field): a new event type travels without a change here.
+Nothing here knows about Qt.
 """
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import sys
 import threading
-from dataclasses import asdict, fields
-from typing import IO, Any, Callable
+from typing import IO, Annotated, Any, Callable, Union
 
-from sliderstudio.core.events import (
-    Checkpoint, Command, Device, Event, Failed, Finished, Image, Log, Mailbox, PauseChanged, Progress,
-)
+from pydantic import BeforeValidator, ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError, WrapSerializer
 
-EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Progress, Log, Image, Checkpoint, Finished, Failed,
-                                                           Device, PauseChanged)}
+from sliderstudio.core.events import EVENT_TYPES, Command, Event, Failed, Log, Mailbox
+
+# NaN and infinities travel as the JSON constants json.loads reads (an ETA before the rate is known).
+_WIRE_CONFIG = ConfigDict(ser_json_inf_nan="constants")
 
 
 class WireError(ValueError):
-    """A line on the wire that is not an event (a stray print, a truncated write)."""
+    """A line on the wire that is not an event or a command (a stray print, a truncated write)."""
 
     def __init__(self, message: str, line: str):
         self.line = line
         super().__init__(f"{message}: {line[:200]!r}")
 
 
+def _tag(value: Any) -> str | None:
+    """The union's discriminator: the wire's "type" key, or an event object's class name."""
+    if isinstance(value, dict):
+        tag = value.get("type")
+        return tag if isinstance(tag, str) else None
+    return type(value).__name__ if type(value) in EVENT_TYPES.values() else None
+
+
+def _member(name: str, cls: type) -> Any:
+    """One event type in the wire union: its fields plus "type": name, which decoding drops again.
+    A key the event does not have is an error (a line from another program, or a typo in a script)."""
+    known = set(TypeAdapter(cls).json_schema(by_alias=True)["properties"])
+
+    def fields_only(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        unknown = sorted(set(value) - known - {"type"})
+        if unknown:
+            raise ValueError(f"unknown field {', '.join(map(repr, unknown))}")
+        return {k: v for k, v in value.items() if k != "type"}
+
+    def with_type(event: Any, handler: Callable[[Any], dict]) -> dict:
+        return {"type": name, **handler(event)}
+
+    return Annotated[cls, BeforeValidator(fields_only), WrapSerializer(with_type), Tag(name)]
+
+
+# The discriminated union of every event type, derived from events.Event: the whole codec.
+_WIRE: TypeAdapter = TypeAdapter(
+    Annotated[Union[tuple(_member(name, cls) for name, cls in EVENT_TYPES.items())], Discriminator(_tag)],
+    config=_WIRE_CONFIG)
+
+
 def encode(event: Event) -> str:
-    """One line of JSON (no newline). An Image carries its picture as base64 PNG."""
-    data: dict[str, Any] = {"type": type(event).__name__}
-    if isinstance(event, Image):
-        data |= {f.name: getattr(event, f.name) for f in fields(event) if f.name != "image"}
-        data["png"] = _png_base64(event.image)
-    else:
-        data |= asdict(event)
+    """One line of ASCII JSON (no newline): {"type": class name, fields…}; an Image's picture as `png`."""
+    data = _WIRE.dump_python(event, mode="json", by_alias=True)
     return json.dumps(data, separators=(",", ":"))
 
 
 def decode(line: str) -> Event:
-    """The event a line describes; WireError for anything else."""
+    """The event a line describes; WireError, naming what is wrong, for anything else."""
     try:
-        data = json.loads(line)
-    except json.JSONDecodeError:
-        raise WireError("not JSON", line) from None
-    if not isinstance(data, dict) or data.get("type") not in EVENT_TYPES:
-        raise WireError("not an event", line)
-    cls = EVENT_TYPES[data.pop("type")]
-    if cls is Image:
-        data["image"] = _png_image(data.pop("png", ""), line)
-    for name in ("buckets", "strengths"):
-        if name in data:
-            data[name] = tuple(data[name])
+        return _WIRE.validate_json(line)
+    except ValidationError as exc:
+        raise WireError(_wire_problem(exc), line) from None
+
+
+def _wire_problem(exc: ValidationError) -> str:
+    """The first thing wrong with a line, in words: not JSON / not an event / which fields are bad."""
+    errors = exc.errors(include_url=False)
+    kind = errors[0]["type"]
+    if kind == "json_invalid":
+        return "not JSON"
+    if kind in ("union_tag_not_found", "union_tag_invalid", "model_type", "dataclass_type"):
+        found = errors[0].get("ctx", {}).get("tag")
+        return f"not an event (unknown type {found!r})" if kind == "union_tag_invalid" and found else \
+            "not an event"
+    name = str(errors[0]["loc"][0]) if errors[0]["loc"] else "event"
+    fields = "; ".join(_field_problem(e) for e in errors)
+    return f"bad {name} fields ({fields})"
+
+
+def _field_problem(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"][1:])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def encode_command(command: Command) -> str:
+    """A command's line on the wire (no newline): its value, so a person can type it too."""
+    return command.value
+
+
+def decode_command(text: str) -> Command:
+    """The command a line names (surrounding white space ignored); WireError for any other line."""
     try:
-        return cls(**data)
-    except TypeError as exc:
-        raise WireError(f"bad {cls.__name__} fields ({exc})", line) from None
-
-
-def _png_base64(image: Any) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _png_image(text: str, line: str) -> Any:
-    from PIL import Image as PILImage
-
-    try:
-        image = PILImage.open(io.BytesIO(base64.b64decode(text, validate=True)))
-        image.load()
-    except Exception:  # noqa: BLE001 - any undecodable picture is a bad line
-        raise WireError("Image event without a readable PNG", line) from None
-    return image
+        return Command(text.strip())
+    except ValueError:
+        known = ", ".join(c.value for c in Command)
+        raise WireError(f"not a command (one of: {known})", text) from None
 
 
 class WireSink:
@@ -162,8 +196,8 @@ def listen_for_commands(stream: IO[str], mailbox: Mailbox,
                 if not text:
                     continue
                 try:
-                    mailbox.send(Command(text))
-                except ValueError:
+                    mailbox.send(decode_command(text))
+                except WireError:
                     if on_unknown is not None:
                         on_unknown(text)
         except (OSError, ValueError):
