@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import threading
-from typing import IO, Annotated, Any, Callable, Union
+from typing import IO, Annotated, Any, Callable, Mapping, Union
 
 from pydantic import BeforeValidator, ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError, WrapSerializer
 
@@ -31,14 +31,6 @@ class WireError(ValueError):
     def __init__(self, message: str, line: str):
         self.line = line
         super().__init__(f"{message}: {line[:200]!r}")
-
-
-def _tag(value: Any) -> str | None:
-    """The union's discriminator: the wire's "type" key, or an event object's class name."""
-    if isinstance(value, dict):
-        tag = value.get("type")
-        return tag if isinstance(tag, str) else None
-    return type(value).__name__ if type(value) in EVENT_TYPES.values() else None
 
 
 def _member(name: str, cls: type) -> Any:
@@ -60,24 +52,41 @@ def _member(name: str, cls: type) -> Any:
     return Annotated[cls, BeforeValidator(fields_only), WrapSerializer(with_type), Tag(name)]
 
 
-# The discriminated union of every event type, derived from events.Event: the whole codec.
-_WIRE: TypeAdapter = TypeAdapter(
-    Annotated[Union[tuple(_member(name, cls) for name, cls in EVENT_TYPES.items())], Discriminator(_tag)],
-    config=_WIRE_CONFIG)
+class EventCodec:
+    """Events ↔ JSON lines for a set of event types: a pydantic discriminated union over them, keyed
+    by the "type" field (the class name). The wire uses the one built from events.EVENT_TYPES."""
+
+    def __init__(self, types: Mapping[str, type]):
+        self.types = dict(types)
+        members = tuple(_member(name, cls) for name, cls in self.types.items())
+        self._adapter: TypeAdapter = TypeAdapter(Annotated[Union[members], Discriminator(self._tag)],
+                                                 config=_WIRE_CONFIG)
+
+    def _tag(self, value: Any) -> str | None:
+        """The discriminator: the line's "type" key, or an event object's class name."""
+        if isinstance(value, dict):
+            tag = value.get("type")
+            return tag if isinstance(tag, str) else None
+        name = type(value).__name__
+        return name if self.types.get(name) is type(value) else None
+
+    def encode(self, event: Event) -> str:
+        """One line of ASCII JSON (no newline): {"type": class name, fields…}; an Image's picture as `png`."""
+        if self._tag(event) is None:
+            raise TypeError(f"not an event type of the wire: {type(event).__name__}")
+        data = self._adapter.dump_python(event, mode="json", by_alias=True)
+        return json.dumps(data, separators=(",", ":"))
+
+    def decode(self, line: str) -> Event:
+        """The event a line describes; WireError, naming what is wrong, for anything else."""
+        try:
+            return self._adapter.validate_json(line)
+        except ValidationError as exc:
+            raise WireError(_wire_problem(exc), line) from None
 
 
-def encode(event: Event) -> str:
-    """One line of ASCII JSON (no newline): {"type": class name, fields…}; an Image's picture as `png`."""
-    data = _WIRE.dump_python(event, mode="json", by_alias=True)
-    return json.dumps(data, separators=(",", ":"))
-
-
-def decode(line: str) -> Event:
-    """The event a line describes; WireError, naming what is wrong, for anything else."""
-    try:
-        return _WIRE.validate_json(line)
-    except ValidationError as exc:
-        raise WireError(_wire_problem(exc), line) from None
+WIRE = EventCodec(EVENT_TYPES)
+encode, decode = WIRE.encode, WIRE.decode
 
 
 def _wire_problem(exc: ValidationError) -> str:
