@@ -67,6 +67,16 @@ def test_not_a_number_and_infinity_cross_the_wire():
     assert math.isnan(back.loss) and back.eta_s == float("inf")
 
 
+def test_an_event_with_near_miss_field_types_still_encodes_as_its_type():
+    """Lists for tuples and 1.0 for an int, as json.dumps always took them: the line keeps its "type"
+    (a union serializer would fall back to untyped output) and decodes to the intended event."""
+    line = encode(Progress(2.0, 10, 0.5, 1, 2, 3, ["more"], [1, -1.0]))
+    assert json.loads(line)["type"] == "Progress"
+    assert decode(line) == Progress(2, 10, 0.5, 1.0, 2.0, 3.0, ("more",), (1.0, -1.0))
+    with pytest.raises(TypeError):
+        encode(Checkpoint(1, Path("/not/a/str")))      # what JSON cannot hold fails at the sender
+
+
 @dataclasses.dataclass(frozen=True)
 class Rebooted:
     """An event type a later version might add: one class, nothing else written for the wire."""

@@ -17,11 +17,11 @@ import sys
 import threading
 from typing import IO, Annotated, Any, Callable, Mapping, Union
 
-from pydantic import BeforeValidator, ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError, WrapSerializer
+from pydantic import BeforeValidator, ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError
 
 from sliderstudio.core.events import EVENT_TYPES, Command, Event, Failed, Log, Mailbox
 
-# NaN and infinities travel as the JSON constants json.loads reads (an ETA before the rate is known).
+# NaN and infinities are read as the JSON constants json.dumps writes (an ETA before the rate is known).
 _WIRE_CONFIG = ConfigDict(ser_json_inf_nan="constants")
 
 
@@ -46,10 +46,7 @@ def _member(name: str, cls: type) -> Any:
             raise ValueError(f"unknown field {', '.join(map(repr, unknown))}")
         return {k: v for k, v in value.items() if k != "type"}
 
-    def with_type(event: Any, handler: Callable[[Any], dict]) -> dict:
-        return {"type": name, **handler(event)}
-
-    return Annotated[cls, BeforeValidator(fields_only), WrapSerializer(with_type), Tag(name)]
+    return Annotated[cls, BeforeValidator(fields_only), Tag(name)]
 
 
 class EventCodec:
@@ -61,6 +58,9 @@ class EventCodec:
         members = tuple(_member(name, cls) for name, cls in self.types.items())
         self._adapter: TypeAdapter = TypeAdapter(Annotated[Union[members], Discriminator(self._tag)],
                                                  config=_WIRE_CONFIG)
+        # Encoding goes by the event's own class: a union falls back to untyped output (no "type")
+        # for an event whose field holds a near miss (a list for a tuple, 1.0 for an int).
+        self._encoders = {name: TypeAdapter(cls) for name, cls in self.types.items()}
 
     def _tag(self, value: Any) -> str | None:
         """The discriminator: the line's "type" key, or an event object's class name."""
@@ -72,10 +72,13 @@ class EventCodec:
 
     def encode(self, event: Event) -> str:
         """One line of ASCII JSON (no newline): {"type": class name, fields…}; an Image's picture as `png`."""
-        if self._tag(event) is None:
+        name = self._tag(event)
+        if name is None:
             raise TypeError(f"not an event type of the wire: {type(event).__name__}")
-        data = self._adapter.dump_python(event, mode="json", by_alias=True)
-        return json.dumps(data, separators=(",", ":"))
+        # python mode + json.dumps: NaN/Infinity as json.loads reads them, near misses as json.dumps
+        # writes them (no warnings), and a value JSON cannot hold is a TypeError, as it always was
+        fields = self._encoders[name].dump_python(event, by_alias=True, warnings=False)
+        return json.dumps({"type": name, **fields}, separators=(",", ":"))
 
     def decode(self, line: str) -> Event:
         """The event a line describes; WireError, naming what is wrong, for anything else."""
