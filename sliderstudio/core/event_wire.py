@@ -17,12 +17,9 @@ import sys
 import threading
 from typing import IO, Annotated, Any, Callable, Mapping, Union
 
-from pydantic import BeforeValidator, ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, Discriminator, Tag, TypeAdapter, ValidationError
 
 from sliderstudio.core.events import EVENT_TYPES, Command, Event, Failed, Log, Mailbox
-
-# NaN and infinities are read as the JSON constants json.dumps writes (an ETA before the rate is known).
-_WIRE_CONFIG = ConfigDict(ser_json_inf_nan="constants")
 
 
 class WireError(ValueError):
@@ -56,8 +53,7 @@ class EventCodec:
     def __init__(self, types: Mapping[str, type]):
         self.types = dict(types)
         members = tuple(_member(name, cls) for name, cls in self.types.items())
-        self._adapter: TypeAdapter = TypeAdapter(Annotated[Union[members], Discriminator(self._tag)],
-                                                 config=_WIRE_CONFIG)
+        self._adapter: TypeAdapter = TypeAdapter(Annotated[Union[members], Discriminator(self._tag)])
         # Encoding goes by the event's own class: a union falls back to untyped output (no "type")
         # for an event whose field holds a near miss (a list for a tuple, 1.0 for an int).
         self._encoders = {name: TypeAdapter(cls) for name, cls in self.types.items()}
