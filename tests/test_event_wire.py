@@ -120,9 +120,14 @@ def test_the_console_shows_every_event_type_through_its_table():
     ]
 
 
-def test_every_command_has_one_line_on_the_wire():
+def test_every_command_has_one_line_on_the_wire_and_train_help_names_each():
     for command in Command:
         assert decode_command(encode_command(command) + "\n") is command
+    from sliderstudio.cli import _parser
+
+    train = next(a for a in _parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith(" train"))
+    events_help = next(a.help for a in train._actions if "--events" in a.option_strings)
+    assert f"({', '.join(c.value for c in Command)})" in events_help     # a new command must be named there
     assert [encode_command(c) for c in Command] == ["stop", "pause", "resume", "sample_now", "save_now"]
     with pytest.raises(WireError, match="not a command .one of: stop, pause, resume, sample_now, save_now.") as bad:
         decode_command("PAUSE")
