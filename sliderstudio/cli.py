@@ -26,8 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="config.json or the project folder")
     train.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     train.add_argument("--events", action="store_true",
-                       help="write events as JSON lines to stdout and read commands (stop) from stdin; "
-                            "the app trains this way. Closing stdin stops the run with a checkpoint")
+                       help="write events as JSON lines to stdout and read commands from stdin, one a line "
+                            "(stop, pause, resume, sample_now, save_now); the app trains this way. Closing "
+                            "stdin stops the run with a checkpoint (docs/TRAINING.md: the train --events wire)")
 
     plan = sub.add_parser("plan", help="print the sampling order without loading a model")
     plan.add_argument("--config", required=True)

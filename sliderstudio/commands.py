@@ -8,32 +8,43 @@ from typing import TYPE_CHECKING
 
 import sliderstudio.toy  # noqa: F401  registers the toy world's attribute meter (calibration, reports)
 from sliderstudio.kernel.errors import InputError
-from sliderstudio.kernel.events import Event, Failed, Finished, Log, Progress
+from sliderstudio.kernel.events import (
+    Checkpoint, Device, Event, Failed, Finished, Image, Log, PauseChanged, Progress,
+)
 
 if TYPE_CHECKING:
     from sliderstudio.families.base import Family
 
 
 class ConsoleSink:
-    """Events → a tqdm progress bar on a terminal, or plain lines when output is a file/pipe."""
+    """Events → a tqdm progress bar on a terminal, or plain lines when output is a file/pipe.
+
+    One handler per event type (`handlers`; tests/test_event_wire.py checks it covers every type
+    in kernel/events.py). Images, checkpoints and device reports print no line (their files are in
+    the output folder; a pause is logged in words by the trainer); a Failed run's message is
+    printed by the CLI's error path, with its exit status."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.bar = None
         self._last_line = 0
+        self.handlers = {
+            Progress: self._progress, Log: self._log, Finished: self._finished,
+            Failed: lambda _event: self.close(),
+            Image: _silent, Checkpoint: _silent, PauseChanged: _silent, Device: _silent,
+        }
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Progress):
-            self._progress(event)
-        elif isinstance(event, Log):
-            self._write(("warning: " if event.level == "warning" else "") + event.message)
-        elif isinstance(event, Finished):
-            self.close()
-            what = "stopped early" if event.stopped_early else "finished"
-            self._write(f"{what} at step {event.step}: {event.adapter_path}")
-        elif isinstance(event, Failed):
-            self.close()
+        self.handlers[type(event)](event)
+
+    def _log(self, event: Log) -> None:
+        self._write(("warning: " if event.level == "warning" else "") + event.message)
+
+    def _finished(self, event: Finished) -> None:
+        self.close()
+        what = "stopped early" if event.stopped_early else "finished"
+        self._write(f"{what} at step {event.step}: {event.adapter_path}")
 
     def _progress(self, e: Progress) -> None:
         if self.tty:
@@ -58,6 +69,10 @@ class ConsoleSink:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _silent(_event: Event) -> None:
+    """An event the console shows no line for (see ConsoleSink)."""
 
 
 def cmd_gui(args: argparse.Namespace) -> int:

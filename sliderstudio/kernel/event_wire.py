@@ -3,82 +3,124 @@
 The app trains in a child process (`sliderstudio train --events`) so that nothing the engine does
 (model construction, full garbage collections, checkpoint pickling: long stretches that hold
 Python's GIL) can freeze the window. The child writes one JSON object per event to its stdout
-and reads commands (`stop`) from its stdin; this module is both ends of that wire, so the two
-can never disagree. Nothing here knows about Qt.
+and reads commands (`stop`, `pause`, `resume`, `sample_now`, `save_now`: one `events.Command` value
+a line) from its stdin; this module is both ends of that wire, so the two can never disagree. The
+codec is derived from the declarations in `kernel/events.py` (a pydantic discriminated union over
+`EVENT_TYPES`, keyed by the "type" field): a new event type travels without a change here.
+Nothing here knows about Qt.
 """
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import sys
 import threading
-from dataclasses import asdict, fields
-from typing import IO, Any, Callable
+from typing import IO, Annotated, Any, Callable, Mapping, Union
 
-from sliderstudio.kernel.events import (
-    Checkpoint, Command, Device, Event, Failed, Finished, Image, Log, Mailbox, PauseChanged, Progress,
-)
+from pydantic import BeforeValidator, Discriminator, Tag, TypeAdapter, ValidationError
 
-EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Progress, Log, Image, Checkpoint, Finished, Failed,
-                                                           Device, PauseChanged)}
+from sliderstudio.kernel.events import EVENT_TYPES, Command, Event, Failed, Log, Mailbox
 
 
 class WireError(ValueError):
-    """A line on the wire that is not an event (a stray print, a truncated write)."""
+    """A line on the wire that is not an event or a command (a stray print, a truncated write)."""
 
     def __init__(self, message: str, line: str):
         self.line = line
         super().__init__(f"{message}: {line[:200]!r}")
 
 
-def encode(event: Event) -> str:
-    """One line of JSON (no newline). An Image carries its picture as base64 PNG."""
-    data: dict[str, Any] = {"type": type(event).__name__}
-    if isinstance(event, Image):
-        data |= {f.name: getattr(event, f.name) for f in fields(event) if f.name != "image"}
-        data["png"] = _png_base64(event.image)
-    else:
-        data |= asdict(event)
-    return json.dumps(data, separators=(",", ":"))
+def _member(name: str, cls: type) -> Any:
+    """One event type in the wire union: its fields plus "type": name, which decoding drops again.
+    A key the event does not have is an error (a line from another program, or a typo in a script)."""
+    known = set(TypeAdapter(cls).json_schema(by_alias=True)["properties"])
+
+    def fields_only(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        unknown = sorted(set(value) - known - {"type"})
+        if unknown:
+            raise ValueError(f"unknown field {', '.join(map(repr, unknown))}")
+        return {k: v for k, v in value.items() if k != "type"}
+
+    return Annotated[cls, BeforeValidator(fields_only), Tag(name)]
 
 
-def decode(line: str) -> Event:
-    """The event a line describes; WireError for anything else."""
+class EventCodec:
+    """Events ↔ JSON lines for a set of event types: a pydantic discriminated union over them, keyed
+    by the "type" field (the class name). The wire uses the one built from events.EVENT_TYPES."""
+
+    def __init__(self, types: Mapping[str, type]):
+        self.types = dict(types)
+        members = tuple(_member(name, cls) for name, cls in self.types.items())
+        self._adapter: TypeAdapter = TypeAdapter(Annotated[Union[members], Discriminator(self._tag)])
+        # Encoding goes by the event's own class: a union falls back to untyped output (no "type")
+        # for an event whose field holds a near miss (a list for a tuple, 1.0 for an int).
+        self._encoders = {name: TypeAdapter(cls) for name, cls in self.types.items()}
+
+    def _tag(self, value: Any) -> str | None:
+        """The discriminator: the line's "type" key, or an event object's class name."""
+        if isinstance(value, dict):
+            tag = value.get("type")
+            return tag if isinstance(tag, str) else None
+        name = type(value).__name__
+        return name if self.types.get(name) is type(value) else None
+
+    def encode(self, event: Event) -> str:
+        """One line of ASCII JSON (no newline): {"type": class name, fields…}; an Image's picture as `png`."""
+        name = self._tag(event)
+        if name is None:
+            raise TypeError(f"not an event type of the wire: {type(event).__name__}")
+        # python mode + json.dumps: NaN/Infinity as json.loads reads them, near misses as json.dumps
+        # writes them (no warnings), and a value JSON cannot hold is a TypeError, as it always was
+        fields = self._encoders[name].dump_python(event, by_alias=True, warnings=False)
+        return json.dumps({"type": name, **fields}, separators=(",", ":"))
+
+    def decode(self, line: str) -> Event:
+        """The event a line describes; WireError, naming what is wrong, for anything else."""
+        try:
+            return self._adapter.validate_json(line)
+        except ValidationError as exc:
+            raise WireError(_wire_problem(exc), line) from None
+
+
+WIRE = EventCodec(EVENT_TYPES)
+encode, decode = WIRE.encode, WIRE.decode
+
+
+def _wire_problem(exc: ValidationError) -> str:
+    """The first thing wrong with a line, in words: not JSON / not an event / which fields are bad."""
+    errors = exc.errors(include_url=False)
+    kind = errors[0]["type"]
+    if kind == "json_invalid":
+        return "not JSON"
+    if kind in ("union_tag_not_found", "union_tag_invalid", "model_type", "dataclass_type"):
+        found = errors[0].get("ctx", {}).get("tag")
+        return f"not an event (unknown type {found!r})" if kind == "union_tag_invalid" and found else \
+            "not an event"
+    name = str(errors[0]["loc"][0]) if errors[0]["loc"] else "event"
+    fields = "; ".join(_field_problem(e) for e in errors)
+    return f"bad {name} fields ({fields})"
+
+
+def _field_problem(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"][1:])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def encode_command(command: Command) -> str:
+    """A command's line on the wire (no newline): its value, so a person can type it too."""
+    return command.value
+
+
+def decode_command(text: str) -> Command:
+    """The command a line names (surrounding white space ignored); WireError for any other line."""
     try:
-        data = json.loads(line)
-    except json.JSONDecodeError:
-        raise WireError("not JSON", line) from None
-    if not isinstance(data, dict) or data.get("type") not in EVENT_TYPES:
-        raise WireError("not an event", line)
-    cls = EVENT_TYPES[data.pop("type")]
-    if cls is Image:
-        data["image"] = _png_image(data.pop("png", ""), line)
-    for name in ("buckets", "strengths"):
-        if name in data:
-            data[name] = tuple(data[name])
-    try:
-        return cls(**data)
-    except TypeError as exc:
-        raise WireError(f"bad {cls.__name__} fields ({exc})", line) from None
-
-
-def _png_base64(image: Any) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _png_image(text: str, line: str) -> Any:
-    from PIL import Image as PILImage
-
-    try:
-        image = PILImage.open(io.BytesIO(base64.b64decode(text, validate=True)))
-        image.load()
-    except Exception:  # noqa: BLE001 - any undecodable picture is a bad line
-        raise WireError("Image event without a readable PNG", line) from None
-    return image
+        return Command(text.strip())
+    except ValueError:
+        known = ", ".join(c.value for c in Command)
+        raise WireError(f"not a command (one of: {known})", text) from None
 
 
 class WireSink:
@@ -162,8 +204,8 @@ def listen_for_commands(stream: IO[str], mailbox: Mailbox,
                 if not text:
                     continue
                 try:
-                    mailbox.send(Command(text))
-                except ValueError:
+                    mailbox.send(decode_command(text))
+                except WireError:
                     if on_unknown is not None:
                         on_unknown(text)
         except (OSError, ValueError):

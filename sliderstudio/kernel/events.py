@@ -3,13 +3,21 @@
 The trainer is a plain loop. It calls `EventSink.emit(event)` and polls a `Mailbox` between steps.
 The CLI turns events into a progress bar; the GUI's QThread worker turns them into Qt signals.
 Nothing here knows about Qt or terminals.
+
+This module is the one declaration of both directions: the `Event` union lists every event type
+and `Command` every command. The wire codec (`kernel/event_wire.py`) is derived from them, and each
+face dispatches through a table keyed by event type that a test checks against `EVENT_TYPES`
+(tests/test_event_wire.py). Adding an event type is: a frozen dataclass here, its name in `Event`,
+and an entry in each face's table (the CLI's `ConsoleSink`, the app's `TrainingViewModel`).
 """
 from __future__ import annotations
 
 import queue
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol, get_args
+
+from sliderstudio.kernel.wire_png import WirePng
 
 
 @dataclass(frozen=True)
@@ -32,9 +40,10 @@ class Log:
 
 @dataclass(frozen=True)
 class Image:
-    """A rendered sample (validation or preview); `image` is a PIL image."""
+    """A rendered sample (validation or preview); `image` is a PIL image (on the wire a base64 PNG;
+    in the app a QImage, converted by the training worker off the UI thread)."""
 
-    image: Any
+    image: WirePng
     step: int
     prompt: str
     strength: float
@@ -91,6 +100,14 @@ class PauseChanged:
 
 
 Event = Progress | Log | Image | Checkpoint | Finished | Failed | Device | PauseChanged
+# Every event type by its wire name (the class name), derived from the union above.
+EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in get_args(Event)}
+
+
+def unhandled(table: Mapping[type, Any]) -> list[str]:
+    """The event types a face's dispatch table has no entry for (tests call this for every face):
+    an event type added here fails those tests until each face says how it shows it."""
+    return [name for name, cls in EVENT_TYPES.items() if cls not in table]
 
 
 class EventSink(Protocol):
@@ -98,6 +115,8 @@ class EventSink(Protocol):
 
 
 class Command(str, Enum):
+    """Every command a face can send the trainer; on the wire, one value per line (`pause`)."""
+
     STOP = "stop"
     PAUSE = "pause"
     RESUME = "resume"

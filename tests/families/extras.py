@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sliderstudio.core import adapter_io, adapters
-from sliderstudio.core.targets import matches, resolve_on_module, resolve_targets
+from sliderstudio.adapters import adapter_io, adapters
+from sliderstudio.adapters.targets import matches, resolve_on_module, resolve_targets
 from sliderstudio.families.base import Conditioning, Family
 from sliderstudio.families.loading import load_pipeline
 from tests.families import flow_checks
@@ -110,7 +110,7 @@ def write_flux_assistant(family: Family, model: Path, path: Path, rank: int = 2,
     """A random assistant LoRA on Flux's ordinary targets (overlapping the slider's), in diffusers naming."""
     from diffusers import FluxPipeline
 
-    from sliderstudio.core.adapter_io import save_lora
+    from sliderstudio.adapters.adapter_io import save_lora
 
     denoiser = family.denoiser(load_pipeline(family, str(model)))
     names = resolve_on_module(denoiser, family.presets["default"]).module_names
@@ -125,7 +125,7 @@ def write_flux_assistant(family: Family, model: Path, path: Path, rank: int = 2,
 
 def spy_on_training(monkeypatch: pytest.MonkeyPatch, state: dict[str, Any]) -> None:
     """Record the assistant's and the slider's scale at every forward of one layer that carries both."""
-    import sliderstudio.core.trainer as trainer_module
+    import sliderstudio.engine.trainer as trainer_module
 
     real_prepare = trainer_module.prepare_session
     state["seen"] = []
@@ -148,9 +148,9 @@ def spy_on_training(monkeypatch: pytest.MonkeyPatch, state: dict[str, Any]) -> N
 def flux_schnell_assistant_is_frozen_unscaled_and_not_saved(c: Context) -> None:
     from conftest import make_project
 
-    from sliderstudio.core.adapter_io import read_tensors
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.adapters.adapter_io import read_tensors
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
 
     assistant, per_unit = write_flux_assistant(c.family, schnell(c), c.tmp_path / "assistant.safetensors")
     root = make_project(c.tmp_path / "proj", schnell(c), family="flux", pairs=2, neutral=1,
@@ -231,7 +231,7 @@ def flux2_klein_prediction_drives_the_pipelines_own_sampler(c: Context) -> None:
 
 
 def flux2_klein_passes_the_whole_selfcheck(c: Context) -> None:
-    from sliderstudio.families.selfcheck import check_preview, check_training, write_tiny_project
+    from sliderstudio.app.selfcheck import check_preview, check_training, write_tiny_project
 
     adapter = check_training(write_tiny_project(c.tmp_path / "project", klein(c), c.family), klein(c), c.family)
     reloaded, zero_is_base_and_signs_differ = check_preview(c.family, klein(c), adapter)
@@ -424,8 +424,8 @@ def make_z_image_assistant(family: Family, model: Path, path: Path) -> tuple[Pat
 def z_image_assistant_adapter_is_frozen_unscaled_and_not_saved(c: Context) -> None:
     from conftest import make_project
 
-    from sliderstudio.core.project import load_project
-    from sliderstudio.core.trainer import Trainer
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
 
     assistant, assistant_modules = make_z_image_assistant(c.family, c.model, c.tmp_path / "assistant")
     root = make_project(c.tmp_path / "proj", c.model, family="z_image",

@@ -20,10 +20,10 @@ from typing import Any, Callable
 import pytest
 
 import sliderstudio.families as families_package
-from sliderstudio.core.targets import resolve_targets, text_path_modules
+from sliderstudio.adapters.targets import resolve_targets, text_path_modules
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import FAMILIES, FAMILY_MODULES, discover, get_family
-from sliderstudio.families.selfcheck import attach_random_slider, per_sample_scale_error
+from sliderstudio.app.selfcheck import attach_random_slider, per_sample_scale_error
 from sliderstudio.families.text_path import on_text_path
 from tests.families import flow_checks
 from tests.families.cases import CASES

@@ -6,6 +6,7 @@ CLI, wire and worker; one test drives the real trainer on the bundled toy model 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sliderstudio.kernel.events import Command, Device, Image as ImageEvent
+from sliderstudio.kernel.events import EVENT_TYPES, Command, Device, Image as ImageEvent, unhandled
 from sliderstudio.gui.device_panel import EMPTY_GALLERY, PAUSE_TEXT, RESUME_TEXT, DevicePanel
 from sliderstudio.gui.viewmodels.device import (
     DeviceViewModel, list_validation_files, parse_validation_path,
@@ -78,7 +79,38 @@ def test_device_events_reach_the_panel_and_stay_labelled_after_the_run(panel, qt
     assert not panel.sample_button.isEnabled() and not panel.pause_button.isEnabled()
 
 
-def test_pause_sample_save_resume_through_the_buttons(panel, qtbot):
+def record_commands(monkeypatch) -> list[str]:
+    """The command lines the app writes to training processes' stdin (still written)."""
+    sent: list[str] = []
+    real = TrainingWorker._send
+
+    def send(self, line: str) -> bool:
+        sent.append(line)
+        return real(self, line)
+
+    monkeypatch.setattr(TrainingWorker, "_send", send)
+    return sent
+
+
+@dataclasses.dataclass(frozen=True)
+class Rebooted:
+    """An event type a later version might add."""
+
+    step: int
+
+
+def test_the_app_has_a_handler_for_every_event_type(panel):
+    handlers = panel.vm.training.handlers
+    assert unhandled(handlers) == [] and set(handlers) == set(EVENT_TYPES.values())
+    try:                                   # an event type declared without the app saying how it shows it
+        EVENT_TYPES["Rebooted"] = Rebooted
+        assert unhandled(handlers) == ["Rebooted"]
+    finally:
+        del EVENT_TYPES["Rebooted"]
+
+
+def test_pause_sample_save_resume_through_the_buttons(panel, qtbot, monkeypatch):
+    sent = record_commands(monkeypatch)
     training, out = panel.vm.training, panel.vm._pvm.project.output_dir
     steps: list[int] = []
     training.progressChanged.connect(lambda p: steps.append(p.step))
@@ -116,6 +148,9 @@ def test_pause_sample_save_resume_through_the_buttons(panel, qtbot):
     assert step >= at + 3 and Path(running_save.args[0]).is_dir()
     with qtbot.waitSignal(training.runFinished, timeout=5000):
         training.stop()
+    # every command the trainer accepts is sent by the app (core/events.Command), in the order clicked
+    assert sent == ["pause", "sample_now", "save_now", "resume", "save_now", "stop"]
+    assert set(sent) == {c.value for c in Command}
 
 
 def test_stop_while_paused_ends_the_run_and_resets_the_button(panel, qtbot):
@@ -236,12 +271,16 @@ def metrics_rows(output: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def test_the_real_trainer_pauses_samples_saves_and_resumes_from_the_panel(real_panel, qtbot):
+def test_the_real_trainer_pauses_samples_saves_and_resumes_from_the_panel(real_panel, qtbot, monkeypatch):
     """The real engine in its own process: Pause holds (metrics.jsonl stops growing), Sample now renders
     the current step's validation into output_dir/validation and the gallery, Save now writes that
-    step's checkpoint, Resume goes on; the Device event names the CPU."""
+    step's checkpoint, Resume goes on from the step held at, Stop keeps a checkpoint of the last step;
+    the Device event names the CPU."""
+    sent = record_commands(monkeypatch)
     panel = real_panel
     training, output = panel.vm.training, panel.vm._pvm.project.output_dir
+    steps: list[int] = []
+    training.progressChanged.connect(lambda p: steps.append(p.step))
     with qtbot.waitSignal(training.progressChanged, timeout=120000, check_params_cb=lambda p: p.step >= 2):
         assert training.start()
     assert panel.device_name.text().startswith("CPU (") and panel.device_name.text().endswith(" threads)")
@@ -266,11 +305,20 @@ def test_the_real_trainer_pauses_samples_saves_and_resumes_from_the_panel(real_p
         panel.save_button.click()
     assert Path(saved.args[0]) == output / "checkpoints" / f"checkpoint-{at:06d}"
     assert json.loads((Path(saved.args[0]) / "state.json").read_text())["step"] == at
-    with qtbot.waitSignal(training.pausedChanged, timeout=30000):
+    held_steps = len(steps)
+    with qtbot.waitSignal(training.pausedChanged, timeout=30000) as resumed:
         panel.pause_button.click()
+    assert resumed.args == [False, at] and panel.pause_button.text() == PAUSE_TEXT
     qtbot.waitUntil(lambda: metrics_rows(output) >= at + 2, timeout=60000)      # steps continue
+    qtbot.waitUntil(lambda: len(steps) > held_steps, timeout=10000)
+    assert steps[held_steps] == at + 1                                          # from the step held at
     with qtbot.waitSignal(training.runFinished, timeout=60000) as finished:
         training.stop()
-    assert finished.args[1] is True
+    adapter, stopped_early = finished.args
+    assert stopped_early is True
+    last = Path(adapter).parent                                                 # the stop's checkpoint
+    assert last.parent == output / "checkpoints" and json.loads((last / "state.json").read_text())["step"] == \
+        metrics_rows(output) == int(last.name.removeprefix("checkpoint-")) > at
     qtbot.waitUntil(lambda: training.state == IDLE, timeout=10000)
     assert panel.device_name.text().endswith("· last run")
+    assert sent == ["pause", "sample_now", "save_now", "resume", "stop"]

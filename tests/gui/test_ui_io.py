@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sliderstudio.kernel.errors import InputError
+from sliderstudio.kernel.events import Failed
 from sliderstudio.engine.project import load_project
 from sliderstudio.gui.main_window import MainWindow
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
@@ -157,7 +158,7 @@ def test_training_waits_for_the_save_and_reports_one_that_failed(qtbot, small_pr
     held: Future = Future()
     worker = TrainingWorker(small_project, ready=held)
     failures = []
-    worker.failed.connect(failures.append)
+    worker.event.connect(lambda event: failures.append(event) if isinstance(event, Failed) else None)
     thread = threading.Thread(target=worker.run)
     thread.start()
     time.sleep(0.3)

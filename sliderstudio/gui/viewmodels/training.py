@@ -7,10 +7,13 @@ affect the next run, not this one.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal
 
-from sliderstudio.kernel.events import Checkpoint, Command, Device, Failed, Finished, Image, Log, PauseChanged, Progress
+from sliderstudio.kernel.events import (
+    Checkpoint, Command, Device, Event, Failed, Finished, Image, Log, PauseChanged, Progress,
+)
 from sliderstudio.kernel.errors import InputError
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.engine.run_state import RunStatus
@@ -68,6 +71,12 @@ class TrainingViewModel(QObject):
         self._status_timer = QTimer(self, interval=self.STATUS_POLL_MS, timeout=self._check_resume)
         self._thread: QThread | None = None
         self._worker: TrainingWorker | None = None
+        # How the app shows each event type (kernel/events.py); tests check it covers every type.
+        self.handlers: dict[type, Callable[[Any], None]] = {
+            Progress: self._on_progress, Log: self._on_log, Image: self._on_image,
+            Checkpoint: self._on_checkpoint, Device: self._on_device, PauseChanged: self._on_pause_changed,
+            Finished: self._on_finished, Failed: self._on_failed,
+        }
         project_vm.projectLoaded.connect(self._project_loaded)
 
     # --- commands ----------------------------------------------------------------------
@@ -152,14 +161,7 @@ class TrainingViewModel(QObject):
         thread.setObjectName("training")
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
-        worker.progress.connect(self._on_progress)
-        worker.log.connect(self._on_log)
-        worker.image.connect(self._on_image)
-        worker.checkpoint.connect(self._on_checkpoint)
-        worker.device.connect(self._on_device)
-        worker.pauseChanged.connect(self._on_pause_changed)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
+        worker.event.connect(self._on_event)
         # QThread.quit is thread-safe; a direct call ends the thread's loop even while the UI
         # thread is blocked in wait() (a queued quit would never be delivered then).
         worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
@@ -176,6 +178,9 @@ class TrainingViewModel(QObject):
         self._check_resume()
 
     # --- events from the worker --------------------------------------------------------
+    def _on_event(self, event: Event) -> None:
+        self.handlers[type(event)](event)
+
     def _on_progress(self, event: Progress) -> None:
         self.last_progress = event
         self.steps.append(event.step)
@@ -197,8 +202,8 @@ class TrainingViewModel(QObject):
     def _on_log(self, event: Log) -> None:
         self.logAppended.emit(event.level, event.message)
 
-    def _on_image(self, event: Image, qimage: object) -> None:
-        self.sampleRendered.emit(event, qimage)
+    def _on_image(self, event: Image) -> None:
+        self.sampleRendered.emit(event, event.image)     # the worker made the picture a QImage
 
     def _on_checkpoint(self, event: Checkpoint) -> None:
         self.logAppended.emit("info", f"checkpoint at step {event.step}: {event.path}")

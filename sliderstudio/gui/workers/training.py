@@ -8,9 +8,10 @@ its own GIL, so nothing the engine does can stall the window; a crash or an out-
 ends the run, not the app; and the accelerator's memory is returned when the run ends.
 
 This worker lives on its own QThread: it starts the process, reads its event lines (a blocking
-read, which releases the GIL) and emits them as queued signals. Stop writes `stop` to the
-process's stdin; the trainer polls for it before every optimizer step, so a stop takes effect
-within one step.
+read, which releases the GIL) and emits each one, whatever its type, as one queued `event` signal
+(the view-model dispatches by type, so a new event type needs no change here). Commands go to the
+process's stdin (`core/event_wire.encode_command`); the trainer polls for them before every
+optimizer step, so a stop takes effect within one step.
 """
 from __future__ import annotations
 
@@ -22,16 +23,15 @@ import threading
 import traceback
 from collections import deque
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 import sliderstudio
 from sliderstudio.kernel.errors import InputError
-from sliderstudio.kernel.event_wire import WireError, decode
-from sliderstudio.kernel.events import (
-    Checkpoint, Command, Device, Event, Failed, Finished, Image, Log, PauseChanged, Progress,
-)
+from sliderstudio.kernel.event_wire import WireError, decode, encode_command
+from sliderstudio.kernel.events import Command, Event, Failed, Finished, Image, Log, Progress
 from sliderstudio.engine.project import Project
 from sliderstudio.gui.workers.qimages import pil_to_qimage
 
@@ -82,14 +82,8 @@ def ended_without_result(returncode: int, stderr_tail: list[str]) -> str:
 
 
 class TrainingWorker(QObject):
-    progress = Signal(object)      # Progress
-    log = Signal(object)           # Log
-    image = Signal(object, object)  # Image event, QImage
-    checkpoint = Signal(object)    # Checkpoint
-    finished = Signal(object)      # Finished
-    failed = Signal(object)        # Failed
-    device = Signal(object)        # Device: which device trains, its memory
-    pauseChanged = Signal(object)  # PauseChanged: the trainer holds (or goes on) between steps
+    event = Signal(object)         # every kernel.events event, the process's and the worker's own Failed;
+    #                                an Image's picture arrives as a QImage (converted on this thread)
     done = Signal()                # always emitted last, success or not
 
     def __init__(self, project: Project, ready: Future | None = None):
@@ -107,7 +101,7 @@ class TrainingWorker(QObject):
         """Thread-safe; a stop asked for before the process is up is sent as soon as it is."""
         with self._lock:
             self._stop_requested = True
-            self._send("stop")
+            self._send(encode_command(Command.STOP))
 
     def send(self, command: Command) -> bool:
         """Thread-safe: pause / resume / sample_now / save_now for the live process; False when no process
@@ -116,7 +110,7 @@ class TrainingWorker(QObject):
         with self._lock:
             if self.process is None or self.process.poll() is not None:
                 return False
-            return self._send(command.value)
+            return self._send(encode_command(command))
 
     def _send(self, command: str) -> bool:
         process = self.process
@@ -130,25 +124,14 @@ class TrainingWorker(QObject):
         return True
 
     def _sink(self, event: Event) -> None:
+        """Keep what the worker itself needs (the step, the end) and hand every event on."""
         if isinstance(event, Progress):
             self._step = event.step
-            self.progress.emit(event)
-        elif isinstance(event, Log):
-            self.log.emit(event)
-        elif isinstance(event, Image):
-            self.image.emit(event, pil_to_qimage(event.image))
-        elif isinstance(event, Checkpoint):
-            self.checkpoint.emit(event)
-        elif isinstance(event, Device):
-            self.device.emit(event)
-        elif isinstance(event, PauseChanged):
-            self.pauseChanged.emit(event)
-        elif isinstance(event, Finished):
+        elif isinstance(event, (Finished, Failed)):
             self._terminal = event
-            self.finished.emit(event)
-        elif isinstance(event, Failed):
-            self._terminal = event
-            self.failed.emit(event)
+        elif isinstance(event, Image):      # QImage here: converting on the UI thread would stall it
+            event = replace(event, image=pil_to_qimage(event.image))
+        self.event.emit(event)
 
     @Slot()
     def run(self) -> None:
@@ -156,7 +139,7 @@ class TrainingWorker(QObject):
             self._supervise()
         except BaseException as exc:  # noqa: BLE001 - the worker thread must always report and end
             if not isinstance(self._terminal, Failed):
-                self.failed.emit(readable_failure(exc, self._step))
+                self.event.emit(readable_failure(exc, self._step))
         finally:
             self.done.emit()
 
@@ -170,8 +153,8 @@ class TrainingWorker(QObject):
                 stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1,
                 env=child_environment(), start_new_session=True)
             if self._stop_requested:
-                self._send("stop")
-        self.log.emit(Log(f"training process {self.process.pid} started; loading the engine and the model"))
+                self._send(encode_command(Command.STOP))
+        self.event.emit(Log(f"training process {self.process.pid} started; loading the engine and the model"))
         return self.process
 
     def _supervise(self) -> None:
@@ -192,7 +175,7 @@ class TrainingWorker(QObject):
             process.stdin.close()
         if self._terminal is None:
             tail = list(self.stderr_tail)
-            self.failed.emit(Failed(ended_without_result(returncode, tail), self._step, 1, "\n".join(tail)))
+            self.event.emit(Failed(ended_without_result(returncode, tail), self._step, 1, "\n".join(tail)))
 
     def _read_stderr(self, process: subprocess.Popen) -> None:
         assert process.stderr is not None
