@@ -249,3 +249,41 @@ def test_train_events_passes_the_resume_override_to_the_trainer(tmp_path):
         9, str(project / "output" / "pytorch_lora_weights.safetensors"))
     assert not any(isinstance(e, Log) and e.message.startswith("resumed") for e in logs["fresh"])
     assert [e.step for e in logs["fresh"] if isinstance(e, Progress)] == list(range(1, 10))
+
+
+def test_commands_already_in_the_pipe_are_in_the_mailbox_before_the_trainer_looks():
+    """Stop pressed while the process starts: delivered by the caller's thread, not left to the reader."""
+    import os
+    import threading
+
+    senders = []
+
+    class Recording(Mailbox):
+        def send(self, command):
+            senders.append((command, threading.current_thread().name))
+            super().send(command)
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, encode_command(Command.STOP).encode() + b"\n")
+    with os.fdopen(read_end, "r") as stream:
+        listen_for_commands(stream, Recording(), on_end=lambda: None)
+        assert senders[:1] == [(Command.STOP, threading.current_thread().name)]
+        os.close(write_end)
+
+
+def test_waiting_lines_reads_only_what_is_there():
+    import os
+
+    from sliderstudio.kernel.event_wire import waiting_lines
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "r") as stream:
+        assert waiting_lines(stream) == []                      # nothing written: no wait, no line
+        os.write(write_end, b"pause\n")
+        os.write(write_end, b"resume\n")
+        lines = waiting_lines(stream)                           # the first line at least; one read may
+        assert lines[0] == "pause\n" and lines[1:] in ([], ["resume\n"])  # take both into the text buffer
+        os.close(write_end)
+        assert lines + waiting_lines(stream) == ["pause\n", "resume\n"]
+        assert waiting_lines(stream) == []                      # end of input is left to the reader
+    assert waiting_lines(io.StringIO("stop\n")) == []            # not pollable: the thread reads it

@@ -197,17 +197,20 @@ def listen_for_commands(stream: IO[str], mailbox: Mailbox,
     the way Stop does, keeping a checkpoint, rather than training on with nobody watching.
     `on_end`, when given, is that stop (the training process's guard also asks why the input ended).
     """
+    def deliver(raw: str) -> None:
+        text = raw.strip()
+        if not text:
+            return
+        try:
+            mailbox.send(decode_command(text))
+        except WireError:
+            if on_unknown is not None:
+                on_unknown(text)
+
     def read() -> None:
         try:
             for raw in stream:
-                text = raw.strip()
-                if not text:
-                    continue
-                try:
-                    mailbox.send(decode_command(text))
-                except WireError:
-                    if on_unknown is not None:
-                        on_unknown(text)
+                deliver(raw)
         except (OSError, ValueError):
             pass      # an unreadable input ends like a closed one
         if on_end is not None:
@@ -215,6 +218,33 @@ def listen_for_commands(stream: IO[str], mailbox: Mailbox,
         else:
             mailbox.send(Command.STOP)
 
+    for raw in waiting_lines(stream):
+        deliver(raw)
     thread = threading.Thread(target=read, name="commands", daemon=True)
     thread.start()
     return thread
+
+
+def waiting_lines(stream: IO[str]) -> list[str]:
+    """The command lines already in the pipe, read now, before the reader thread exists.
+
+    Why: Stop pressed while the process was still starting is in the pipe before the trainer's
+    first look at its mailbox; left to the thread, a busy machine could schedule that look first
+    and train a step nobody wanted. Whole lines only (the app writes each command in one write);
+    lines that one read already took into the stream's buffer are left to the thread too;
+    end of input is left to the thread, which stops the run the usual way. Nothing is read where
+    the stream cannot be polled (Windows pipes, a StringIO): the thread then does all of it.
+    """
+    import select
+
+    lines: list[str] = []
+    try:
+        fd = stream.fileno()
+        while select.select([fd], [], [], 0)[0]:
+            raw = stream.readline()
+            if not raw:
+                break
+            lines.append(raw)
+    except (OSError, ValueError):
+        pass
+    return lines
