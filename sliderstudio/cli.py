@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a slider")
     train.add_argument("--config", required=True, help="config.json or the project folder")
-    train.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    train.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available); or, as any config key, "
+                                        "--devices cpu|0|0,1|all: one process on each chosen GPU, and "
+                                        "--num_processes N")
     train.add_argument("--events", action="store_true",
                        help="write events as JSON lines to stdout and read commands from stdin, one a line "
                             "(stop, pause, resume, sample_now, save_now); the app trains this way. Closing "

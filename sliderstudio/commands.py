@@ -82,9 +82,12 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    project = project_to_launch(args, extra)
-    if project is not None:
-        return train_on_processes(args, extra, project)
+    found = project_to_launch(args, extra)
+    if found is not None:
+        project, plan = found
+        if plan.launched:
+            return train_on_processes(args, extra, project, plan)
+        args.device = plan.device   # the chosen device (devices: cpu, or one GPU) for this one process
     if args.events:
         return train_with_events(args, extra)
     from sliderstudio.engine.project import load_project, parse_cli_overrides
@@ -100,9 +103,10 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def project_to_launch(args: argparse.Namespace, extra: list[str]):
-    """The project when this process must start num_processes > 1 training processes; None otherwise
-    (one process, or already one of the started ones). A config that does not load is None too: the
-    one-process path reports it, on the wire with --events."""
+    """(project, launch plan) of a run this process starts: one process on the chosen device, or
+    several through accelerate's launcher (config.device_choice); None in one of the started processes
+    (their device is on their command line). A config that does not load is None too: the one-process
+    path reports it, on the wire with --events; a device choice that cannot run is reported here."""
     from sliderstudio.engine.distributed import in_worker
     from sliderstudio.engine.project import load_project, parse_cli_overrides
 
@@ -112,28 +116,46 @@ def project_to_launch(args: argparse.Namespace, extra: list[str]):
         project = load_project(args.config, parse_cli_overrides(extra))
     except InputError:
         return None
-    return project if project.config.num_processes > 1 else None
+    try:
+        return project, plan_for(project, args.device)
+    except InputError as exc:
+        report_launch_failure(args, project, exc)
+        raise
 
 
-def train_on_processes(args: argparse.Namespace, extra: list[str], project) -> int:
-    """`num_processes` N > 1: the same `train` command on N processes through accelerate's launcher
-    (core/distributed). The main process speaks the wire with --events; a launch that fails (a bad
-    process count, a process that died) is reported here, once, after every process has ended."""
-    from sliderstudio.engine.distributed import LaunchFailed, check_launch, device_kind, launch
+def plan_for(project, requested: str | None):
+    """The project's devices and num_processes with --device, checked (exit 2 on a bad choice)."""
+    from sliderstudio.config.device_choice import plan_launch
+
+    cfg = project.config
+    return plan_launch(cfg.devices, cfg.num_processes, requested, file=str(project.config_path))
+
+
+def report_launch_failure(args: argparse.Namespace, project, exc: Exception) -> None:
+    """With --events the app learns of a launch that failed from the wire (one Failed event)."""
+    if not args.events:
+        return
+    from sliderstudio.kernel.event_wire import WireSink, claim_stdout
     from sliderstudio.engine.run_state import read_heartbeat
 
-    command = ["train", "--config", str(args.config), *(["--device", args.device] if args.device else []),
+    step = (read_heartbeat(project.output_dir) or {}).get("step", 0)
+    WireSink(claim_stdout())(Failed(str(exc), int(step), exit_code=exc.exit_code))
+
+
+def train_on_processes(args: argparse.Namespace, extra: list[str], project, plan) -> int:
+    """Several processes: the same `train` command on each through accelerate's launcher
+    (core/distributed), on the chosen GPUs. The main process speaks the wire with --events; a launch
+    that fails (a bad process count, a process that died) is reported here, once, after every
+    process has ended."""
+    from sliderstudio.engine.distributed import LaunchFailed, check_launch, launch
+
+    command = ["train", "--config", str(args.config), *(["--device", plan.device] if plan.device else []),
                *(["--events"] if args.events else []), *extra]
     try:
-        kind = device_kind(args.device)
-        check_launch(project, kind)
-        launch(project.config.num_processes, kind, command, project.output_dir)
+        check_launch(project, plan.kind, plan.processes)
+        launch(plan.processes, plan.kind, command, project.output_dir, plan.launcher_arguments())
     except (InputError, LaunchFailed) as exc:
-        if args.events:
-            from sliderstudio.kernel.event_wire import WireSink, claim_stdout
-
-            step = (read_heartbeat(project.output_dir) or {}).get("step", 0)
-            WireSink(claim_stdout())(Failed(str(exc), int(step), exit_code=exc.exit_code))
+        report_launch_failure(args, project, exc)
         if isinstance(exc, InputError):
             raise
         print(f"error: {exc}", file=sys.stderr)

@@ -109,14 +109,24 @@ def shard_worker(rank: int, world: int, port: int, model: Path, out: Path) -> No
     adapters.activate(denoiser, adapters.SLIDER)
     before = measure()
     cfg = SimpleNamespace(fsdp_transformer_layer_cls_to_wrap=None, fsdp_reshard_after_forward=True)
+    import accelerate.utils
+
+    helper, plugins = accelerate.utils.fsdp2_prepare_model, []
+    accelerate.utils.fsdp2_prepare_model = lambda acc, model: (plugins.append(acc.state.fsdp_plugin),
+                                                               helper(acc, model))[1]
     report = fsdp.shard(denoiser, slider, torch.device("cpu"), world, cfg)
+    accelerate.utils.fsdp2_prepare_model = helper
     after = measure()
     from torch.distributed.tensor import DTensor
 
     assert not any(isinstance(p, DTensor) for p in slider)                  # the slider stays whole
     assert isinstance(denoiser.transformer_blocks[0].attn.to_q.base_layer.weight, DTensor)
     worst = {key: float((after[key] - before[key]).abs().max()) for key in before}
+    plugin, = plugins                                   # sharded by accelerate's FSDP2 plugin and helper
+    ignored = {id(p) for m in plugin.ignored_modules for p in m.parameters(recurse=False)}
     result = {"blocks": report.blocks, "local": report.local_numel, "full": report.full_numel, "worst": worst,
+              "plugin": [plugin.fsdp_version, sorted(plugin.transformer_cls_names_to_wrap)],
+              "ignored_is_slider": ignored == {id(p) for p in slider},
               "zero_vs_base": float((after["at 0.0"] - base).abs().max()),
               "effect": float((after["at 1.0"] - base).abs().max()),
               "grad_norm": float(sum(after[k].norm() for k in after if k.startswith("grad")))}
@@ -125,7 +135,8 @@ def shard_worker(rank: int, world: int, port: int, model: Path, out: Path) -> No
 
 
 def test_sharded_denoiser_predicts_and_backpropagates_as_the_whole_one(tmp_path, sd3_model):
-    """fully_shard on 2 gloo processes: half the frozen weights each, the slider untouched; strength 0
+    """accelerate's FSDP2 plugin (its fsdp2_prepare_model, torch's fully_shard underneath) on 2 gloo processes,
+    the slider's LoRA layers as its ignored_modules: half the frozen weights each, the slider untouched; strength 0
     is the base, other strengths, per-sample strengths and the slider's gradients equal the unsharded
     model's (1e-5: float32, the same kernels on gathered weights; measured: predictions bit-equal,
     gradients 9e-10 apart)."""
@@ -136,6 +147,7 @@ def test_sharded_denoiser_predicts_and_backpropagates_as_the_whole_one(tmp_path,
     mp.spawn(shard_worker, args=(2, free_port(), sd3_model, tmp_path), nprocs=2, join=True)
     for rank in (0, 1):
         result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert result["plugin"] == [2, ["JointTransformerBlock"]] and result["ignored_is_slider"]
         assert result["blocks"] == 2 and result["full"] > 20000
         assert abs(result["local"] / result["full"] - 0.5) < 0.01
         assert max(result["worst"].values()) < 1e-5, result["worst"]
@@ -233,7 +245,14 @@ def test_fsdp_on_two_processes_matches_one_process_and_resumes_on_one(tmp_path, 
     line = next(x for x in err.splitlines() if x.startswith("FSDP: "))
     held, full = (int(x) for x in line.split("holds ")[1].split(" frozen")[0].split(" of its "))
     assert full > 20000 and abs(held / full - 0.5) < 0.01        # the frozen denoiser really is sharded
-    assert "calibration skipped" in err
+    # calibration refused once, saying why; the adapter carries no calibration (item 5 of issue #17)
+    assert err.count("calibration skipped: with FSDP the main process cannot render alone") == 1
+    assert "the adapter is saved without a recommended range" in err
+    from sliderstudio.adapters.adapter_io import read_metadata
+    from sliderstudio.engine.calibration import CALIBRATION_KEY, RANGE_KEY
+
+    meta = read_metadata(sharded / "output" / ADAPTER)
+    assert meta and RANGE_KEY not in meta and CALIBRATION_KEY not in meta
     assert sorted(p.name for p in (sharded / "output" / "validation" / "step-000004").iterdir())  # rendered
     one_process(single)
     a, b = rows(single), rows(sharded)

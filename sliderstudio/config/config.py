@@ -184,6 +184,9 @@ class TrainConfig(_Strict):
                                                                 "out of memory")
     num_processes: int = Field(1, ge=1, le=1024, description="Training processes on this machine, one device each "
                                                            "(GPUs, or CPU cores); train_batch_size is split among them")
+    devices: str | None = Field(None, description="Devices to train on: cpu, a GPU index (0), GPU indices (0,1) "
+                                                  "or all; one process per chosen GPU (config.device_choice). "
+                                                  "Default: a GPU when there is one")
     fsdp_enable: bool = Field(False, description="Shard the frozen denoiser over the num_processes processes "
                                                  "(FSDP2; transformer families): each holds about 1/N of it")
     fsdp_version: int = Field(2, ge=2, le=2, description="FSDP version: 2 (torch's fully_shard) only")
@@ -201,6 +204,16 @@ class TrainConfig(_Strict):
         if value is not None and not isinstance(value, bool):
             parse_sizes(value)
         return value
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _check_devices(cls, value: Any) -> Any:
+        from sliderstudio.config.device_choice import normalise
+
+        try:
+            return normalise(None if value is None else str(value))
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("attention_mechanism")
     @classmethod

@@ -72,15 +72,6 @@ def in_worker() -> bool:
     return current_ranks().distributed
 
 
-def device_kind(device: str | None) -> str:
-    """'cuda' or 'cpu': the kind of device the processes train on (cuda when available by default)."""
-    if device:
-        return "cuda" if device.startswith("cuda") else device.split(":")[0]
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def available(kind: str) -> int:
     """How many processes this machine can give one device each: GPUs, or CPU cores."""
     if kind == "cuda":
@@ -110,18 +101,20 @@ def require_fsdp_family(family: Any, file: str | None = None) -> None:
                           "whole model) or the memory options", file=file, key="fsdp_enable", value=True)
 
 
-def check_launch(project: Any, kind: str) -> None:
-    """What a run on num_processes processes needs, checked before any process starts (exit 2)."""
+def check_launch(project: Any, kind: str, processes: int | None = None) -> None:
+    """What a run on `processes` (default num_processes) processes needs, checked before any process
+    starts (exit 2)."""
     cfg = project.config
-    check_num_processes(cfg.num_processes, kind, str(project.config_path))
+    processes = cfg.num_processes if processes is None else processes
+    check_num_processes(processes, kind, str(project.config_path))
     if getattr(cfg, "fsdp_enable", False):  # the frozen denoiser sharded over the processes (engine.fsdp)
         from sliderstudio.engine.fsdp import check_options
         from sliderstudio.families.registry import get_family
 
         check_options(cfg, get_family(cfg.model_family), str(project.config_path))
-    if cfg.train_batch_size % cfg.num_processes:
+    if cfg.train_batch_size % processes:
         print(f"warning: train_batch_size {cfg.train_batch_size} is not a multiple of num_processes "
-              f"{cfg.num_processes}: the global micro-batch is split unevenly and some processes idle for "
+              f"{processes}: the global micro-batch is split unevenly and some processes idle for "
               "part of each step", file=sys.stderr, flush=True)
 
 
@@ -155,9 +148,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_arguments(n: int, kind: str, port: int, command: Sequence[str]) -> list[str]:
-    """`accelerate launch` arguments that run `python -m sliderstudio <command>` on n processes."""
-    args = ["--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no",
+def launch_arguments(n: int, kind: str, port: int, command: Sequence[str], devices: Sequence[str] = ()) -> list[str]:
+    """`accelerate launch` arguments that run `python -m sliderstudio <command>` on n processes
+    (`devices`: the launcher's device options, e.g. --gpu_ids 0,2 from config.device_choice)."""
+    args = [*devices, "--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no",
             "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
             "--monitor_interval", str(MONITOR_INTERVAL_S), "--max_restarts", "0"]
     if kind == "cpu":
@@ -165,7 +159,7 @@ def launch_arguments(n: int, kind: str, port: int, command: Sequence[str]) -> li
     return args + ["-m", "sliderstudio", *command]
 
 
-def launch(n: int, kind: str, command: Sequence[str], output_dir: Path) -> None:
+def launch(n: int, kind: str, command: Sequence[str], output_dir: Path, devices: Sequence[str] = ()) -> None:
     """Run the training command on n processes and wait; LaunchFailed says which process ended how.
 
     The processes inherit this one's stdin, stdout and stderr: the main process speaks the event
@@ -173,7 +167,7 @@ def launch(n: int, kind: str, command: Sequence[str], output_dir: Path) -> None:
     """
     from accelerate.commands.launch import launch_command, launch_command_parser
 
-    args = launch_command_parser().parse_args(launch_arguments(n, kind, free_port(), command))
+    args = launch_command_parser().parse_args(launch_arguments(n, kind, free_port(), command, devices))
     from torch.distributed.elastic.multiprocessing.api import SignalException
 
     try:

@@ -9,10 +9,11 @@ Why this shape:
   of a 1-process run: the full adapter state is on the main process already, a checkpoint needs no
   gathering and resumes on any number of processes. The price is the adapter and its optimizer
   states on every process, which the memory planner counts whole.
-- torch's `fully_shard` is called directly, on CUDA and on the CPU: accelerate 1.15 ignores its FSDP
-  plugin on the CPU (it wraps the model in DDP), and its plugin path on CUDA shards through
-  `Accelerator.prepare(model)`, which would also take over the model's forward, while the families
-  call their denoiser unwrapped and the slider must stay out of the shards.
+- The sharding is accelerate's: its FSDP2 plugin (`FullyShardedDataParallelPlugin(fsdp_version=2)`, the
+  blocks by class name, the slider's LoRA layers as `ignored_modules`) applied by its
+  `fsdp2_prepare_model`, which calls torch's `fully_shard` in place. Not `Accelerator.prepare(model)`:
+  on the CPU accelerate 1.15 drops the plugin (it would wrap the model in DDP), and on CUDA prepare
+  takes the model over, while the families call their denoiser directly (AccelerateView).
 - Every process must join every gather of the sharded weights: each runs the same forwards and
   backwards for every micro-batch (a process with an empty share runs a stand-in at zero weight),
   and validation renders on every process (the main one alone writes the images).
@@ -96,19 +97,64 @@ def outermost(modules: Iterable[torch.nn.Module]) -> list[torch.nn.Module]:
 
 def shard(denoiser: torch.nn.Module, keep: Sequence[torch.nn.Parameter], device: torch.device, world: int,
           cfg: Any, file: str | None = None) -> ShardReport:
-    """Shard the denoiser's blocks, then its root, leaving `keep` (the slider's parameters) whole."""
+    """Shard the denoiser's blocks, then its root, leaving `keep` (the slider's parameters) whole, through
+    accelerate's FSDP2 plugin and its `fsdp2_prepare_model` (see `AccelerateView` for why not prepare())."""
+    from accelerate import FullyShardedDataParallelPlugin
+    from accelerate.utils import fsdp2_prepare_model
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
 
-    mesh = init_device_mesh(device.type, (world,))
-    ignored = set(keep)
     blocks = repeated_blocks(denoiser, class_names(cfg.fsdp_transformer_layer_cls_to_wrap), file)
-    reshard = bool(cfg.fsdp_reshard_after_forward)
-    for block in blocks:
-        fully_shard(block, mesh=mesh, reshard_after_forward=reshard, ignored_params=ignored)
-    fully_shard(denoiser, mesh=mesh, reshard_after_forward=reshard, ignored_params=ignored)
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=2, reshard_after_forward=bool(cfg.fsdp_reshard_after_forward),
+        auto_wrap_policy="transformer_based_wrap",
+        transformer_cls_names_to_wrap=sorted({type(b).__name__ for b in blocks}),
+        ignored_modules=owners(denoiser, keep))
+    view = AccelerateView(plugin, init_device_mesh(device.type, (world,)), device)
+    sharded = fsdp2_prepare_model(view, denoiser)
+    if sharded is not denoiser:  # in place is what the families' direct calls rely on
+        raise RuntimeError("accelerate's fsdp2_prepare_model returned another module than the denoiser")
     local, full = sharded_numel(denoiser)
     return ShardReport(len(blocks), world, local, full)
+
+
+class AccelerateView:
+    """What accelerate's `fsdp2_prepare_model` reads of an Accelerator: the FSDP2 plugin, the mesh, the
+    device, the precision. Not an Accelerator because (measured, accelerate 1.15): on the CPU
+    `Accelerator(cpu=True, fsdp_plugin=...)` drops the plugin (distributed_type MULTI_CPU; reading
+    `state.fsdp_plugin` raises AttributeError), and on CUDA `Accelerator.prepare(model)` would also
+    take the model over (and its optimizer, scheduler and data) where the families call their denoiser
+    directly. The helper itself shards in place (the same module object, its forward untouched)."""
+
+    def __init__(self, plugin: Any, mesh: Any, device: torch.device):
+        from types import SimpleNamespace
+
+        self.state = SimpleNamespace(fsdp_plugin=plugin)
+        self.mesh = mesh
+        self.device = device
+        self.mixed_precision = "no"   # the slider's parameters stay float32; the frozen base keeps its dtype
+        self.is_main_process = torch.distributed.get_rank() == 0
+        self.parallelism_config = SimpleNamespace(fsdp_dim_names=())
+
+    @property
+    def torch_device_mesh(self) -> Any:
+        return _WholeMesh(self.mesh)
+
+
+class _WholeMesh:
+    """accelerate indexes its mesh by the FSDP dimension names; ours is one dimension, all processes."""
+
+    def __init__(self, mesh: Any):
+        self.mesh = mesh
+
+    def __getitem__(self, _names: tuple) -> Any:
+        return self.mesh
+
+
+def owners(module: torch.nn.Module, keep: Sequence[torch.nn.Parameter]) -> list[torch.nn.Module]:
+    """The submodules that hold `keep` directly (the slider's LoRA layers): accelerate's plugin leaves
+    modules, not parameters, out of the shards. None when the slider lives outside the denoiser (LyCORIS)."""
+    wanted = {id(p) for p in keep}
+    return [m for m in module.modules() if any(id(p) in wanted for p in m.parameters(recurse=False))]
 
 
 def sharded_numel(module: torch.nn.Module) -> tuple[int, int]:

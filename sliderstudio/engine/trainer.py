@@ -57,6 +57,7 @@ class Trainer:
         self._losses = LossLog()  # steps whose loss is still on the device (read every logging_steps)
         self._started, self._done_here = time.perf_counter(), 0
         self._calibrate = True  # off while stopping: a stop must not wait for a calibration sweep
+        self._fsdp_said = False  # the FSDP run's one line on why it is not calibrated
 
     # --- public --------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -286,9 +287,12 @@ class Trainer:
 
         calibrate = self._calibrate and self.session.fsdp is None and \
             (not checkpoint or self.project.config.validation_steps > 0)
-        if self._calibrate and not calibrate and self.project.config.slider_calibration:
-            self.log("calibration skipped: with FSDP the main process cannot render alone (the denoiser is "
-                     "sharded); run 'sliderstudio report --lora' on the adapter to measure it", "warning")
+        if self.session.fsdp is not None and self.project.config.slider_calibration and not self._fsdp_said:
+            self._fsdp_said = True    # once per run, not at every save
+            self.log("calibration skipped: with FSDP the main process cannot render alone (each process holds "
+                     "part of the denoiser), and rendering after the run would need the whole model on one "
+                     "device, which FSDP is there to avoid; the adapter is saved without a recommended range: "
+                     "run 'sliderstudio report --lora' on it where the model fits", "warning")
         calibration = calibrate_session(self.session, self.project, self.step, self.log) if calibrate else {}
         return self.session.adapter.save(path, {**self.session.metadata(self.step), **calibration})
 

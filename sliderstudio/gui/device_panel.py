@@ -5,8 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
-    QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout,
-    QWidget,
+    QComboBox, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox,
+    QVBoxLayout, QWidget,
 )
 
 from sliderstudio.gui.viewmodels.device import THUMB, DeviceViewModel, GalleryImage
@@ -83,7 +83,9 @@ class DevicePanel(QWidget):
         vm.noteChanged.connect(self.note.setText)
         vm.training.pausedChanged.connect(lambda _p, _s: self.show_controls())
         vm.processesChanged.connect(self.show_processes)
+        vm.devicesChanged.connect(self.show_devices)
         self.show_device()
+        self.show_devices()
         self.show_processes()
         self.show_controls()
         self.show_gallery()
@@ -100,10 +102,31 @@ class DevicePanel(QWidget):
         # Ignored width: a text that changes every few seconds must not relayout the window.
         self.memory_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         col.addWidget(self.device_name)
+        col.addLayout(self._build_devices())
         col.addLayout(self._build_processes())
         col.addWidget(self.memory_bar)
         col.addWidget(self.memory_text)
         return col
+
+    def _build_devices(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        label = QLabel("Train on")
+        self.devices = QComboBox(objectName="devices")
+        self.devices.setToolTip(
+            "devices: what the next run trains on. A GPU: one process on it; several GPUs (or all): one process "
+            "on each, started through accelerate (num_processes follows); CPU: num_processes processes on the "
+            "CPU cores; Automatic: a GPU when there is one")
+        self.devices.activated.connect(self._devices_edited)
+        label.setBuddy(self.devices)
+        row.addWidget(label)
+        row.addWidget(self.devices, 1)
+        return row
+
+    def _devices_edited(self, index: int) -> None:
+        problem = self.vm.set_devices(self.vm.device_options()[index][0])
+        if problem:
+            self.note.setText("⚠ " + problem)
+            self.show_devices()
 
     def _build_processes(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -179,9 +202,26 @@ class DevicePanel(QWidget):
         self.processes.blockSignals(False)
         self.processes.setEnabled(self.vm.processes_editable())
 
+    def show_devices(self) -> None:
+        """The machine's devices with the project's choice selected; a choice that cannot run here says why."""
+        self.devices.blockSignals(True)
+        self.devices.clear()
+        options = self.vm.device_options()
+        for value, text in options:
+            self.devices.addItem(text, value)
+        values = [value for value, _ in options]
+        current = self.vm.devices()
+        self.devices.setCurrentIndex(values.index(current) if current in values else 0)
+        self.devices.blockSignals(False)
+        self.devices.setEnabled(self.vm.devices_editable())
+        problem = self.vm.launch_problem()
+        if problem:
+            self.note.setText("⚠ " + problem)
+
     def show_controls(self) -> None:
         live = self.vm.live
         self.show_processes()
+        self.devices.setEnabled(self.vm.devices_editable())
         self.pause_button.setText(RESUME_TEXT if self.vm.paused else PAUSE_TEXT)
         self.pause_button.setToolTip(
             "Continue the paused run from the step it holds at" if self.vm.paused else

@@ -17,6 +17,9 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
+from sliderstudio.config import device_choice
+from sliderstudio.config.device_choice import Gpu, LaunchPlan
+from sliderstudio.kernel.errors import InputError
 from sliderstudio.kernel.events import Device, Image
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.viewmodels.training import RUNNING, TrainingViewModel
@@ -94,6 +97,7 @@ class DeviceViewModel(QObject):
     controlsChanged = Signal()       # live / paused / pending changed
     noteChanged = Signal(str)        # the panel's one-line status (what the last command did)
     processesChanged = Signal()      # the project's num_processes changed (or another project opened)
+    devicesChanged = Signal()        # the devices found, or the project's devices choice, changed
 
     def __init__(self, training: TrainingViewModel, project_vm: ProjectViewModel, tasks: TaskRunner,
                  parent: QObject | None = None):
@@ -115,6 +119,10 @@ class DeviceViewModel(QObject):
         project_vm.projectLoaded.connect(self.reload_gallery)
         project_vm.projectLoaded.connect(self.processesChanged)
         project_vm.configChanged.connect(lambda key: key == "num_processes" and self.processesChanged.emit())
+        project_vm.projectLoaded.connect(self.devicesChanged)
+        project_vm.configChanged.connect(self._on_config_key)
+        self.gpus: list[Gpu] | None = None          # None until detected (torch loads off the UI thread)
+        tasks.submit(lambda: device_choice.detect_gpus(), self._on_gpus, lambda exc: self._on_gpus([]))
 
     # --- what the panel shows --------------------------------------------------------------
     @property
@@ -164,7 +172,62 @@ class DeviceViewModel(QObject):
         return max(1, os.cpu_count() or 1)
 
     def processes_editable(self) -> bool:
-        return self._pvm.is_open and not self.training.running
+        """The count is the user's on the CPU or automatic; a GPU choice sets it (one process per GPU)."""
+        return self._pvm.is_open and not self.training.running and self.devices() in (None, device_choice.CPU)
+
+    # --- devices (the project's `devices`: cpu, one GPU, several, all) -----------------------
+    def devices(self) -> str | None:
+        return self._pvm.config.devices if self._pvm.is_open else None
+
+    def device_options(self) -> list[tuple[str | None, str]]:
+        """(devices value, label) of what this machine has; a saved choice it lacks is listed as missing,
+        so opening a project made elsewhere shows it instead of silently picking another device."""
+        found = device_choice.options(self.gpus or [])
+        current = self.devices()
+        if current is not None and current not in [value for value, _ in found]:
+            found.append((current, f"{current} (not on this machine)"))
+        return found
+
+    def devices_editable(self) -> bool:
+        return self._pvm.is_open and not self.training.running and self.gpus is not None
+
+    def set_devices(self, value: str | None) -> str | None:
+        """Train the next run on these devices (a GPU choice also sets num_processes: one per GPU);
+        the validation message or None."""
+        if not self._pvm.is_open or self.training.running:
+            return "no project is open" if not self._pvm.is_open else "the devices are fixed while a run is live"
+        try:
+            count = device_choice.process_count(value, self.gpus or [])
+        except InputError:
+            count = None            # not a devices value: the config's validation names it below
+        return self._pvm.update_config(devices=value, **({"num_processes": count} if count else {}))
+
+    def launch_plan(self) -> LaunchPlan:
+        """How the training process will start the run with the project as it is (raises InputError
+        naming the key when the choice cannot run here)."""
+        cfg = self._pvm.config
+        return device_choice.plan_launch(cfg.devices, cfg.num_processes, None, self.gpus or [],
+                                         str(self._pvm.project.config_path))
+
+    def launch_problem(self) -> str | None:
+        """Why the chosen devices cannot run on this machine, or None."""
+        if not self._pvm.is_open or self.gpus is None:
+            return None
+        try:
+            self.launch_plan()
+        except InputError as exc:
+            return str(exc.message if not exc.key else f"{exc.key}: {exc.message}")
+        return None
+
+    def _on_gpus(self, gpus: list[Gpu]) -> None:
+        self.gpus = list(gpus)
+        self.devicesChanged.emit()
+        self.processesChanged.emit()
+
+    def _on_config_key(self, key: str) -> None:
+        if key == "devices":
+            self.devicesChanged.emit()
+            self.processesChanged.emit()
 
     def set_processes(self, n: int) -> str | None:
         """Train the next run on n processes (the project's num_processes); the validation message or None."""
