@@ -51,12 +51,13 @@ def settings_for(project: Any) -> Settings:
 
 def is_toy(model: str) -> bool:
     """The bundled toy model, by its config name or its folder: then the toy attribute meter applies."""
-    from sliderstudio.toy import TOY_MODEL_ID, toy_model_path
+    from sliderstudio.core.resources import toy_model_dir
+    from sliderstudio.toy import TOY_MODEL_ID
 
     if str(model).strip() == TOY_MODEL_ID:
         return True
     try:
-        return Path(model).resolve() == toy_model_path().resolve()
+        return Path(model).resolve() == toy_model_dir().resolve()
     except (OSError, ValueError):
         return False
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from sliderstudio.core.errors import ConfigError
+from sliderstudio.core.resources import has_preset, read_preset
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "lycoris"
 ALGORITHMS = ("lokr", "locon", "loha", "full")
 UNET_FAMILIES = ("sd1x", "sd2x", "sdxl")
 
@@ -113,11 +113,11 @@ def preset_group(family: str) -> str:
     return family if family in UNET_FAMILIES else "transformer"
 
 
-def lycoris_presets(family: str) -> dict[str, Path]:
-    """algorithm → shipped preset file for this family (`presets/lycoris/<family>-<algo>.json`)."""
+def lycoris_presets(family: str) -> dict[str, str]:
+    """algorithm → shipped preset name for this family (`presets/lycoris/<family>-<algo>.json`)."""
     group = preset_group(family)
-    found = {algo: PRESET_DIR / f"{group}-{algo}.json" for algo in ALGORITHMS}
-    return {algo: path for algo, path in found.items() if path.exists()}
+    found = {algo: f"{group}-{algo}" for algo in ALGORITHMS}
+    return {algo: name for algo, name in found.items() if has_preset("lycoris", name)}
 
 
 def lycoris_preset(family: str, algo: str) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def lycoris_preset(family: str, algo: str) -> dict[str, Any]:
     if algo not in presets:
         raise ConfigError(f"no shipped LyCORIS preset for algorithm '{algo}'", key="algo", value=algo,
                           expected="one of " + ", ".join(presets))
-    return json.loads(presets[algo].read_text(encoding="utf-8"))
+    return read_preset("lycoris", presets[algo])
 
 
 def validate_lycoris_config(data: Any) -> list[LycorisProblem]:

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import functools
 import json
-from importlib import resources
-
 from sliderstudio.core.config import PromptEntry
+from sliderstudio.core.resources import read_config_data
 
 
 @functools.cache
 def _library() -> dict[str, str]:
-    text = (resources.files("sliderstudio") / "config_data" / "builtin_prompt_library.json").read_text("utf-8")
-    return json.loads(text)
+    return json.loads(read_config_data("builtin_prompt_library.json"))
 
 
 def builtin_prompts() -> list[PromptEntry]:

@@ -6,7 +6,6 @@ preview talk only to this interface, so adding a family touches one module and o
 """
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,10 +14,10 @@ from typing import Any, Callable
 
 import torch
 
+from sliderstudio.core.resources import read_preset
 from sliderstudio.families.comfy_naming import DIFFUSERS_PATH_KEYS, ComfyNaming
 from sliderstudio.families.controlnet_support import ControlNetSupport
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "targets"
 PRESET_NAMES = ("reference", "slider", "default")
 
 
@@ -57,8 +56,7 @@ class Family(ABC):
 
     @cached_property
     def presets(self) -> dict[str, list[str]]:
-        path = PRESET_DIR / f"{self.id}.json"
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_preset("targets", self.id)
         return {name: list(data[name]) for name in PRESET_NAMES}
 
     @property

@@ -14,14 +14,11 @@ import torch
 
 from sliderstudio.core.errors import ModelLoadError
 from sliderstudio.core.build_lock import BUILD_LOCK
+from sliderstudio.core.resources import toy_model_dir
 from sliderstudio.families.base import Family
 
 TOY_ALIAS = "sliderstudio:toy"
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"})
-
-
-def toy_model_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "resources" / "toy-model"
 
 
 def resolve_model_path(spec: str) -> str:

@@ -1,15 +1,9 @@
 """The bundled toy world: procedurally drawn shapes and a tiny diffusion model trained on them.
 
 The model ships inside the package so the demo, the app's demo project and the tests work with
-no download. `"sliderstudio:toy"` in a config's `pretrained_model_name_or_path` names it.
+no download. `"sliderstudio:toy"` in a config's `pretrained_model_name_or_path` names it; its
+folder is `sliderstudio.core.resources.toy_model_dir()` (the repository's `resources/toy-model/`).
 """
-
-from pathlib import Path
 
 #: The config value that names the bundled model.
 TOY_MODEL_ID = "sliderstudio:toy"
-
-
-def toy_model_path() -> Path:
-    """Folder of the bundled StableDiffusionPipeline (package-relative, works when installed)."""
-    return Path(__file__).resolve().parent.parent / "resources" / "toy-model"
