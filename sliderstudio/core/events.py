@@ -1,6 +1,6 @@
 """Events out of the engine and commands into it: the seam between the trainer and its two faces.
 
-The trainer is a plain loop. It calls `EventSink.emit(event)` and polls a `Mailbox` between steps.
+The trainer is a plain loop. It calls `sink(event)` and polls a `Mailbox` between steps.
 The CLI turns events into a progress bar; the GUI's QThread worker turns them into Qt signals.
 Nothing here knows about Qt or terminals.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Protocol
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,6 @@ class PauseChanged:
 Event = Progress | Log | Image | Checkpoint | Finished | Failed | Device | PauseChanged
 
 
-class EventSink(Protocol):
-    def __call__(self, event: Event) -> None: ...
-
-
 class Command(str, Enum):
     STOP = "stop"
     PAUSE = "pause"
@@ -134,8 +130,3 @@ class Mailbox:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
-
-
-def collecting_sink(store: list[Event]) -> Callable[[Event], None]:
-    """A sink that keeps every event; handy for tests and scripts."""
-    return store.append

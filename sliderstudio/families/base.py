@@ -44,7 +44,6 @@ class Family(ABC):
     aliases: tuple[str, ...] = ()
     flavours: tuple[str, ...] = ()
     prediction: str = "epsilon"  # epsilon | v_prediction | flow_matching
-    supports_lycoris: bool = True
     size_alignment: int = 16  # training sizes are multiples of this: VAE downsampling × patch size
     controlnet: ControlNetSupport | None = None  # None: no ControlNet sliders for this family
     extra: dict[str, Any] = field(default_factory=dict)

@@ -102,11 +102,6 @@ def _quantised(config: Any) -> dict[str, Any]:
     return {} if config is None else {"quantization_config": config}
 
 
-def model_dir_for_config(spec: str) -> Path | str:
-    """Where the denoiser's config can be read for a meta skeleton (folder, or hub id)."""
-    return resolve_model_path(spec)
-
-
 def quiet_libraries() -> None:
     """Library progress bars and info logs would drown our own progress output.
 
