@@ -63,6 +63,7 @@ def repo_toy_files() -> list[str]:
 def copy_source(dest: Path) -> Path:
     """The files a build reads, copied, so the build's own build/ and egg-info never touch the checkout."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    dest.mkdir(parents=True)
     for name in SOURCE_ITEMS:
         source = ROOT / name
         if source.is_dir():
@@ -73,14 +74,19 @@ def copy_source(dest: Path) -> Path:
 
 
 def make_venv(folder: Path) -> Path:
-    """A bare venv (its own pip, no site-packages of ours): torch is never downloaded, nothing leaks in."""
-    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True, timeout=300)
+    """A bare venv without pip (0.1 s instead of ~5 s): nothing of this test's environment leaks in."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True,
+                   timeout=300)
     return folder / "bin" / "python"
 
 
 def pip_install(python: Path, wheel: Path) -> None:
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True, text=True, timeout=300)
+    """Install with this environment's pip into the venv's site-packages (`--target` never touches the
+    running environment); the editable wheel's .pth lands there too and is read at the venv's start."""
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", purelib,
+                    str(wheel)], check=True, capture_output=True, text=True, timeout=300)
 
 
 def run_check(python: Path, cwd: Path) -> dict:
