@@ -9,6 +9,7 @@ folder outside the repository, so nothing can come from the checkout by accident
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -229,3 +230,28 @@ def test_bundle_takes_a_stand_in_toy_model(tmp_path, monkeypatch):
     toy = [(s, d) for s, d in bundle_config.shipped_datas() if d.startswith(bundle_config.TOY_MODEL_DEST)]
     assert sorted(toy) == [(str(stand_in / "model_index.json"), bundle_config.TOY_MODEL_DEST),
                            (str(stand_in / "unet" / "config.json"), bundle_config.TOY_MODEL_DEST + "/unet")]
+
+
+@pytest.mark.slow
+def test_a_frozen_app_with_the_bundles_datas_finds_every_shipped_file(tmp_path):
+    """A small PyInstaller one-folder build of the check script with shipped_datas(), run from outside
+    the repository: the frozen import of `sliderstudio.presets` (its __init__.py bundled as data) and
+    importlib.resources behave as in the full bundle (`make installer-test` runs that one)."""
+    pyinstaller = pytest.importorskip("PyInstaller.__main__")
+    entry = tmp_path / "frozencheck.py"
+    entry.write_text(CHECK_SCRIPT, encoding="utf-8")
+    args = ["--noconfirm", "--onedir", "--distpath", str(tmp_path / "dist"), "--workpath", str(tmp_path / "work"),
+            "--specpath", str(tmp_path), "--paths", str(ROOT), "--log-level", "WARN"]
+    for source, dest in bundle_config.shipped_datas():
+        args += ["--add-data", f"{source}{os.pathsep}{dest}"]
+    pyinstaller.run([*args, str(entry)])
+    internal = tmp_path / "dist" / "frozencheck" / "_internal"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    done = subprocess.run([str(tmp_path / "dist" / "frozencheck" / "frozencheck")], cwd=outside, capture_output=True,
+                          text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(outside)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["presets"] == repo_presets() and seen["toy_files"] == repo_toy_files()
+    assert seen["presets_origin"] == str(internal / "sliderstudio" / "presets" / "__init__.py")
+    assert seen["toy"] == str(internal / "sliderstudio" / "resources" / "toy-model")
