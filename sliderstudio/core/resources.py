@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import sliderstudio
+from sliderstudio.core.errors import ResourceMissingError
 
 try:
     from importlib.resources.abc import Traversable
 except ImportError:  # Python 3.10
     from importlib.abc import Traversable
-from sliderstudio.core.errors import ResourceMissingError
 
 #: The preset folders below `presets/`: per-family target presets, LyCORIS presets, full-size configs.
 PRESET_KINDS = ("targets", "lycoris", "full_size")
