@@ -63,7 +63,7 @@ demo: $(STAMP)
 PACKAGING_STAMP := $(VENV)/.packaging-stamp
 VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' sliderstudio/__init__.py)
 BUNDLE_TGZ = dist/SliderStudio-$(VERSION)-linux-$(shell uname -m | sed 's/aarch64/arm64/').tar.gz
-BUNDLE_INPUTS = $(shell find sliderstudio packaging -type f -not -path '*/__pycache__/*') pyproject.toml
+BUNDLE_INPUTS = $(shell find sliderstudio presets resources packaging -type f -not -path '*/__pycache__/*') pyproject.toml
 
 $(PACKAGING_STAMP): $(STAMP) packaging/requirements.txt
 	$(BIN)/python -m pip install -q -r packaging/requirements.txt

@@ -24,7 +24,8 @@ from sliderstudio.engine.preview import PreviewRenderer
 from sliderstudio.adapters.slider_adapter import PeftSlider
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
-from sliderstudio.toy import TOY_MODEL_ID, toy_model_path
+from sliderstudio.kernel.resources import toy_model_dir
+from sliderstudio.toy import TOY_MODEL_ID
 
 PROMPT = "a red circle on a blue background"
 STRENGTHS = [-1.0, -0.5, 0.0, 0.5, 1.0]
@@ -33,7 +34,7 @@ ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
 
 def random_lora(path: Path, seed: int) -> Path:
     family = get_family("sd1x")
-    pipe = load_pipeline(family, str(toy_model_path()))
+    pipe = load_pipeline(family, str(toy_model_dir()))
     names = [n for n, _ in pipe.unet.named_modules() if n.endswith(ATTENTION)]
     config = adapters.attach_lora(pipe.unet, names, 4, 4.0, seed=seed)
     torch.manual_seed(seed)
@@ -45,7 +46,7 @@ def random_lora(path: Path, seed: int) -> Path:
 
 def random_lokr(path: Path, seed: int) -> Path:
     family = get_family("sd1x")
-    pipe = load_pipeline(family, str(toy_model_path()))
+    pipe = load_pipeline(family, str(toy_model_dir()))
     spec = parse_lycoris_config({"algo": "lokr", "linear_dim": 4, "linear_alpha": 1,
                                  "apply_preset": {"target_module": list(ATTENTION)}}, "bench.json")
     slider, _ = attach_lycoris(pipe.unet, "unet", spec, ("slider", []), seed)

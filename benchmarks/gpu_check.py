@@ -11,7 +11,7 @@ planner's estimate for the same settings, and the build time.
   python benchmarks/gpu_check.py [--budget-s 540] [--steps 15] [--json gpu_check.json]
   python benchmarks/gpu_check.py --tiny     # the same code paths on the CPU with tiny configs (< 1 min)
 
-Models are built from the families' published configs (sliderstudio/presets/full_size), on CUDA in
+Models are built from the families' published configs (presets/full_size), on CUDA in
 bf16, 1024 px, text lengths as the planner assumes. `--tiny` shrinks widths and depths of the same
 classes and runs at 64 px. `--budget-s` skips a run that would not finish in time and says so.
 Compile is off (compile_s stays empty) until the fast-step options are passed through here.

@@ -23,7 +23,7 @@ from sliderstudio.config.text_pairs import TextPair
 from sliderstudio.engine.text_slider import PairData, TextSlider
 from sliderstudio.families.loading import load_pipeline
 from sliderstudio.families.registry import get_family
-from sliderstudio.toy import toy_model_path
+from sliderstudio.kernel.resources import toy_model_dir
 
 PROMPTS = ["a red circle on a blue background", "a large red circle on a blue background",
            "a small red circle on a blue background"]
@@ -31,7 +31,7 @@ PROMPTS = ["a red circle on a blue background", "a large red circle on a blue ba
 
 def build_step() -> tuple[SliderStep, torch.optim.Optimizer]:
     family = get_family("sd1x")
-    pipe = load_pipeline(family, str(toy_model_path()), torch.float32, "cpu")
+    pipe = load_pipeline(family, str(toy_model_dir()), torch.float32, "cpu")
     unet = family.denoiser(pipe)
     report = resolve_on_module(unet, family.presets["slider"], "slider")
     config = adapters.attach_lora(unet, report.module_names, 4, 4.0, 0.0, adapters.SLIDER, 0)

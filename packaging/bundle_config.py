@@ -21,6 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TOY_MODEL_ENV = "SLIDERSTUDIO_TOY_MODEL"
 TOY_MODEL_DEST = "sliderstudio/resources/toy-model"
+#: Top-level folders of the repository and where the bundle puts them: the same place a wheel does
+#: (pyproject.toml maps presets/ and resources/ to sliderstudio.presets / sliderstudio.resources).
+SHIPPED_FOLDERS = {"presets": "sliderstudio/presets", "resources": "sliderstudio/resources",
+                   "sliderstudio/config_data": "sliderstudio/config_data"}
 
 #: Text encoders / tokenizers that pipelines annotate only as `PreTrainedModel` or `AutoTokenizer`
 #: (Z-Image: Qwen3, Flux 2: Mistral 3 + Pixtral, Lumina 2: Gemma 2, HiDream: Llama, ...).
@@ -177,7 +181,7 @@ def require_cpu_torch() -> str:
 def toy_model_dir() -> Path:
     """The toy model to bundle: the package's own, or a stand-in named by SLIDERSTUDIO_TOY_MODEL."""
     override = os.environ.get(TOY_MODEL_ENV)
-    folder = Path(override) if override else ROOT / TOY_MODEL_DEST
+    folder = Path(override) if override else ROOT / "resources" / "toy-model"
     if not (folder / "model_index.json").is_file():
         raise SystemExit(f"error: no toy model at {folder} (model_index.json missing). The bundle must "
                          f"carry it so the demo works offline; set {TOY_MODEL_ENV} to a diffusers folder "
@@ -195,18 +199,27 @@ def _tree(source: Path, dest: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def shipped_datas() -> list[tuple[str, str]]:
+    """Slider Studio's own data: presets/, resources/ (the toy model possibly a stand-in), config_data/.
+
+    The two resource packages keep their `__init__.py` (as a data file): the frozen app then imports
+    `sliderstudio.presets` / `sliderstudio.resources` from the bundle folder like a wheel install does.
+    """
+    found: list[tuple[str, str]] = []
+    for source, dest in SHIPPED_FOLDERS.items():
+        folder = ROOT / source
+        for child in sorted(folder.iterdir()):
+            if child.name == "toy-model" or child.name == "__pycache__":
+                continue
+            found += _tree(child, f"{dest}/{child.name}") if child.is_dir() else [(str(child), dest)]
+    return found + _tree(toy_model_dir(), TOY_MODEL_DEST)
+
+
 def datas() -> list[tuple[str, str]]:
     """Package data (presets, resources, toy model), library data files and dist metadata."""
     from PyInstaller.utils.hooks import collect_data_files, copy_metadata
 
-    package = ROOT / "sliderstudio"
-    found = _tree(package / "presets", "sliderstudio/presets")
-    found += _tree(package / "config_data", "sliderstudio/config_data")  # SimpleTuner's key registry
-    for child in sorted((package / "resources").glob("*")):
-        if child.name != "toy-model":
-            found += _tree(child, f"sliderstudio/resources/{child.name}") if child.is_dir() else \
-                [(str(child), "sliderstudio/resources")]
-    found += _tree(toy_model_dir(), TOY_MODEL_DEST)
+    found = shipped_datas()
     for package_name in ("diffusers", "lycoris", "pip", "certifi"):
         found += collect_data_files(package_name, excludes=["**/*.py", "**/tests/**"])
     for dist in METADATA:

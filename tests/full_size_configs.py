@@ -1,7 +1,7 @@
 """Denoiser configs of the real, full-size models, one per family, for meta-device checks.
 
-The data lives in the package (sliderstudio/presets/full_size/<family>.json, read by
-sliderstudio/families/full_size.py), where the memory planner and `targets --family` use it too.
+The data ships with the package (presets/full_size/<family>.json, read by
+sliderstudio/families/full_size.py through sliderstudio/kernel/resources.py), where the memory planner and `targets --family` use it too.
 """
 from __future__ import annotations
 

@@ -67,7 +67,8 @@ def test_without_a_meter_calibration_falls_back_to_distances():
 def test_importing_the_toy_registers_its_meter_and_the_engine_alone_does_not():
     code = ("import sliderstudio.engine.calibration_run as c, sliderstudio.engine.attribute_meters as m;"
             "print(m.meter_for('sliderstudio:toy'));"
-            "import sliderstudio.toy as t; print(type(m.meter_for('sliderstudio:toy')).__name__,"
-            " type(m.meter_for(str(t.toy_model_path()))).__name__, m.meter_for('/elsewhere'))")
+            "import sliderstudio.toy, sliderstudio.kernel.resources as r;"
+            "print(type(m.meter_for('sliderstudio:toy')).__name__,"
+            " type(m.meter_for(str(r.toy_model_dir()))).__name__, m.meter_for('/elsewhere'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["None", "ToyMeter", "ToyMeter", "None"]

@@ -13,7 +13,7 @@ import pytest
 from conftest import make_project
 from sliderstudio.cli import main
 from sliderstudio.config import lycoris_config
-from sliderstudio.kernel import suggest
+from sliderstudio.kernel import resources, suggest
 from sliderstudio.kernel.config_files import parse_json, parse_toml
 from sliderstudio.kernel.errors import ConfigError, FileSyntaxError
 from sliderstudio.config.lycoris_config import lycoris_preset, validate_lycoris_config
@@ -88,18 +88,20 @@ def test_the_cli_exits_2_with_the_same_message(tmp_path, capsys):
 
 
 def test_shipped_presets_are_read_through_the_same_reader(tmp_path, monkeypatch):
-    (tmp_path / "transformer-lokr.json").write_text('{"algo": "lokr"\n "linear_dim": 4}')
-    monkeypatch.setattr(lycoris_config, "PRESET_DIR", tmp_path)
+    for kind in ("lycoris", "targets"):
+        (tmp_path / kind).mkdir()
+    (tmp_path / "lycoris" / "transformer-lokr.json").write_text('{"algo": "lokr"\n "linear_dim": 4}')
+    monkeypatch.setattr(resources, "presets_dir", lambda kind: tmp_path / kind)
     with pytest.raises(FileSyntaxError) as err:
         lycoris_preset("transformer", "lokr")
-    assert err.value.file == str(tmp_path / "transformer-lokr.json") and (err.value.line, err.value.column) == (2, 2)
+    assert err.value.file == str(tmp_path / "lycoris" / "transformer-lokr.json")
+    assert (err.value.line, err.value.column) == (2, 2)
     assert "Expecting ',' delimiter" in str(err.value)
-    (tmp_path / "sd1x.json").write_text('{"slider": ["attn1"],,}')
-    monkeypatch.setattr(family_base, "PRESET_DIR", tmp_path)
+    (tmp_path / "targets" / "sd1x.json").write_text('{"slider": ["attn1"],,}')
     family = get_family("sd1x")
     with pytest.raises(FileSyntaxError) as err:
         type(family).presets.func(family)   # the property's own reader, past its per-instance cache
-    assert err.value.file == str(tmp_path / "sd1x.json") and WORDING.search(str(err.value))
+    assert err.value.file == str(tmp_path / "targets" / "sd1x.json") and WORDING.search(str(err.value))
 
 
 def test_a_missing_file_is_reported_by_the_key_that_names_it(tmp_path):

@@ -1,12 +1,14 @@
 """The demo project writer produces a complete, paired, valid project folder."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import sliderstudio
+from sliderstudio.kernel.resources import toy_model_dir
 from sliderstudio.toy.metrics import measure_image
-from sliderstudio.toy import toy_model_path
 from sliderstudio.toy.demo_project import concept_attribute, write_demo_project
 from PIL import Image
 
@@ -75,6 +77,7 @@ def test_deterministic_and_rejects_unknown_concept(tmp_path):
         write_demo_project(tmp_path / "c", concept="smell")
 
 
-def test_toy_model_path_points_into_the_package():
-    p = toy_model_path()
-    assert p.parts[-2:] == ("resources", "toy-model") and p.parent.parent.name == "sliderstudio"
+def test_toy_model_dir_is_the_checkouts_top_level_resources():
+    p = toy_model_dir()
+    root = Path(sliderstudio.__file__).resolve().parents[1]
+    assert p == root / "resources" / "toy-model" and (p / "model_index.json").is_file()

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from sliderstudio.toy.metrics import measure_image
-from sliderstudio.toy import toy_model_path
+from sliderstudio.kernel.resources import toy_model_dir
 from sliderstudio.toy.vocab import world_words
 
-MODEL = toy_model_path()
+MODEL = toy_model_dir()
 pytestmark = pytest.mark.skipif(not (MODEL / "model_index.json").is_file(), reason="toy model not built")
 
 

@@ -42,7 +42,7 @@ def wait_for(condition, timeout: float) -> bool:
 
 
 def choose_model(work: Path, model: str | None) -> tuple[str, str]:
-    from sliderstudio.families.loading import toy_model_dir
+    from sliderstudio.kernel.resources import toy_model_dir
 
     if model:
         return model, f"model: {model}"

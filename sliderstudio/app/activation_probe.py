@@ -201,9 +201,10 @@ if __name__ == "__main__":  # python -m sliderstudio.app.activation_probe: re-me
 
     from sliderstudio.kernel.atomic import write_text
     from sliderstudio.app.memory_plan import CONSTANTS_FILE
+    from sliderstudio.kernel.resources import config_data, real_path
 
     body = {"method": "saved-tensor bytes (torch.autograd.graph.saved_tensors_hooks) of the real diffusers "
                       "classes at reduced width on CPU, bf16 weights + fp32 slider LoRA r16 under bf16 autocast, "
                       "attention keeping what a GPU flash kernel keeps; "
                       "bytes per image token per unit of width; see app/activation_probe.py", "kinds": calibrate()}
-    write_text(CONSTANTS_FILE, json.dumps(body, indent=1) + "\n")
+    write_text(real_path(config_data(CONSTANTS_FILE)), json.dumps(body, indent=1) + "\n")

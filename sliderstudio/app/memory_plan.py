@@ -12,10 +12,10 @@ import itertools
 import json
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sliderstudio.kernel.errors import ConfigError, InputError
+from sliderstudio.kernel.resources import read_config_data
 from sliderstudio.families.full_size import full_size, full_size_skeleton
 
 if TYPE_CHECKING:  # torch loads on first use: the app imports this module on its UI thread
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # torch loads on first use: the app imports this module on it
     from sliderstudio.families.base import Family
 
 GIB = 1024 ** 3
-CONSTANTS_FILE = Path(__file__).resolve().parent.parent / "config_data" / "activation_constants.json"
+CONSTANTS_FILE = "activation_constants.json"  # in config_data/, read through kernel/resources.py
 CARD_PRESETS_GB = (8, 12, 16, 24, 48)
 CUDA_CONTEXT_BYTES = int(0.6 * GIB)  # CUDA context, cuBLAS/cuDNN workspaces: held outside torch's allocator
 DTYPE_BYTES = {"no": 4, "fp16": 2, "bf16": 2}
@@ -232,7 +232,7 @@ def optimizer_state_bytes(name: str) -> int:
 @lru_cache(maxsize=1)
 def activation_constants() -> dict[str, dict[str, float]]:
     """Saved elements per token per hidden unit, by block kind, measured by app/activation_probe.py."""
-    return json.loads(CONSTANTS_FILE.read_text(encoding="utf-8"))["kinds"]
+    return json.loads(read_config_data(CONSTANTS_FILE))["kinds"]
 
 
 def unet_units(config: dict[str, Any]) -> float:

@@ -24,9 +24,9 @@ from sliderstudio.kernel.errors import ConfigError
 from sliderstudio.config.lycoris_model import (
     ALGORITHMS, LycorisConfigModel, LycorisPresetModel, LycorisProblem, expected_of, problems_of,
 )
+from sliderstudio.kernel.resources import has_preset, read_preset
 from sliderstudio.kernel.suggest import did_you_mean
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "lycoris"
 # The spec's named fields; every other key given goes into LycorisSpec.options as given.
 SPEC_KEYS = ("algo", "apply_preset", "multiplier", "linear_dim", "linear_alpha")
 
@@ -84,14 +84,14 @@ def lycoris_algorithms() -> list[str]:
     return list(ALGORITHMS)
 
 
-def lycoris_presets(group: str) -> dict[str, Path]:
-    """algorithm → shipped preset file of a preset group (`presets/lycoris/<group>-<algo>.json`).
+def lycoris_presets(group: str) -> dict[str, str]:
+    """algorithm → shipped preset name of a preset group (`presets/lycoris/<group>-<algo>.json`).
 
     The group is a family trait (`Family.lycoris_group`: each UNet family has its own presets, the
     transformer families share the generic ones); the caller passes it, so this config layer never
     needs the families."""
-    found = {algo: PRESET_DIR / f"{group}-{algo}.json" for algo in ALGORITHMS}
-    return {algo: path for algo, path in found.items() if path.exists()}
+    found = {algo: f"{group}-{algo}" for algo in ALGORITHMS}
+    return {algo: name for algo, name in found.items() if has_preset("lycoris", name)}
 
 
 def lycoris_preset(group: str, algo: str) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def lycoris_preset(group: str, algo: str) -> dict[str, Any]:
     if algo not in presets:
         raise ConfigError(f"no shipped LyCORIS preset for algorithm '{algo}'{did_you_mean(algo, presets)}",
                           key="algo", value=algo, expected="one of " + ", ".join(presets))
-    return read_json_file(presets[algo], label="LyCORIS preset file")
+    return read_preset("lycoris", presets[algo])
 
 
 def validate_lycoris_config(data: Any) -> list[LycorisProblem]:

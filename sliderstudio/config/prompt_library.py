@@ -6,16 +6,14 @@ set (portraits, animals, scenes, objects) so a slider can be seen on subjects it
 from __future__ import annotations
 
 import functools
-from importlib import resources
-
 from sliderstudio.config.config import PromptEntry
 from sliderstudio.kernel.config_files import parse_json
+from sliderstudio.kernel.resources import read_config_data
 
 
 @functools.cache
 def _library() -> dict[str, str]:
-    source = resources.files("sliderstudio") / "config_data" / "builtin_prompt_library.json"
-    return parse_json(source.read_text("utf-8"), str(source))
+    return parse_json(read_config_data("builtin_prompt_library.json"), "config_data/builtin_prompt_library.json")
 
 
 def builtin_prompts() -> list[PromptEntry]:

@@ -14,11 +14,11 @@ import functools
 import json
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Literal
 
 from sliderstudio.kernel.errors import ConfigError
 from sliderstudio.kernel.suggest import did_you_mean
+from sliderstudio.kernel.resources import read_config_data
 
 Status = Literal["implemented", "mapped", "ignored", "slider_studio"]
 
@@ -216,7 +216,7 @@ class KeyNote:
 
 
 def _data_file(name: str) -> str:
-    return (resources.files("sliderstudio") / "config_data" / "simpletuner" / name).read_text(encoding="utf-8")
+    return read_config_data("simpletuner", name)
 
 
 @functools.cache

@@ -34,8 +34,6 @@ from sliderstudio.engine.response_measures import (
 from sliderstudio.engine.attribute_meters import AttributeMeter
 from sliderstudio.engine.sweep_stats import spearman
 
-#: The default sweep: +-1 and beyond, to find where the slider saturates or breaks.
-DEFAULT_STRENGTHS: tuple[float, ...] = (-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 #: A step counts as a response when it moves at least this fraction of the average slope in [-1, 1].
 MIN_GAIN = 0.15
 #: Relative loss margin below which the polarity is called "unclear".

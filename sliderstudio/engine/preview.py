@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from sliderstudio.kernel.build_lock import BUILD_LOCK
 from sliderstudio.adapters import adapter_io
 from sliderstudio.kernel import atomic
-from sliderstudio.adapters.adapters import SLIDER, delete_adapter  # noqa: F401  (delete_adapter: older import path)
+from sliderstudio.adapters.adapters import SLIDER
 from sliderstudio.engine.checkpoints import list_checkpoints
 from sliderstudio.kernel.errors import InputError
 from sliderstudio.engine.quantise import NO_CHANGE, loading_config, quantise_base, require_runnable
@@ -169,10 +169,6 @@ class PreviewRenderer:
         controlnet = load_controlnet(self.family, source, denoiser.dtype, denoiser.device)
         self._control_pipe = control_pipeline(self.family, self.pipe, controlnet)
         return controlnet, "controlnet"
-
-    def set_control_image(self, path: str | Path | None) -> None:
-        """The conditioning image for ControlNet sliders (ignored for ordinary ones)."""
-        self.control_image_path = Path(path) if path else None
 
     def _render_pipe(self, size: int) -> Any:
         if self._control_pipe is None:

@@ -14,12 +14,11 @@ from typing import Any, Callable
 
 import torch
 
-from sliderstudio.kernel.config_files import read_json_file
+from sliderstudio.kernel.resources import read_preset
 from sliderstudio.families.comfy_naming import DIFFUSERS_PATH_KEYS, ComfyNaming
 from sliderstudio.families.controlnet_support import ControlNetSupport
 from sliderstudio.families.text_path import DIFFUSERS_TEXT_PATH, on_text_path
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "targets"
 PRESET_NAMES = ("reference", "slider", "default")
 
 
@@ -46,7 +45,6 @@ class Family(ABC):
     aliases: tuple[str, ...] = ()
     flavours: tuple[str, ...] = ()
     prediction: str = "epsilon"  # epsilon | v_prediction | flow_matching
-    supports_lycoris: bool = True
     size_alignment: int = 16  # training sizes are multiples of this: VAE downsampling × patch size
     controlnet: ControlNetSupport | None = None  # None: no ControlNet sliders for this family
     extra: dict[str, Any] = field(default_factory=dict)
@@ -65,8 +63,7 @@ class Family(ABC):
 
     @cached_property
     def presets(self) -> dict[str, list[str]]:
-        path = PRESET_DIR / f"{self.id}.json"
-        data = read_json_file(path, label="target preset file")
+        data = read_preset("targets", self.id)
         return {name: list(data[name]) for name in PRESET_NAMES}
 
     @property

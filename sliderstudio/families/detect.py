@@ -212,7 +212,8 @@ def detect_hub_id(repo: str) -> Detection:
 
 def detect_model(spec: str) -> Detection:
     """The family of a base model given as the config or `--model` spells it."""
-    from sliderstudio.families.loading import PICKLE_SUFFIXES, TOY_ALIAS, toy_model_dir
+    from sliderstudio.kernel.resources import toy_model_dir
+    from sliderstudio.families.loading import PICKLE_SUFFIXES, TOY_ALIAS
 
     if spec.strip() == TOY_ALIAS:
         return detect_folder(toy_model_dir())

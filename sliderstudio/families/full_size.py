@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sliderstudio.kernel.errors import InputError
+from sliderstudio.kernel.resources import has_preset, preset_names, read_preset
 
 if TYPE_CHECKING:
     import torch
-
-DATA_DIR = Path(__file__).resolve().parent.parent / "presets" / "full_size"
 
 
 @dataclass(frozen=True)
@@ -56,15 +55,14 @@ class FullSizeModel:
 
 def families() -> list[str]:
     """The families that have a built-in full-size config."""
-    return sorted(p.stem for p in DATA_DIR.glob("*.json"))
+    return preset_names("full_size")
 
 
 @lru_cache(maxsize=None)
 def full_size(family: str) -> FullSizeModel:
-    path = DATA_DIR / f"{family}.json"
-    if not path.is_file():
+    if not has_preset("full_size", family):
         raise InputError("no built-in full-size config for this family", key="--family", value=family)
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_preset("full_size", family)
     return FullSizeModel(family, data["model"], data["subfolder"], data["class_name"], data["config"],
                          tuple(Component(**c) for c in data["text_encoders"]), Component(**data["vae"]),
                          data["activation"])

@@ -14,14 +14,11 @@ import torch
 
 from sliderstudio.kernel.errors import ModelLoadError
 from sliderstudio.kernel.build_lock import BUILD_LOCK
+from sliderstudio.kernel.resources import toy_model_dir
 from sliderstudio.families.base import Family
 
 TOY_ALIAS = "sliderstudio:toy"
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"})
-
-
-def toy_model_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "resources" / "toy-model"
 
 
 def resolve_model_path(spec: str) -> str:
@@ -103,11 +100,6 @@ def load_pipeline(family: Family, spec: str, dtype: torch.dtype = torch.float32,
 
 def _quantised(config: Any) -> dict[str, Any]:
     return {} if config is None else {"quantization_config": config}
-
-
-def model_dir_for_config(spec: str) -> Path | str:
-    """Where the denoiser's config can be read for a meta skeleton (folder, or hub id)."""
-    return resolve_model_path(spec)
 
 
 def quiet_libraries() -> None:

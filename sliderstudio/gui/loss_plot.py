@@ -40,7 +40,6 @@ class LossPlot(pg.PlotWidget):
         self._steps: list[int] = []
         self._losses: list[float] = []
         self._dirty = False
-        self.redraws = 0
         self._timer = QTimer(self, interval=REDRAW_MS)
         self._timer.timeout.connect(self._redraw)
         self._timer.start()
@@ -61,4 +60,3 @@ class LossPlot(pg.PlotWidget):
         steps, losses = list(self._steps[:n]), list(self._losses[:n])
         self.raw.setData(steps, losses)
         self.avg.setData(steps, smooth(losses))
-        self.redraws += 1

@@ -69,6 +69,10 @@ class OutputError(InputError):
     """The output folder cannot be written."""
 
 
+class ResourceMissingError(InputError):
+    """A file Slider Studio ships (a preset, the toy model) is not in this installation."""
+
+
 class OutOfMemory(SliderStudioError):
     """The accelerator ran out of memory; the message says what to change."""
 

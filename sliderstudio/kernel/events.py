@@ -1,6 +1,6 @@
 """Events out of the engine and commands into it: the seam between the trainer and its two faces.
 
-The trainer is a plain loop. It calls `EventSink.emit(event)` and polls a `Mailbox` between steps.
+The trainer is a plain loop. It calls `sink(event)` and polls a `Mailbox` between steps.
 The CLI turns events into a progress bar; the GUI's QThread worker turns them into Qt signals.
 Nothing here knows about Qt or terminals.
 
@@ -110,10 +110,6 @@ def unhandled(table: Mapping[type, Any]) -> list[str]:
     return [name for name, cls in EVENT_TYPES.items() if cls not in table]
 
 
-class EventSink(Protocol):
-    def __call__(self, event: Event) -> None: ...
-
-
 class Command(str, Enum):
     """Every command a face can send the trainer; on the wire, one value per line (`pause`)."""
 
@@ -153,8 +149,3 @@ class Mailbox:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
-
-
-def collecting_sink(store: list[Event]) -> Callable[[Event], None]:
-    """A sink that keeps every event; handy for tests and scripts."""
-    return store.append

@@ -25,7 +25,6 @@ TRAIN_RESOLUTION = 32
 LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 #: The slider strength of the full-intensity pair (before issue #16 the pair trained at ±0.5).
 FULL_STRENGTH = 1.0
-PAIR_STRENGTH = FULL_STRENGTH  # kept name: the strength of the ±1-intensity buckets
 
 PROMPT_LIBRARY: dict[str, str] = {
     "red_circle": "a red circle on a blue background",

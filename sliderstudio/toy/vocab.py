@@ -12,7 +12,6 @@ merges_file=...)` silently ignores the files, so the tokenizer is built from in-
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 from transformers import CLIPTokenizer
 
@@ -89,10 +88,3 @@ def build_tokenizer(words: list[str] | None = None) -> CLIPTokenizer:
         pad_token=EOS,
         model_max_length=MAX_LENGTH,
     )
-
-
-def save_tokenizer(folder: Path) -> CLIPTokenizer:
-    """Build the tokenizer and save it where `CLIPTokenizer.from_pretrained(folder)` finds it."""
-    tok = build_tokenizer()
-    tok.save_pretrained(str(folder))
-    return tok

@@ -16,7 +16,7 @@ from tests.gui.heartbeat import Heartbeat
 
 
 def model_for_test(tiny_models) -> str:
-    from sliderstudio.families.loading import toy_model_dir
+    from sliderstudio.kernel.resources import toy_model_dir
 
     return "sliderstudio:toy" if (toy_model_dir() / "model_index.json").exists() else str(tiny_models["sd1x"])
 

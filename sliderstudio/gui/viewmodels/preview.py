@@ -180,10 +180,6 @@ class PreviewViewModel(QObject):
         self.lora = LATEST
         self.render_now("all")
 
-    def use_base_model(self) -> None:
-        self.lora = None
-        self.render_now("all")
-
     # --- training hooks ----------------------------------------------------------------
     def on_checkpoint(self, _path: str = "") -> None:
         """During training: show the newest checkpoint if following."""

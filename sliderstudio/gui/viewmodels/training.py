@@ -62,11 +62,9 @@ class TrainingViewModel(QObject):
         self.steps: list[int] = []
         self.losses: list[float] = []
         self.last_progress: Progress | None = None
-        self.last_adapter: str | None = None
         self.last_error: str | None = None
         self.resume_available = False
         self.paused = False
-        self.last_device: Device | None = None
         self.run_status = RunStatus("none")
         self._status_timer = QTimer(self, interval=self.STATUS_POLL_MS, timeout=self._check_resume)
         self._thread: QThread | None = None
@@ -188,7 +186,6 @@ class TrainingViewModel(QObject):
         self.progressChanged.emit(event)
 
     def _on_device(self, event: Device) -> None:
-        self.last_device = event
         self.deviceReported.emit(event)
 
     def _on_pause_changed(self, event: PauseChanged) -> None:
@@ -212,7 +209,6 @@ class TrainingViewModel(QObject):
         self.checkpointSaved.emit(event.path)
 
     def _on_finished(self, event: Finished) -> None:
-        self.last_adapter = event.adapter_path or None
         word = "Stopped" if event.stopped_early else "Finished"
         self.logAppended.emit("info", f"{word} at step {event.step}; adapter: {event.adapter_path}")
         self.runFinished.emit(event.adapter_path, event.stopped_early)
@@ -241,7 +237,6 @@ class TrainingViewModel(QObject):
 
     def _project_loaded(self) -> None:
         self._reset_series(keep=False)
-        self.last_adapter = None
         self._check_resume()
 
     def _check_resume(self) -> None:
