@@ -81,7 +81,7 @@ def main() -> None:
         print(f"toy model ({TOY_MODEL_ID}), {len(STRENGTHS)} strengths in one batch, 20 steps, "
               f"{args.threads} thread(s); median of 3")
         for label, main_path, others in rows:
-            renderer = PreviewRenderer("sd1x", TOY_MODEL_ID, main_path)
+            renderer = PreviewRenderer(get_family("sd1x"), TOY_MODEL_ID, main_path)
             renderer.set_companions(others)
             print(f"{label:18s} {timed(renderer):6.2f} s")
 

@@ -45,10 +45,11 @@ def train(root: Path) -> tuple[Path, dict]:
 
 def measure(adapter: Path, beyond: bool) -> dict:
     from sliderstudio.engine.preview import PreviewRenderer
+    from sliderstudio.families.registry import get_family
     from sliderstudio.toy.sweep_check import BEYOND, check_slider
 
-    renderer = PreviewRenderer("sd1x", "sliderstudio:toy", adapter)
-    base = PreviewRenderer("sd1x", "sliderstudio:toy")
+    renderer = PreviewRenderer(get_family("sd1x"), "sliderstudio:toy", adapter)
+    base = PreviewRenderer(get_family("sd1x"), "sliderstudio:toy")
     t0 = time.perf_counter()
     result = check_slider(renderer, base, beyond=BEYOND if beyond else (), identity_sweeps=3,
                           progress=lambda line: print(f"[{time.perf_counter() - t0:6.1f} s] {line}", file=sys.stderr))

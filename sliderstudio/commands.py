@@ -148,11 +148,13 @@ def train_on_processes(args: argparse.Namespace, extra: list[str], project, plan
     that fails (a bad process count, a process that died) is reported here, once, after every
     process has ended."""
     from sliderstudio.engine.distributed import LaunchFailed, check_launch, launch
+    from sliderstudio.families.registry import get_family
 
     command = ["train", "--config", str(args.config), *(["--device", plan.device] if plan.device else []),
                *(["--events"] if args.events else []), *extra]
     try:
-        check_launch(project, plan.kind, plan.processes)
+        check_launch(project, get_family(project.config.model_family, str(project.config_path)), plan.kind,
+                     plan.processes)
         launch(plan.processes, plan.kind, command, project.output_dir, plan.launcher_arguments())
     except (InputError, LaunchFailed) as exc:
         report_launch_failure(args, project, exc)
@@ -221,7 +223,8 @@ def train_quietly(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from sliderstudio.engine.aspect_buckets import family_alignment, label
+    from sliderstudio.engine.aspect_buckets import label
+    from sliderstudio.families.registry import get_family
     from sliderstudio.families.detect import config_family
     from sliderstudio.engine.buckets import assign_targets, balance, require_trainable, scan_project
     from sliderstudio.engine.project import load_project
@@ -249,7 +252,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         for problem in s.problems:
             print(f"warning: bucket '{s.bucket.id}': {problem}", file=sys.stderr)
     family = config_family(cfg, str(project.config_path))[0]  # read from the model's files, or checked against them
-    assign_targets(project, scanned, bal.pair_map, family_alignment(family, str(project.config_path)))
+    assign_targets(project, scanned, bal.pair_map, get_family(family, str(project.config_path)).size_alignment)
     from sliderstudio.engine.sampler import text_sampler_entries
 
     text_entries, text_map = text_sampler_entries(cfg.slider_text_pairs)  # text pairs cycle with the buckets
@@ -371,6 +374,7 @@ def parse_strengths(text: str) -> list[float]:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     from sliderstudio.engine.preview import PreviewRenderer, grid, save_image
+    from sliderstudio.families.registry import get_family
 
     strengths = parse_strengths(args.strengths)
     if not 0.0 <= args.start_fraction <= 1.0:
@@ -383,7 +387,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     for line in range_warnings([(lora, strengths)] * bool(lora) + [(p, [v]) for p, v in others]):
         print(line, file=sys.stderr)
     family = read_family(args.model, str(lora) if lora else None, args.family)
-    renderer = PreviewRenderer(family, args.model, lora, args.controlnet, args.control_image,
+    renderer = PreviewRenderer(get_family(family), args.model, lora, args.controlnet, args.control_image,
                                getattr(args, "base_model_precision", "no_change"))
     renderer.set_companions(others)
     images = renderer.render(args.prompt, args.seed, strengths, args.steps, args.guidance, args.start_fraction,

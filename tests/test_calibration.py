@@ -22,6 +22,7 @@ from sliderstudio.engine.calibration import (
     Sweep, capture_latents, find_range, measure, read_calibration, recommended_range, split_latents,
 )
 from sliderstudio.engine.response_measures import breakdown_reason, image_stats
+from sliderstudio.families.registry import get_family
 from sliderstudio.toy.metrics import TOY_METER, measure_image, sweep_metrics
 from sliderstudio.toy.world import ShapeSpec, random_specs, render
 
@@ -240,12 +241,13 @@ def test_recommended_range_is_monotone_when_measured_again(toy_run):
     """Re-measured through another path (the preview's renderer on the saved file) at strengths the
     calibration never rendered: the area rises over the whole recommended range, nothing collapses."""
     from sliderstudio.engine.preview import PreviewRenderer
+    from sliderstudio.families.registry import get_family
 
     _, adapter, _ = toy_run
     cal = read_calibration(adapter)
     lo, hi = recommended_range(adapter)
     points = sorted({lo, 0.75 * lo, 0.25 * lo, 0.0, 0.25 * hi, 0.75 * hi, hi})
-    renderer = PreviewRenderer("sd1x", "sliderstudio:toy", adapter)
+    renderer = PreviewRenderer(get_family("sd1x"), "sliderstudio:toy", adapter)
     with one_thread():
         for prompt in cal["prompts"]:
             images = renderer.render(prompt, cal["seeds"][0], points, 10, 2.0)
@@ -285,7 +287,7 @@ def test_calibration_finds_where_the_issue_slider_breaks():
     assert read_calibration(adapter) is None and recommended_range(adapter) is None
     settings = Settings([-1.5, -1.0, -0.5, 0.0, 0.5, 1.0], ["a green triangle on a white background"], [0, 1], 20, 2.0)
     with one_thread():
-        cal = calibrate_file(adapter, "sd1x", "sliderstudio:toy", settings)
+        cal = calibrate_file(adapter, get_family("sd1x"), "sliderstudio:toy", settings)
     assert cal.recommended == (-0.5, 1.0)
     assert cal.breaks == {"negative": -1.0, "positive": None}
     assert [sw["broken"][1] for sw in cal.sweeps] == [None, "noise"]  # strength -1: seed 0 fine, seed 1 noise
@@ -298,7 +300,7 @@ def test_batched_sweeps_render_the_same_pixels():
     from sliderstudio.engine.calibration import render_sweeps
     from sliderstudio.engine.preview import PreviewRenderer
 
-    renderer = PreviewRenderer("sd1x", "sliderstudio:toy", DATA / "demo_size_slider_400.safetensors")
+    renderer = PreviewRenderer(get_family("sd1x"), "sliderstudio:toy", DATA / "demo_size_slider_400.safetensors")
     calls: list[list[float]] = []
 
     def render(prompt, seed, strengths):

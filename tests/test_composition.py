@@ -61,7 +61,7 @@ def arrays(images):
 
 
 def render(model, main_path, companions, strengths):
-    renderer = PreviewRenderer("sd1x", str(model), main_path)
+    renderer = PreviewRenderer(get_family("sd1x"), str(model), main_path)
     renderer.set_companions(companions)
     return arrays(renderer.render(PROMPT, 0, strengths, steps=2, guidance=2.0))
 
@@ -70,7 +70,7 @@ def render(model, main_path, companions, strengths):
 def test_two_sliders_reduce_to_one_and_to_the_base(files, first, second):
     """All at 0 = the base bit for bit; the second at 0 = the first alone bit for bit (LoRA and LyCORIS)."""
     model = files["model"]
-    base = arrays(PreviewRenderer("sd1x", str(model)).render(PROMPT, 0, [0.0], steps=2, guidance=2.0))[0]
+    base = arrays(PreviewRenderer(get_family("sd1x"), str(model)).render(PROMPT, 0, [0.0], steps=2, guidance=2.0))[0]
     alone = render(model, files[first], [], [0.8, -0.5, 0.0])
     both_second_off = render(model, files[first], [(files[second], 0.0)], [0.8, -0.5, 0.0])
     assert all(np.array_equal(a, b) for a, b in zip(alone, both_second_off))
@@ -85,7 +85,7 @@ def test_two_sliders_reduce_to_one_and_to_the_base(files, first, second):
 
 
 def test_strengths_change_without_reloading(files):
-    renderer = PreviewRenderer("sd1x", str(files["model"]), files["A"])
+    renderer = PreviewRenderer(get_family("sd1x"), str(files["model"]), files["A"])
     renderer.set_companions([(files["B"], 0.5)])
     handle = renderer.companions[0][1]
     renderer.set_companions([(files["B"], -0.5)])
@@ -98,7 +98,7 @@ def test_strengths_change_without_reloading(files):
 
 def test_batched_equals_one_image_at_a_time(files):
     """Three sliders (LoRA, LoRA, LyCORIS) in one batch = each row rendered alone (per-sample scales)."""
-    renderer = PreviewRenderer("sd1x", str(files["model"]), files["A"])
+    renderer = PreviewRenderer(get_family("sd1x"), str(files["model"]), files["A"])
     renderer.set_companions([(files["B"], -0.5), (files["L"], 0.7)])
     together = arrays(renderer.render(PROMPT, 0, [1.0, -1.0], steps=2, guidance=2.0))
     apart = [arrays(renderer.render(PROMPT, 0, [s], steps=2, guidance=2.0))[0] for s in (1.0, -1.0)]
@@ -178,7 +178,7 @@ def test_cli_warns_outside_the_calibrated_range(files, tmp_path, capsys):
 
 def test_swapping_the_main_adapter_keeps_the_companions(files):
     """A new checkpoint while composed (the app's Follow training): the same images as a fresh load."""
-    renderer = PreviewRenderer("sd1x", str(files["model"]), files["B"])
+    renderer = PreviewRenderer(get_family("sd1x"), str(files["model"]), files["B"])
     renderer.set_companions([(files["L"], 0.6), (files["A"], -0.4)])
     renderer.load_lora(files["M"])   # LoRA → LyCORIS main, beside a LoRA and a LyCORIS companion
     swapped = arrays(renderer.render(PROMPT, 0, [1.0, 0.0], steps=2, guidance=2.0))

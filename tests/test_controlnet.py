@@ -91,7 +91,7 @@ def test_controlnet_slider_leaves_the_unet_untouched_and_changes_the_controlnet(
     assert main(args) == 2 and not grid.exists()
     control = root / "cond" / "pos" / "img0.png"
     assert main(args + ["--control-image", str(control)]) == 0 and Image.open(grid).size == (3 * 64, 78)
-    renderer = PreviewRenderer("sd1x", str(tiny_models["sd1x"]), path, control_image=control)
+    renderer = PreviewRenderer(get_family("sd1x"), str(tiny_models["sd1x"]), path, control_image=control)
     images = [np.asarray(im) for im in renderer.render(PROMPT, 0, [0.0, 1.0], steps=2, guidance=1.0)]
     renderer.adapter.remove()
     from sliderstudio.adapters.controlnet import load_control_image
@@ -158,6 +158,6 @@ def test_sdxl_controlnet_slider_trains_on_the_controlnet_and_previews(tmp_path, 
     keys = load_file(str(path)).keys()
     assert keys and all(k.startswith("controlnet.") for k in keys)
     control = root / "cond" / "pos" / "img0.png"
-    renderer = PreviewRenderer("sdxl", str(tiny_models["sdxl"]), path, control_image=control)
+    renderer = PreviewRenderer(get_family("sdxl"), str(tiny_models["sdxl"]), path, control_image=control)
     images = [np.asarray(im) for im in renderer.render(PROMPT, 0, [0.0, 1.0, -1.0], steps=2, guidance=1.0)]
     assert not np.array_equal(images[1], images[0]) and not np.array_equal(images[2], images[1])

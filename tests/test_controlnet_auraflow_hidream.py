@@ -261,7 +261,7 @@ def test_auraflow_controlnet_slider_trains_on_the_controlnet_and_previews(tmp_pa
     assert main(args + ["--control-image", str(control)]) == 0 and Image.open(grid).width == 3 * 64
 
     # ±1 differ from 0 and from each other; strength 0 is exactly the plain ControlNet pipeline's render
-    renderer = PreviewRenderer("auraflow", str(auraflow_model), path, control_image=control)
+    renderer = PreviewRenderer(get_family("auraflow"), str(auraflow_model), path, control_image=control)
     images = [np.asarray(im) for im in renderer.render(PROMPT, 0, [0.0, 1.0, -1.0], steps=2, guidance=1.0,
                                                        size=64)]
     assert not np.array_equal(images[1], images[0]) and not np.array_equal(images[2], images[1])
@@ -418,7 +418,7 @@ def test_hidream_controlnet_slider_trains_on_the_controlnet_and_previews(tmp_pat
                  "--steps", "2", "--guidance", "1", "--size", "64", "--control-image", str(control),
                  "--out", str(grid)]) == 0
     assert Image.open(grid).width == 3 * 64
-    renderer = PreviewRenderer("hidream", str(model), path, control_image=control)
+    renderer = PreviewRenderer(get_family("hidream"), str(model), path, control_image=control)
     images = [np.asarray(im) for im in renderer.render(PROMPT, 0, [0.0, 1.0, -1.0], steps=2, guidance=1.0,
                                                        size=64)]
     assert images[0].shape == (64, 64, 3)

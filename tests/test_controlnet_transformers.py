@@ -89,7 +89,7 @@ def test_transformer_controlnet_slider_trains_on_the_controlnet_and_previews(tmp
     # preview: ±1 differ from 0 and from each other; strength 0 is exactly the plain ControlNet pipeline's
     # render (SD3's pipeline samples the control latents from the global RNG, hence the seeding)
     control = root / "cond" / "pos" / "img0.png"
-    renderer = PreviewRenderer(family, str(model), path, control_image=control)
+    renderer = PreviewRenderer(get_family(family), str(model), path, control_image=control)
     images = [np.asarray(im) for im in renderer.render(PROMPT, 0, [0.0, 1.0, -1.0], steps=2, guidance=1.0,
                                                        size=64)]
     assert not np.array_equal(images[1], images[0]) and not np.array_equal(images[2], images[1])

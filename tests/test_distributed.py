@@ -277,15 +277,15 @@ def test_a_killed_process_fails_the_run_clearly_and_a_resume_completes(tmp_path)
 
 def plan_order(root: Path, n: int) -> list[MicroBatch]:
     """The sampler's global order for this project, as `sliderstudio plan` computes it (no model)."""
-    from sliderstudio.engine.aspect_buckets import family_alignment
     from sliderstudio.engine.buckets import assign_targets, balance, scan_project
     from sliderstudio.engine.project import load_project
     from sliderstudio.engine.sampler import sampler_buckets
+    from sliderstudio.families.registry import get_family
 
     project = load_project(root)
     scanned = scan_project(project, check_images=False)
     bal = balance(project, scanned)
-    assign_targets(project, scanned, bal.pair_map, family_alignment(project.config.model_family, str(root)))
+    assign_targets(project, scanned, bal.pair_map, get_family(project.config.model_family).size_alignment)
     cfg = project.config
     return SliderSampler(sampler_buckets(scanned, cfg.slider_neutral_mode), cfg.seed, cfg.train_batch_size,
                          bal.pair_map).take(n)
@@ -299,14 +299,15 @@ def fsdp_project(family: str, **extra) -> SimpleNamespace:
 
 def test_fsdp_on_a_unet_is_refused_with_exit_2_naming_the_reason():
     from sliderstudio.engine.distributed import check_launch
+    from sliderstudio.families.registry import get_family
 
     with pytest.raises(ConfigError, match="has a unet") as err:      # a UNet family cannot shard its blocks
-        check_launch(fsdp_project("sdxl"), "cpu")
+        check_launch(fsdp_project("sdxl"), get_family("sdxl"), "cpu")
     assert err.value.key == "fsdp_enable"
     with pytest.raises(ConfigError) as err:                          # FSDP and block offload: one or the other
-        check_launch(fsdp_project("flux", offload_blocks=True), "cpu")
+        check_launch(fsdp_project("flux", offload_blocks=True), get_family("flux"), "cpu")
     assert err.value.key == "offload_blocks"
-    check_launch(fsdp_project("flux"), "cpu")                         # a transformer family trains (tests/test_fsdp.py)
+    check_launch(fsdp_project("flux"), get_family("flux"), "cpu")                         # a transformer family trains (tests/test_fsdp.py)
 
 
 def test_the_planner_splits_the_batch_and_with_fsdp_the_sharded_parts():

@@ -207,13 +207,13 @@ def test_each_algorithm_trains_saves_reloads_and_previews(tmp_path, tiny_models,
     session.adapter.train(False)
     with torch.no_grad(), session.adapter.strength(1.0):
         expected = session.denoiser(x, t, emb).sample
-    renderer = PreviewRenderer("sd1x", str(tiny_models["sd1x"]), path)
+    renderer = PreviewRenderer(get_family("sd1x"), str(tiny_models["sd1x"]), path)
     with torch.no_grad(), renderer.adapter.strength(1.0):
         reloaded = renderer.pipe.unet(x, t, emb).sample
     assert torch.allclose(expected, reloaded, atol=1e-5)
     images = [np.asarray(im, dtype=np.int16) for im in renderer.render(PROMPT, 0, [0.0, 1.0, -1.0], steps=2,
                                                                        guidance=1.0)]
-    base = np.asarray(PreviewRenderer("sd1x", str(tiny_models["sd1x"])).render(PROMPT, 0, [0.0], steps=2,
+    base = np.asarray(PreviewRenderer(get_family("sd1x"), str(tiny_models["sd1x"])).render(PROMPT, 0, [0.0], steps=2,
                                                                                guidance=1.0)[0], dtype=np.int16)
     assert np.array_equal(images[0], base)
     assert not np.array_equal(images[1], base) and not np.array_equal(images[2], base)
@@ -237,7 +237,7 @@ def test_a_lycoris_file_without_our_companion_loads_from_its_keys(tmp_path, tiny
     x, t, emb = unet_inputs(pipe)
     with torch.no_grad(), slider.strength(1.0):
         expected = unet(x, t, emb).sample
-    renderer = PreviewRenderer("sd1x", str(tiny_models["sd1x"]), path)
+    renderer = PreviewRenderer(get_family("sd1x"), str(tiny_models["sd1x"]), path)
     assert renderer.adapter.spec is None and len(renderer.adapter.network.loras) == 20
     with torch.no_grad(), renderer.adapter.strength(1.0):
         assert torch.allclose(renderer.pipe.unet(x, t, emb).sample, expected, atol=1e-5)
@@ -280,10 +280,10 @@ def test_the_generic_transformer_preset_trains_flow_families(tmp_path, family_id
     assert sorted(targets) == sorted(resolve_mixed(family.denoiser(load_pipeline(family, str(model))),
                                                    family.presets["slider"]).module_names)
     size = int(family.extra.get("tiny_size", 64))
-    renderer = PreviewRenderer(family_id, str(model), path)
+    renderer = PreviewRenderer(get_family(family_id), str(model), path)
     images = [np.asarray(im, dtype=np.int16) for im in renderer.render(PROMPT, 0, [0.0, 1.0], steps=2, guidance=1.0,
                                                                        size=size)]
-    base = PreviewRenderer(family_id, str(model)).render(PROMPT, 0, [0.0, 0.0], steps=2, guidance=1.0, size=size)
+    base = PreviewRenderer(get_family(family_id), str(model)).render(PROMPT, 0, [0.0, 0.0], steps=2, guidance=1.0, size=size)
     assert np.array_equal(images[0], np.asarray(base[0], dtype=np.int16))
     assert not np.array_equal(images[1], images[0])
 
@@ -314,7 +314,7 @@ def test_a_foreign_dora_file_renders_one_strength_at_a_time(tmp_path, tiny_model
         p.data.add_(torch.randn_like(p) * 0.02)
     path = slider.save(tmp_path / "dora.safetensors", {"family": "sd1x"})
     (tmp_path / CONFIG_NAME).unlink()
-    renderer = PreviewRenderer("sd1x", str(tiny_models["sd1x"]), path)
+    renderer = PreviewRenderer(get_family("sd1x"), str(tiny_models["sd1x"]), path)
     assert not renderer.adapter.batched
     together = renderer.render(PROMPT, 0, [1.0, -1.0], steps=2, guidance=1.0)
     apart = [renderer.render(PROMPT, 0, [s], steps=2, guidance=1.0)[0] for s in (1.0, -1.0)]

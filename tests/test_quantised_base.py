@@ -58,7 +58,7 @@ def test_int8_run_trains_saves_and_the_adapter_loads_on_the_unquantised_model(tm
     assert adapter_io.read_metadata(plain_path)["base_model_precision"] == "no_change"
     assert list((quant / "output" / "validation").rglob("*.png"))  # validation rendered on the int8 base
     # the ordinary preview path, unquantised model: the trained B matrices arrive unchanged
-    renderer = PreviewRenderer("sd1x", str(tiny_models["sd1x"]), path)
+    renderer = PreviewRenderer(get_family("sd1x"), str(tiny_models["sd1x"]), path)
     unet = renderer.family.denoiser(renderer.pipe)
     assert not any(is_quantised(m) for m in unet.modules())
     loaded = {name: m.lora_B["slider"].weight for name, m in unet.named_modules() if hasattr(m, "lora_B")}
@@ -69,7 +69,7 @@ def test_int8_run_trains_saves_and_the_adapter_loads_on_the_unquantised_model(tm
     images = renderer.render("a photo of a square", seed=1, strengths=[-1.0, 1.0], steps=2, size=32)
     assert len(images) == 2 and images[0].size == (32, 32)
     # and preview on the int8 base itself
-    int8_preview = PreviewRenderer("sd1x", str(tiny_models["sd1x"]), path, base_model_precision="int8-torchao")
+    int8_preview = PreviewRenderer(get_family("sd1x"), str(tiny_models["sd1x"]), path, base_model_precision="int8-torchao")
     assert any(is_quantised(m) for m in int8_preview.family.denoiser(int8_preview.pipe).modules())
     assert len(int8_preview.render("a photo of a square", seed=1, strengths=[0.0], steps=2, size=32)) == 1
 

@@ -216,8 +216,8 @@ def test_demo_image_slider_meets_the_targets(tmp_path):
 
     root = write_demo_project(tmp_path / "demo", config={"validation_steps": 0, "checkpointing_steps": 0})
     adapter = Trainer(load_project(root)).run()
-    result = check_slider(PreviewRenderer("sd1x", "sliderstudio:toy", adapter),
-                          PreviewRenderer("sd1x", "sliderstudio:toy"))
+    result = check_slider(PreviewRenderer(get_family("sd1x"), "sliderstudio:toy", adapter),
+                          PreviewRenderer(get_family("sd1x"), "sliderstudio:toy"))
     figures, misses = result.figures(), result.misses()
     # met by the default (docs/TRAINING.md): monotone, nothing collapsed or renamed, the shape stays put,
     # strength 0 is the base model

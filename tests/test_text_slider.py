@@ -126,6 +126,7 @@ def _text_project(tmp_path, tiny_models, buckets=None, pair=None, **config):
 
 def test_text_only_run_trains_and_saves_an_adapter_that_loads(tmp_path, tiny_models, capsys):
     from sliderstudio.engine.preview import PreviewRenderer
+    from sliderstudio.families.registry import get_family
 
     root = _text_project(tmp_path, tiny_models, buckets=[])
     assert main(["train", "--config", str(root)]) == 0, capsys.readouterr().err
@@ -139,8 +140,8 @@ def test_text_only_run_trains_and_saves_an_adapter_that_loads(tmp_path, tiny_mod
     assert meta["text_pairs"] == [{"id": "text-1", "positive": PAIR["positive"], "negative": PAIR["negative"],
                                    "neutral": PAIR["neutral"], "anchors": PAIR["anchors"], "guidance": 2.0,
                                    "strength": 1.0}]
-    renderer = PreviewRenderer("sd1x", str(tiny_models["sd1x"]), adapter)
-    base = PreviewRenderer("sd1x", str(tiny_models["sd1x"]))
+    renderer = PreviewRenderer(get_family("sd1x"), str(tiny_models["sd1x"]), adapter)
+    base = PreviewRenderer(get_family("sd1x"), str(tiny_models["sd1x"]))
     a = renderer.render("a red circle", 0, [0.0, 1.0], 2, 1.0)
     b = base.render("a red circle", 0, [0.0], 2, 1.0)
     assert list(a[0].getdata()) == list(b[0].getdata())      # strength 0 is the base model

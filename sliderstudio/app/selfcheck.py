@@ -100,12 +100,12 @@ def check_training(root: Path, model: Path, family: Family) -> Path:
 
 
 def check_preview(family: Family, model: Path, adapter: Path) -> tuple[bool, bool]:
-    renderer = PreviewRenderer(family.id, str(model), adapter)
+    renderer = PreviewRenderer(family, str(model), adapter)
     reloaded = renderer.adapter is not None and bool(renderer.adapter.parameters())
     size = int(family.extra.get("tiny_size", 64))
     images = [np.asarray(im, dtype=np.int16) for im in renderer.render("a photo of a red square", 0, [0.0, 1.0, -1.0],
                                                                        steps=2, guidance=1.0, size=size)]
-    base = PreviewRenderer(family.id, str(model))
+    base = PreviewRenderer(family, str(model))
     reference = np.asarray(base.render("a photo of a red square", 0, [0.0] * 3, steps=2, guidance=1.0, size=size)[0],
                            dtype=np.int16)
     zero_is_base = np.array_equal(images[0], reference)

@@ -109,9 +109,3 @@ def label(size: Size | None) -> str:
     """How a plan line shows an aspect bucket: 64x96 (one token, so the columns stay split-able)."""
     return "-" if size is None else f"{size[0]}x{size[1]}"
 
-
-def family_alignment(model_family: str, file: str | None = None) -> int:
-    """The family's `size_alignment` (imports the family registry, so only where sizes are needed)."""
-    from sliderstudio.families.registry import get_family
-
-    return int(getattr(get_family(model_family, file), "size_alignment", DEFAULT_ALIGNMENT))

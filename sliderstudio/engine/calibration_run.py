@@ -21,6 +21,7 @@ from sliderstudio.engine.calibration import (
     Calibration, bucket_direction, measure, render_sweeps, timed, to_metadata,
 )
 from sliderstudio.kernel.errors import TrainingStopped
+from sliderstudio.families.base import Family
 
 #: Toy world: at most this many images per signed bucket say which way the concept goes.
 BUCKET_SAMPLE = 16
@@ -163,7 +164,7 @@ def _calibrate_live(session: Any, project: Any, settings: Settings) -> Calibrati
 
 # ----------------------------------------------------------------------------------- on a file
 
-def calibrate_file(adapter: Path, family: str, model: str, settings: Settings, project: Any = None) -> Calibration:
+def calibrate_file(adapter: Path, family: Family, model: str, settings: Settings, project: Any = None) -> Calibration:
     """Calibrate a saved adapter now (report --project): the preview's renderer, the project's buckets.
 
     No training session here, so the loss polarity test is not run; the toy world still gets the

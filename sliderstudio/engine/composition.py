@@ -33,7 +33,6 @@ from sliderstudio.kernel.build_lock import BUILD_LOCK
 from sliderstudio.kernel.errors import InputError
 from sliderstudio.adapters.slider_adapter import _ATTACHED, PeftSlider, SliderAdapter, file_kind
 from sliderstudio.families.base import Family
-from sliderstudio.families.registry import get_family
 
 COMPANION = "companion"
 SUFFIX = ".safetensors"
@@ -65,7 +64,7 @@ def load_companion(family: Family, pipe: Any, path: Path, index: int) -> SliderA
     """Attach one more slider to the pipeline's denoiser, beside the ones already there."""
     meta = read_metadata(path)
     trained_for = meta.get("family")
-    if trained_for and get_family(str(trained_for)).id != family.id:
+    if trained_for and not family.answers_to(str(trained_for)):
         raise InputError(f"this adapter was trained for '{trained_for}' (its metadata) but the model is "
                          f"'{family.id}'", file=path, key="--lora")
     if meta.get("controlnet"):

@@ -101,7 +101,7 @@ def require_fsdp_family(family: Any, file: str | None = None) -> None:
                           "whole model) or the memory options", file=file, key="fsdp_enable", value=True)
 
 
-def check_launch(project: Any, kind: str, processes: int | None = None) -> None:
+def check_launch(project: Any, family: Any, kind: str, processes: int | None = None) -> None:
     """What a run on `processes` (default num_processes) processes needs, checked before any process
     starts (exit 2)."""
     cfg = project.config
@@ -109,9 +109,8 @@ def check_launch(project: Any, kind: str, processes: int | None = None) -> None:
     check_num_processes(processes, kind, str(project.config_path))
     if getattr(cfg, "fsdp_enable", False):  # the frozen denoiser sharded over the processes (engine.fsdp)
         from sliderstudio.engine.fsdp import check_options
-        from sliderstudio.families.registry import get_family
 
-        check_options(cfg, get_family(cfg.model_family), str(project.config_path))
+        check_options(cfg, family, str(project.config_path))
     if cfg.train_batch_size % processes:
         print(f"warning: train_batch_size {cfg.train_batch_size} is not a multiple of num_processes "
               f"{processes}: the global micro-batch is split unevenly and some processes idle for "

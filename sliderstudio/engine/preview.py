@@ -28,7 +28,6 @@ from sliderstudio.engine.quantise import NO_CHANGE, loading_config, quantise_bas
 from sliderstudio.adapters.slider_adapter import PeftSlider, SliderAdapter, attached, file_kind, load_slider
 from sliderstudio.families.base import Family
 from sliderstudio.families.loading import load_pipeline
-from sliderstudio.families.registry import get_family
 
 StepHook = Callable[[int, int], None]
 
@@ -85,10 +84,10 @@ class PreviewRenderer:
     `controlnet` or from the adapter's own metadata.
     """
 
-    def __init__(self, family: str, model_path: str, lora_path: str | Path | None = None,
+    def __init__(self, family: Family, model_path: str, lora_path: str | Path | None = None,
                  controlnet: str | Path | None = None, control_image: str | Path | None = None,
                  base_model_precision: str = NO_CHANGE):
-        self.family = get_family(family)
+        self.family = family
         scheme = require_runnable(base_model_precision, torch.device("cpu"))  # refused before any weight loads
         self.pipe = load_pipeline(self.family, model_path,
                                   quantization_config=loading_config(scheme, self.family.denoiser_name))
@@ -107,7 +106,7 @@ class PreviewRenderer:
         path = Path(path)
         meta = adapter_io.read_metadata(path)  # refuses pickles and unreadable files with a clear error
         trained_for = meta.get("family")
-        if trained_for and get_family(str(trained_for)).id != self.family.id:
+        if trained_for and not self.family.answers_to(str(trained_for)):
             raise InputError(f"this adapter was trained for '{trained_for}' (its metadata) but the model is "
                              f"'{self.family.id}'", file=path, key="family")
         if self.adapter is not None:

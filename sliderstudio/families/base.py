@@ -34,6 +34,11 @@ class Conditioning:
         return Conditioning({k: move(v) for k, v in self.kwargs.items()})
 
 
+def normalise_name(name: str) -> str:
+    """A family name as written by people and tools (case, '-' or '_', dots) → the registry's form."""
+    return name.strip().lower().replace("-", "_").replace(".", "")
+
+
 @dataclass
 class Family(ABC):
     """Base class; subclasses implement the model-specific methods."""
@@ -52,6 +57,13 @@ class Family(ABC):
     comfy_lycoris: bool = False  # ComfyUI maps this family's `lycoris_<diffusers path>` keys (its diffusers maps)
     text_path_markers: tuple[str, ...] = DIFFUSERS_TEXT_PATH  # module-name pieces of the text path (text_path.py)
     lycoris_group: str = "transformer"  # shipped LyCORIS presets: presets/lycoris/<group>-<algo>.json
+
+    def answers_to(self, name: str) -> bool:
+        """Whether a name in a file (a config's model_family, an adapter's metadata) means this family:
+        its id or one of its aliases, spelt as the registry reads them. Lets code that already holds the
+        Family check a file against it without looking the name up."""
+        key = normalise_name(name)
+        return key == self.id or key in (normalise_name(a) for a in self.aliases)
 
     @property
     def supports_controlnet(self) -> bool:

@@ -31,15 +31,10 @@ def discover(modules: tuple[str, ...] = FAMILY_MODULES, package_name: str = pack
 FAMILIES: dict[str, Family] = discover()
 
 
-def _normalise(name: str) -> str:
-    return name.strip().lower().replace("-", "_").replace(".", "")
-
-
 def get_family(name: str, file: str | None = None) -> Family:
     """Look a family up by id or alias; a ConfigError lists the known ids otherwise."""
-    key = _normalise(name)
     for family in FAMILIES.values():
-        if key == family.id or key in (_normalise(a) for a in family.aliases):
+        if family.answers_to(name):
             return family
     known = ", ".join(sorted(FAMILIES))
     raise ConfigError(f"unknown model family '{name}'", file=file, key="model_family", expected=f"one of {known}")

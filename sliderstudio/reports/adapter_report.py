@@ -15,6 +15,7 @@ import numpy as np
 from sliderstudio.engine.calibration import CALIBRATION_KEY, POLARITY_KEY, RANGE_KEY
 from sliderstudio.kernel.errors import InputError, ModelLoadError
 from sliderstudio.toy.metrics import smoothness, spearman
+from sliderstudio.families.registry import get_family
 
 #: The quality sweep: the promised range in even steps.
 QUALITY_STRENGTHS: tuple[float, ...] = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)
@@ -86,7 +87,7 @@ def toy_quality(path: Path, project: Any, seeds: int, calibration: dict | None) 
     from sliderstudio.toy.quality import DEFAULT_GUIDANCE, DEFAULT_STEPS
     from sliderstudio.toy.report import SweepItem, sweep_quality
 
-    renderer = PreviewRenderer("sd1x", TOY_MODEL_ID, path)
+    renderer = PreviewRenderer(get_family("sd1x"), TOY_MODEL_ID, path)
     sweeps = render_sweeps(lambda p, s, st: renderer.render(p, s, st, DEFAULT_STEPS, DEFAULT_GUIDANCE),
                            _prompts(project), list(range(seeds)), QUALITY_STRENGTHS)
     measure = (calibration or {}).get("measure", "")
@@ -107,7 +108,7 @@ def generic_quality(path: Path, project: Any, model: str, family: str | None, se
                          file=project.config_path, key="validation_prompt")
     settings = settings_for(project)
     settings = replace(settings, seeds=[settings.seeds[0] + k for k in range(seeds)])
-    cal = calibrate_file(path, family or project.config.model_family, model, settings, project)
+    cal = calibrate_file(path, get_family(family or project.config.model_family), model, settings, project)
     return {"kind": "generic", "measure": cal.measure, "calibration": cal.to_dict(),
             **inner_figures(cal.to_dict())}
 

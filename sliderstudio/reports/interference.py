@@ -24,6 +24,7 @@ import torch
 from sliderstudio.adapters.adapter_io import read_metadata, read_tensors
 from sliderstudio.kernel.errors import InputError
 from sliderstudio.adapters.slider_adapter import SliderAdapter, file_kind
+from sliderstudio.families.registry import get_family
 
 #: Attributes a toy slider is scored on when its calibration does not name one (same 0-1 scale).
 FALLBACK_ATTRIBUTES = ("area", "brightness")
@@ -74,7 +75,7 @@ def adapter_deltas(path: Path, model: str | None, family: str | None) -> dict[st
                          key="--model")
     from sliderstudio.engine.preview import PreviewRenderer
 
-    renderer = PreviewRenderer(family or str(read_metadata(path).get("family") or "sd1x"), model, path)
+    renderer = PreviewRenderer(get_family(family or str(read_metadata(path).get("family") or "sd1x")), model, path)
     return handle_deltas(renderer.adapter)
 
 
@@ -163,7 +164,7 @@ def interference_report(path_a: Path, path_b: Path, model: str | None = None, fa
     from sliderstudio.toy.demo_project import PROMPT_LIBRARY
     from sliderstudio.toy.quality import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
-    renderer = PreviewRenderer("sd1x", TOY_MODEL_ID, path_a)
+    renderer = PreviewRenderer(get_family("sd1x"), TOY_MODEL_ID, path_a)
     companion = load_companion(renderer.family, renderer.pipe, path_b, 0)
     report["crosstalk"] = crosstalk(renderer, companion, list(PROMPT_LIBRARY.values()), list(range(seeds)),
                                     (slider_attribute(path_a), slider_attribute(path_b)), DEFAULT_STEPS,

@@ -20,6 +20,7 @@ from sliderstudio.engine.project import load_project
 from sliderstudio.engine.trainer import Trainer
 from sliderstudio.toy.demo_project import concept_attribute, write_demo_project
 from sliderstudio.toy.report import SweepItem, write_report
+from sliderstudio.families.registry import get_family
 
 SWEEP = [-1.0, -0.5, 0.0, 0.5, 1.0]
 DEFAULT_STEPS = 200  # optimizer steps; the demo project trains a whole cycle per step (docs/TRAINING.md)
@@ -50,8 +51,8 @@ def run_demo(workdir: Path, concept: str = "size", steps: int | None = None, see
     project = load_project(root)
     adapter = Trainer(project, sink).run()
     library = [p.prompt for p in project.prompts][: prompts or None]
-    renderer = PreviewRenderer("sd1x", project.config.pretrained_model_name_or_path, adapter)
-    base = PreviewRenderer("sd1x", project.config.pretrained_model_name_or_path)
+    renderer = PreviewRenderer(get_family("sd1x"), project.config.pretrained_model_name_or_path, adapter)
+    base = PreviewRenderer(get_family("sd1x"), project.config.pretrained_model_name_or_path)
     items, identical = sweep(renderer, base, library, list(range(seeds)))
     metrics = write_report(root / "report", items, concept_attribute(concept), base_identical=identical)
     avg = metrics["average"]

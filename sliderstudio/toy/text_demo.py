@@ -18,6 +18,7 @@ from sliderstudio.engine.project import load_project
 from sliderstudio.engine.trainer import Trainer
 from sliderstudio.toy.demo_project import project_config
 from sliderstudio.toy.report import SweepItem, write_report
+from sliderstudio.families.registry import get_family
 
 #: (kind, shape colour, background) the slider trains on: every kind, colour and background at least once.
 TRAIN_SUBJECTS: tuple[tuple[str, str, str], ...] = (
@@ -91,7 +92,7 @@ def run_text_demo(workdir: Path, settings: TextSliderSettings = TextSliderSettin
     project = load_project(root)
     adapter = Trainer(project, sink).run()
     model = project.config.pretrained_model_name_or_path
-    renderer, base = PreviewRenderer("sd1x", model, adapter), PreviewRenderer("sd1x", model)
+    renderer, base = PreviewRenderer(get_family("sd1x"), model, adapter), PreviewRenderer(get_family("sd1x"), model)
     items, identical = (sweep or image_sweep)(renderer, base, eval_prompts()[: prompts or None],
                                               list(EVAL_SEEDS[: seeds or None]))
     metrics = write_report(root / "report", items, "area", base_identical=identical)

@@ -124,7 +124,9 @@ def make_renderer(family: str, model_path: str) -> Any:
     ensure_engine()
     from sliderstudio.engine.preview import PreviewRenderer
 
-    return PreviewRenderer(family, model_path)
+    from sliderstudio.families.registry import get_family
+
+    return PreviewRenderer(get_family(family), model_path)
 
 
 @contextmanager
