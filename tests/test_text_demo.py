@@ -16,6 +16,18 @@ def test_evaluation_prompts_are_not_training_prompts():
     assert all("large" not in p and "small" not in p for p in eval_prompts())
 
 
+def test_text_project_has_validation_prompts_so_its_adapter_is_calibrated(tmp_path):
+    from sliderstudio.core.calibration_run import settings_for
+    from sliderstudio.core.project import load_project
+    from sliderstudio.toy.text_demo import write_text_project
+
+    project = load_project(write_text_project(tmp_path / "text"))
+    prompts = [p.prompt for p in project.validation_prompts()]
+    assert prompts == ["a red circle on a blue background", "a green square on a white background"]
+    assert not set(prompts) & set(eval_prompts())           # the evaluation stays held out
+    assert settings_for(project).prompts == prompts and project.config.slider_calibration
+
+
 @pytest.mark.slow
 def test_short_text_slider_grows_the_shape_with_strength(tmp_path):
     metrics = run_text_demo(tmp_path / "text", TextSliderSettings(steps=60), prompts=2, seeds=1)
@@ -26,6 +38,9 @@ def test_short_text_slider_grows_the_shape_with_strength(tmp_path):
         assert sweep["spearman"] > 0.5 and sweep["range"] > 0.05, sweep
     meta = read_metadata(tmp_path / "text" / "output" / "pytorch_lora_weights.safetensors")
     assert len(meta["text_pairs"]) == len(TRAIN_SUBJECTS) and meta["text_pairs"][0]["positive"].startswith("a large")
+    assert meta["polarity"] == "positive" and meta["calibration"]["evidence"]["loss"]["kind"] == "text pairs"
+    lo, hi = meta["recommended_range"]
+    assert lo < 0 < hi
     written = json.loads((tmp_path / "text" / "config.json").read_text())
     assert json.loads((tmp_path / "text" / "multidatabackend.json").read_text()) == []   # no images at all
     assert written["max_train_steps"] == 60

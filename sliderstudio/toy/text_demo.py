@@ -32,6 +32,9 @@ EVAL_SUBJECTS: tuple[tuple[str, str, str], ...] = (
     ("circle", "blue", "white"), ("triangle", "purple", "gray"),
 )
 EVAL_SEEDS = (11, 12, 13)
+#: Validation prompts (prompt_library.json): the trained subjects' plain prompts, so the calibration
+#: after training measures the dial on what the slider was made for; the evaluation stays held out.
+CALIBRATION_SUBJECTS: tuple[tuple[str, str, str], ...] = TRAIN_SUBJECTS[:2]
 
 
 @dataclass(frozen=True)
@@ -62,15 +65,17 @@ def text_pairs(settings: TextSliderSettings) -> list[dict]:
 
 
 def write_text_project(workdir: Path, settings: TextSliderSettings = TextSliderSettings(), seed: int = 0) -> Path:
-    """A project with no image buckets: config.json (slider_text_pairs) and an empty dataloader list."""
+    """A project with no image buckets: config.json (slider_text_pairs), an empty dataloader list and
+    prompt_library.json (validation prompts: the final adapter is calibrated on them)."""
     root = Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
     config = project_config(seed, settings.steps)
     config.update(lora_rank=settings.rank, lora_alpha=settings.rank, learning_rate=settings.learning_rate,
                   validation_steps=0, checkpointing_steps=0, slider_text_pairs=text_pairs(settings))
-    config.pop("user_prompt_library")
     (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (root / "multidatabackend.json").write_text("[]\n")
+    library = {f"{colour}_{kind}": subject(kind, colour, background) for kind, colour, background in CALIBRATION_SUBJECTS}
+    (root / config["user_prompt_library"]).write_text(json.dumps(library, indent=2) + "\n")
     return root
 
 
