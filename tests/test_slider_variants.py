@@ -192,6 +192,27 @@ def test_demo_levels_step_evenly_in_area(tmp_path):
         write_demo_project(tmp_path / "bad", levels=(0.5, 1.5))
 
 
+def test_demo_size_widths_set_the_full_pairs_sizes(tmp_path):
+    """The data lever of docs/TRAINING.md: the full pair's widths come from `size_widths` (default
+    SMALL_WIDTHS / BIG_WIDTHS); only the size concept has them."""
+    from PIL import Image
+
+    from sliderstudio.core.slider_metrics import measure_image
+    from sliderstudio.toy.demo_project import write_demo_project
+
+    def full_pair_areas(root):
+        big = [measure_image(Image.open(p)).area for p in sorted((root / "data" / "bigger").glob("*.png"))]
+        small = [measure_image(Image.open(p)).area for p in sorted((root / "data" / "smaller").glob("*.png"))]
+        return big, small
+
+    default = write_demo_project(tmp_path / "d", pairs=3, levels=(1.0,))
+    wide = write_demo_project(tmp_path / "w", pairs=3, levels=(1.0,), size_widths=((0.2, 0.21), (0.79, 0.8)))
+    (big_d, small_d), (big_w, small_w) = full_pair_areas(default), full_pair_areas(wide)
+    assert all(bw > bd for bw, bd in zip(big_w, big_d)) and all(sw < sd for sw, sd in zip(small_w, small_d))
+    with pytest.raises(ValueError, match="size concept only"):
+        write_demo_project(tmp_path / "b", concept="brightness", size_widths=((0.2, 0.3), (0.7, 0.8)))
+
+
 def test_pixel_metric_counts_the_shape_and_flags_noise():
     from sliderstudio.toy.sweep_check import pixel_measure, prompt_colours
 
