@@ -246,3 +246,29 @@ def test_demo_image_slider_meets_the_targets(tmp_path):
     assert figures["collapsed"] == 0 and figures["name_changes"] == 0 and figures["base_identical"]
     if misses:  # not met yet by any measured variant: smoothness <= 0.3 (best 0.47), range >= 0.35 (0.17)
         pytest.xfail(f"issue #16 targets still missed: {misses}")
+
+
+def test_strength_zero_is_compared_at_the_same_batch_position():
+    """A stand-in renderer whose images depend on their position in the batch (as the toy model's do by
+    1/255): the check must compare the sweep's strength 0 with the base image at that same position."""
+    import numpy as np
+
+    from sliderstudio.toy.sweep_check import STRENGTHS, check_slider
+
+    class ByPosition:
+        def __init__(self, slider: bool):
+            self.slider = slider
+
+        def render(self, prompt, seed, strengths, steps, guidance):
+            images = []
+            for i, s in enumerate(strengths):
+                size = 0.4 + 0.2 * s if self.slider else 0.4
+                arr = np.asarray(render(ShapeSpec("square", "red", "blue", size), 32)).copy()
+                arr[0, 0, 0] = min(255, int(arr[0, 0, 0]) + i)   # position-dependent rounding
+                images.append(arr)
+            return images
+
+    result = check_slider(ByPosition(True), ByPosition(False), prompts=("a red square on a blue background",),
+                          seeds=(1,), strengths=STRENGTHS, identity_sweeps=1)
+    assert result.base_identical is True
+    assert result.sweeps[0].metrics.spearman > 0.99
