@@ -213,6 +213,16 @@ def test_demo_size_widths_set_the_full_pairs_sizes(tmp_path):
         write_demo_project(tmp_path / "b", concept="brightness", size_widths=((0.2, 0.3), (0.7, 0.8)))
 
 
+def test_strength_power_maps_intensity_to_trained_strength():
+    from sliderstudio.toy.demo_project import data_backends
+
+    strengths = {b["id"]: b["slider_strength"] for b in data_backends("size", (0.25, 0.5, 1.0), strength_power=1.5)}
+    assert strengths == {"bigger_025": 0.125, "smaller_025": -0.125, "bigger_050": 0.3536, "smaller_050": -0.3536,
+                         "bigger": 1.0, "smaller": -1.0, "neutral": 0.0}
+    with pytest.raises(ValueError, match="strength_power"):
+        data_backends("size", (0.5, 1.0), strength_power=0.0)
+
+
 def test_pixel_metric_counts_the_shape_and_flags_noise():
     from sliderstudio.toy.sweep_check import pixel_measure, prompt_colours
 

@@ -144,13 +144,17 @@ def level_ids(concept: str, level: float) -> tuple[str, str]:
 
 
 def data_backends(concept: str, levels: tuple[float, ...] = LEVELS,
-                  full_strength: float = FULL_STRENGTH) -> list[dict]:
-    """multidatabackend.json: a positive (+m·full) and a negative (−m·full) bucket per intensity m,
-    and the neutral (0) bucket."""
+                  full_strength: float = FULL_STRENGTH, strength_power: float = 1.0) -> list[dict]:
+    """multidatabackend.json: a positive (+m^p·full) and a negative (−m^p·full) bucket per intensity m,
+    and the neutral (0) bucket. `strength_power` p maps intensity to trained strength (1: linear;
+    > 1 asks for more of the concept at mid strengths, a lever measured in docs/TRAINING.md)."""
+    if strength_power <= 0:
+        raise ValueError(f"strength_power must be > 0, got {strength_power!r}")
     out = []
     for m in levels:
         pos, neg = level_ids(concept, m)
-        out += [_bucket(pos, round(m * full_strength, 4)), _bucket(neg, -round(m * full_strength, 4))]
+        strength = round(m ** strength_power * full_strength, 4)
+        out += [_bucket(pos, strength), _bucket(neg, -strength)]
     return out + [_bucket("neutral", 0.0)]
 
 
@@ -162,7 +166,8 @@ def _check_levels(levels: tuple[float, ...]) -> None:
 def write_demo_project(workdir: Path, concept: str = "size", pairs: int = 6, seed: int = 0,
                        max_train_steps: int = 200, levels: tuple[float, ...] = LEVELS,
                        full_strength: float = FULL_STRENGTH, config: dict | None = None,
-                       size_widths: tuple[tuple[float, float], tuple[float, float]] | None = None) -> Path:
+                       size_widths: tuple[tuple[float, float], tuple[float, float]] | None = None,
+                       strength_power: float = 1.0) -> Path:
     """Write the demo project into `workdir` (created if needed) and return that folder.
 
     Contents: per intensity in `levels`, data/<positive>[_NNN]/ and data/<negative>[_NNN]/ with
@@ -170,7 +175,8 @@ def write_demo_project(workdir: Path, concept: str = "size", pairs: int = 6, see
     same pair drawn at each intensity, as Concept Sliders' image folders), data/neutral/ with
     ordinary varied images, config.json (`config` overrides keys), multidatabackend.json and
     prompt_library.json. `size_widths` = ((small lo, hi), (big lo, hi)) overrides the size pair's
-    widths. Deterministic for a given (concept, pairs, seed, levels, size_widths).
+    widths; `strength_power` maps each intensity m to the trained strength m^p (`data_backends`).
+    Deterministic for a given (concept, pairs, seed, levels, size_widths, strength_power).
     """
     c = _concept(concept)
     if pairs < 1:
@@ -196,6 +202,6 @@ def write_demo_project(workdir: Path, concept: str = "size", pairs: int = 6, see
         spec = random_spec(rng)
         _write_image(dirs["neutral"], f"image_{i:03d}", spec, caption(spec))
     _write_json(root / "config.json", {**project_config(seed, max_train_steps), **(config or {})})
-    _write_json(root / "multidatabackend.json", data_backends(concept, tuple(levels), full_strength))
+    _write_json(root / "multidatabackend.json", data_backends(concept, tuple(levels), full_strength, strength_power))
     _write_json(root / "prompt_library.json", PROMPT_LIBRARY)
     return root
