@@ -154,5 +154,8 @@ def test_main_and_composed_dials_use_the_engines_rule(pane, qtbot, monkeypatch, 
     show_adapter(pane, qtbot, [-3.0, 3.0])
     assert (pane.dials["B"].minimum(), pane.dials["B"].maximum()) == (-0.25, 0.75)
     assert pane.vm.strength_b == 0.75
+    with qtbot.waitSignal(pane.vm.abRendered, timeout=5000):   # the clamped A/B render again
+        pass
+    assert pane.vm.last.request.strengths[:2] == (-0.25, 0.75)
     pane.vm.add_companion(adapter(tmp_path / "c" / "c.safetensors", [-2.0, 2.0]))
     assert (pane.companion_dials[0].minimum(), pane.companion_dials[0].maximum()) == (-0.25, 0.75)
