@@ -106,6 +106,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--strength-power", type=float, default=1.0,
+                    help="train intensity m at strength m**P (1: linear, the default)")
+    ap.add_argument("--widths", help="size pair widths 'small_lo,small_hi,big_lo,big_hi' "
+                                     "(default demo_project.SMALL_WIDTHS/BIG_WIDTHS)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-beyond", action="store_true", help="skip the ±1.5 / ±2 renders")
     ap.add_argument("--speed", type=int, metavar="REPS", help="only time a fused cycle against separate "
@@ -125,6 +129,13 @@ def config_for(a: argparse.Namespace) -> dict:
     return cfg
 
 
+def widths_of(text: str | None) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    if not text:
+        return None
+    lo_s, hi_s, lo_b, hi_b = (float(x) for x in text.split(","))
+    return (lo_s, hi_s), (lo_b, hi_b)
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
     import torch
@@ -137,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = write_demo_project(a.keep or Path(tmp) / "project", pairs=a.pairs, seed=a.seed,
                                   max_train_steps=a.steps, levels=levels, full_strength=a.full_strength,
-                                  config=config_for(a))
+                                  config=config_for(a), size_widths=widths_of(a.widths),
+                                  strength_power=a.strength_power)
         if a.speed:
             result = {"label": a.label, **speed(root, a.speed), "load_before": round(load_before, 2),
                       "load_after": round(os.getloadavg()[0], 2)}
@@ -147,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         adapter, timing = train(root)
         result = {"label": a.label, "levels": levels, "full_strength": a.full_strength, "mode": a.mode,
-                  "preserve_weight": a.preserve_weight, "rank": a.rank, "lr": a.lr, **timing,
+                  "preserve_weight": a.preserve_weight, "rank": a.rank, "lr": a.lr, "widths": a.widths, "strength_power": a.strength_power,
+                  "pairs": a.pairs, **timing,
                   **measure(adapter, not a.no_beyond),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
     text = json.dumps(result, indent=1)

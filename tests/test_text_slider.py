@@ -191,3 +191,70 @@ def test_text_pairs_round_trip_through_the_config():
     cfg = TrainConfig(slider_text_pairs=[PAIR])
     again = TrainConfig.model_validate(cfg.model_dump(exclude_defaults=True))
     assert again.slider_text_pairs == cfg.slider_text_pairs and again.slider_text_pairs[0].guidance == 2.0
+
+
+def test_text_polarity_margin_by_value_and_its_sign_follows_the_slider(tiny_step):
+    """The four losses recomputed one prompt per forward; negating every lora_B (strength s now acts
+    as −s) gives exactly the opposite margin and verdict; a slider that does nothing is 'unclear'."""
+    from sliderstudio.engine.calibration import decide_polarity
+    from sliderstudio.engine.text_polarity import text_batches, text_loss_polarity
+    from sliderstudio.families.base import Conditioning
+
+    step, shared = tiny_step
+    # the tiny random text encoder gives these prompts one embedding (positive − negative = 0 exactly), so
+    # the positive prompt here is the neutral embedding moved by seeded noise: a concept the UNet sees
+    moved = Conditioning({k: v + torch.randn(v.shape, generator=torch.Generator().manual_seed(0))
+                          for k, v in shared.neutral.kwargs.items()})
+    data = PairData(shared.pair, shared.neutral, moved, shared.neutral, shared.anchors, shared.renders, 64)
+    entries, pair_map = text_sampler_entries([TextPair(id="p", positive="x big", negative="x small", samples=2)])
+    sampler = SliderSampler(entries, seed=0, pair_map=pair_map)
+    lora_b = [p for n, p in step.denoiser.named_parameters() if "lora_B" in n]
+    saved, text = [p.detach().clone() for p in lora_b], step.text
+    step.text = TextSlider({"text:p+": data, "text:p-": data})
+    try:
+        with torch.no_grad():
+            for p in lora_b:     # a slider that does something
+                p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        got = text_loss_polarity(step, sampler)
+        batches = text_batches(step, sampler)
+        assert got["kind"] == "text pairs" and got["batches"] == [len(batches)] * 2 and len(batches) == 4
+        expected = dict.fromkeys(("positive_at_plus", "positive_at_minus", "negative_at_plus", "negative_at_minus"), 0.0)
+        for mb in batches:
+            base = _predictions(step, data, mb, 0.0)
+            targets = {"positive": base["n"] + 3.0 * (base["p"] - base["m"]),     # η = 3 for +1
+                       "negative": base["n"] - 1.5 * (base["p"] - base["m"])}     # negative_guidance 1.5 for −1
+            for name, strength in (("plus", 1.0), ("minus", -1.0)):
+                pred = _predictions(step, data, mb, strength)["n"]
+                for side, target in targets.items():
+                    expected[f"{side}_at_{name}"] += float(F.mse_loss(pred, target)) / len(batches)
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, rel=1e-3), key
+        margin = (expected["positive_at_minus"] - expected["positive_at_plus"] + expected["negative_at_plus"]
+                  - expected["negative_at_minus"]) / (sum(expected.values()) / 4)
+        assert got["margin"] == pytest.approx(margin, rel=1e-2, abs=1e-4) and abs(margin) > 1e-3
+        verdict = decide_polarity(None, 0.0, None, got)[0]
+        assert verdict == ("positive" if margin > 0 else "reversed")
+        with torch.no_grad():
+            for p in lora_b:
+                p.neg_()
+        flipped = text_loss_polarity(step, sampler)
+        assert flipped["margin"] == pytest.approx(-got["margin"], rel=1e-3)
+        assert decide_polarity(None, 0.0, None, flipped)[0] == ("reversed" if margin > 0 else "positive")
+        with torch.no_grad():
+            for p in lora_b:
+                p.zero_()
+        assert decide_polarity(None, 0.0, None, text_loss_polarity(step, sampler))[0] == "unclear"
+    finally:
+        step.text = text
+        with torch.no_grad():
+            for p, value in zip(lora_b, saved):
+                p.copy_(value)
+
+
+def test_text_polarity_needs_text_pairs(tiny_step):
+    from sliderstudio.engine.text_polarity import text_loss_polarity
+
+    step, _ = tiny_step
+    image_only = SliderSampler([SamplerBucket("pos", "positive", 1.0, 1.0, 0, ("a",)),
+                                SamplerBucket("neg", "negative", -1.0, 1.0, 0, ("a",))], seed=0)
+    assert text_loss_polarity(step, image_only) is None

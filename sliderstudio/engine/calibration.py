@@ -321,19 +321,12 @@ def recommended_range(adapter_path: str | Path) -> tuple[float, float] | None:
 
     For the preview's dials: a file that cannot be read (or is not safetensors) also gives None,
     since a dial must still work on any adapter the user picks, and so does an empty range (0, 0),
-    a slider whose calibration measured no response (the report still shows it).
+    a slider whose calibration measured no response (the report still shows it). The rule lives in
+    `engine.dial_range` (torch-free, so the app's UI thread calls the same one).
     """
-    from sliderstudio.adapters.adapter_io import read_metadata
-    from sliderstudio.kernel.errors import InputError
+    from sliderstudio.engine import dial_range
 
-    try:
-        value = read_metadata(Path(adapter_path)).get(RANGE_KEY)
-    except (InputError, OSError, ValueError):
-        return None
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)):
-        return None
-    lo, hi = float(value[0]), float(value[1])
-    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and lo <= 0.0 <= hi and lo < hi else None
+    return dial_range.recommended_range(adapter_path)
 
 
 def timed(fn: Callable[[], Calibration]) -> Calibration:

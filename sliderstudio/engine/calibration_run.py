@@ -133,6 +133,7 @@ def _calibrate_live(session: Any, project: Any, settings: Settings) -> Calibrati
     from sliderstudio.adapters.adapters import ASSISTANT, slider_scale
     from sliderstudio.engine.polarity import loss_polarity
     from sliderstudio.engine.preview import render_strengths
+    from sliderstudio.engine.text_polarity import text_loss_polarity
     from sliderstudio.engine.validation_render import validation_pipes
 
     cfg = project.config
@@ -154,7 +155,8 @@ def _calibrate_live(session: Any, project: Any, settings: Settings) -> Calibrati
             stack.enter_context(compiled.eager() if compiled is not None else nullcontext())
             stack.enter_context(slider_scale(s.family.denoiser(s.pipe), 0.0, ASSISTANT))
             stack.enter_context(s.encoders.needed() if s.encoders else nullcontext())
-            evidence = loss_polarity(s.step, s.sampler, 1.0)
+            # image buckets when there are any; a text-only slider: the same test on its text targets
+            evidence = loss_polarity(s.step, s.sampler, 1.0) or text_loss_polarity(s.step, s.sampler)
             return calibrate_with(render, settings, meter, pipe,
                                   expected_direction(meter, project) if meter else None, evidence)
     finally:

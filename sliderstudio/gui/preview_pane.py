@@ -6,7 +6,7 @@ While a render runs the status line says what is computed ("rendering base image
 Below the adapter line, "Composed sliders" lists more adapter files, each with its own dial, that
 apply to every image (A, B and the sweep): the A/B dials still compare the project's slider, on
 top of the others. A dial spans the adapter's calibrated range when its file has one, else ±1;
-"wider" doubles it.
+"wider" doubles it. The A/B dials follow the same rule for the adapter shown (`engine.dial_range`).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def show_image(label: QLabel, image: QImage) -> None:
 
 def strength_dial(value: float) -> QLabeledDoubleSlider:
     dial = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-    dial.setRange(-2.0, 2.0)
+    dial.setRange(-1.0, 1.0)  # until an adapter shows its calibrated range (show_main_range)
     dial.setSingleStep(0.05)
     dial.setDecimals(2)
     dial.setValue(value)
@@ -77,6 +77,7 @@ class PreviewPane(QWidget):
         vm.failed.connect(lambda m: self.status.setText(f"✗ Preview failed: {m}"))
         vm.adapterChanged.connect(self.show_adapter)
         vm.companionsChanged.connect(self.show_companions)
+        vm.mainRangeChanged.connect(self.show_main_range)
         vm.project_vm.projectLoaded.connect(self.load)
 
     # --- construction ------------------------------------------------------------------
@@ -196,7 +197,23 @@ class PreviewPane(QWidget):
             col.addWidget(dial)
             row.addLayout(col)
             self.dials[side], self.ab_images[side] = dial, image
+        self.main_wider = QPushButton("wider", objectName="mainWider")
+        self.main_wider.setToolTip("Double the A/B dials' range (beyond the calibrated range the image may break down)")
+        self.main_wider.clicked.connect(lambda _=False: self.vm.extend_main_range())
+        row.addWidget(self.main_wider, alignment=Qt.AlignmentFlag.AlignBottom)
+        self.show_main_range()
         return row
+
+    def show_main_range(self) -> None:
+        """Set the A/B dials to the view-model's range and strengths (no render from this alone)."""
+        vm = self.vm
+        note = "its calibrated range" if vm.main_calibrated else "±1 (not calibrated)"
+        for side, value in (("A", vm.strength_a), ("B", vm.strength_b)):
+            dial = self.dials[side]
+            with signals_blocked(dial):
+                dial.setRange(vm.main_lo, vm.main_hi)
+                dial.setValue(value)
+            dial.setToolTip(f"Adapter strength for this image (0 = the base model); dial: {note}")
 
     def _build_sweep(self) -> QHBoxLayout:
         row = QHBoxLayout()

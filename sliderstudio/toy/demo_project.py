@@ -25,6 +25,10 @@ TRAIN_RESOLUTION = 32
 LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 #: The slider strength of the full-intensity pair (before issue #16 the pair trained at ±0.5).
 FULL_STRENGTH = 1.0
+#: Widths (fraction of the image) of the full pair's small and big shape. The toy model draws
+#: widths 0.2-0.8; the area range a size slider can show is bounded by its data's (docs/TRAINING.md).
+SMALL_WIDTHS: tuple[float, float] = (0.22, 0.32)
+BIG_WIDTHS: tuple[float, float] = (0.65, 0.78)
 
 PROMPT_LIBRARY: dict[str, str] = {
     "red_circle": "a red circle on a blue background",
@@ -45,14 +49,17 @@ class DemoConcept:
     make_pairs: Callable[[random.Random, tuple[float, ...]], list[tuple[ShapeSpec, ShapeSpec]]]
 
 
-def _size_pairs(rng: random.Random, levels: tuple[float, ...]) -> list[tuple[ShapeSpec, ShapeSpec]]:
+def _size_pairs(rng: random.Random, levels: tuple[float, ...],
+                widths: tuple[tuple[float, float], tuple[float, float]] | None = None) -> list[tuple[ShapeSpec, ShapeSpec]]:
     """Big vs small twins at each intensity: same kind, colours and centre (chosen so the biggest fits).
 
-    Intensity 1 is the full pair (big 0.65-0.78, small 0.22-0.32 of the width); intensity m lies
-    at (1 ± m)/2 of the way in *area*, so equal strength steps ask for equal area steps.
+    Intensity 1 is the full pair (`widths` = (small range, big range) of the width, default
+    SMALL_WIDTHS / BIG_WIDTHS); intensity m lies at (1 ± m)/2 of the way in *area*, so equal
+    strength steps ask for equal area steps.
     """
+    small_range, big_range = widths or (SMALL_WIDTHS, BIG_WIDTHS)
     base = random_spec(rng)
-    big, small = rng.uniform(0.65, 0.78), rng.uniform(0.22, 0.32)
+    big, small = rng.uniform(*big_range), rng.uniform(*small_range)
     (xlo, xhi), (ylo, yhi) = centre_range(big, base.kind)
     cx, cy = rng.uniform(xlo, xhi), rng.uniform(ylo, yhi)
 
@@ -136,13 +143,17 @@ def level_ids(concept: str, level: float) -> tuple[str, str]:
 
 
 def data_backends(concept: str, levels: tuple[float, ...] = LEVELS,
-                  full_strength: float = FULL_STRENGTH) -> list[dict]:
-    """multidatabackend.json: a positive (+m·full) and a negative (−m·full) bucket per intensity m,
-    and the neutral (0) bucket."""
+                  full_strength: float = FULL_STRENGTH, strength_power: float = 1.0) -> list[dict]:
+    """multidatabackend.json: a positive (+m^p·full) and a negative (−m^p·full) bucket per intensity m,
+    and the neutral (0) bucket. `strength_power` p maps intensity to trained strength (1: linear;
+    > 1 asks for more of the concept at mid strengths, a lever measured in docs/TRAINING.md)."""
+    if strength_power <= 0:
+        raise ValueError(f"strength_power must be > 0, got {strength_power!r}")
     out = []
     for m in levels:
         pos, neg = level_ids(concept, m)
-        out += [_bucket(pos, round(m * full_strength, 4)), _bucket(neg, -round(m * full_strength, 4))]
+        strength = round(m ** strength_power * full_strength, 4)
+        out += [_bucket(pos, strength), _bucket(neg, -strength)]
     return out + [_bucket("neutral", 0.0)]
 
 
@@ -153,18 +164,27 @@ def _check_levels(levels: tuple[float, ...]) -> None:
 
 def write_demo_project(workdir: Path, concept: str = "size", pairs: int = 6, seed: int = 0,
                        max_train_steps: int = 200, levels: tuple[float, ...] = LEVELS,
-                       full_strength: float = FULL_STRENGTH, config: dict | None = None) -> Path:
+                       full_strength: float = FULL_STRENGTH, config: dict | None = None,
+                       size_widths: tuple[tuple[float, float], tuple[float, float]] | None = None,
+                       strength_power: float = 1.0) -> Path:
     """Write the demo project into `workdir` (created if needed) and return that folder.
 
     Contents: per intensity in `levels`, data/<positive>[_NNN]/ and data/<negative>[_NNN]/ with
     `pairs` PNG+TXT files of identical names (size: bigger/smaller; brightness: brighter/darker; the
     same pair drawn at each intensity, as Concept Sliders' image folders), data/neutral/ with
     ordinary varied images, config.json (`config` overrides keys), multidatabackend.json and
-    prompt_library.json. Deterministic for a given (concept, pairs, seed, levels).
+    prompt_library.json. `size_widths` = ((small lo, hi), (big lo, hi)) overrides the size pair's
+    widths; `strength_power` maps each intensity m to the trained strength m^p (`data_backends`).
+    Deterministic for a given (concept, pairs, seed, levels, size_widths, strength_power).
     """
     c = _concept(concept)
     if pairs < 1:
         raise ValueError("pairs must be >= 1")
+    make_pairs = c.make_pairs
+    if size_widths is not None:
+        if concept != "size":
+            raise ValueError(f"size_widths applies to the size concept only, not {concept!r}")
+        make_pairs = lambda r, lv: _size_pairs(r, lv, size_widths)  # noqa: E731
     _check_levels(tuple(levels))
     root = Path(workdir)
     rng = random.Random(f"sliderstudio-demo-{concept}-{seed}")
@@ -173,7 +193,7 @@ def write_demo_project(workdir: Path, concept: str = "size", pairs: int = 6, see
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     for i in range(pairs):
-        for (pos_id, neg_id), (pos, neg) in zip(ids, c.make_pairs(rng, tuple(levels))):
+        for (pos_id, neg_id), (pos, neg) in zip(ids, make_pairs(rng, tuple(levels))):
             text = _neutral_caption(pos)
             _write_image(dirs[pos_id], f"pair_{i:03d}", pos, text)
             _write_image(dirs[neg_id], f"pair_{i:03d}", neg, text)
@@ -181,6 +201,6 @@ def write_demo_project(workdir: Path, concept: str = "size", pairs: int = 6, see
         spec = random_spec(rng)
         _write_image(dirs["neutral"], f"image_{i:03d}", spec, caption(spec))
     _write_json(root / "config.json", {**project_config(seed, max_train_steps), **(config or {})})
-    _write_json(root / "multidatabackend.json", data_backends(concept, tuple(levels), full_strength))
+    _write_json(root / "multidatabackend.json", data_backends(concept, tuple(levels), full_strength, strength_power))
     _write_json(root / "prompt_library.json", PROMPT_LIBRARY)
     return root

@@ -161,10 +161,12 @@ def check_slider(renderer, base, prompts: Sequence[str] = HELD_OUT_PROMPTS, seed
             images = renderer.render(prompt, seed, everything, steps, guidance)
             inside = images[: len(strengths)]
             if identity_sweeps is None or len(sweeps) < identity_sweeps:
-                # the same batch size as the sweep: a BLAS kernel may round differently for another size
-                reference = base.render(prompt, seed, [0.0] * len(everything), steps, guidance)[0]
-                zero = np.asarray(inside[list(strengths).index(0.0)])
-                identical &= bool(np.array_equal(zero, np.asarray(reference)))
+                # the same batch size and the same position in the batch as the sweep's strength 0: a
+                # BLAS kernel rounds differently for another size, and rows of one batch may differ by
+                # 1/255 by position (measured on the toy model), which says nothing about the slider
+                at = list(strengths).index(0.0)
+                reference = base.render(prompt, seed, [0.0] * len(everything), steps, guidance)[at]
+                identical &= bool(np.array_equal(np.asarray(inside[at]), np.asarray(reference)))
             sweeps.append(score_sweep(prompt, seed, strengths, inside))
             if progress:
                 progress(f"{len(sweeps)}/{len(prompts) * len(seeds)} {prompt} seed {seed}: "

@@ -114,3 +114,48 @@ def test_bad_files_are_refused(pane, qtbot, tmp_path):
     with qtbot.waitSignal(pane.vm.failed, timeout=1000):
         assert pane.vm.add_companion(a) is None
     assert len(pane.vm.companions) == 1
+
+
+def show_adapter(pane, qtbot, calibrated=None) -> str:
+    """Put a final adapter (calibrated range or none) in the project's output folder and render it."""
+    path = adapter(pane.vm.project_vm.project.output_dir / "pytorch_lora_weights.safetensors", calibrated)
+    with qtbot.waitSignal(pane.vm.sweepRendered, timeout=5000):
+        pane.vm.render_now("all")
+    return path
+
+
+def test_main_dials_span_the_shown_adapters_calibrated_range(pane, qtbot):
+    assert [(d.minimum(), d.maximum()) for d in pane.dials.values()] == [(-1.0, 1.0)] * 2   # nothing shown yet
+    show_adapter(pane, qtbot, [-0.5, 1.5])
+    assert [(d.minimum(), d.maximum()) for d in pane.dials.values()] == [(-0.5, 1.5)] * 2
+    assert pane.vm.main_calibrated and "calibrated range" in pane.dials["A"].toolTip()
+    # A was at -1, outside the range: clamped to its end, and the A/B images render at it
+    assert pane.vm.strength_a == -0.5 and pane.dials["A"].value() == -0.5
+    with qtbot.waitSignal(pane.vm.abRendered, timeout=5000):
+        pass
+    assert pane.vm.last.request.strengths[:2] == (-0.5, 1.0)
+    pane.findChild(QPushButton, "mainWider").click()
+    assert [(d.minimum(), d.maximum()) for d in pane.dials.values()] == [(-1.0, 3.0)] * 2
+    assert (pane.vm.strength_a, pane.vm.strength_b) == (-0.5, 1.0)   # widening moves no dial
+
+
+def test_main_dials_without_calibration_span_one(pane, qtbot):
+    show_adapter(pane, qtbot, None)
+    assert [(d.minimum(), d.maximum()) for d in pane.dials.values()] == [(-1.0, 1.0)] * 2
+    assert not pane.vm.main_calibrated and "not calibrated" in pane.dials["B"].toolTip()
+    assert (pane.vm.strength_a, pane.vm.strength_b) == (-1.0, 1.0)
+
+
+def test_main_and_composed_dials_use_the_engines_rule(pane, qtbot, monkeypatch, tmp_path):
+    """The GUI restates no rule: whatever engine.dial_range decides is what both kinds of dial show."""
+    from sliderstudio.engine import dial_range as rule
+
+    monkeypatch.setattr(rule, "recommended_range", lambda path: (-0.25, 0.75))
+    show_adapter(pane, qtbot, [-3.0, 3.0])
+    assert (pane.dials["B"].minimum(), pane.dials["B"].maximum()) == (-0.25, 0.75)
+    assert pane.vm.strength_b == 0.75
+    with qtbot.waitSignal(pane.vm.abRendered, timeout=5000):   # the clamped A/B render again
+        pass
+    assert pane.vm.last.request.strengths[:2] == (-0.25, 0.75)
+    pane.vm.add_companion(adapter(tmp_path / "c" / "c.safetensors", [-2.0, 2.0]))
+    assert (pane.companion_dials[0].minimum(), pane.companion_dials[0].maximum()) == (-0.25, 0.75)

@@ -9,20 +9,18 @@ the rest.
 """
 from __future__ import annotations
 
-import json
-import math
-import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal
 from superqt.utils import QSignalDebouncer
 
+from sliderstudio.engine import dial_range as engine_dial_range
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.workers.preview import LATEST, PreviewWorker, RenderProgress, RenderRequest, RenderResult
 
 SWEEP = (-1.0, -0.5, 0.0, 0.5, 1.0)
-RANGE_META = "sliderstudio.recommended_range"   # written by the calibration (core/calibration.RANGE_KEY)
+RANGE_META = engine_dial_range.RANGE_META   # written by the calibration (core/calibration.RANGE_KEY)
 
 
 @dataclass
@@ -37,23 +35,10 @@ class Companion:
 
 
 def dial_range(path: str | Path) -> tuple[float, float] | None:
-    """The calibrated range from the file's safetensors header, read without torch.
-
-    The UI thread must not import torch while the preview worker may be importing it, so this
-    reads the JSON header itself; the rules are `calibration.recommended_range`'s: finite,
-    lo ≤ 0 ≤ hi and lo < hi, else None (the dial falls back to ±1).
-    """
-    try:
-        with open(path, "rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(min(length, 100_000_000)))
-        value = json.loads((header.get("__metadata__") or {}).get(RANGE_META, "null"))
-    except (OSError, ValueError, struct.error, TypeError):
-        return None
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)):
-        return None
-    lo, hi = float(value[0]), float(value[1])
-    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and lo <= 0.0 <= hi and lo < hi else None
+    """The calibrated range from the file's metadata, by the engine's rule (`engine.dial_range`,
+    the same as `calibration.recommended_range`); it reads the header without torch, so the UI
+    thread may call it while the preview worker imports torch. None: the dial falls back to ±1."""
+    return engine_dial_range.recommended_range(path)
 
 
 class PreviewViewModel(QObject):
@@ -65,6 +50,7 @@ class PreviewViewModel(QObject):
     failed = Signal(str)
     adapterChanged = Signal(str)       # the adapter shown ("" = base model)
     companionsChanged = Signal()       # a composed slider was added/removed or its range widened
+    mainRangeChanged = Signal()        # the A/B dials' range (main_lo, main_hi) changed
     _submit = Signal(object)           # to the worker thread (queued)
 
     def __init__(self, project_vm: ProjectViewModel, parent: QObject | None = None, debounce_ms: int = 150):
@@ -76,6 +62,8 @@ class PreviewViewModel(QObject):
         self.guidance = 2.0
         self.strength_a = -1.0
         self.strength_b = 1.0
+        #: The A/B dials' range: the shown adapter's calibrated range, else ±1 (engine rule).
+        self.main_lo, self.main_hi, self.main_calibrated = engine_dial_range.dial_span(None)
         self.sweep = SWEEP
         self.follow = True
         self.training_active = False      # a training process shares the CPU: render on one thread
@@ -144,6 +132,26 @@ class PreviewViewModel(QObject):
             self.strength_b = round(b, 2)
         self.schedule("ab")
 
+    def _main_range_for(self, path: str) -> None:
+        """The A/B dials span the shown adapter's calibrated range (else ±1), by the engine's rule
+        (`engine.dial_range`, as the composed dials); a strength outside it is clamped, and then the
+        A/B images render again."""
+        self.main_lo, self.main_hi, self.main_calibrated = engine_dial_range.dial_span(path or None)
+        self._clamp_main()
+        self.mainRangeChanged.emit()
+
+    def _clamp_main(self) -> None:
+        a = min(max(self.strength_a, self.main_lo), self.main_hi)
+        b = min(max(self.strength_b, self.main_lo), self.main_hi)
+        if (a, b) != (self.strength_a, self.strength_b):
+            self.set_strengths(a, b)
+
+    def extend_main_range(self, factor: float = 2.0) -> None:
+        """Beyond the calibrated (or default) range, on request, as a composed dial's "wider"."""
+        lo, hi = self.main_lo, self.main_hi
+        self.main_lo, self.main_hi = lo * factor if lo < 0 else -1.0, hi * factor if hi > 0 else 1.0
+        self.mainRangeChanged.emit()
+
     # --- composed sliders ------------------------------------------------------------------
     def add_companion(self, path: str) -> Companion | None:
         """Compose one more adapter file at strength 0 (the images do not change until its dial moves)."""
@@ -153,8 +161,8 @@ class PreviewViewModel(QObject):
         if any(c.path == str(path) for c in self.companions):
             self.failed.emit(f"this slider is already composed: {path}")
             return None
-        span = dial_range(path)
-        companion = Companion(str(path), 0.0, *(span or (-1.0, 1.0)), calibrated=span is not None)
+        lo, hi, calibrated = engine_dial_range.dial_span(path)
+        companion = Companion(str(path), 0.0, lo, hi, calibrated=calibrated)
         self.companions.append(companion)
         self.companionsChanged.emit()
         return companion
@@ -241,6 +249,7 @@ class PreviewViewModel(QObject):
             self.last = result
             if (result.adapter or "") != self.adapter:
                 self.adapter = result.adapter or ""
+                self._main_range_for(self.adapter)
                 self.adapterChanged.emit(self.adapter)
             self.abRendered.emit(result)
             if result.request.kind == "all":
