@@ -80,6 +80,7 @@ def measure(folder: Path, mode: str) -> dict:
     from sliderstudio.families.registry import get_family
 
     family = get_family("sd1x")
+    family.pipeline_class  # import diffusers' pipeline module now: the window measures the load, not imports
     torch.set_num_threads(2)
     before, anon_before = rss_kib("VmRSS"), rss_kib("RssAnon")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS

@@ -57,13 +57,21 @@ class PresetPane(QWidget):
         self.notice.setStyleSheet("color: #c8513a;")
         self.notice.hide()
         layout.addWidget(self.notice)
-        vm.familiesLoaded.connect(lambda _f: self.refresh())
+        # bound methods, not lambdas: Qt drops a bound slot with its widget, so a view-model that
+        # outlives this pane never calls into deleted labels
+        vm.familiesLoaded.connect(self._families_loaded)
         vm.fieldsChanged.connect(self.refresh)
-        vm.targetsResolving.connect(lambda: self.total_label.setText("resolving targets…"))
+        vm.targetsResolving.connect(self._show_resolving)
         vm.targetsResolved.connect(self.show_targets)
         vm.notice.connect(self.show_notice)
         self.config_fields.refused.connect(lambda _key, message: self.show_notice(message))
         vm.project_vm.projectLoaded.connect(self.lycoris.load)
+
+    def _families_loaded(self, _families: object) -> None:
+        self.refresh()
+
+    def _show_resolving(self) -> None:
+        self.total_label.setText("resolving targets…")
 
     # --- construction ------------------------------------------------------------------
     def _build_family(self) -> QWidget:

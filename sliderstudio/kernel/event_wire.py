@@ -238,6 +238,8 @@ def waiting_lines(stream: IO[str]) -> list[str]:
     import select
 
     lines: list[str] = []
+    if not hasattr(stream, "fileno"):
+        return lines
     try:
         fd = stream.fileno()
         while select.select([fd], [], [], 0)[0]:
