@@ -2,6 +2,6 @@
 
 JSON the product ships: `targets/<family>.json` (reference, slider, default target presets),
 `lycoris/<family|transformer>-<algo>.json` (LyCORIS presets), `full_size/<family>.json` (the
-published full-size configs). Read through `sliderstudio.core.resources`, never by path: this file
+published full-size configs). Read through `sliderstudio.kernel.resources`, never by path: this file
 exists so that setuptools' editable finder can map the name (it maps regular packages only).
 """
