@@ -215,6 +215,15 @@ def shipped_datas() -> list[tuple[str, str]]:
     return found + _tree(toy_model_dir(), TOY_MODEL_DEST)
 
 
+def face_detector_datas() -> list[tuple[str, str]]:
+    """The one OpenCV cascade `crop_style: face` loads (engine/face_crops.py reads it from
+    `cv2.data.haarcascades`): PyInstaller's cv2 hook bundles the library but none of its data files,
+    so without this a bundled app refused face crops with a "pip install" hint its user cannot follow."""
+    from PyInstaller.utils.hooks import collect_data_files
+
+    return collect_data_files("cv2", includes=["data/haarcascade_frontalface_default.xml"])
+
+
 def datas() -> list[tuple[str, str]]:
     """Package data (presets, resources, toy model), library data files and dist metadata."""
     from PyInstaller.utils.hooks import collect_data_files, copy_metadata
@@ -222,6 +231,7 @@ def datas() -> list[tuple[str, str]]:
     found = shipped_datas()
     for package_name in ("diffusers", "lycoris", "pip", "certifi"):
         found += collect_data_files(package_name, excludes=["**/*.py", "**/tests/**"])
+    found += face_detector_datas()
     for dist in METADATA:
         try:
             found += copy_metadata(dist)

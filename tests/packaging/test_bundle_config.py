@@ -115,3 +115,14 @@ def test_install_sh_installs_and_uninstalls_for_the_user(tmp_path):
     subprocess.run(["sh", str(bundle / "install.sh"), "--uninstall"], env=env, check=True, capture_output=True)
     assert not (tmp_path / "home/.local/share/applications/sliderstudio.desktop").exists()
     assert not (tmp_path / "home/.local/bin/sliderstudio").exists()
+
+
+def test_the_bundle_carries_the_face_crop_cascade():
+    """crop_style 'face' reads cv2.data.haarcascades/haarcascade_frontalface_default.xml in the bundle too."""
+    pytest.importorskip("PyInstaller")
+
+    import cv2
+
+    entries = bundle_config.face_detector_datas()
+    assert [(Path(src).name, dest) for src, dest in entries] == [("haarcascade_frontalface_default.xml", "cv2/data")]
+    assert Path(entries[0][0]) == Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
