@@ -280,8 +280,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
         from sliderstudio.adapters.lycoris_adapter import lycoris_target_report
         from sliderstudio.config.lycoris_config import read_lycoris_config
 
-        report = lycoris_target_report(get_family(args.family), args.model,
-                                       read_lycoris_config(Path(args.lycoris)).raw)
+        report = lycoris_target_report(get_family(args.family), args.model,     # a preset naming no targets
+                                       read_lycoris_config(Path(args.lycoris)).raw,  # falls back to --preset,
+                                       preset=preset, file=args.lycoris)            # as training does
     else:
         report = resolve_targets(get_family(args.family), args.model, preset, strict=False)
     print(report.table())

@@ -302,6 +302,22 @@ def test_targets_cli_shows_what_a_lycoris_preset_selects(tmp_path, tiny_models, 
     assert "key 'linear_dim'" in capsys.readouterr().err
 
 
+def test_targets_cli_lycoris_without_targets_falls_back_to_the_given_preset(tmp_path, tiny_models, capsys):
+    """As in training: a LyCORIS file that names no targets uses the config's (here --preset's) preset."""
+    from sliderstudio.adapters.targets import resolve_targets
+
+    preset = tmp_path / "l.json"
+    preset.write_text(json.dumps({"algo": "lokr", "linear_dim": 4, "linear_alpha": 1, "factor": 4}))
+    model = str(tiny_models["sd1x"])
+    totals = {}
+    for given, as_preset in (("slider", "slider"), ("attn2.to_k", ["attn2.to_k"])):
+        assert main(["targets", "--model", model, "--lycoris", str(preset), "--preset", given]) == 0
+        total = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("total")]
+        totals[given] = int(total[0].split()[1])
+        assert totals[given] == resolve_targets(get_family("sd1x"), model, as_preset, strict=False).total
+    assert totals["slider"] != totals["attn2.to_k"]   # so the table really follows --preset
+
+
 def test_a_foreign_dora_file_renders_one_strength_at_a_time(tmp_path, tiny_models):
     from sliderstudio.config.lycoris_config import LycorisSpec
 
