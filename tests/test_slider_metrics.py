@@ -135,3 +135,36 @@ def test_classifiers_on_ground_truth_renders():
 def test_empty_image_has_no_shape():
     m = measure_image(np.full((32, 32, 3), 120, np.uint8))
     assert m.area == 0.0 and m.kind == "none" and m.centroid == (0.5, 0.5)
+
+
+def _true_area(spec: ShapeSpec) -> float:
+    return spec.size ** 2 * {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5}[spec.kind]
+
+
+def test_coverage_area_follows_the_true_area_where_the_pixel_count_steps():
+    """32 px sweeps whose true areas step exactly evenly: the coverage area is closer to the true
+    area than the half-way pixel count, and its smoothness is near 0 where the count's is ~0.2."""
+    rng = np.random.default_rng(0)
+    cover_err, count_err, cover_smooth, count_smooth = [], [], [], []
+    for kind in ("circle", "square", "triangle"):
+        for _ in range(8):
+            small, big = rng.uniform(0.22, 0.32), rng.uniform(0.65, 0.75)
+            areas = np.linspace(small ** 2, big ** 2, 9)
+            specs = [ShapeSpec(kind, "red", "white", float(np.sqrt(a)), 0.5, 0.55) for a in areas]
+            ms = [measure_image(render(s, 32)) for s in specs]
+            truth = [_true_area(s) for s in specs]
+            cover_err += list(np.abs(np.subtract([m.area for m in ms], truth)))
+            count_err += list(np.abs(np.subtract([m.mask_area for m in ms], truth)))
+            cover_smooth.append(smoothness([m.area for m in ms]))
+            count_smooth.append(smoothness([m.mask_area for m in ms]))
+    assert np.mean(cover_err) < 0.8 * np.mean(count_err)
+    assert np.mean(cover_err) < 0.01
+    assert np.mean(cover_smooth) < 0.1 < 0.15 < np.mean(count_smooth)
+
+
+def test_coverage_area_ignores_background_noise_away_from_the_shape():
+    clean = np.asarray(render(ShapeSpec("circle", "blue", "white", 0.4, 0.5, 0.5), 32), dtype=float)
+    noisy = clean.copy()
+    noisy[1:4, 1:4, :2] -= 12.0  # a step towards blue, under MIN_CONTRAST, not next to the shape
+    assert measure_image(noisy).area == pytest.approx(measure_image(clean).area, abs=1e-9)
+    assert measure_image(clean).mask_area > 0

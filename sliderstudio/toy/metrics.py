@@ -52,8 +52,11 @@ COLLAPSE_MIN_AREA = 0.002
 class ImageMeasure:
     """What one image shows, read from its pixels.
 
-    Colours are RGB 0-255 floats; area is the shape's fraction of the image; centroid is (x, y)
-    as fractions of width/height; brightness is the shape's mean luma in 0-1; hue is in degrees.
+    Colours are RGB 0-255 floats; area is the shape's fraction of the image, counting each edge
+    pixel by how much of it the shape covers (`coverage_area`); mask_area counts the pixels at
+    least half-way from the background to the shape (the measure before issue #16's re-measure);
+    centroid is (x, y) as fractions of width/height; brightness is the shape's mean luma in 0-1;
+    hue is in degrees.
     """
 
     background_rgb: tuple[float, float, float]
@@ -71,6 +74,7 @@ class ImageMeasure:
     colour_spread: float = 0.0
     blob_share: float = 1.0
     collapsed: str | None = None
+    mask_area: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,6 +109,37 @@ def shape_mask(arr: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     mask = dist >= max(MIN_CONTRAST, 0.5 * peak)
     core = dist >= max(MIN_CONTRAST, 0.75 * peak)
     return mask, core
+
+
+def dilate(mask: np.ndarray) -> np.ndarray:
+    """`mask` grown by one pixel in the four directions."""
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    return out
+
+
+def coverage_area(arr: np.ndarray, bg: np.ndarray, shape: np.ndarray, mask: np.ndarray) -> float:
+    """The shape's area as a fraction of the image, each pixel counted by how much the shape covers it.
+
+    Why not the pixel count of the half-way mask: an anti-aliased (or blurred) edge pixel is a mix
+    of background and shape colour, and the threshold rounds it to 0 or 1, so the count moves in
+    steps of whole edge pixels. On 32 px renders whose true areas step exactly evenly, those steps
+    alone put the smoothness of a perfect sweep at ~0.21; reading each pixel's mix (its position
+    between the background and shape colours, clipped to [0, 1]) follows the true area and puts
+    it at ~0.06 (tests/test_slider_metrics.py). Only the mask grown by one pixel is read, so
+    background noise far from the shape adds nothing.
+    """
+    if not mask.any():
+        return 0.0
+    direction = shape - bg
+    norm = float(direction @ direction)
+    if norm <= 0.0:
+        return float(mask.mean())
+    mix = np.clip(((arr - bg) @ direction) / norm, 0.0, 1.0)
+    return float((mix * dilate(mask)).mean())
 
 
 def nearest_colour(rgb: Sequence[float], palette: dict[str, tuple[int, int, int]]) -> str:
@@ -228,7 +263,7 @@ def measure_image(image) -> ImageMeasure:
     noise, spread = border_noise(arr, bg), colour_spread(arr, mask, shape)
     return ImageMeasure(
         background_rgb=tuple(float(c) for c in bg), shape_rgb=tuple(float(c) for c in shape),
-        area=float(mask.mean()), centroid=centroid, brightness=luma(shape), hue=hue_degrees(shape),
+        area=coverage_area(arr, bg, shape, mask), mask_area=float(mask.mean()), centroid=centroid, brightness=luma(shape), hue=hue_degrees(shape),
         fill_ratio=fill, asymmetry=asym, kind=classify_kind(mask),
         shape_colour=nearest_colour(shape, SHAPE_COLOURS),
         background_colour=nearest_colour(bg, BACKGROUND_COLOURS),
