@@ -202,13 +202,16 @@ def train_vae(vae, pool: Pool, gen: torch.Generator, steps: int | None, budget_s
 
 
 @torch.no_grad()
-def encode_pool(vae, images: torch.Tensor, device: str) -> torch.Tensor:
-    """Latent means for the whole pool, scaled to unit std; records the factor in the VAE config."""
+def encode_pool(vae, images: torch.Tensor, device: str, rescale: bool = True) -> torch.Tensor:
+    """Latent means for the whole pool, scaled to unit std; records the factor in the VAE config.
+
+    `rescale=False` keeps the VAE's recorded factor: a continued run must see latents on the
+    scale its denoiser was trained on."""
     means = torch.cat([vae.encode(images[i:i + 256].to(device)).latent_dist.mean.cpu()
                        for i in range(0, len(images), 256)])
-    factor = float(1.0 / means.std())
-    vae.register_to_config(scaling_factor=factor)
-    return means * factor
+    if rescale:
+        vae.register_to_config(scaling_factor=float(1.0 / means.std()))
+    return means * float(vae.config.scaling_factor)
 
 
 class Ema:
@@ -296,6 +299,55 @@ def _write_slow_tokenizer_files(folder: Path, tokenizer) -> None:
 # ----------------------------------------------------------------------------- entry point
 
 
+def load_parts(folder: Path, device: str) -> tuple:
+    """(vae, text_encoder, unet, training log) of a model this script saved: the start of a continued run."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    log_file = folder / "training_log.json"
+    if not log_file.is_file():
+        raise FileNotFoundError(f"{folder}: no training_log.json; --init-from takes a folder this script wrote")
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae").to(device).eval()
+    text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder").to(device)
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet").to(device)
+    return vae, text_encoder, unet, json.loads(log_file.read_text())
+
+
+def continue_training(out: Path, init_from: Path, steps: int, seed: int = 1, lr: float = 4e-4,
+                      device: str = "cpu", threads: int = 2, snapshot_every: int = 0,
+                      stop_after: int | None = None) -> dict:
+    """Train the denoiser of a saved toy model `steps` more steps (new warm-up and cosine decay from
+    `lr`), the VAE and the training images unchanged, and save it to `out`.
+
+    Why: the first run's 2000 steps left the model's size knowledge in clusters (no-word shapes stop
+    at area ~0.30, "large" ones start at ~0.42, although the data is continuous), which puts a jump in
+    every size dial on it (docs/TOY-WORLD.md). Continuing is a third of the first run's cost, and the
+    EMA starts from the saved (EMA) weights. `seed` seeds the batches, noise and timesteps; the pool
+    is the first run's (its `train_spec_seed`). `stop_after` saves and stops part-way through the
+    planned `steps` (the schedule is the planned run's, so a snapshot can be reproduced).
+    """
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    vae, text_encoder, unet, first = load_parts(Path(init_from), device)
+    tokenizer = build_tokenizer()
+    pool = build_pool(int(first["train_spec_seed"]), int(first["pool_size"]), tokenizer)
+    latents = encode_pool(vae, pool.images, device, rescale=False)
+    gen = torch.Generator().manual_seed(seed)
+    meta = {"seed": first["seed"], "device": device, "threads": first["threads"], "t0": t0,
+            "first_run": first, "continued": {"seed": seed, "lr": lr, "threads": threads, "steps": steps}}
+    vae_log = PhaseLog(steps=first["vae"]["steps"], batch=first["vae"]["batch"],
+                       seconds=first["vae"]["minutes"] * 60, losses=[first["vae"]["final_loss"]])
+
+    def snapshot(ema: Ema, done: int, total: int, unet_log: PhaseLog) -> bool:
+        stop = done == stop_after
+        if done == total or stop or (snapshot_every and done % snapshot_every == 0):
+            _save_all(out, vae, ema, tokenizer, vae_log, unet_log, total, meta)
+        return stop
+
+    train_denoiser(unet, text_encoder, latents.to(device), pool, gen, steps, 0.0, device, lr=lr, on_step=snapshot)
+    return json.loads((out / "training_log.json").read_text())
+
+
 def train(out: Path, seed: int = 0, minutes: float | None = 25.0, steps: int | None = None,
           vae_steps: int | None = None, device: str = "cpu", threads: int = 2,
           vae_fraction: float = 0.25, snapshot_every: int = 0, stop_after: int | None = None) -> dict:
@@ -357,6 +409,16 @@ def _save_all(out: Path, vae, ema: Ema, tokenizer, vae_log: PhaseLog, unet_log: 
                      f"--vae-steps {vae_log.steps} --steps {planned} --threads {threads}"
                      + ("" if unet_log.steps == planned else f" --stop-after {unet_log.steps}"),
     }
+    if "continued" in meta:  # a continued run: the first run's log, and the command that continues it
+        first, more = meta["first_run"], meta["continued"]
+        log.update(unet=first["unet"], unet_planned_steps=first["unet_planned_steps"],
+                   complete=unet_log.steps == planned, reproduce=first["reproduce"],
+                   continued={**more, "steps_done": unet_log.steps, "minutes": round(unet_log.seconds / 60, 2),
+                              "final_loss": unet_log.summary()["final_loss"],
+                              "reproduce": f"python -m sliderstudio.toy.train_base --out DIR2 --init-from DIR "
+                                           f"--steps {planned} --seed {more['seed']} --lr {more['lr']} "
+                                           f"--threads {more['threads']}"
+                                           + ("" if unet_log.steps == planned else f" --stop-after {unet_log.steps}")})
     (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
     log["size_mb"] = round(folder_size_mb(out), 2)
     (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
@@ -379,7 +441,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 is faster on a busy machine)")
     ap.add_argument("--snapshot-every", type=int, default=0, help="also save the model every N denoiser steps")
     ap.add_argument("--stop-after", type=int, help="stop (and save) after this many denoiser steps of the planned run")
+    ap.add_argument("--init-from", type=Path, help="continue the denoiser of a model this script saved, "
+                                                   "for --steps more steps (the VAE is kept)")
+    ap.add_argument("--lr", type=float, default=4e-4, help="peak learning rate of a continued run (--init-from)")
     a = ap.parse_args(argv)
+    if a.init_from is not None:
+        if a.steps is None:
+            ap.error("--init-from needs --steps (how many more denoiser steps)")
+        continue_training(a.out, a.init_from, a.steps, seed=a.seed, lr=a.lr, device=a.device,
+                          threads=a.threads, snapshot_every=a.snapshot_every, stop_after=a.stop_after)
+        return 0
     minutes = None if a.steps is not None else (a.minutes if a.minutes is not None else 25.0)
     train(a.out, seed=a.seed, minutes=minutes, steps=a.steps, vae_steps=a.vae_steps,
           device=a.device, threads=a.threads, snapshot_every=a.snapshot_every, stop_after=a.stop_after)
