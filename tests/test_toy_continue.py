@@ -39,6 +39,7 @@ def test_continued_run_trains_the_denoiser_keeps_the_vae_and_logs_both_runs(smal
     assert "--init-from DIR --steps 3 --seed 5" in log["continued"]["reproduce"]
     first = json.loads((small_start / "training_log.json").read_text())
     assert log["reproduce"] == first["reproduce"] and log["unet"] == first["unet"]
+    assert log["minutes"] == first["minutes"] and log["continued"]["minutes"] >= 0
     vae_cfg = json.loads((out / "vae" / "config.json").read_text())
     assert vae_cfg["scaling_factor"] == json.loads((small_start / "vae" / "config.json").read_text())["scaling_factor"]
 

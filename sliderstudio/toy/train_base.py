@@ -411,7 +411,7 @@ def _save_all(out: Path, vae, ema: Ema, tokenizer, vae_log: PhaseLog, unet_log: 
     }
     if "continued" in meta:  # a continued run: the first run's log, and the command that continues it
         first, more = meta["first_run"], meta["continued"]
-        log.update(unet=first["unet"], unet_planned_steps=first["unet_planned_steps"],
+        log.update(unet=first["unet"], unet_planned_steps=first["unet_planned_steps"], minutes=first["minutes"],
                    complete=unet_log.steps == planned, reproduce=first["reproduce"],
                    continued={**more, "steps_done": unet_log.steps, "minutes": round(unet_log.seconds / 60, 2),
                               "final_loss": unet_log.summary()["final_loss"],
