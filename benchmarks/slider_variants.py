@@ -2,6 +2,8 @@
 
     python benchmarks/slider_variants.py --label today --levels 1 --full-strength 0.5 --steps 400
     python benchmarks/slider_variants.py --label cycle --mode cycle --levels 0.5,1 --steps 140
+    python benchmarks/slider_variants.py --label text --text            # the demo's text-pair slider
+    python benchmarks/slider_variants.py --label other --model DIR      # on another toy model folder
 
 One variant per call, so every figure in docs/TRAINING.md's table comes from one fresh process:
 write the demo project with the variant's data (intensity levels, strength of the full pair) and
@@ -43,13 +45,13 @@ def train(root: Path) -> tuple[Path, dict]:
                      "final_loss_mean_last20": round(sum(r["loss"] for r in rows[-20:]) / min(20, len(rows)), 5)}
 
 
-def measure(adapter: Path, beyond: bool) -> dict:
+def measure(adapter: Path, beyond: bool, model: str = "sliderstudio:toy") -> dict:
     from sliderstudio.engine.preview import PreviewRenderer
     from sliderstudio.families.registry import get_family
     from sliderstudio.toy.sweep_check import BEYOND, check_slider
 
-    renderer = PreviewRenderer(get_family("sd1x"), "sliderstudio:toy", adapter)
-    base = PreviewRenderer(get_family("sd1x"), "sliderstudio:toy")
+    renderer = PreviewRenderer(get_family("sd1x"), model, adapter)
+    base = PreviewRenderer(get_family("sd1x"), model)
     t0 = time.perf_counter()
     result = check_slider(renderer, base, beyond=BEYOND if beyond else (), identity_sweeps=3,
                           progress=lambda line: print(f"[{time.perf_counter() - t0:6.1f} s] {line}", file=sys.stderr))
@@ -102,8 +104,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--mode", choices=("micro_batch", "cycle"), default="micro_batch")
     ap.add_argument("--preserve-weight", type=float, default=1.0, help="0: neutral bucket off")
     ap.add_argument("--rank", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--lr", type=float, help="learning rate (default 0.001; --text: the demo's)")
+    ap.add_argument("--steps", type=int, help="optimizer steps (default 400; --text: the demo's)")
+    ap.add_argument("--text", action="store_true",
+                    help="train the demo's text-pair slider ('large' vs 'small', toy.text_demo) instead")
+    ap.add_argument("--guidance", type=float, help="--text: η towards 'large' (default: the demo's)")
+    ap.add_argument("--negative-guidance", type=float, help="--text: η towards 'small' (default: the demo's)")
+    ap.add_argument("--model", default="sliderstudio:toy", help="the toy model folder to train and sweep on")
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--strength-power", type=float, default=1.0,
@@ -120,8 +127,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def config_for(a: argparse.Namespace) -> dict:
-    cfg = {"lora_rank": a.rank, "lora_alpha": a.rank, "learning_rate": a.lr, "slider_step_mode": a.mode,
-           "validation_steps": 0, "checkpointing_steps": 0, "lora_format": "diffusers"}
+    cfg = {"lora_rank": a.rank, "lora_alpha": a.rank, "learning_rate": a.lr or 1e-3, "slider_step_mode": a.mode,
+           "validation_steps": 0, "checkpointing_steps": 0, "lora_format": "diffusers",
+           "pretrained_model_name_or_path": a.model}
     if a.preserve_weight == 0:
         cfg["slider_neutral_mode"] = "off"
     else:
@@ -145,9 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     levels = tuple(float(x) for x in a.levels.split(","))
     load_before = os.getloadavg()[0]
+    if a.text:
+        return text_variant(a, load_before)
     with tempfile.TemporaryDirectory() as tmp:
         root = write_demo_project(a.keep or Path(tmp) / "project", pairs=a.pairs, seed=a.seed,
-                                  max_train_steps=a.steps, levels=levels, full_strength=a.full_strength,
+                                  max_train_steps=a.steps or 400, levels=levels, full_strength=a.full_strength,
                                   config=config_for(a), size_widths=widths_of(a.widths),
                                   strength_power=a.strength_power)
         if a.speed:
@@ -158,16 +168,41 @@ def main(argv: list[str] | None = None) -> int:
                 a.out.write_text(json.dumps(result, indent=1) + "\n")
             return 0
         adapter, timing = train(root)
-        result = {"label": a.label, "levels": levels, "full_strength": a.full_strength, "mode": a.mode,
-                  "preserve_weight": a.preserve_weight, "rank": a.rank, "lr": a.lr, "widths": a.widths, "strength_power": a.strength_power,
+        result = {"label": a.label, "model": a.model, "levels": levels, "full_strength": a.full_strength, "mode": a.mode,
+                  "preserve_weight": a.preserve_weight, "rank": a.rank, "lr": a.lr or 1e-3, "widths": a.widths, "strength_power": a.strength_power,
                   "pairs": a.pairs, **timing,
-                  **measure(adapter, not a.no_beyond),
+                  **measure(adapter, not a.no_beyond, a.model),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+    return report(result, a.out)
+
+
+def report(result: dict, out: Path | None) -> int:
     text = json.dumps(result, indent=1)
     print(text)
-    if a.out:
-        a.out.write_text(text + "\n")
+    if out:
+        out.write_text(text + "\n")
     return 0
+
+
+def text_variant(a: argparse.Namespace, load_before: float) -> int:
+    """The demo's text-pair slider with the given overrides, measured like an image variant."""
+    from dataclasses import asdict, replace
+
+    from sliderstudio.toy.text_demo import TextSliderSettings, write_text_project
+
+    given = {"steps": a.steps, "learning_rate": a.lr, "guidance": a.guidance,
+             "negative_guidance": a.negative_guidance, "rank": a.rank}
+    settings = replace(TextSliderSettings(), **{k: v for k, v in given.items() if v is not None})
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_text_project(a.keep or Path(tmp) / "text-project", settings)
+        config = json.loads((root / "config.json").read_text())
+        config["pretrained_model_name_or_path"] = a.model
+        (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        adapter, timing = train(root)
+        result = {"label": a.label, "text": asdict(settings), "model": a.model, **timing,
+                  **measure(adapter, not a.no_beyond, a.model),
+                  "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+    return report(result, a.out)
 
 
 if __name__ == "__main__":
