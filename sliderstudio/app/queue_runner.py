@@ -37,6 +37,7 @@ from sliderstudio.kernel import atomic
 from sliderstudio.engine.checkpoints import list_checkpoints, read_state, STATE
 from sliderstudio.kernel.event_wire import WireError, decode
 from sliderstudio.kernel.events import Failed, Finished, Progress
+from sliderstudio.app.process_end import ended_without_result
 from sliderstudio.app.queue_lock import RunnerBusy, RunnerLock, claim_is_stale, this_claim
 from sliderstudio.app.queue_store import (
     CANCELLED, FAILED, FINISHED, RUNNING, WAITING, Job, QueueState, edit_queue, read_queue,
@@ -132,19 +133,6 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
-
-
-def ended_without_result(returncode: int, stderr_tail: list[str]) -> str:
-    """Why a training process that sent no Finished/Failed ended, in words."""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"the training process was killed by {name}; its last checkpoint is kept"
-    last = next((line for line in reversed(stderr_tail) if line.startswith("error:")), "")
-    return f"the training process ended with exit status {returncode} without a result" + \
-        (f": {last.removeprefix('error:').strip()}" if last else "")
 
 
 class QueueRunner:

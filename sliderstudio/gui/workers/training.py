@@ -16,7 +16,6 @@ optimizer step, so a stop takes effect within one step.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 import sliderstudio
+from sliderstudio.app.process_end import ended_without_result
 from sliderstudio.kernel.errors import InputError
 from sliderstudio.kernel.event_wire import WireError, decode, encode_command
 from sliderstudio.kernel.events import Command, Event, Failed, Finished, Image, Log, Progress
@@ -65,20 +65,6 @@ def readable_failure(exc: BaseException, step: int) -> Failed:
     if isinstance(exc, InputError):
         return Failed(str(exc), step, exit_code=2)
     return Failed(f"{type(exc).__name__}: {exc}", step, 1, traceback.format_exc())
-
-
-def ended_without_result(returncode: int, stderr_tail: list[str]) -> str:
-    """Why a process that sent no Finished/Failed event ended, in words."""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        hint = " (the system may have run out of memory)" if -returncode == signal.SIGKILL else ""
-        return f"the training process was killed by {name}{hint}; the last checkpoint is kept"
-    last_error = next((line for line in reversed(stderr_tail) if line.startswith("error:")), "")
-    reason = f": {last_error.removeprefix('error:').strip()}" if last_error else ""
-    return f"the training process ended with exit status {returncode} without a result{reason}"
 
 
 class TrainingWorker(QObject):
