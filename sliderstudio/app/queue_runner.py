@@ -37,7 +37,7 @@ from sliderstudio.kernel import atomic
 from sliderstudio.engine.checkpoints import list_checkpoints, read_state, STATE
 from sliderstudio.kernel.event_wire import WireError, decode
 from sliderstudio.kernel.events import Failed, Finished, Progress
-from sliderstudio.app.process_end import ended_without_result
+from sliderstudio.app.child_process import child_environment, ended_without_result
 from sliderstudio.app.queue_lock import RunnerBusy, RunnerLock, claim_is_stale, this_claim
 from sliderstudio.app.queue_store import (
     CANCELLED, FAILED, FINISHED, RUNNING, WAITING, Job, QueueState, edit_queue, read_queue,
@@ -66,18 +66,6 @@ def training_argv(config_path: Path, resume: Path | None) -> list[str]:
     program = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "sliderstudio"]
     return program + ["train", "--config", str(config_path), "--events",
                       "--resume_from_checkpoint", str(resume) if resume else "none"]
-
-
-def child_environment() -> dict[str, str]:
-    """This copy of the package first on the path (a source checkout works too); unbuffered output."""
-    import sliderstudio
-
-    env = dict(os.environ)
-    if not getattr(sys, "frozen", False):
-        source = str(Path(sliderstudio.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH", "")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def snapshot_paths(job: Job) -> tuple[Path, Path]:

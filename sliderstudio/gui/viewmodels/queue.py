@@ -199,6 +199,6 @@ class QueueViewModel(QObject):
 
 
 def _runner_environment() -> dict[str, str]:
-    from sliderstudio.app.queue_runner import child_environment
+    from sliderstudio.app.child_process import child_environment
 
     return child_environment()

@@ -15,7 +15,6 @@ optimizer step, so a stop takes effect within one step.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -23,12 +22,10 @@ import traceback
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import replace
-from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-import sliderstudio
-from sliderstudio.app.process_end import ended_without_result
+from sliderstudio.app.child_process import child_environment, ended_without_result
 from sliderstudio.kernel.errors import InputError
 from sliderstudio.kernel.event_wire import WireError, decode, encode_command
 from sliderstudio.kernel.events import Command, Event, Failed, Finished, Image, Log, Progress
@@ -47,17 +44,6 @@ def training_command(project: Project) -> list[str]:
     program = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "sliderstudio"]
     resume = project.config.resume_from_checkpoint or "none"
     return program + ["train", "--config", str(project.root), "--events", "--resume_from_checkpoint", resume]
-
-
-def child_environment() -> dict[str, str]:
-    """The app's environment, with this copy of the package first on the path (a source checkout
-    runs as well as an installed one) and Python's output unbuffered."""
-    env = dict(os.environ)
-    if not getattr(sys, "frozen", False):
-        source = str(Path(sliderstudio.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH", "")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def readable_failure(exc: BaseException, step: int) -> Failed:
