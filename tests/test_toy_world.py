@@ -6,7 +6,8 @@ from transformers import CLIPTokenizer
 
 from sliderstudio.toy.vocab import BOS, EOS, MAX_LENGTH, build_tokenizer, world_words
 from sliderstudio.toy.world import (
-    BACKGROUND_COLOURS, SHAPE_COLOURS, ShapeSpec, caption, random_specs, render, shape_rgb,
+    BACKGROUND_COLOURS, SHAPE_COLOURS, SIZE_CLASSES, SIZE_MAX, SIZE_MIN, ShapeSpec, caption, random_specs, render,
+    named_size, shape_rgb, size_word,
 )
 
 
@@ -33,10 +34,39 @@ def test_random_specs_keep_the_border_clear_and_colours_distinct():
         assert (border == BACKGROUND_COLOURS[spec.background]).all()
 
 
-def test_caption_words_and_size_extremes():
+def test_caption_words_and_size_classes():
     assert caption(ShapeSpec("circle", "red", "blue", 0.8)) == "a large red circle on a blue background"
     assert caption(ShapeSpec("triangle", "green", "black", 0.25)) == "a small green triangle on a black background"
-    assert caption(ShapeSpec("square", "cyan", "gray", 0.5)) == "a cyan square on a gray background"
+    assert caption(ShapeSpec("square", "cyan", "gray", 0.6)) == "a cyan square on a gray background"
+    assert caption(ShapeSpec("circle", "red", "blue", 0.5)) == "a slightly small red circle on a blue background"
+    assert caption(ShapeSpec("circle", "red", "blue", 0.7)) == "a slightly large red circle on a blue background"
+
+
+def test_the_first_world_keeps_its_three_classes():
+    """World 1 replays the first toy model's captions (its log's reproduce command says --world 1)."""
+    words = [size_word(w, world=1) for w in (0.25, 0.34, 0.36, 0.5, 0.64, 0.66, 0.8)]
+    assert words == ["small", "small", None, None, None, "large", "large"]
+    assert caption(ShapeSpec("circle", "red", "blue", 0.5), world=1) == "a red circle on a blue background"
+
+
+def test_size_classes_are_ordered_and_equal_in_area():
+    """Five classes of equal area: the caption names size in steps an area dial can follow."""
+    bounds = np.array([SIZE_MIN] + [upper for _, upper in SIZE_CLASSES[:-1]] + [SIZE_MAX])
+    assert np.allclose(np.diff(bounds ** 2), (SIZE_MAX ** 2 - SIZE_MIN ** 2) / 5, atol=2e-4)
+    words = [size_word(s) for s in np.linspace(SIZE_MIN, SIZE_MAX - 1e-6, 61)]
+    order = [w for i, w in enumerate(words) if i == 0 or w != words[i - 1]]
+    assert order == ["small", "slightly small", None, "slightly large", "large"]
+
+
+def test_sizes_are_uniform_in_area_now_and_in_width_in_the_first_world():
+    area = np.array([s.size for s in random_specs(5, 4000)]) ** 2
+    width = np.array([s.size for s in random_specs(5, 4000, world=1)])
+    mid_area, mid_width = (SIZE_MIN ** 2 + SIZE_MAX ** 2) / 2, (SIZE_MIN + SIZE_MAX) / 2
+    assert abs(np.median(area) - mid_area) < 0.015 and abs(np.median(width) - mid_width) < 0.015
+    assert abs(np.median(area ** 0.5) - mid_width) > 0.05  # uniform in area is not uniform in width
+    counts = np.histogram(area, bins=5, range=(SIZE_MIN ** 2, SIZE_MAX ** 2))[0]
+    assert np.abs(counts - len(area) / 5).max() < 0.1 * len(area) / 5
+    assert [s.kind for s in random_specs(5, 50)] == [s.kind for s in random_specs(5, 50, world=1)]
 
 
 def test_shade_moves_colour_towards_white_or_black():
@@ -73,3 +103,20 @@ def test_tokenizer_round_trip(tmp_path):
         assert len(a) == MAX_LENGTH and a[0] == tok.bos_token_id
         assert len(text.split()) + 2 <= MAX_LENGTH
         assert tok.unk_token_id not in a[1:len(text.split()) + 1]
+
+
+def test_world_3_reads_sizes_with_a_fixed_error_per_spec():
+    """World 3's captioner names a size near a class boundary by either neighbour (overlapping
+    classes), the same way every time, and never skips a class."""
+    specs = random_specs(11, 3000, world=3)
+    classes = [w for w, _ in SIZE_CLASSES]
+    index = lambda word: classes.index(word)  # noqa: E731
+    exact = [index(size_word(s.size, world=3)) for s in specs]
+    read = [index(size_word(named_size(s, world=3), world=3)) for s in specs]
+    assert [caption(s, world=3) for s in specs[:50]] == [caption(s, world=3) for s in random_specs(11, 50, world=3)]
+    off = np.abs(np.subtract(exact, read))
+    assert 0.15 < np.mean(off > 0) < 0.4 and off.max() <= 2
+    assert np.mean(off == 2) < 0.01
+    middle = [abs(e - r) for s, e, r in zip(specs, exact, read) if abs(s.size - 0.58) < 0.01]
+    assert middle and max(middle) <= 1
+    assert all(named_size(s, world=2) == s.size for s in specs[:20])

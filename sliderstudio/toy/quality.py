@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sliderstudio.toy.metrics import measure_image
-from sliderstudio.toy.world import ShapeSpec, caption, random_specs, render
+from sliderstudio.toy.train_base import with_world
+from sliderstudio.toy.world import WORLD, ShapeSpec, caption, random_specs, render
 
 #: Held-out specs come from this seed; train_base draws its pool from its `--seed` (default 0).
 HELD_OUT_SEED = 1_000_003
@@ -41,8 +42,17 @@ class Accuracy:
                 "background": round(self.background, 4), "kind": round(self.kind, 4)}
 
 
-def held_out_specs(n: int, seed: int = HELD_OUT_SEED) -> list[ShapeSpec]:
-    return random_specs(seed, n)
+def held_out_specs(n: int, seed: int = HELD_OUT_SEED, world: int = WORLD) -> list[ShapeSpec]:
+    return random_specs(seed, n, world=world)
+
+
+def model_world(model: Path) -> int:
+    """The world version a toy model was last trained on (its captions are the ones it knows)."""
+    log_file = Path(model) / "training_log.json"
+    if not log_file.is_file():
+        return WORLD
+    log = with_world(json.loads(log_file.read_text()))
+    return int(log["continued"]["world"]) if "continued" in log else int(log["world"])
 
 
 def score(specs: list[ShapeSpec], images: list) -> Accuracy:
@@ -99,16 +109,17 @@ def evaluate(model: Path, n: int = 100, steps: int = DEFAULT_STEPS, guidance: fl
              save_grid: Path | None = None) -> dict:
     """Accuracy of the model on `n` held-out captions, plus the classifier's own accuracy."""
     t0 = time.perf_counter()
-    specs = held_out_specs(n)
+    world = model_world(model)
+    specs = held_out_specs(n, world=world)
     truth_images = [render(s, RESOLUTION) for s in specs]
     truth = score(specs, truth_images)
     pipe = load_pipeline(model)
     vae_cap = score(specs, vae_roundtrip(pipe, truth_images))
-    images = generate(pipe, [caption(s) for s in specs], list(range(n)), steps, guidance)
+    images = generate(pipe, [caption(s, world) for s in specs], list(range(n)), steps, guidance)
     acc = score(specs, images)
     if save_grid is not None:
         _save_grid(images, save_grid)
-    return {"model": str(model), **acc.to_dict(), "steps": steps, "guidance": guidance,
+    return {"model": str(model), "world": world, **acc.to_dict(), "steps": steps, "guidance": guidance,
             "held_out_seed": HELD_OUT_SEED, "classifier_on_ground_truth": truth.to_dict(),
             "classifier_on_vae_roundtrip": vae_cap.to_dict(),
             "seconds": round(time.perf_counter() - t0, 1)}

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sliderstudio.toy.vocab import MAX_LENGTH, build_tokenizer
-from sliderstudio.toy.world import caption, random_specs, render
+from sliderstudio.toy.vocab import MAX_LENGTH, build_tokenizer, world_words
+from sliderstudio.toy.world import WORLD, WORLDS, caption, random_specs, render
 
 RESOLUTION = 32
 #: Training specs come from seed `seed`; quality.py evaluates on a far-away seed range.
@@ -51,7 +51,7 @@ CALIBRATION_STEPS = 15
 
 
 def text_encoder_config(vocab_size: int) -> "CLIPTextConfig":  # noqa: F821
-    """2 layers, hidden 64: captions are at most 9 words from a 17-word vocabulary."""
+    """2 layers, hidden 64: captions are at most 9 words from an 18-word vocabulary."""
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
@@ -113,13 +113,14 @@ class Pool:
     empty_ids: torch.Tensor  # (MAX_LENGTH,) the unconditional caption ""
 
 
-def build_pool(seed: int, n: int, tokenizer) -> Pool:
-    specs = random_specs(seed, n)
+def build_pool(seed: int, n: int, tokenizer, world: int = WORLD) -> Pool:
+    """`n` specs of `world` from `seed`, rendered, with their captions tokenised."""
+    specs = random_specs(seed, n, world=world)
     arr = np.stack([np.asarray(render(s, RESOLUTION)) for s in specs])
     images = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     tok = lambda texts: tokenizer(texts, padding="max_length", max_length=MAX_LENGTH,  # noqa: E731
                                   truncation=True, return_tensors="pt").input_ids
-    return Pool(images, tok([caption(s) for s in specs]), tok([""])[0])
+    return Pool(images, tok([caption(s, world) for s in specs]), tok([""])[0])
 
 
 # ----------------------------------------------------------------------------- training helpers
@@ -274,7 +275,7 @@ def folder_size_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
 
-def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet) -> None:
+def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet, words: list[str] | None = None) -> None:
     """A complete SD 1.x pipeline folder in safetensors, without safety checker."""
     from diffusers import StableDiffusionPipeline
 
@@ -284,15 +285,20 @@ def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet) -> None:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(str(out), safe_serialization=True)
-    _write_slow_tokenizer_files(out / "tokenizer", tokenizer)
+    for config in out.glob("*/config.json"):  # a continued run's parts remember the folder they came from
+        data = json.loads(config.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    _write_slow_tokenizer_files(out / "tokenizer", tokenizer, words or world_words())
 
 
-def _write_slow_tokenizer_files(folder: Path, tokenizer) -> None:
-    """Also write vocab.json + merges.txt, which older tools expect next to tokenizer.json."""
-    from sliderstudio.toy.vocab import learn_merges, world_words
+def _write_slow_tokenizer_files(folder: Path, tokenizer, words: list[str]) -> None:
+    """Also write vocab.json + merges.txt (of the tokenizer's `words`), which older tools expect
+    next to tokenizer.json."""
+    from sliderstudio.toy.vocab import learn_merges
 
     (folder / "vocab.json").write_text(json.dumps(tokenizer.get_vocab(), indent=0, sort_keys=True))
-    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in learn_merges(world_words())]
+    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in learn_merges(words)]
     (folder / "merges.txt").write_text("\n".join(lines) + "\n")
 
 
@@ -313,9 +319,42 @@ def load_parts(folder: Path, device: str) -> tuple:
     return vae, text_encoder, unet, json.loads(log_file.read_text())
 
 
+def match_vocabulary(text_encoder, old_vocab: dict[str, int], new_vocab: dict[str, int], seed: int):
+    """The text encoder with its token embedding re-indexed from `old_vocab` to `new_vocab`.
+
+    Why: the tokenizer is rebuilt from the world's words, so a word added to the world (e.g.
+    "slightly") renumbers the merged tokens; each token keeps its learned row by its *string*, and
+    tokens the saved model never saw start from small random rows (the spread of the learned ones).
+    Returns the encoder unchanged when the vocabularies are the same.
+    """
+    from transformers import CLIPTextModel
+
+    if old_vocab == new_vocab:
+        return text_encoder
+    old_rows = text_encoder.get_input_embeddings().weight.detach()
+    config = text_encoder.config
+    config.vocab_size = len(new_vocab)
+    fresh = CLIPTextModel(config)
+    state = {k: v for k, v in text_encoder.state_dict().items() if "token_embedding" not in k}
+    fresh.load_state_dict(state, strict=False)
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randn((len(new_vocab), old_rows.shape[1]), generator=gen) * float(old_rows.std())
+    for token, new_id in new_vocab.items():
+        if token in old_vocab:
+            rows[new_id] = old_rows[old_vocab[token]]
+    with torch.no_grad():
+        fresh.get_input_embeddings().weight.copy_(rows)
+    return fresh.to(old_rows.device)
+
+
+def added_words(old_vocab: dict[str, int], words: list[str]) -> list[str]:
+    """World words that were no token of the saved model (logged with a continued run)."""
+    return [w for w in words if w + "</w>" not in old_vocab]
+
+
 def continue_training(out: Path, init_from: Path, steps: int, seed: int = 1, lr: float = 4e-4,
                       device: str = "cpu", threads: int = 2, snapshot_every: int = 0,
-                      stop_after: int | None = None) -> dict:
+                      stop_after: int | None = None, world: int = WORLD) -> dict:
     """Train the denoiser of a saved toy model `steps` more steps (new warm-up and cosine decay from
     `lr`), the VAE and the training images unchanged, and save it to `out`.
 
@@ -323,18 +362,24 @@ def continue_training(out: Path, init_from: Path, steps: int, seed: int = 1, lr:
     at area ~0.30, "large" ones start at ~0.42, although the data is continuous), which puts a jump in
     every size dial on it (docs/TOY-WORLD.md). Continuing is a third of the first run's cost, and the
     EMA starts from the saved (EMA) weights. `seed` seeds the batches, noise and timesteps; the pool
-    is the first run's (its `train_spec_seed`). `stop_after` saves and stops part-way through the
+    is the first run's (its `train_spec_seed`), drawn and captioned as `world` says (a later world
+    version re-captions the same seed's shapes, and a new word gets a token: `match_vocabulary`).
+    `stop_after` saves and stops part-way through the
     planned `steps` (the schedule is the planned run's, so a snapshot can be reproduced).
     """
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     vae, text_encoder, unet, first = load_parts(Path(init_from), device)
-    tokenizer = build_tokenizer()
-    pool = build_pool(int(first["train_spec_seed"]), int(first["pool_size"]), tokenizer)
+    first = with_world(first)
+    tokenizer = build_tokenizer(world_words(world))
+    old_vocab = json.loads((Path(init_from) / "tokenizer" / "vocab.json").read_text())
+    text_encoder = match_vocabulary(text_encoder, old_vocab, tokenizer.get_vocab(), seed)
+    pool = build_pool(int(first["train_spec_seed"]), int(first["pool_size"]), tokenizer, world)
     latents = encode_pool(vae, pool.images, device, rescale=False)
     gen = torch.Generator().manual_seed(seed)
     meta = {"seed": first["seed"], "device": device, "threads": first["threads"], "t0": t0,
-            "first_run": first, "continued": {"seed": seed, "lr": lr, "threads": threads, "steps": steps}}
+            "first_run": first, "continued": {"seed": seed, "lr": lr, "threads": threads, "steps": steps, "world": world,
+                          "added_words": added_words(old_vocab, world_words(world))}}
     vae_log = PhaseLog(steps=first["vae"]["steps"], batch=first["vae"]["batch"],
                        seconds=first["vae"]["minutes"] * 60, losses=[first["vae"]["final_loss"]])
 
@@ -350,7 +395,8 @@ def continue_training(out: Path, init_from: Path, steps: int, seed: int = 1, lr:
 
 def train(out: Path, seed: int = 0, minutes: float | None = 25.0, steps: int | None = None,
           vae_steps: int | None = None, device: str = "cpu", threads: int = 2,
-          vae_fraction: float = 0.25, snapshot_every: int = 0, stop_after: int | None = None) -> dict:
+          vae_fraction: float = 0.25, snapshot_every: int = 0, stop_after: int | None = None,
+          world: int = WORLD) -> dict:
     """Train both stages and save the pipeline to `out`; returns the training log dict."""
     from transformers import CLIPTextModel
 
@@ -359,8 +405,8 @@ def train(out: Path, seed: int = 0, minutes: float | None = 25.0, steps: int | N
     t0 = time.perf_counter()
     budget = (minutes or 0.0) * 60
     gen = torch.Generator().manual_seed(seed)
-    tokenizer = build_tokenizer()
-    pool = build_pool(seed, POOL_SIZE, tokenizer)
+    tokenizer = build_tokenizer(world_words(world))
+    pool = build_pool(seed, POOL_SIZE, tokenizer, world)
     print(f"pool: {len(pool.images)} images rendered in {time.perf_counter() - t0:.1f} s", flush=True)
 
     vae = build_vae().to(device)
@@ -373,7 +419,7 @@ def train(out: Path, seed: int = 0, minutes: float | None = 25.0, steps: int | N
     unet = build_unet().to(device)
     text_encoder = CLIPTextModel(text_encoder_config(len(tokenizer))).to(device)
     unet_budget = budget - (time.perf_counter() - t0) - 30  # keep time for saving
-    meta = {"seed": seed, "device": device, "threads": threads, "t0": t0}
+    meta = {"seed": seed, "device": device, "threads": threads, "t0": t0, "world": world}
 
     def snapshot(ema: Ema, done: int, total: int, unet_log: PhaseLog) -> bool:
         stop = done == stop_after
@@ -396,33 +442,65 @@ def _save_all(out: Path, vae, ema: Ema, tokenizer, vae_log: PhaseLog, unet_log: 
     command reaches the same weights at that step)."""
     out.mkdir(parents=True, exist_ok=True)
     ema_unet, ema_text = ema.shadow
-    save_pipeline(out, vae, ema_text, tokenizer, ema_unet)
+    world = meta["continued"]["world"] if "continued" in meta else meta.get("world", WORLD)
+    save_pipeline(out, vae, ema_text, tokenizer, ema_unet, world_words(world))
     seed, threads = meta["seed"], meta["threads"]
     log = {
         "seed": seed, "device": meta["device"], "threads": threads, "resolution": RESOLUTION,
         "pool_size": POOL_SIZE, "train_spec_seed": seed, "caption_dropout": CAPTION_DROPOUT,
-        "ema_decay": EMA_DECAY, "vae": vae_log.summary(), "unet": unet_log.summary(),
+        "ema_decay": EMA_DECAY, "world": meta.get("world", WORLD), "vae": vae_log.summary(), "unet": unet_log.summary(),
         "unet_planned_steps": planned, "complete": unet_log.steps == planned,
         "minutes": round((time.perf_counter() - meta["t0"]) / 60, 2),
         "params": {"vae": _count(vae), "unet": _count(ema_unet), "text_encoder": _count(ema_text)},
         "reproduce": f"python -m sliderstudio.toy.train_base --out DIR --seed {seed} "
-                     f"--vae-steps {vae_log.steps} --steps {planned} --threads {threads}"
+                     f"--vae-steps {vae_log.steps} --steps {planned} --threads {threads} --world {meta.get('world', WORLD)}"
                      + ("" if unet_log.steps == planned else f" --stop-after {unet_log.steps}"),
     }
     if "continued" in meta:  # a continued run: the first run's log, and the command that continues it
         first, more = meta["first_run"], meta["continued"]
-        log.update(unet=first["unet"], unet_planned_steps=first["unet_planned_steps"], minutes=first["minutes"],
+        depth = _continuations(first)
+        log.update(world=first.get("world", 1), unet=first["unet"], unet_planned_steps=first["unet_planned_steps"], minutes=first["minutes"],
                    complete=unet_log.steps == planned, reproduce=first["reproduce"],
                    continued={**more, "steps_done": unet_log.steps, "minutes": round(unet_log.seconds / 60, 2),
                               "final_loss": unet_log.summary()["final_loss"],
-                              "reproduce": f"python -m sliderstudio.toy.train_base --out DIR2 --init-from DIR "
+                              **({"previous": first["continued"]} if "continued" in first else {}),
+                              "reproduce": f"python -m sliderstudio.toy.train_base --out DIR{depth + 2} "
+                                           f"--init-from DIR{depth + 1 if depth else ''} "
                                            f"--steps {planned} --seed {more['seed']} --lr {more['lr']} "
-                                           f"--threads {more['threads']}"
+                                           f"--threads {more['threads']} --world {more['world']}"
                                            + ("" if unet_log.steps == planned else f" --stop-after {unet_log.steps}")})
     (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
     log["size_mb"] = round(folder_size_mb(out), 2)
     (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
     print(f"saved {'model' if log['complete'] else 'snapshot'} at unet step {unet_log.steps}/{planned}", flush=True)
+
+
+def with_world(log: dict) -> dict:
+    """A saved model's log with its world version filled in: logs written before the world had
+    versions trained world 1, and their reproduce commands must say so to replay on today's code."""
+    if "world" in log:
+        return log
+    out = {**log, "world": 1, "reproduce": log["reproduce"] + " --world 1"}
+    block, chain = out.get("continued"), []
+    while block:
+        chain.append(block)
+        block = block.get("previous")
+    rebuilt = None
+    for block in reversed(chain):  # innermost (oldest) first
+        rebuilt = {**block, "world": block.get("world", 1),
+                   "reproduce": block["reproduce"] + ("" if "--world" in block["reproduce"] else " --world 1"),
+                   **({"previous": rebuilt} if rebuilt else {})}
+    if rebuilt:
+        out["continued"] = rebuilt
+    return out
+
+
+def _continuations(log: dict) -> int:
+    """How many continued runs a saved model's log records (each keeps the one before as "previous")."""
+    depth, block = 0, log.get("continued")
+    while block:
+        depth, block = depth + 1, block.get("previous")
+    return depth
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -444,16 +522,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init-from", type=Path, help="continue the denoiser of a model this script saved, "
                                                    "for --steps more steps (the VAE is kept)")
     ap.add_argument("--lr", type=float, default=4e-4, help="peak learning rate of a continued run (--init-from)")
+    ap.add_argument("--world", type=int, choices=sorted(WORLDS), default=WORLD,
+                    help=f"version of the toy world to draw and caption (default {WORLD}; 1: the first model's)")
     a = ap.parse_args(argv)
     if a.init_from is not None:
         if a.steps is None:
             ap.error("--init-from needs --steps (how many more denoiser steps)")
         continue_training(a.out, a.init_from, a.steps, seed=a.seed, lr=a.lr, device=a.device,
-                          threads=a.threads, snapshot_every=a.snapshot_every, stop_after=a.stop_after)
+                          threads=a.threads, snapshot_every=a.snapshot_every, stop_after=a.stop_after,
+                          world=a.world)
         return 0
     minutes = None if a.steps is not None else (a.minutes if a.minutes is not None else 25.0)
     train(a.out, seed=a.seed, minutes=minutes, steps=a.steps, vae_steps=a.vae_steps,
-          device=a.device, threads=a.threads, snapshot_every=a.snapshot_every, stop_after=a.stop_after)
+          device=a.device, threads=a.threads, snapshot_every=a.snapshot_every, stop_after=a.stop_after,
+          world=a.world)
     return 0
 
 

@@ -15,7 +15,7 @@ from collections import Counter
 
 from transformers import CLIPTokenizer
 
-from sliderstudio.toy.world import BACKGROUND_COLOURS, KINDS, SHAPE_COLOURS
+from sliderstudio.toy.world import BACKGROUND_COLOURS, KINDS, SHAPE_COLOURS, WORLD, WORLDS
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 END = "</w>"
@@ -23,9 +23,11 @@ END = "</w>"
 MAX_LENGTH = 16
 
 
-def world_words() -> list[str]:
-    """Every word a caption can contain, sorted for a stable vocabulary."""
-    words = {"a", "small", "large", "on", "background", *KINDS, *SHAPE_COLOURS, *BACKGROUND_COLOURS}
+def world_words(world: int = WORLD) -> list[str]:
+    """Every word a caption of `world` can contain, sorted for a stable vocabulary (a world's own
+    list, so a model of an earlier world rebuilds its tokenizer exactly)."""
+    size_words = {w for word, _ in WORLDS[world].classes if word for w in word.split()}
+    words = {"a", "on", "background", *size_words, *KINDS, *SHAPE_COLOURS, *BACKGROUND_COLOURS}
     return sorted(words)
 
 

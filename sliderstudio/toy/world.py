@@ -40,9 +40,48 @@ KINDS: tuple[str, ...] = ("circle", "square", "triangle")
 
 #: Size range (fraction of the image width spanned by the shape) drawn by `random_spec`.
 SIZE_MIN, SIZE_MAX = 0.2, 0.8
-#: Captions say "small" below / "large" above these sizes, and nothing in between, so the size
-#: words describe only clear extremes.
-SMALL_BELOW, LARGE_ABOVE = 0.35, 0.65
+
+
+@dataclass(frozen=True)
+class SizeScheme:
+    """How one version of the world draws sizes and names them in captions.
+
+    `uniform_in` says what is drawn uniformly ("width" or "area" of the bounding square, between
+    SIZE_MIN and SIZE_MAX); `classes` are the caption's size words, each (word or None, upper width
+    bound), smallest first.
+    """
+
+    uniform_in: str
+    classes: tuple[tuple[str | None, float], ...]
+    #: Std of the captioner's error in reading the area (fraction of the bounding square's range
+    #: SIZE_MIN²..SIZE_MAX²): 0 names every size by its class; > 0 names sizes near a class
+    #: boundary by either neighbour, as a human captioner would, so the classes overlap.
+    area_noise: float = 0.0
+
+
+def _area_bounds(n: int) -> list[float]:
+    """Widths that cut SIZE_MIN..SIZE_MAX into `n` classes of equal area."""
+    lo, hi = SIZE_MIN ** 2, SIZE_MAX ** 2
+    return [round((lo + (hi - lo) * k / n) ** 0.5, 4) for k in range(1, n)]
+
+
+_GRADED = ("small", "slightly small", None, "slightly large", "large")
+
+#: The world's versions. 1: widths uniform, "small" below 0.35, "large" above 0.65, nothing in
+#: between (the first toy model). 2 (current): sizes uniform in *area* and five size classes of equal
+#: area. Why 2: in world 1 the model drew sizes in three clusters and every size dial on it (a
+#: slider, or the prompt embedding moved from "small" to "large") jumped between them; with five
+#: classes it has the sizes in between to name, and with area (what a size slider is judged by)
+#: spread evenly over the classes, the plain prompt sits in the middle of the area range, so a dial
+#: has as much room to shrink as to grow (docs/TRAINING.md, "A toy model that names sizes in steps").
+WORLDS: dict[int, SizeScheme] = {
+    1: SizeScheme("width", (("small", 0.35), (None, 0.65), ("large", float("inf")))),
+    2: SizeScheme("area", tuple(zip(_GRADED, _area_bounds(5) + [float("inf")]))),
+    3: SizeScheme("area", tuple(zip(_GRADED, _area_bounds(5) + [float("inf")])), area_noise=0.08),
+}
+WORLD = 2
+#: The current world's size classes.
+SIZE_CLASSES = WORLDS[WORLD].classes
 #: Minimum gap (fraction of width) kept between the shape and the image border, so that the
 #: border pixels always show the background (the metrics rely on it).
 BORDER_MARGIN = 0.04
@@ -104,21 +143,31 @@ def centre_range(size: float, kind: str = "circle") -> tuple[tuple[float, float]
     return xs, (min(up, 1.0 - down), max(1.0 - down, up))
 
 
-def random_spec(rng: random.Random, size_range: tuple[float, float] = (SIZE_MIN, SIZE_MAX)) -> ShapeSpec:
-    """Draw one spec uniformly from the world (shape colour never equals the background name)."""
+def draw_size(rng: random.Random, size_range: tuple[float, float], world: int = WORLD) -> float:
+    """A width in `size_range`, uniform in width or in area as the world says (one draw either way)."""
+    lo, hi = size_range
+    if WORLDS[world].uniform_in == "area":
+        return rng.uniform(lo * lo, hi * hi) ** 0.5
+    return rng.uniform(lo, hi)
+
+
+def random_spec(rng: random.Random, size_range: tuple[float, float] = (SIZE_MIN, SIZE_MAX),
+                world: int = WORLD) -> ShapeSpec:
+    """Draw one spec from the world (shape colour never equals the background name)."""
     kind = rng.choice(KINDS)
     background = rng.choice(sorted(BACKGROUND_COLOURS))
     colour = rng.choice([c for c in sorted(SHAPE_COLOURS) if c != background])
-    size = rng.uniform(*size_range)
+    size = draw_size(rng, size_range, world)
     (xlo, xhi), (ylo, yhi) = centre_range(size, kind)
     return ShapeSpec(kind, colour, background, round(size, 4), round(rng.uniform(xlo, xhi), 4),
                      round(rng.uniform(ylo, yhi), 4))
 
 
-def random_specs(seed: int, n: int, size_range: tuple[float, float] = (SIZE_MIN, SIZE_MAX)) -> list[ShapeSpec]:
+def random_specs(seed: int, n: int, size_range: tuple[float, float] = (SIZE_MIN, SIZE_MAX),
+                 world: int = WORLD) -> list[ShapeSpec]:
     """`n` specs from one seed; the training script and the held-out evaluation use disjoint seeds."""
     rng = random.Random(seed)
-    return [random_spec(rng, size_range) for _ in range(n)]
+    return [random_spec(rng, size_range, world) for _ in range(n)]
 
 
 def shape_rgb(spec: ShapeSpec) -> tuple[int, int, int]:
@@ -155,19 +204,27 @@ def render(spec: ShapeSpec, size_px: int = 32) -> Image.Image:
     return img.resize((size_px, size_px), Image.Resampling.BOX)
 
 
-def size_word(size: float) -> str | None:
-    """'small' / 'large' at the extremes of the size range, None in between."""
-    if size < SMALL_BELOW:
-        return "small"
-    if size > LARGE_ABOVE:
-        return "large"
-    return None
+def size_word(size: float, world: int = WORLD) -> str | None:
+    """The size words of `size`'s class ('small' … 'large'); None for the plain middle class."""
+    return next(word for word, upper in WORLDS[world].classes if size < upper)
 
 
-def caption(spec: ShapeSpec) -> str:
-    """E.g. 'a large red circle on a blue background' (size word only at the extremes)."""
+def named_size(spec: ShapeSpec, world: int = WORLD) -> float:
+    """The size a caption of `world` names: the true size, or (with `area_noise`) the size read with
+    an error that is fixed per spec (seeded by the spec itself), so the same spec always gets the
+    same caption on every machine."""
+    noise = WORLDS[world].area_noise
+    if not noise:
+        return spec.size
+    lo, hi = SIZE_MIN ** 2, SIZE_MAX ** 2
+    err = random.Random(repr(sorted(spec.to_dict().items()))).gauss(0.0, noise * (hi - lo))
+    return min(max(spec.size ** 2 + err, lo), hi) ** 0.5
+
+
+def caption(spec: ShapeSpec, world: int = WORLD) -> str:
+    """E.g. 'a slightly large red circle on a blue background' (no size word in the middle class)."""
     words = ["a"]
-    sw = size_word(spec.size)
+    sw = size_word(named_size(spec, world), world)
     if sw:
         words.append(sw)
     words += [spec.colour, spec.kind, "on", "a", spec.background, "background"]
