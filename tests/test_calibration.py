@@ -279,21 +279,22 @@ def test_calibration_off_and_without_prompts(tmp_path, tiny_models):
 
 def test_calibration_finds_where_the_issue_slider_breaks():
     """The demo's size slider of issue #16 (400 steps, before calibration existed, trained on the
-    first-run toy model): on the shipped (continued) toy model its green triangle turns to noise at
-    -1.5 with seed 1 (and at -2 with seed 0). Calibrated on those two sweeps, the range stops at -1
-    and names -1.5 as where it breaks."""
+    first-run toy model): on the shipped (world-2) toy model its cyan circle on white turns to noise
+    at -1.5 and -2 with both seeds (its green triangle, which broke at -1.5 on the model before, now
+    holds until -2). Calibrated on those two sweeps, the range stops at -1 and names -1.5 as where it
+    breaks."""
     from sliderstudio.engine.calibration_run import Settings, calibrate_file
 
     adapter = DATA / "demo_size_slider_400.safetensors"
     assert read_calibration(adapter) is None and recommended_range(adapter) is None
-    settings = Settings([-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0], ["a green triangle on a white background"], [0, 1],
+    settings = Settings([-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0], ["a cyan circle on a white background"], [0, 1],
                         20, 2.0)
     with one_thread():
         cal = calibrate_file(adapter, get_family("sd1x"), "sliderstudio:toy", settings)
     assert cal.recommended == (-1.0, 1.0)
     assert cal.breaks == {"negative": -1.5, "positive": None}
-    assert [sw["broken"][1] for sw in cal.sweeps] == [None, "noise"]  # strength -1.5: seed 0 fine, seed 1 noise
-    assert [sw["broken"][0] for sw in cal.sweeps] == ["noise", "noise"]
+    assert [sw["broken"][:3] for sw in cal.sweeps] == [["noise", "noise", None]] * 2  # -2, -1.5 broken; -1 fine
+    assert all(b is None for sw in cal.sweeps for b in sw["broken"][2:])
     assert cal.measure == "attribute:area" and cal.images == 14
 
 

@@ -18,7 +18,7 @@ CONFIG_KEYS = {
     "lr_warmup_steps", "max_train_steps", "train_batch_size", "gradient_accumulation_steps",
     "mixed_precision", "seed", "resolution", "validation_steps", "validation_num_inference_steps",
     "validation_guidance", "validation_seed", "user_prompt_library", "checkpointing_steps",
-    "slider_pairing", "slider_neutral_mode", "slider_step_mode",
+    "slider_pairing", "slider_neutral_mode", "slider_step_mode", "slider_preserve_weight",
 }
 
 
@@ -46,7 +46,7 @@ def test_config_files(tmp_path):
     root = write_demo_project(tmp_path, pairs=2, seed=3, max_train_steps=123)
     cfg = json.loads((root / "config.json").read_text())
     assert set(cfg) == CONFIG_KEYS
-    assert cfg["max_train_steps"] == 123 and cfg["seed"] == 3
+    assert cfg["max_train_steps"] == 123 and cfg["seed"] == 3 and cfg["slider_preserve_weight"] == 3.0
     assert cfg["pretrained_model_name_or_path"] == "sliderstudio:toy" and cfg["resolution"] == 32
     backends = json.loads((root / cfg["data_backend_config"]).read_text())
     assert [(b["id"], b["slider_strength"]) for b in backends] == [

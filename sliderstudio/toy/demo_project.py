@@ -124,6 +124,8 @@ def project_config(seed: int, max_train_steps: int) -> dict:
         "validation_guidance": 2.0, "validation_seed": 0, "user_prompt_library": "prompt_library.json",
         "checkpointing_steps": 100, "slider_pairing": "auto", "slider_neutral_mode": "preserve",
         "slider_step_mode": "cycle",  # +s, −s and the anchor in one forward per step (docs/TRAINING.md)
+        # the anchor weighs 3: on the world-2 toy model the most even dial with the least drift (docs/TRAINING.md)
+        "slider_preserve_weight": 3.0,
     }
 
 

@@ -48,6 +48,8 @@ def test_train_button_trains_saves_and_previews(window, qtbot):
     training.sampleRendered.connect(lambda event, image: samples.append((event.step, image)))
     preview.preview_steps = 2
     preview.steps = 2
+    sweeps = []
+    preview.sweepRendered.connect(sweeps.append)
     beat = Heartbeat()
     with qtbot.waitSignal(training.runFinished, timeout=170000) as finished:
         window.training_pane.train_button.click()
@@ -62,10 +64,14 @@ def test_train_button_trains_saves_and_previews(window, qtbot):
     assert [step for step, _ in samples] == [6] and not samples[0][1].isNull()
     assert window.training_pane.progress.value() == 6
     assert "adapter saved" in window.training_pane.log.toPlainText()
-    # the preview follows the finished adapter
-    qtbot.waitUntil(lambda: preview.adapter == adapter and not preview.busy, timeout=60000)
-    result = preview.last
-    assert result.adapter == adapter and len(result.images) == 7
+    # the preview follows the finished adapter: a full render (A, B and the 5-strength sweep) of it,
+    # then, when its calibrated range is narrower than the dials, the A/B images again within that range
+    qtbot.waitUntil(lambda: preview.adapter == adapter and not preview.busy
+                    and any(r.adapter == adapter for r in sweeps), timeout=60000)
+    assert [len(r.images) for r in sweeps if r.adapter == adapter] == [7]
+    assert preview.last.adapter == adapter
+    assert preview.main_lo <= min(preview.strength_a, preview.strength_b)
+    assert max(preview.strength_a, preview.strength_b) <= preview.main_hi
     pixmap = window.preview_pane.ab_images["B"].pixmap()
     assert pixmap is not None and not pixmap.isNull()
     assert window.preview_pane.adapter_label.text().endswith("pytorch_lora_weights.safetensors")
