@@ -130,3 +130,12 @@ def test_quality_reads_the_world_a_model_was_last_trained_on(tmp_path):
                                                             "continued": {"world": 2, "reproduce": "y"}}))
     assert model_world(tmp_path) == 2
     assert model_world(MODEL) == json.loads((MODEL / "training_log.json").read_text())["continued"]["world"]
+
+
+def test_matching_a_vocabulary_leaves_the_saved_encoder_as_it_was():
+    from sliderstudio.toy.vocab import build_tokenizer, world_words
+
+    old_vocab, new_vocab = build_tokenizer(world_words(1)).get_vocab(), build_tokenizer().get_vocab()
+    old = _encoder(len(old_vocab), seed=1)
+    train_base.match_vocabulary(old, old_vocab, new_vocab, seed=0)
+    assert old.config.vocab_size == len(old_vocab) == old.get_input_embeddings().weight.shape[0]

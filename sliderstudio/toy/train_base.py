@@ -332,7 +332,7 @@ def match_vocabulary(text_encoder, old_vocab: dict[str, int], new_vocab: dict[st
     if old_vocab == new_vocab:
         return text_encoder
     old_rows = text_encoder.get_input_embeddings().weight.detach()
-    config = text_encoder.config
+    config = copy.deepcopy(text_encoder.config)  # the saved encoder keeps its own
     config.vocab_size = len(new_vocab)
     fresh = CLIPTextModel(config)
     state = {k: v for k, v in text_encoder.state_dict().items() if "token_embedding" not in k}
@@ -378,7 +378,8 @@ def continue_training(out: Path, init_from: Path, steps: int, seed: int = 1, lr:
     latents = encode_pool(vae, pool.images, device, rescale=False)
     gen = torch.Generator().manual_seed(seed)
     meta = {"seed": first["seed"], "device": device, "threads": first["threads"], "t0": t0,
-            "first_run": first, "continued": {"seed": seed, "lr": lr, "threads": threads, "steps": steps, "world": world,
+            "first_run": first,
+            "continued": {"seed": seed, "lr": lr, "threads": threads, "steps": steps, "world": world,
                           "added_words": added_words(old_vocab, world_words(world))}}
     vae_log = PhaseLog(steps=first["vae"]["steps"], batch=first["vae"]["batch"],
                        seconds=first["vae"]["minutes"] * 60, losses=[first["vae"]["final_loss"]])
@@ -448,7 +449,8 @@ def _save_all(out: Path, vae, ema: Ema, tokenizer, vae_log: PhaseLog, unet_log: 
     log = {
         "seed": seed, "device": meta["device"], "threads": threads, "resolution": RESOLUTION,
         "pool_size": POOL_SIZE, "train_spec_seed": seed, "caption_dropout": CAPTION_DROPOUT,
-        "ema_decay": EMA_DECAY, "world": meta.get("world", WORLD), "vae": vae_log.summary(), "unet": unet_log.summary(),
+        "ema_decay": EMA_DECAY, "world": meta.get("world", WORLD), "vae": vae_log.summary(),
+        "unet": unet_log.summary(),
         "unet_planned_steps": planned, "complete": unet_log.steps == planned,
         "minutes": round((time.perf_counter() - meta["t0"]) / 60, 2),
         "params": {"vae": _count(vae), "unet": _count(ema_unet), "text_encoder": _count(ema_text)},
@@ -459,8 +461,8 @@ def _save_all(out: Path, vae, ema: Ema, tokenizer, vae_log: PhaseLog, unet_log: 
     if "continued" in meta:  # a continued run: the first run's log, and the command that continues it
         first, more = meta["first_run"], meta["continued"]
         depth = _continuations(first)
-        log.update(world=first.get("world", 1), unet=first["unet"], unet_planned_steps=first["unet_planned_steps"], minutes=first["minutes"],
-                   complete=unet_log.steps == planned, reproduce=first["reproduce"],
+        log.update(world=first.get("world", 1), unet=first["unet"], unet_planned_steps=first["unet_planned_steps"],
+                   minutes=first["minutes"], complete=unet_log.steps == planned, reproduce=first["reproduce"],
                    continued={**more, "steps_done": unet_log.steps, "minutes": round(unet_log.seconds / 60, 2),
                               "final_loss": unet_log.summary()["final_loss"],
                               **({"previous": first["continued"]} if "continued" in first else {}),
@@ -480,18 +482,24 @@ def with_world(log: dict) -> dict:
     versions trained world 1, and their reproduce commands must say so to replay on today's code."""
     if "world" in log:
         return log
-    out = {**log, "world": 1, "reproduce": log["reproduce"] + " --world 1"}
-    block, chain = out.get("continued"), []
-    while block:
-        chain.append(block)
-        block = block.get("previous")
-    rebuilt = None
-    for block in reversed(chain):  # innermost (oldest) first
-        rebuilt = {**block, "world": block.get("world", 1),
-                   "reproduce": block["reproduce"] + ("" if "--world" in block["reproduce"] else " --world 1"),
-                   **({"previous": rebuilt} if rebuilt else {})}
-    if rebuilt:
-        out["continued"] = rebuilt
+    out = _world_1(log)
+    if "continued" in log:
+        out["continued"] = _continued_world_1(log["continued"])
+    return out
+
+
+def _world_1(block: dict) -> dict:
+    """One run's log entry, marked as world 1 (its reproduce command then says so)."""
+    command = block["reproduce"]
+    return {**block, "world": block.get("world", 1),
+            "reproduce": command if "--world" in command else command + " --world 1"}
+
+
+def _continued_world_1(block: dict) -> dict:
+    """A `continued` block and the ones before it (`previous`), each marked as world 1."""
+    out = _world_1(block)
+    if "previous" in block:
+        out["previous"] = _continued_world_1(block["previous"])
     return out
 
 
