@@ -44,8 +44,8 @@ def test_caption_words_and_size_classes():
 
 def test_the_first_world_keeps_its_three_classes():
     """World 1 replays the first toy model's captions (its log's reproduce command says --world 1)."""
-    words = [size_word(w, world=1) for w in (0.25, 0.34, 0.36, 0.5, 0.64, 0.66, 0.8)]
-    assert words == ["small", "small", None, None, None, "large", "large"]
+    words = [size_word(w, world=1) for w in (0.25, 0.34, 0.35, 0.36, 0.5, 0.64, 0.65, 0.66, 0.8)]
+    assert words == ["small", "small", None, None, None, None, None, "large", "large"]
     assert caption(ShapeSpec("circle", "red", "blue", 0.5), world=1) == "a red circle on a blue background"
 
 

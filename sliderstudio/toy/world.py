@@ -11,6 +11,7 @@ same specs.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict, dataclass, replace
 
@@ -74,10 +75,13 @@ _GRADED = ("small", "slightly small", None, "slightly large", "large")
 #: classes it has the sizes in between to name, and with area (what a size slider is judged by)
 #: spread evenly over the classes, the plain prompt sits in the middle of the area range, so a dial
 #: has as much room to shrink as to grow (docs/TRAINING.md, "A toy model that names sizes in steps").
+_AREA_CLASSES = tuple(zip(_GRADED, _area_bounds(5) + [float("inf")]))
 WORLDS: dict[int, SizeScheme] = {
-    1: SizeScheme("width", (("small", 0.35), (None, 0.65), ("large", float("inf")))),
-    2: SizeScheme("area", tuple(zip(_GRADED, _area_bounds(5) + [float("inf")]))),
-    3: SizeScheme("area", tuple(zip(_GRADED, _area_bounds(5) + [float("inf")])), area_noise=0.08),
+    # world 1 said "large" only *above* 0.65: the plain class keeps 0.65 itself (sizes are rounded to
+    # 4 decimals, and its training pool holds two shapes of exactly 0.65)
+    1: SizeScheme("width", (("small", 0.35), (None, math.nextafter(0.65, 1.0)), ("large", float("inf")))),
+    2: SizeScheme("area", _AREA_CLASSES),
+    3: SizeScheme("area", _AREA_CLASSES, area_noise=0.08),
 }
 WORLD = 2
 #: The current world's size classes.
