@@ -42,11 +42,13 @@ class SliderLoss:
         return (1 - self.huber_c) / (1 + noise_to_signal(self.schedule, t)) ** 2 + self.huber_c
 
     def _fraction(self, t: torch.Tensor) -> torch.Tensor:
-        total = _num_train_timesteps(self.schedule)
+        total = num_train_timesteps(self.schedule)
         return (t / total).clamp(0, 1)
 
 
-def _num_train_timesteps(schedule: Any) -> float:
+def num_train_timesteps(schedule: Any) -> float:
+    """Timesteps of the schedule's full noise range: DDPM's and flow's 1000, 1.0 for a schedule that
+    counts noise as a ratio (Stable Cascade), so t / this is the noise level in [0, 1] on every family."""
     config = getattr(schedule, "config", None)
     value = getattr(schedule, "num_train_timesteps", None) or (config.get("num_train_timesteps") if config else None)
     return float(value or 1.0)
@@ -58,7 +60,7 @@ def noise_to_signal(schedule: Any, t: torch.Tensor) -> torch.Tensor:
     if isinstance(alphas, torch.Tensor):
         a = alphas.float().to(t.device)[t.long().clamp(0, len(alphas) - 1)]
         return torch.sqrt((1 - a) / a.clamp_min(1e-12))
-    sigma = (t / _num_train_timesteps(schedule)).clamp(0, 1 - 1e-6)
+    sigma = (t / num_train_timesteps(schedule)).clamp(0, 1 - 1e-6)
     return sigma / (1 - sigma)
 
 

@@ -69,7 +69,21 @@ def check_limits(config: TrainConfig, file: str) -> list[str]:
     if config.lr_warmup_steps and config.lr_scheduler == "constant":
         warnings.append(f"{file}: key 'lr_warmup_steps' is {config.lr_warmup_steps} but lr_scheduler 'constant' "
                         "has no warm-up; use 'constant_with_warmup'")
-    return warnings
+    return warnings + timestep_bias_warnings(config, file)
+
+
+def timestep_bias_warnings(config: TrainConfig, file: str) -> list[str]:
+    """SimpleTuner's timestep-bias keys that change nothing as set (engine.timestep_bias)."""
+    strategy = config.timestep_bias_strategy
+    if strategy == "none":
+        tuned = [k for k in ("timestep_bias_multiplier", "timestep_bias_portion", "timestep_bias_begin",
+                             "timestep_bias_end") if k in config.model_fields_set]
+        return [f"{file}: key '{tuned[0]}' is set but timestep_bias_strategy is 'none': timesteps are drawn "
+                "without bias (set timestep_bias_strategy 'later', 'earlier' or 'range')"] if tuned else []
+    if config.timestep_bias_multiplier == 1:
+        return [f"{file}: key 'timestep_bias_strategy' is '{strategy}' but timestep_bias_multiplier is 1: every "
+                "timestep keeps its weight (a multiplier above 1 trains there more often, below 1 less)"]
+    return []
 
 
 def require_file(project: Project, key: str, value: str | None, what: str = "file") -> Path | None:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from sliderstudio.config.caption_variants import choose
 from sliderstudio.engine.sampler import MicroBatch
 from sliderstudio.adapters.slider_adapter import PeftSlider, SliderAdapter
+from sliderstudio.engine.timestep_bias import TimestepBias
 from sliderstudio.families.base import Conditioning, Family
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class SliderStep:
     noise_offset_probability: float = 1.0  # SimpleTuner's: the share of micro-batches that get the offset
     preserve_weight: float = 1.0  # slider_preserve_weight: the neutral/anchor loss against the signed ones
     text: TextSlider | None = None  # text-pair sliders (engine.text_slider): their micro-batches use that objective
+    timestep_bias: TimestepBias | None = None  # SimpleTuner's timestep_bias_* keys (engine.timestep_bias)
 
     def __post_init__(self) -> None:
         if self.adapter is None:
@@ -95,7 +97,10 @@ class SliderStep:
             if self.noise_offset_probability >= 1 or \
                     random.Random(f"{self.seed}:{source}:offset").random() < self.noise_offset_probability:
                 noise = noise + offset
-        timesteps = self.family.sample_timesteps(self.schedule, shape[0], g)
+        if self.timestep_bias is None:
+            timesteps = self.family.sample_timesteps(self.schedule, shape[0], g)
+        else:
+            timesteps = self.timestep_bias.draw(self.family.sample_timesteps, self.schedule, shape[0], g)
         if mb.global_size:  # this process's rows: the same draws whatever the number of processes
             rows = torch.tensor(mb.positions, dtype=torch.long)
             return noise[rows], timesteps[rows]

@@ -41,6 +41,7 @@ from sliderstudio.engine.slider_step import SliderStep, StepData
 from sliderstudio.config.text_pairs import active_pairs
 from sliderstudio.engine.sampler import text_sampler_entries
 from sliderstudio.engine.text_slider import TextSlider, prepare_text_slider
+from sliderstudio.engine.timestep_bias import TimestepBias
 from sliderstudio.adapters.targets import (
     TargetReport, preset_patterns, require_matches, resolve_on_module, text_path_modules,
 )
@@ -344,8 +345,10 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
                       adapter,
                       None if cfg.loss_type == "l2" else make_loss(cfg, schedule),
                       noise_offset_probability=cfg.noise_offset_probability,
-                      preserve_weight=cfg.slider_preserve_weight)
+                      preserve_weight=cfg.slider_preserve_weight, timestep_bias=TimestepBias.from_config(cfg))
     step.text = text
+    if step.timestep_bias is not None:
+        log(step.timestep_bias.describe(), "info")
     info = session_metadata(project, family, report, bal.pairing, adapter)
     log(f"training {total} steps, {sum(p.numel() for p in params)} adapter parameters", "info")
     if render_pipe is not None and control_files:
