@@ -22,6 +22,14 @@ REFRESH_MS = 100
 # config/config.py (the tooltip names the config key).
 SCHEDULE_KEYS = ("max_train_steps", "checkpointing_steps", "validation_steps", "train_batch_size",
                  "resolution", "seed", "learning_rate")
+# Behind "Slider training ▸": the levers measured in docs/TRAINING.md (anchor weight, step mode) and
+# SimpleTuner's timestep bias.
+ADVANCED_KEYS = ("slider_preserve_weight", "slider_step_mode", "timestep_bias_strategy", "timestep_bias_multiplier",
+                 "timestep_bias_portion", "timestep_bias_begin", "timestep_bias_end")
+# Which bias keys mean something under each strategy (the others are kept but greyed out).
+BIAS_KEYS_IN_USE = {"none": (), "later": ("timestep_bias_multiplier", "timestep_bias_portion"),
+                    "earlier": ("timestep_bias_multiplier", "timestep_bias_portion"),
+                    "range": ("timestep_bias_multiplier", "timestep_bias_begin", "timestep_bias_end")}
 
 
 class TrainingPane(QWidget):
@@ -73,7 +81,10 @@ class TrainingPane(QWidget):
         self.config_fields = config_fields(self.pvm, SCHEDULE_KEYS, self)
         self.config_fields.refused.connect(self.show_form_notice)
         self.fields: dict[str, QWidget] = add_rows(form, self.config_fields, TrainConfig, SCHEDULE_KEYS, columns=2)
-        row.addLayout(form, 1)
+        column = QVBoxLayout()
+        column.addLayout(form)
+        column.addWidget(self._build_advanced())
+        row.addLayout(column, 1)
         buttons = QVBoxLayout()
         self.train_button = QPushButton("▶ Train", objectName="train")
         self.train_button.setToolTip("Save the project and start training from step 0")
@@ -89,6 +100,38 @@ class TrainingPane(QWidget):
         buttons.addStretch(1)
         row.addLayout(buttons)
         return row
+
+    def _build_advanced(self) -> QWidget:
+        """A toggle and, hidden until asked for, the slider-training keys (ADVANCED_KEYS)."""
+        box = QWidget()
+        col = QVBoxLayout(box)
+        col.setContentsMargins(0, 0, 0, 0)
+        self.advanced_toggle = QToolButton(text="Slider training ▸", checkable=True, objectName="advancedToggle")
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.advanced_toggle.setToolTip("Anchor weight, step mode and timestep bias (docs/TRAINING.md)")
+        self.advanced = QWidget(objectName="advancedFields")
+        grid = QGridLayout(self.advanced)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.advanced_fields = config_fields(self.pvm, ADVANCED_KEYS, self)
+        self.advanced_fields.refused.connect(self.show_form_notice)
+        self.fields.update(add_rows(grid, self.advanced_fields, TrainConfig, ADVANCED_KEYS, columns=2))
+        self.advanced.hide()
+        self.advanced_toggle.toggled.connect(self._show_advanced)
+        col.addWidget(self.advanced_toggle, alignment=Qt.AlignmentFlag.AlignLeft)
+        col.addWidget(self.advanced)
+        return box
+
+    def _show_advanced(self, shown: bool) -> None:
+        self.advanced.setVisible(shown)
+        self.advanced_toggle.setText("Slider training ▾" if shown else "Slider training ▸")
+
+    def _enable_fields(self) -> None:
+        """Every field while idle, except the timestep-bias keys the chosen strategy does not read."""
+        idle = self.vm.state == IDLE
+        in_use = BIAS_KEYS_IN_USE.get(self.pvm.config.timestep_bias_strategy, ()) if self.pvm.is_open else ()
+        for key, widget in self.fields.items():
+            bias_key = key.startswith("timestep_bias_") and key != "timestep_bias_strategy"
+            widget.setEnabled(idle and (not bias_key or key in in_use))
 
     def _train_clicked(self) -> None:
         if self.memory_line is None or self.memory_line.confirm_train():
@@ -173,11 +216,13 @@ class TrainingPane(QWidget):
     def _project_loaded(self) -> None:
         self.form_notice.hide()
         self.load_fields()
+        self._enable_fields()
 
     def _config_changed(self, key: str) -> None:
         if key in self.fields:
             self.form_notice.hide()     # an accepted edit clears the last refusal
         self.load_fields()
+        self._enable_fields()
 
     def show_state(self, state: str) -> None:
         idle = state == IDLE
@@ -185,8 +230,7 @@ class TrainingPane(QWidget):
         self.resume_button.setEnabled(idle and self.vm.resume_available)
         self.stop_button.setEnabled(state == RUNNING)
         self.show_resume_offer()
-        for widget in self.fields.values():
-            widget.setEnabled(idle)
+        self._enable_fields()
         if state == RUNNING:
             self.error.hide()
             self.plot.set_series(self.vm.steps, self.vm.losses)

@@ -10,7 +10,7 @@ from sliderstudio.config.config import BucketConfig, TrainConfig
 from sliderstudio.config.text_pairs import TextPair
 from sliderstudio.gui.config_form import add_rows
 from sliderstudio.gui.field_specs import INT_MAX, INT_MIN, field_spec
-from sliderstudio.gui.training_pane import SCHEDULE_KEYS, TrainingPane
+from sliderstudio.gui.training_pane import ADVANCED_KEYS, SCHEDULE_KEYS, TrainingPane
 from sliderstudio.gui.viewmodels.config_fields import config_fields
 from sliderstudio.gui.viewmodels.project import ProjectViewModel
 from sliderstudio.gui.viewmodels.training import TrainingViewModel
@@ -61,8 +61,9 @@ def row_label(pane: TrainingPane, key: str) -> str:
 
 def test_every_training_row_is_its_field(training_pane):
     """Range, step, decimals, label and help of each generated row equal the Field's, for every row."""
-    assert tuple(training_pane.fields) == SCHEDULE_KEYS
-    for key, widget in training_pane.fields.items():
+    assert tuple(training_pane.fields) == SCHEDULE_KEYS + ADVANCED_KEYS
+    for key in SCHEDULE_KEYS:
+        widget = training_pane.fields[key]
         spec = field_spec(TrainConfig, key)
         assert (widget.minimum(), widget.maximum()) == (pytest.approx(spec.minimum), pytest.approx(spec.maximum)), key
         assert widget.singleStep() == pytest.approx(spec.step)
@@ -144,3 +145,30 @@ def test_generated_rows_for_each_widget_kind(qtbot, small_project):
     fields.refused.connect(lambda key, message: refused.append((key, message)))
     assert fields.set("lr_scheduler", "sideways") is not None        # the Literal refuses it; the combo keeps "linear"
     assert refused and refused[0][0] == "lr_scheduler" and combo.currentData() == "linear"
+
+
+def test_slider_training_keys_hide_behind_a_toggle_and_follow_the_strategy(training_pane):
+    """Anchor weight, step mode and timestep bias: generated rows, shown on demand, bias keys greyed out
+    where the chosen strategy does not read them, and SimpleTuner's range rule refused with its message."""
+    pane, pvm = training_pane, training_pane.pvm
+    assert pane.advanced.isHidden()
+    pane.advanced_toggle.setChecked(True)
+    assert not pane.advanced.isHidden() and pane.advanced_toggle.text() == "Slider training ▾"
+    strategy = pane.fields["timestep_bias_strategy"]
+    assert [strategy.itemData(i) for i in range(strategy.count())] == ["none", "later", "earlier", "range"]
+    assert strategy.currentData() == "none" and row_label(pane, "slider_preserve_weight") == "anchor weight"
+    enabled = lambda: {k for k in ADVANCED_KEYS if pane.fields[k].isEnabled()}   # noqa: E731
+    assert enabled() == {"slider_preserve_weight", "slider_step_mode", "timestep_bias_strategy"}
+    strategy.setCurrentIndex(strategy.findData("later"))
+    strategy.activated.emit(strategy.currentIndex())
+    pane.fields["timestep_bias_multiplier"].setValue(3)
+    assert (pvm.config.timestep_bias_strategy, pvm.config.timestep_bias_multiplier) == ("later", 3.0)
+    assert enabled() >= {"timestep_bias_multiplier", "timestep_bias_portion"}
+    assert not {"timestep_bias_begin", "timestep_bias_end"} & enabled()
+    pvm.update_config(timestep_bias_strategy="range", timestep_bias_begin=100, timestep_bias_end=300)
+    assert {"timestep_bias_begin", "timestep_bias_end"} <= enabled() and "timestep_bias_portion" not in enabled()
+    pane.fields["timestep_bias_end"].setValue(50)                       # below begin: nothing would be biased
+    assert pvm.config.timestep_bias_end == 300 and pane.fields["timestep_bias_end"].value() == 300
+    assert "timestep_bias_begin < timestep_bias_end" in pane.form_notice.text()
+    pane.fields["slider_preserve_weight"].setValue(3)
+    assert pvm.config.slider_preserve_weight == 3
