@@ -159,16 +159,18 @@ def test_bad_speed_options_exit_2_before_any_weight_loads(tmp_path, tiny_models,
 
 def test_kernel_chain_per_family_and_device():
     from sliderstudio.config.attention_backend import kernel_chain
+    from sliderstudio.families.registry import FAMILIES
 
-    flux = kernel_chain("diffusers", "flux", "cuda")
+    assert {f.id for f in FAMILIES.values() if not f.cudnn_attention_backward} == {"flux", "chroma"}
+    flux = kernel_chain("diffusers", "cuda", cudnn_backward=False)
     assert "CUDNN_ATTENTION" not in flux[0].backends  # Flux's backward crashed with cuDNN on an H100
     assert all(k.backends != ("CUDNN_ATTENTION",) for k in flux)
-    sdxl = kernel_chain("diffusers", "sdxl", "cuda")
+    sdxl = kernel_chain("diffusers", "cuda")
     assert sdxl[0].backends is None and [k.label for k in sdxl[1:]] == ["native-flash", "native-efficient",
                                                                          "cudnn", "native-math"]
-    assert [k.label for k in kernel_chain("diffusers", "flux", "cpu")] == ["PyTorch's choice", "native-flash",
+    assert [k.label for k in kernel_chain("diffusers", "cpu", cudnn_backward=False)] == ["PyTorch's choice", "native-flash",
                                                                            "native-math"]
-    forced = kernel_chain("native-math", "sd1x", "cuda")
+    forced = kernel_chain("native-math", "cuda")
     assert forced[0].backends == ("MATH",) and ("MATH",) not in [k.backends for k in forced[1:]]
 
 

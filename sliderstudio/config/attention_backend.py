@@ -40,9 +40,6 @@ SUBSTITUTES: dict[str, tuple[str, str]] = {
     "native-npu": ("diffusers", "no NPU support here: PyTorch's SDPA kernels run, chosen per family and device"),
     "native-xla": ("diffusers", "no XLA support here: PyTorch's SDPA kernels run, chosen per family and device"),
 }
-# Families whose backward must not use cuDNN attention (Flux.1: illegal memory access on an H100, torch 2.11;
-# Chroma is the same transformer).
-NO_CUDNN_FAMILIES = frozenset({"flux", "chroma"})
 _CUDA_ORDER = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH")
 _CPU_ORDER = ("FLASH_ATTENTION", "MATH")
 
@@ -77,14 +74,15 @@ class KernelSet:
         return sdpa_kernel([getattr(SDPBackend, name) for name in self.backends])
 
 
-def kernel_chain(mechanism: str, family_id: str, device_type: str) -> list[KernelSet]:
-    """The kernels to try, in order, for this family on this device."""
+def kernel_chain(mechanism: str, device_type: str, cudnn_backward: bool = True) -> list[KernelSet]:
+    """The kernels to try, in order, on this device; `cudnn_backward` False (the family's
+    `cudnn_attention_backward`) keeps cuDNN attention out of PyTorch's own choice."""
     order = _CUDA_ORDER if device_type == "cuda" else _CPU_ORDER
     singles = [KernelSet((name,), _label(name)) for name in order]
     if mechanism in NATIVE:
         chosen = NATIVE[mechanism]
         return [KernelSet((chosen,), mechanism)] + [k for k in singles if k.backends != (chosen,)]
-    if device_type == "cuda" and family_id in NO_CUDNN_FAMILIES:
+    if device_type == "cuda" and not cudnn_backward:
         allowed = tuple(name for name in order if name != "CUDNN_ATTENTION")
         return [KernelSet(allowed, "PyTorch's choice without cuDNN")] + [
             k for k in singles if k.backends[0] in allowed]
@@ -135,5 +133,5 @@ class AttentionKernel:
         self.armed = False
 
 
-def attention_for(mechanism: str, family_id: str, device: Any) -> AttentionKernel:
-    return AttentionKernel(kernel_chain(mechanism, family_id, getattr(device, "type", str(device))))
+def attention_for(mechanism: str, device: Any, cudnn_backward: bool = True) -> AttentionKernel:
+    return AttentionKernel(kernel_chain(mechanism, getattr(device, "type", str(device)), cudnn_backward))

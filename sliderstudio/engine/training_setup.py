@@ -337,7 +337,7 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
     if shift_note:
         log(shift_note, "warning")
     compiled = compile_denoiser(denoiser, compile_opts, log)
-    attention = attention_for(cfg.attention_mechanism, family.id, device)
+    attention = attention_for(cfg.attention_mechanism, device, family.cudnn_attention_backward)
     log(f"attention: {attention.current.label} on {device.type} (then {', '.join(k.label for k in attention.chain[1:])}"
         " if the first step fails)", "info")
     step = SliderStep(family, denoiser, schedule, data, cfg.seed, device,

@@ -56,6 +56,9 @@ class Family(ABC):
     comfy: ComfyNaming = DIFFUSERS_PATH_KEYS  # ComfyUI/kohya LoRA key names (families/comfy_naming.py)
     comfy_lycoris: bool = False  # ComfyUI maps this family's `lycoris_<diffusers path>` keys (its diffusers maps)
     text_path_markers: tuple[str, ...] = DIFFUSERS_TEXT_PATH  # module-name pieces of the text path (text_path.py)
+    #: False: PyTorch must not pick cuDNN attention for this family's backward (config/attention_backend;
+    #: Flux.1's crashed with an illegal memory access on an H100, torch 2.11).
+    cudnn_attention_backward: bool = True
     lycoris_group: str = "transformer"  # shipped LyCORIS presets: presets/lycoris/<group>-<algo>.json
 
     def answers_to(self, name: str) -> bool:

@@ -168,5 +168,6 @@ FLUX = FluxFamily(id="flux", label="Flux.1", pipeline_class_name="FluxPipeline",
                   transformer_class_name="FluxTransformer2DModel",
                   aliases=("flux.1", "flux1", "flux-dev", "flux.1-dev", "flux-schnell", "flux.1-schnell",
                            "flux_krea", "flux.1-krea"),
-                  flavours=("dev", "schnell", "krea"), controlnet=FLUX_CONTROLNET, comfy_lycoris=True)
+                  flavours=("dev", "schnell", "krea"), controlnet=FLUX_CONTROLNET, comfy_lycoris=True,
+                  cudnn_attention_backward=False)
 FAMILIES = (FLUX,)
