@@ -50,7 +50,9 @@ def num_train_timesteps(schedule: Any) -> float:
     """Timesteps of the schedule's full noise range: DDPM's and flow's 1000, 1.0 for a schedule that
     counts noise as a ratio (Stable Cascade), so t / this is the noise level in [0, 1] on every family."""
     config = getattr(schedule, "config", None)
-    value = getattr(schedule, "num_train_timesteps", None) or (config.get("num_train_timesteps") if config else None)
+    value = config.get("num_train_timesteps") if config else None   # diffusers: read it from the config (the
+    if value is None:                                                 # attribute read is deprecated and warns)
+        value = getattr(schedule, "num_train_timesteps", None)
     return float(value or 1.0)
 
 
