@@ -8,7 +8,7 @@ Why: a slider moves what the base model can draw. This renders the held-out prom
 (−1) through the plain prompt (0) to "a large …" (+1), linearly, no adapter at all: the model's own
 way from small to large. Its smoothness and range (the product's metric, `toy.metrics`) show
 whether the model draws sizes as a continuum or jumps between clusters, which no slider trained on
-it can hide. Also prints the mean area per kind for the plain, "small" and "large" prompts at
+it can hide; its centroid drift, how far the model itself moves a shape as it names it bigger. Also prints the mean area per kind for the plain, "small" and "large" prompts at
 strength 0. Prints one JSON object; ~30 s on 2 CPU threads.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def measure(model: str, guidance: float, steps: int) -> dict:
     from diffusers import StableDiffusionPipeline
 
     from sliderstudio.kernel.resources import toy_model_dir
-    from sliderstudio.toy.metrics import measure_image, smoothness
+    from sliderstudio.toy.metrics import measure_image, smoothness, sweep_metrics
     from sliderstudio.toy.sweep_check import HELD_OUT_PROMPTS, HELD_OUT_SEEDS, STRENGTHS
 
     folder = toy_model_dir() if model == "sliderstudio:toy" else Path(model)
@@ -44,7 +44,7 @@ def measure(model: str, guidance: float, steps: int) -> dict:
                              return_tensors="pt").input_ids
         return pipe.text_encoder(ids)[0]
 
-    smooth, ranges, areas = [], [], {w: {} for w in ("small", "", "large")}
+    smooth, ranges, drift, areas = [], [], [], {w: {} for w in ("small", "", "large")}
     with torch.no_grad():
         empty = embed("")
         for prompt in HELD_OUT_PROMPTS:
@@ -57,8 +57,10 @@ def measure(model: str, guidance: float, steps: int) -> dict:
                 images = pipe(prompt_embeds=torch.cat([rows, ends]), negative_prompt_embeds=empty.repeat(len(rows) + 2, 1, 1),
                               latents=noise.repeat(len(rows) + 2, 1, 1, 1), height=32, width=32,
                               num_inference_steps=steps, guidance_scale=guidance).images
-                values = [measure_image(im).area for im in images]
+                measures = [measure_image(im) for im in images]
+                values = [m.area for m in measures]
                 sweep = values[: len(STRENGTHS)]
+                drift.append(sweep_metrics(STRENGTHS, measures[: len(STRENGTHS)]).preservation.centroid)
                 smooth.append(smoothness(sweep))
                 ranges.append(sweep[-1] - sweep[0])
                 at_zero = sweep[list(STRENGTHS).index(0.0)]
@@ -67,6 +69,7 @@ def measure(model: str, guidance: float, steps: int) -> dict:
     return {"model": str(folder), "guidance": guidance, "steps": steps, "sweeps": len(smooth),
             "embedding_dial_smoothness": round(float(np.mean(smooth)), 4),
             "embedding_dial_range": round(float(np.mean(ranges)), 4),
+            "embedding_dial_centroid": round(float(np.mean(drift)), 4),
             "mean_area": {word or "plain": {k: round(float(np.mean(v)), 4) for k, v in by_kind.items()}
                           for word, by_kind in areas.items()}}
 

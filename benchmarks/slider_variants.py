@@ -4,6 +4,7 @@
     python benchmarks/slider_variants.py --label cycle --mode cycle --levels 0.5,1 --steps 140
     python benchmarks/slider_variants.py --label text --text            # the demo's text-pair slider
     python benchmarks/slider_variants.py --label other --model DIR      # on another toy model folder
+    python benchmarks/slider_variants.py --label late --timestep-bias later:0.5:3   # SimpleTuner's timestep bias
 
 One variant per call, so every figure in docs/TRAINING.md's table comes from one fresh process:
 write the demo project with the variant's data (intensity levels, strength of the full pair) and
@@ -112,11 +113,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--negative-guidance", type=float, help="--text: η towards 'small' (default: the demo's)")
     ap.add_argument("--model", default="sliderstudio:toy", help="the toy model folder to train and sweep on")
     ap.add_argument("--pairs", type=int, default=6)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the demo data's seed (and the training seed)")
+    ap.add_argument("--train-seed", type=int, help="only the training seed (init, noise, timesteps): the data "
+                                                   "stays that of --seed; how much a figure moves by chance")
     ap.add_argument("--strength-power", type=float, default=1.0,
                     help="train intensity m at strength m**P (1: linear, the default)")
     ap.add_argument("--widths", help="size pair widths 'small_lo,small_hi,big_lo,big_hi' "
                                      "(default demo_project.SMALL_WIDTHS/BIG_WIDTHS)")
+    ap.add_argument("--timestep-bias", metavar="STRATEGY:PORTION:MULTIPLIER",
+                    help="SimpleTuner's timestep bias, e.g. later:0.5:3 (timestep_bias_* keys; default none)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-beyond", action="store_true", help="skip the ±1.5 / ±2 renders")
     ap.add_argument("--speed", type=int, metavar="REPS", help="only time a fused cycle against separate "
@@ -134,7 +139,16 @@ def config_for(a: argparse.Namespace) -> dict:
         cfg["slider_neutral_mode"] = "off"
     else:
         cfg["slider_preserve_weight"] = a.preserve_weight
-    return cfg
+    return {**cfg, **bias_keys(a.timestep_bias), **({"seed": a.train_seed} if a.train_seed is not None else {})}
+
+
+def bias_keys(text: str | None) -> dict:
+    """--timestep-bias later:0.5:3 → the timestep_bias_* config keys."""
+    if not text:
+        return {}
+    strategy, portion, multiplier = text.split(":")
+    return {"timestep_bias_strategy": strategy, "timestep_bias_portion": float(portion),
+            "timestep_bias_multiplier": float(multiplier)}
 
 
 def widths_of(text: str | None) -> tuple[tuple[float, float], tuple[float, float]] | None:
@@ -169,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         adapter, timing = train(root)
         result = {"label": a.label, "model": a.model, "levels": levels, "full_strength": a.full_strength, "mode": a.mode,
-                  "preserve_weight": a.preserve_weight, "rank": a.rank, "lr": a.lr or 1e-3, "widths": a.widths, "strength_power": a.strength_power,
+                  "preserve_weight": a.preserve_weight, "rank": a.rank, "lr": a.lr or 1e-3, "widths": a.widths, "strength_power": a.strength_power, "timestep_bias": a.timestep_bias, "train_seed": a.train_seed,
                   "pairs": a.pairs, **timing,
                   **measure(adapter, not a.no_beyond, a.model),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
@@ -196,10 +210,11 @@ def text_variant(a: argparse.Namespace, load_before: float) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = write_text_project(a.keep or Path(tmp) / "text-project", settings)
         config = json.loads((root / "config.json").read_text())
-        config["pretrained_model_name_or_path"] = a.model
+        config.update(pretrained_model_name_or_path=a.model, **bias_keys(a.timestep_bias),
+                      **({"seed": a.train_seed} if a.train_seed is not None else {}))
         (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         adapter, timing = train(root)
-        result = {"label": a.label, "text": asdict(settings), "model": a.model, **timing,
+        result = {"label": a.label, "text": asdict(settings), "model": a.model, "timestep_bias": a.timestep_bias, "train_seed": a.train_seed, **timing,
                   **measure(adapter, not a.no_beyond, a.model),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
     return report(result, a.out)
