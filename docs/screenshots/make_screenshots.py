@@ -100,6 +100,7 @@ def main() -> int:
     save(window, "main-demo.png")
     for title in ("Dataset", "Architecture", "Preview", "Training"):
         save(window.areas[title], f"area-{title.lower()}.png")
+    shoot_slider_training(window)
 
     window.training_pane.train_button.click()
     wait_for(lambda: (window.training_vm.last_progress or 0) and
@@ -135,6 +136,21 @@ def main() -> int:
     save(window.areas["Architecture"], "area-architecture-lycoris.png")
     window.shutdown(store=False)
     return 0
+
+
+def shoot_slider_training(window) -> None:
+    """Open 'Slider training ▸' with a timestep bias chosen, grab it, then put the demo's config back."""
+    pane, before = window.training_pane, window.project_vm.config
+    pane.advanced_toggle.setChecked(True)
+    window.project_vm.update_config(timestep_bias_strategy="later", timestep_bias_multiplier=3.0,
+                                    timestep_bias_portion=0.5)
+    pump(0.5)
+    save(window.areas["Training"], "area-training-slider-options.png")
+    window.project_vm.update_config(timestep_bias_strategy=before.timestep_bias_strategy,
+                                    timestep_bias_multiplier=before.timestep_bias_multiplier,
+                                    timestep_bias_portion=before.timestep_bias_portion)
+    pane.advanced_toggle.setChecked(False)
+    pump(0.3)
 
 
 def shoot_device_panel(window) -> None:
