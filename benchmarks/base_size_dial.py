@@ -8,7 +8,8 @@ Why: a slider moves what the base model can draw. This renders the held-out prom
 (−1) through the plain prompt (0) to "a large …" (+1), linearly, no adapter at all: the model's own
 way from small to large. Its smoothness and range (the product's metric, `toy.metrics`) show
 whether the model draws sizes as a continuum or jumps between clusters, which no slider trained on
-it can hide; its centroid drift, how far the model itself moves a shape as it names it bigger. Also prints the mean area per kind for the plain, "small" and "large" prompts at
+it can hide; its centroid drift, how far the model itself moves a shape as it names it bigger.
+Also prints the mean area per kind for the plain, "small" and "large" prompts at
 strength 0. Prints one JSON object; ~30 s on 2 CPU threads.
 """
 from __future__ import annotations

@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         adapter, timing = train(root)
         result = {"label": a.label, "model": a.model, "levels": levels, "full_strength": a.full_strength, "mode": a.mode,
-                  "preserve_weight": a.preserve_weight, "rank": a.rank, "lr": a.lr or 1e-3, "widths": a.widths, "strength_power": a.strength_power, "timestep_bias": a.timestep_bias, "train_seed": a.train_seed,
+                  "preserve_weight": a.preserve_weight, "rank": a.rank, "lr": a.lr or 1e-3, "widths": a.widths,
+                  "strength_power": a.strength_power, "timestep_bias": a.timestep_bias, "train_seed": a.train_seed,
                   "pairs": a.pairs, **timing,
                   **measure(adapter, not a.no_beyond, a.model),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
@@ -214,7 +215,8 @@ def text_variant(a: argparse.Namespace, load_before: float) -> int:
                       **({"seed": a.train_seed} if a.train_seed is not None else {}))
         (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         adapter, timing = train(root)
-        result = {"label": a.label, "text": asdict(settings), "model": a.model, "timestep_bias": a.timestep_bias, "train_seed": a.train_seed, **timing,
+        result = {"label": a.label, "text": asdict(settings), "model": a.model, "timestep_bias": a.timestep_bias,
+                  "train_seed": a.train_seed, **timing,
                   **measure(adapter, not a.no_beyond, a.model),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
     return report(result, a.out)

@@ -78,3 +78,9 @@ def test_project_resolves_relative_paths_and_overrides(tmp_path):
     assert project.bucket_dir(project.buckets[0]) == tmp_path / "imgs"
     with pytest.raises(ConfigError, match="missing value"):
         parse_cli_overrides(["--lora_rank"])
+
+
+def test_overrides_read_simpletuners_key_equals_value_form():
+    assert parse_cli_overrides(["--lora_rank=16", "--validation_prompt", "a b=c", "--seed=", "--x==y"]) == \
+        parse_cli_overrides(["--lora_rank", "16", "--validation_prompt", "a b=c", "--seed", "", "--x", "=y"])
+    assert parse_cli_overrides(["--lora_rank=16"])["lora_rank"] == 16

@@ -31,6 +31,7 @@ from sliderstudio.engine.distributed import check_num_processes, failure_message
 from sliderstudio.kernel.errors import ConfigError
 from sliderstudio.engine.sampler import MicroBatch, SamplerBucket, SliderSampler, split_for_rank
 from sliderstudio.engine.slider_step import SliderStep
+from sliderstudio.engine.timestep_bias import TimestepBias
 from sliderstudio.toy.demo_project import write_demo_project
 
 ADAPTER = "pytorch_lora_weights.safetensors"
@@ -80,17 +81,19 @@ def test_paired_negatives_follow_their_positives_share():
 
 
 # --- noise per global item ------------------------------------------------------------------------
-def noise_maker(seed: int = 5) -> SimpleNamespace:
+def noise_maker(seed: int = 5, bias: TimestepBias | None = None) -> SimpleNamespace:
     """A SliderStep's noise source without a model: the generator and timestep draw it uses."""
     family = SimpleNamespace(sample_timesteps=lambda schedule, n, g: torch.randint(0, 1000, (n,), generator=g))
-    fake = SimpleNamespace(seed=seed, noise_offset=0.05, noise_offset_probability=1.0, family=family, schedule=None)
+    fake = SimpleNamespace(seed=seed, noise_offset=0.05, noise_offset_probability=1.0, family=family,
+                           schedule=SimpleNamespace(num_train_timesteps=1000), timestep_bias=bias)
     fake.generator = functools.partial(SliderStep.generator, fake)
     return fake
 
 
+@pytest.mark.parametrize("bias", [None, TimestepBias("later", 3.0, 500, 1000)])
 @pytest.mark.parametrize("world", [2, 3])
-def test_each_process_draws_its_items_rows_of_the_one_process_noise(world):
-    fake = noise_maker()
+def test_each_process_draws_its_items_rows_of_the_one_process_noise(world, bias):
+    fake = noise_maker(bias=bias)
     order = sampler(5).take(9)
     for mb in order:
         full_noise, full_t = SliderStep.noise_for(fake, mb, torch.Size((len(mb.items), 4, 8, 8)))

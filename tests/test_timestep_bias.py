@@ -164,3 +164,14 @@ def test_training_draws_with_the_bias_and_says_so(tmp_path, tiny_models):
     assert any(m.startswith("timestep bias: timesteps 0-99 of 1000 weigh ×5 (earlier") for m in logs), logs
     saved = json.loads((root / "config.json").read_text())
     assert saved["timestep_bias_multiplier"] == 5
+
+
+def test_the_command_line_sets_the_bias_simpletuner_style(tmp_path, tiny_models, capsys):
+    """`train --timestep_bias_strategy=…` overrides the file like any SimpleTuner key; the run says so."""
+    root = make_project(tmp_path, tiny_models["sd1x"], pairs=2, config={"max_train_steps": 2})
+    code = main(["train", "--config", str(root), "--timestep_bias_strategy=later", "--timestep_bias_multiplier=4"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "timestep bias: timesteps 750-999 of 1000 weigh ×4 (later; a uniform draw would put 57% of the steps " \
+           "there)" in err
+    assert (root / "output" / "pytorch_lora_weights.safetensors").exists()

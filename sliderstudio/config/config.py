@@ -156,23 +156,27 @@ class TrainConfig(_Strict):
     slider_neutral_mode: Literal["preserve", "off"] = Field("preserve", description="Neutral buckets as preservation")
     slider_pairing: Literal["auto", "off"] = Field("auto", description="Pair positive/negative images by file stem")
     slider_step_mode: Literal["micro_batch", "cycle"] = Field(
-        "micro_batch", title="step mode", description="'cycle': each optimizer step takes a whole positive → negative → neutral cycle "
+        "micro_batch", title="step mode",
+        description="'cycle': each optimizer step takes a whole positive → negative → neutral cycle "
                                    "(one batched forward with a per-sample strength where shapes allow); "
                                    "'micro_batch': one micro-batch per step")
-    slider_preserve_weight: float = Field(1.0, ge=0, le=100, title="anchor weight", description="Weight of the neutral (anchor) loss "
-                                                                         "against the signed ones")
+    slider_preserve_weight: float = Field(1.0, ge=0, le=100, title="anchor weight",
+                                          description="Weight of the neutral (anchor) loss against the signed ones")
     timestep_bias_strategy: Literal["none", "later", "earlier", "range"] = Field(
-        "none", title="timestep bias", description="Train more often at some noise levels: 'later' the noisiest "
-                                                 "timestep_bias_portion (layout, size), 'earlier' the least noisy "
-                                                 "(detail), 'range' timestep_bias_begin…end; none: the family's own draw")
+        "none", title="timestep bias",
+        description="Train more often at some noise levels: 'later' the noisiest timestep_bias_portion (layout, "
+                    "size), 'earlier' the least noisy (detail), 'range' timestep_bias_begin…end; none: the family's "
+                    "own draw")
     timestep_bias_multiplier: float = Field(
         1.0, gt=0, le=1000, title="bias multiplier", description="How many times more often the biased timesteps are "
                                                                  "drawn (below 1: less often; 1: no bias)")
     timestep_bias_portion: float = Field(
         0.25, ge=0, le=1, title="bias portion", description="'later' / 'earlier': the share of the 1000 timesteps "
                                                             "that is biased")
-    timestep_bias_begin: int = Field(0, ge=0, le=1000, title="bias begin", description="'range': the first biased timestep (of 1000)")
-    timestep_bias_end: int = Field(1000, ge=0, le=1000, title="bias end", description="'range': the biased timesteps end before this one")
+    timestep_bias_begin: int = Field(0, ge=0, le=1000, title="bias begin",
+                                     description="'range': the first biased timestep (of 1000)")
+    timestep_bias_end: int = Field(1000, ge=0, le=1000, title="bias end",
+                                   description="'range': the biased timesteps end before this one")
     slider_text_pairs: list[TextPair] = Field(
         default_factory=list, description="Text-pair sliders: positive/negative prompts trained against the base's "
                                           "own predictions, no images (config/text_pairs.py)")

@@ -156,13 +156,21 @@ def load_project(path: str | Path, overrides: dict[str, Any] | None = None) -> P
 
 
 def parse_cli_overrides(pairs: list[str]) -> dict[str, Any]:
-    """['--lora_rank', '8', '--slider_lora_target', 'true'] → {'lora_rank': 8, ...}."""
+    """['--lora_rank', '8', '--slider_lora_target=true'] → {'lora_rank': 8, ...}.
+
+    Both `--key value` and SimpleTuner's own `--key=value` (its config.env and launch lines) are read.
+    """
     out: dict[str, Any] = {}
     i = 0
     while i < len(pairs):
         key = pairs[i]
         if not key.startswith("--"):
             raise ConfigError(f"expected --key value, got {key!r}", file="command line")
+        if "=" in key:
+            key, value = key.split("=", 1)
+            out[key.lstrip("-")] = coerce_override(key, value)
+            i += 1
+            continue
         if i + 1 >= len(pairs) or pairs[i + 1].startswith("--"):
             raise ConfigError("missing value", file="command line", key=key.lstrip("-"))
         out[key.lstrip("-")] = coerce_override(key, pairs[i + 1])
