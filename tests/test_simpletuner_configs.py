@@ -84,7 +84,7 @@ def test_sdxl_example_maps_and_implements_its_keys(tmp_path):
     assert (cfg.checkpointing_steps, cfg.validation_steps, cfg.checkpoints_total_limit) == (250, 100, 3)
     assert (cfg.lr_scheduler, cfg.lr_end, cfg.lr_power, cfg.lr_warmup_steps) == ("polynomial", 1e-6, 1.0, 10)
     assert (cfg.adam_beta2, cfg.adam_epsilon, cfg.grad_clip_method) == (0.99, 1e-7, "norm")
-    assert (cfg.loss_type, cfg.huber_c, cfg.huber_schedule) == ("huber", 0.1, "snr")
+    assert (cfg.loss_type, cfg.huber_c, cfg.huber_schedule, cfg.snr_gamma) == ("huber", 0.1, "snr", 5.0)
     assert cfg.validation_sizes == [(1024, 1024), (1216, 832)] and cfg.validation_guidance_rescale == 0.7
     assert cfg.vae_enable_tiling and cfg.vae_enable_slicing
     assert [p.name for p in project.validation_prompts()] == ["older_man", "older_woman"]
@@ -92,7 +92,7 @@ def test_sdxl_example_maps_and_implements_its_keys(tmp_path):
     assert mapped == {"checkpoint_step_interval": "checkpointing_steps",
                       "validation_step_interval": "validation_steps"}
     ignored = {n.key for n in project.key_notes if n.kind == "ignored"}
-    assert {"push_to_hub", "report_to", "snr_gamma", "text_encoder_2_precision", "disable_bucket_pruning",
+    assert {"push_to_hub", "report_to", "text_encoder_2_precision", "disable_bucket_pruning",
             "pretrained_vae_model_name_or_path"} <= ignored
 
 

@@ -113,6 +113,9 @@ class TrainConfig(_Strict):
     huber_c: float = Field(0.1, gt=0, le=1, description="Huber / smooth-L1 transition point")
     huber_schedule: Literal["snr", "exponential", "constant"] = Field(
         "snr", description="How huber_c varies with the timestep")
+    snr_gamma: float | None = Field(
+        None, gt=0, le=1000, description="Min-SNR-γ loss weighting (ε- and v-prediction models; 5 is the paper's "
+                                         "value): timesteps cleaner than SNR γ weigh less; unset: all weigh the same")
     flow_schedule_shift: float | None = Field(
         None, gt=0, description="Flow models: timestep shift for training (default: the model's scheduler)")
     flow_schedule_auto_shift: bool = Field(

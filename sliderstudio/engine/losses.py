@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -25,12 +24,18 @@ class SliderLoss:
     schedule: Any = None  # the family's training schedule (DDPM-like, or a FlowSchedule)
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return self.per_sample(pred, target, timesteps).mean()
+
+    def per_sample(self, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The loss of each sample (mean over its elements), shape (batch,): what a per-sample weight scales."""
         pred, target = pred.float(), target.float()
         if self.loss_type == "l2":
-            return F.mse_loss(pred, target)
-        c = self.transition(timesteps).to(pred.device).view(-1, *([1] * (pred.dim() - 1)))
-        soft = torch.sqrt((pred - target) ** 2 + c ** 2) - c
-        return (2 * c * soft).mean() if self.loss_type == "huber" else (2 * soft).mean()
+            elements = (pred - target) ** 2
+        else:
+            c = self.transition(timesteps).to(pred.device).view(-1, *([1] * (pred.dim() - 1)))
+            soft = torch.sqrt((pred - target) ** 2 + c ** 2) - c
+            elements = 2 * c * soft if self.loss_type == "huber" else 2 * soft
+        return elements.flatten(1).mean(1)
 
     def transition(self, timesteps: torch.Tensor) -> torch.Tensor:
         """c per sample for these timesteps, on their device (no host read inside the step: engine.loss_log)."""

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from sliderstudio.config.caption_variants import choose
 from sliderstudio.engine.sampler import MicroBatch
 from sliderstudio.adapters.slider_adapter import PeftSlider, SliderAdapter
+from sliderstudio.engine.snr_weighting import MinSnrWeight
 from sliderstudio.engine.timestep_bias import TimestepBias
 from sliderstudio.families.base import Conditioning, Family
 
@@ -70,6 +71,7 @@ class SliderStep:
     preserve_weight: float = 1.0  # slider_preserve_weight: the neutral/anchor loss against the signed ones
     text: TextSlider | None = None  # text-pair sliders (engine.text_slider): their micro-batches use that objective
     timestep_bias: TimestepBias | None = None  # SimpleTuner's timestep_bias_* keys (engine.timestep_bias)
+    snr_weight: MinSnrWeight | None = None  # SimpleTuner's snr_gamma (engine.snr_weighting)
 
     def __post_init__(self) -> None:
         if self.adapter is None:
@@ -155,9 +157,14 @@ class SliderStep:
         return self._error(pred, target, timesteps)
 
     def _error(self, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        if self.loss_fn is not None:  # loss_type huber / smooth_l1 (engine.losses)
-            return self.loss_fn(pred, target, timesteps)
-        return F.mse_loss(pred.float(), target.float())
+        """The loss (MSE, or loss_type huber / smooth_l1: engine.losses), min-SNR weighted per sample if set."""
+        if self.snr_weight is None:
+            if self.loss_fn is not None:
+                return self.loss_fn(pred, target, timesteps)
+            return F.mse_loss(pred.float(), target.float())
+        per_sample = (self.loss_fn.per_sample(pred, target, timesteps) if self.loss_fn is not None
+                      else ((pred.float() - target.float()) ** 2).flatten(1).mean(1))
+        return (per_sample * self.snr_weight(timesteps.to(per_sample.device))).mean()
 
     # --- several micro-batches in one forward ---------------------------------------------------
     def fusable(self, mbs: Sequence[MicroBatch]) -> bool:

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sliderstudio.config.text_pairs import TextPair, active_pairs, negative_id, positive_id
 from sliderstudio.families.base import Conditioning, Family
@@ -101,9 +100,8 @@ class TextSlider:
 
     @staticmethod
     def _distance(step: SliderStep, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        if step.loss_fn is not None:  # loss_type huber / smooth_l1 (engine.losses)
-            return step.loss_fn(pred, target, timesteps)
-        return F.mse_loss(pred, target)
+        """The step's own loss (loss_type, min-SNR weighting), so text pairs train like image buckets."""
+        return step._error(pred, target, timesteps)
 
 
 # ----------------------------------------------------------------------------- set-up before training

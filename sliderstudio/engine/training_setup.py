@@ -41,6 +41,7 @@ from sliderstudio.engine.slider_step import SliderStep, StepData
 from sliderstudio.config.text_pairs import active_pairs
 from sliderstudio.engine.sampler import text_sampler_entries
 from sliderstudio.engine.text_slider import TextSlider, prepare_text_slider
+from sliderstudio.engine.snr_weighting import MinSnrWeight
 from sliderstudio.engine.timestep_bias import TimestepBias
 from sliderstudio.adapters.targets import (
     TargetReport, preset_patterns, require_matches, resolve_on_module, text_path_modules,
@@ -224,6 +225,18 @@ def apply_vae_options(pipe: Any, cfg: Any, log: Logger) -> None:
             log(f"{flag}: this model's VAE ({type(vae).__name__}) has no {method}(); ignored", "warning")
 
 
+def log_loss_weighting(step: SliderStep, snr_gamma: float | None, log: Logger) -> None:
+    """Say where the timesteps go and how they weigh, when SimpleTuner's keys change either."""
+    if step.timestep_bias is not None:
+        log(step.timestep_bias.describe(), "info")
+    if step.snr_weight is not None:
+        log(step.snr_weight.describe(), "info")
+    elif snr_gamma is not None:
+        log(f"snr_gamma {snr_gamma:g} is not applied: min-SNR weighting needs a DDPM-style schedule (ε- or "
+            "v-prediction), and this family's schedule has no ᾱ table (flow matching or a noise ratio); every "
+            "timestep weighs the same", "warning")
+
+
 def prepare_session(project: Project, log: Logger, device_name: str | None = None) -> TrainingSession:
     cfg = project.config
     for note in project.key_notes:
@@ -345,10 +358,10 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
                       adapter,
                       None if cfg.loss_type == "l2" else make_loss(cfg, schedule),
                       noise_offset_probability=cfg.noise_offset_probability,
-                      preserve_weight=cfg.slider_preserve_weight, timestep_bias=TimestepBias.from_config(cfg))
+                      preserve_weight=cfg.slider_preserve_weight, timestep_bias=TimestepBias.from_config(cfg),
+                      snr_weight=MinSnrWeight.for_schedule(cfg.snr_gamma, schedule))
     step.text = text
-    if step.timestep_bias is not None:
-        log(step.timestep_bias.describe(), "info")
+    log_loss_weighting(step, cfg.snr_gamma, log)
     info = session_metadata(project, family, report, bal.pairing, adapter)
     log(f"training {total} steps, {sum(p.numel() for p in params)} adapter parameters", "info")
     if render_pipe is not None and control_files:
