@@ -122,6 +122,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                      "(default demo_project.SMALL_WIDTHS/BIG_WIDTHS)")
     ap.add_argument("--timestep-bias", metavar="STRATEGY:PORTION:MULTIPLIER",
                     help="SimpleTuner's timestep bias, e.g. later:0.5:3 (timestep_bias_* keys; default none)")
+    ap.add_argument("--snr-gamma", type=float, help="SimpleTuner's snr_gamma (Min-SNR-γ weighting; default off)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-beyond", action="store_true", help="skip the ±1.5 / ±2 renders")
     ap.add_argument("--speed", type=int, metavar="REPS", help="only time a fused cycle against separate "
@@ -139,16 +140,19 @@ def config_for(a: argparse.Namespace) -> dict:
         cfg["slider_neutral_mode"] = "off"
     else:
         cfg["slider_preserve_weight"] = a.preserve_weight
-    return {**cfg, **bias_keys(a.timestep_bias), **({"seed": a.train_seed} if a.train_seed is not None else {})}
+    return {**cfg, **timestep_keys(a)}
 
 
-def bias_keys(text: str | None) -> dict:
-    """--timestep-bias later:0.5:3 → the timestep_bias_* config keys."""
-    if not text:
-        return {}
-    strategy, portion, multiplier = text.split(":")
-    return {"timestep_bias_strategy": strategy, "timestep_bias_portion": float(portion),
-            "timestep_bias_multiplier": float(multiplier)}
+def timestep_keys(a: argparse.Namespace) -> dict:
+    """--timestep-bias later:0.5:3, --snr-gamma 5 and --train-seed → their config keys."""
+    keys: dict = {"seed": a.train_seed} if a.train_seed is not None else {}
+    if a.snr_gamma is not None:
+        keys["snr_gamma"] = a.snr_gamma
+    if a.timestep_bias:
+        strategy, portion, multiplier = a.timestep_bias.split(":")
+        keys.update(timestep_bias_strategy=strategy, timestep_bias_portion=float(portion),
+                    timestep_bias_multiplier=float(multiplier))
+    return keys
 
 
 def widths_of(text: str | None) -> tuple[tuple[float, float], tuple[float, float]] | None:
@@ -184,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         adapter, timing = train(root)
         result = {"label": a.label, "model": a.model, "levels": levels, "full_strength": a.full_strength, "mode": a.mode,
                   "preserve_weight": a.preserve_weight, "rank": a.rank, "lr": a.lr or 1e-3, "widths": a.widths,
-                  "strength_power": a.strength_power, "timestep_bias": a.timestep_bias, "train_seed": a.train_seed,
+                  "strength_power": a.strength_power, "timestep_bias": a.timestep_bias, "snr_gamma": a.snr_gamma,
+                  "train_seed": a.train_seed,
                   "pairs": a.pairs, **timing,
                   **measure(adapter, not a.no_beyond, a.model),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
@@ -211,12 +216,11 @@ def text_variant(a: argparse.Namespace, load_before: float) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = write_text_project(a.keep or Path(tmp) / "text-project", settings)
         config = json.loads((root / "config.json").read_text())
-        config.update(pretrained_model_name_or_path=a.model, **bias_keys(a.timestep_bias),
-                      **({"seed": a.train_seed} if a.train_seed is not None else {}))
+        config.update(pretrained_model_name_or_path=a.model, **timestep_keys(a))
         (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         adapter, timing = train(root)
         result = {"label": a.label, "text": asdict(settings), "model": a.model, "timestep_bias": a.timestep_bias,
-                  "train_seed": a.train_seed, **timing,
+                  "snr_gamma": a.snr_gamma, "train_seed": a.train_seed, **timing,
                   **measure(adapter, not a.no_beyond, a.model),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
     return report(result, a.out)

@@ -1,0 +1,24 @@
+"""benchmarks/slider_variants.py turns its lever flags into the config keys the product reads."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import slider_variants  # noqa: E402
+
+from sliderstudio.config.config import TrainConfig  # noqa: E402
+
+
+def test_lever_flags_become_config_keys_the_config_accepts():
+    a = slider_variants.parse(["--timestep-bias", "later:0.5:3", "--snr-gamma", "5", "--train-seed", "2",
+                               "--preserve-weight", "3"])
+    cfg = slider_variants.config_for(a)
+    assert {k: cfg[k] for k in ("timestep_bias_strategy", "timestep_bias_portion", "timestep_bias_multiplier",
+                                "snr_gamma", "seed", "slider_preserve_weight")} == \
+        {"timestep_bias_strategy": "later", "timestep_bias_portion": 0.5, "timestep_bias_multiplier": 3.0,
+         "snr_gamma": 5.0, "seed": 2, "slider_preserve_weight": 3.0}
+    TrainConfig(**{k: v for k, v in cfg.items() if k != "pretrained_model_name_or_path"})   # every key valid
+
+
+def test_no_flags_change_no_training_key():
+    cfg = slider_variants.config_for(slider_variants.parse([]))
+    assert not {"timestep_bias_strategy", "snr_gamma", "seed"} & set(cfg)
