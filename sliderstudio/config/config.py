@@ -114,7 +114,7 @@ class TrainConfig(_Strict):
     huber_schedule: Literal["snr", "exponential", "constant"] = Field(
         "snr", description="How huber_c varies with the timestep")
     snr_gamma: float | None = Field(
-        None, gt=0, le=1000, description="Min-SNR-γ loss weighting (ε- and v-prediction models; 5 is the paper's "
+        None, gt=0, le=1000, title="min-SNR γ", description="Min-SNR-γ loss weighting (ε- and v-prediction models; 5 is the paper's "
                                          "value): timesteps cleaner than SNR γ weigh less; unset: all weigh the same")
     flow_schedule_shift: float | None = Field(
         None, gt=0, description="Flow models: timestep shift for training (default: the model's scheduler)")

@@ -17,14 +17,20 @@ from sliderstudio.gui.field_specs import FieldSpec, field_spec
 from sliderstudio.gui.tooltips import bind_tooltip
 from sliderstudio.gui.viewmodels.config_fields import ConfigFields
 
+OFF = "off"  # what an optional number's spin box shows for None
+
 
 def make_widget(spec: FieldSpec) -> QWidget:
     """The editor for one field, with the Field's range, step and choices."""
     if spec.kind == "int":
         return QSpinBox(minimum=int(spec.minimum), maximum=int(spec.maximum), singleStep=int(spec.step))
     if spec.kind == "float":
-        return QDoubleSpinBox(decimals=spec.decimals, minimum=spec.minimum, maximum=spec.maximum,
-                              singleStep=spec.step)
+        box = QDoubleSpinBox(decimals=spec.decimals, minimum=spec.minimum, maximum=spec.maximum,
+                             singleStep=spec.step)
+        if spec.optional:  # one tick below the Field's range shows "off" and stands for None
+            box.setMinimum(spec.minimum - 10 ** -spec.decimals)
+            box.setSpecialValueText(OFF)
+        return box
     if spec.kind == "bool":
         return QCheckBox()
     if spec.kind == "choice":
@@ -36,9 +42,14 @@ def make_widget(spec: FieldSpec) -> QWidget:
 
 
 def bind_field(fields: ConfigFields, spec: FieldSpec, widget: QWidget) -> None:
-    """Bind with the conversions a spec needs: an optional text shows None as empty and back."""
+    """Bind with the conversions a spec needs: an optional text shows None as empty and back; an
+    optional number shows None as "off", its spin box's lowest value."""
     if spec.kind == "text" and spec.optional:
         bind(fields, spec.key, widget, to_model=lambda text: text.strip() or None)
+    elif spec.kind == "float" and spec.optional:
+        off = widget.minimum()
+        bind(fields, spec.key, widget, to_widget=lambda value: off if value is None else value,
+             to_model=lambda value: None if value <= off else value)
     else:
         bind(fields, spec.key, widget)
 

@@ -23,9 +23,9 @@ REFRESH_MS = 100
 SCHEDULE_KEYS = ("max_train_steps", "checkpointing_steps", "validation_steps", "train_batch_size",
                  "resolution", "seed", "learning_rate")
 # Behind "Slider training ▸": the levers measured in docs/TRAINING.md (anchor weight, step mode) and
-# SimpleTuner's timestep bias.
+# SimpleTuner's timestep bias and min-SNR weighting.
 ADVANCED_KEYS = ("slider_preserve_weight", "slider_step_mode", "timestep_bias_strategy", "timestep_bias_multiplier",
-                 "timestep_bias_portion", "timestep_bias_begin", "timestep_bias_end")
+                 "timestep_bias_portion", "timestep_bias_begin", "timestep_bias_end", "snr_gamma")
 # Which bias keys mean something under each strategy (the others are kept but greyed out).
 BIAS_KEYS_IN_USE = {"none": (), "later": ("timestep_bias_multiplier", "timestep_bias_portion"),
                     "earlier": ("timestep_bias_multiplier", "timestep_bias_portion"),

@@ -158,7 +158,7 @@ def test_slider_training_keys_hide_behind_a_toggle_and_follow_the_strategy(train
     assert [strategy.itemData(i) for i in range(strategy.count())] == ["none", "later", "earlier", "range"]
     assert strategy.currentData() == "none" and row_label(pane, "slider_preserve_weight") == "anchor weight"
     enabled = lambda: {k for k in ADVANCED_KEYS if pane.fields[k].isEnabled()}   # noqa: E731
-    assert enabled() == {"slider_preserve_weight", "slider_step_mode", "timestep_bias_strategy"}
+    assert enabled() == {"slider_preserve_weight", "slider_step_mode", "timestep_bias_strategy", "snr_gamma"}
     strategy.setCurrentIndex(strategy.findData("later"))
     strategy.activated.emit(strategy.currentIndex())
     pane.fields["timestep_bias_multiplier"].setValue(3)
@@ -172,3 +172,18 @@ def test_slider_training_keys_hide_behind_a_toggle_and_follow_the_strategy(train
     assert "timestep_bias_begin < timestep_bias_end" in pane.form_notice.text()
     pane.fields["slider_preserve_weight"].setValue(3)
     assert pvm.config.slider_preserve_weight == 3
+
+
+def test_an_optional_number_shows_none_as_off(training_pane):
+    """snr_gamma (None: no weighting) is a spin box whose lowest value reads "off" and writes None back."""
+    pane, pvm = training_pane, training_pane.pvm
+    gamma = pane.fields["snr_gamma"]
+    assert row_label(pane, "snr_gamma") == "min-SNR γ" and pvm.config.snr_gamma is None
+    assert gamma.value() == gamma.minimum() and gamma.text() == "off"
+    gamma.setValue(5)
+    assert pvm.config.snr_gamma == 5.0
+    gamma.setValue(gamma.minimum())
+    assert pvm.config.snr_gamma is None and gamma.text() == "off"
+    pvm.update_config(snr_gamma=2.5)
+    assert gamma.value() == 2.5
+    assert field_spec(TrainConfig, "snr_gamma").minimum > gamma.minimum()   # "off" is below every valid value
