@@ -51,7 +51,8 @@ def test_open_folder_shows_mapped_and_ignored_keys(window, simpletuner_root, qtb
     detail = box.detailedText()
     assert "checkpoint_step_interval → checkpointing_steps" in detail
     assert "validation_step_interval → validation_steps" in detail
-    assert "push_to_hub: nothing is uploaded" in detail and "snr_gamma: no min-SNR" in detail
+    assert "push_to_hub: nothing is uploaded" in detail and "report_to: no tracking" in detail
+    assert "snr_gamma" not in detail      # min-SNR weighting is honoured now, not ignored
     box.button(QMessageBox.StandardButton.Ok).click()   # auto-accept
     qtbot.waitUntil(lambda: not box.isVisible(), timeout=2000)
 
