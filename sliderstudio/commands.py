@@ -260,6 +260,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
                             cfg.train_batch_size, {**bal.pair_map, **text_map})
     print(f"# pairing: {'paired' if sampler.paired else 'unpaired'}; epoch length {sampler.epoch_length()} "
           f"micro-batches; batch size {cfg.train_batch_size}")
+    from sliderstudio.engine.timestep_bias import TimestepBias
+
+    bias = TimestepBias.from_config(cfg)
+    if bias is not None:  # where the timesteps of these micro-batches will be drawn
+        print(f"# {bias.describe()}")
     for mb in sampler.take(args.batches):
         flags = " paired" if mb.paired else (" preserve" if mb.preserve else "")
         print(f"{mb.index:5d}  {mb.bucket_id:<20} {mb.strength:+.2f}  {mb.role:<8} {','.join(mb.stems)}  "

@@ -175,3 +175,15 @@ def test_the_command_line_sets_the_bias_simpletuner_style(tmp_path, tiny_models,
     assert "timestep bias: timesteps 750-999 of 1000 weigh ×4 (later; a uniform draw would put 57% of the steps " \
            "there)" in err
     assert (root / "output" / "pytorch_lora_weights.safetensors").exists()
+
+
+def test_plan_says_where_the_timesteps_go(tmp_path, capsys):
+    root = make_project(tmp_path, "/no/model", config={"timestep_bias_strategy": "range", "timestep_bias_begin": 100,
+                                                        "timestep_bias_end": 300, "timestep_bias_multiplier": 2})
+    assert main(["plan", "--config", str(root), "--batches", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "# timestep bias: timesteps 100-299 of 1000 weigh ×2 (range; a uniform draw would put 33% of the steps " \
+           "there)" in out
+    plain = make_project(tmp_path / "plain", "/no/model")
+    assert main(["plan", "--config", str(plain), "--batches", "2"]) == 0
+    assert "timestep bias" not in capsys.readouterr().out
