@@ -19,8 +19,9 @@ from sliderstudio.engine.project import load_project
 from sliderstudio.app.queue_lock import RunnerBusy, RunnerLock, claim_is_stale, this_claim
 from sliderstudio.app.queue_runner import remove_snapshot, resume_point, write_snapshot
 from sliderstudio.app.queue_store import (
-    CANCELLED, RUNNING, SCHEMA, WAITING, Job, edit_queue, queue_file, read_queue,
+    CANCELLED, RUNNING, SCHEMA, WAITING, Job, add_job, edit_queue, move_job, move_job_by, queue_file, read_queue,
 )
+from sliderstudio.kernel.errors import InputError
 from sliderstudio.toy.demo_project import write_demo_project
 
 
@@ -45,6 +46,24 @@ def listed(capsys) -> list[dict]:
     capsys.readouterr()
     assert main(["queue", "list", "--json"]) == 0
     return json.loads(capsys.readouterr().out)
+
+
+def test_a_move_by_one_place_reads_the_order_the_file_holds_then(tmp_path, qfile):
+    """The app's Up/Down: relative to the file when the move runs, so a list a poll behind (the CLI moved
+    a job meanwhile) still moves the job exactly one place; nothing at either end."""
+    project = toy(tmp_path / "p")
+    for _ in range(3):
+        add_job(qfile, project, {})
+    order = lambda: [j.id for j in read_queue(qfile).jobs]   # noqa: E731
+    move_job(qfile, "3", 1)                                   # another face reorders: 3, 1, 2
+    assert [j.id for j in move_job_by(qfile, "1", +1).jobs] == ["3", "2", "1"]
+    move_job_by(qfile, "1", +1)                               # already last: nothing
+    move_job_by(qfile, "3", -1)                               # already first: nothing
+    assert order() == ["3", "2", "1"]
+    assert [j.id for j in move_job_by(qfile, "2", -1).jobs] == ["2", "3", "1"]
+    with pytest.raises(InputError, match="no such job in the queue") as err:
+        move_job_by(qfile, "9", 1)
+    assert err.value.value == "9"
 
 
 def test_add_list_move_cancel_round_trip(tmp_path, qfile, capsys):

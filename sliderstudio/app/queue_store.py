@@ -240,6 +240,20 @@ def move_job(path: Path, job_id: str, position: int) -> QueueState:
     return state
 
 
+def move_job_by(path: Path, job_id: str, delta: int) -> QueueState:
+    """Move the job `delta` places (−1 up, +1 down) in the order as the file holds it now; nothing at
+    either end. Why not move_job with a position computed by the caller: the app's list can be a poll
+    behind the file (the CLI or another window moved a job), and a position from it would move the
+    job somewhere else than one place."""
+    with edit_queue(path) as state:
+        job = state.find(job_id)
+        index = state.jobs.index(job) + delta
+        if 0 <= index < len(state.jobs):
+            state.jobs.remove(job)
+            state.jobs.insert(index, job)
+    return state
+
+
 def cancel_job(path: Path, job_id: str) -> Job:
     """A waiting job is cancelled at once; a running one is stopped by its runner (with a checkpoint)."""
     with edit_queue(path) as state:

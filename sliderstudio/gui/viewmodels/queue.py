@@ -144,10 +144,11 @@ class QueueViewModel(QObject):
         self._submit(lambda: move_job(self.path, job_id, position))
 
     def move_by(self, job_id: str, delta: int) -> None:
-        """Up (-1) or down (+1) one place in the order; nothing at either end."""
-        ids = [j.id for j in self.jobs]
-        if job_id in ids and 0 <= ids.index(job_id) + delta < len(ids):
-            self.move(job_id, ids.index(job_id) + delta + 1)
+        """Up (-1) or down (+1) one place in the order the file holds when the move runs; nothing at
+        either end (queue_store.move_job_by)."""
+        from sliderstudio.app.queue_store import move_job_by
+
+        self._submit(lambda: move_job_by(self.path, job_id, delta))
 
     def cancel(self, job_id: str) -> None:
         from sliderstudio.app.queue_store import cancel_job
