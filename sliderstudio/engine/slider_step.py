@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from sliderstudio.config.caption_variants import choose
 from sliderstudio.engine.sampler import MicroBatch
 from sliderstudio.adapters.slider_adapter import PeftSlider, SliderAdapter
+from sliderstudio.engine.losses import SliderLoss
 from sliderstudio.engine.snr_weighting import MinSnrWeight
 from sliderstudio.engine.timestep_bias import TimestepBias
 from sliderstudio.families.base import Conditioning, Family
@@ -162,8 +163,7 @@ class SliderStep:
             if self.loss_fn is not None:
                 return self.loss_fn(pred, target, timesteps)
             return F.mse_loss(pred.float(), target.float())
-        per_sample = (self.loss_fn.per_sample(pred, target, timesteps) if self.loss_fn is not None
-                      else ((pred.float() - target.float()) ** 2).flatten(1).mean(1))
+        per_sample = (self.loss_fn or SliderLoss()).per_sample(pred, target, timesteps)  # SliderLoss(): MSE
         return (per_sample * self.snr_weight(timesteps.to(per_sample.device))).mean()
 
     # --- several micro-batches in one forward ---------------------------------------------------

@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 
+from sliderstudio.engine.losses import noise_to_signal
+
 
 @dataclass(frozen=True)
 class MinSnrWeight:
     gamma: float
-    alphas_cumprod: torch.Tensor
+    schedule: Any  # a DDPM-style schedule: it has the ᾱ table noise_to_signal reads
     v_prediction: bool = False
 
     @classmethod
@@ -28,12 +30,12 @@ class MinSnrWeight:
         alphas = getattr(schedule, "alphas_cumprod", None)
         if gamma is None or not isinstance(alphas, torch.Tensor):
             return None
-        prediction = getattr(getattr(schedule, "config", None), "get", lambda *_: None)("prediction_type")
-        return cls(float(gamma), alphas.float(), prediction == "v_prediction")
+        prediction = (getattr(schedule, "config", None) or {}).get("prediction_type")
+        return cls(float(gamma), schedule, prediction == "v_prediction")
 
     def snr(self, timesteps: torch.Tensor) -> torch.Tensor:
-        a = self.alphas_cumprod.to(timesteps.device)[timesteps.long().clamp(0, len(self.alphas_cumprod) - 1)]
-        return a / (1 - a).clamp_min(1e-12)
+        """ᾱ / (1 − ᾱ): the signal-to-noise ratio, the inverse square of engine.losses' noise-to-signal."""
+        return noise_to_signal(self.schedule, timesteps).pow(-2)
 
     def __call__(self, timesteps: torch.Tensor) -> torch.Tensor:
         """One weight per sample, on the timesteps' device."""

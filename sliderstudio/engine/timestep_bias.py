@@ -16,6 +16,7 @@ uniform DDPM draw that is SimpleTuner's distribution.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable
 
 import torch
@@ -99,10 +100,15 @@ class TimestepBias:
         return (f"timestep bias: timesteps {self.begin}-{self.end - 1} of {BINS} weigh ×{self.multiplier:g} "
                 f"({self.strategy}; a uniform draw would put {self.biased_share():.0%} of the steps there)")
 
+    @cached_property
+    def _acceptance(self) -> torch.Tensor:
+        """Chance of keeping a candidate, per timestep: weight / max weight (built once, not every step)."""
+        w = self.weights()
+        return w / w.max()
+
     def draw(self, sample: Sampler, schedule: Any, batch: int, generator: torch.Generator) -> torch.Tensor:
         """`batch` timesteps from the family's sampler, reweighted by the bias (rejection sampling)."""
-        w = self.weights()
-        accept = w / w.max()
+        accept = self._acceptance
         total = num_train_timesteps(schedule)
         kept: list[torch.Tensor] = []
         have = 0

@@ -138,11 +138,6 @@ class QueueViewModel(QObject):
         self._submit(add)
         return True
 
-    def move(self, job_id: str, position: int) -> None:
-        from sliderstudio.app.queue_store import move_job
-
-        self._submit(lambda: move_job(self.path, job_id, position))
-
     def move_by(self, job_id: str, delta: int) -> None:
         """Up (-1) or down (+1) one place in the order the file holds when the move runs; nothing at
         either end (queue_store.move_job_by)."""
