@@ -48,7 +48,6 @@ def test_every_registry_key_is_classified_with_a_reason():
     ("ramtorch_vae", "caches are complete"),
     ("use_ema", "no EMA"),
     ("fsdp_state_dict_type", "replicated"),
-    ("use_soft_min_snr", "no soft min-SNR weighting"),
     ("text_encoder_3_precision", "training precision"),
     ("fuse_qkv_projections", "unfused"),
     ("flux_lora_target", "applies it to flux only"),

@@ -67,7 +67,8 @@ def test_the_step_weighs_each_samples_loss(loss_fn):
 
 def test_the_key_is_implemented_and_bad_values_exit_2(tmp_path, capsys):
     assert classify_train_key("snr_gamma").status == "implemented"
-    assert classify_train_key("use_soft_min_snr").status == "ignored"
+    assert classify_train_key("use_soft_min_snr").status == "implemented"
+    assert classify_train_key("soft_min_snr_sigma_data").status == "implemented"
     assert TrainConfig(snr_gamma=5).snr_gamma == 5.0
     root = make_project(tmp_path, "/no/model", config={"snr_gamma": 0})
     code = main(["train", "--config", str(root)])
@@ -93,3 +94,50 @@ def test_a_flow_family_trains_unweighted_with_a_warning(tmp_path):
     session = prepare_session(load_project(root), lambda msg, level: logs.append((level, msg)))
     assert session.step.snr_weight is None
     assert any(level == "warning" and msg.startswith("snr_gamma 5 is not applied") for level, msg in logs), logs
+
+
+def soft_snr_of(schedule, t, sigma_data):
+    sigma_sq = 1 - schedule.alphas_cumprod[t]
+    return sigma_sq * sigma_data ** 2 / (sigma_sq + sigma_data ** 2) ** 2
+
+
+@pytest.mark.parametrize("prediction, gamma, sigma_data", [("epsilon", 0.1, 0.5), ("epsilon", 5.0, 1.0),
+                                                           ("v_prediction", 5.0, 1.0)])
+def test_soft_min_snr_reads_the_soft_snr_as_simpletuner_does(prediction, gamma, sigma_data):
+    """use_soft_min_snr: SNR := (σ·σ_d)² / (σ² + σ_d²)² with σ² = 1 − ᾱ, then min(SNR, γ) / SNR (ε) or
+    / (SNR + 1) (v); the soft value peaks at 1/4 (σ = σ_d), so γ ≥ 1/4 leaves ε samples at weight 1."""
+    schedule = DDPMScheduler(prediction_type=prediction)
+    w = MinSnrWeight.for_schedule(gamma, schedule, sigma_data)
+    soft = soft_snr_of(schedule, T, sigma_data)
+    divisor = soft + 1 if prediction == "v_prediction" else soft
+    assert torch.allclose(w(T), torch.minimum(soft, torch.tensor(gamma)) / divisor, rtol=1e-5)
+    assert float(soft.max()) <= 0.25 + 1e-6
+    if prediction == "epsilon" and gamma >= 0.25:
+        assert torch.all(w(T) == 1) and "every timestep weighs 1" in w.describe()
+    else:
+        assert not torch.all(w(T) == 1) and "soft min-SNR weighting" in w.describe()
+    assert not torch.allclose(w(T), MinSnrWeight.for_schedule(gamma, schedule)(T))   # not the ordinary weights
+
+
+def test_soft_min_snr_needs_sigma_data_and_gamma(tmp_path, capsys):
+    """SimpleTuner refuses use_soft_min_snr without soft_min_snr_sigma_data (exit 2, the key named); set
+    without snr_gamma it weighs nothing, and the run says so before it starts."""
+    from sliderstudio.engine.run_checks import check_limits
+
+    root = make_project(tmp_path, "/no/model", config={"snr_gamma": 5, "use_soft_min_snr": True})
+    code = main(["train", "--config", str(root)])
+    err = capsys.readouterr().err
+    assert code == 2 and "soft_min_snr_sigma_data" in err, err
+    assert not (root / "output").exists() or not any((root / "output").iterdir())
+    unused = check_limits(TrainConfig(use_soft_min_snr=True, soft_min_snr_sigma_data=1.0), "config.json")
+    assert any("key 'use_soft_min_snr' is set but snr_gamma is not" in w for w in unused), unused
+    assert not [w for w in check_limits(TrainConfig(snr_gamma=5, use_soft_min_snr=True, soft_min_snr_sigma_data=1.0),
+                                        "config.json") if "min-SNR" in w]
+
+
+def test_training_with_soft_min_snr_says_how_it_weighs(tmp_path, tiny_models, capsys):
+    root = make_project(tmp_path, tiny_models["sd1x"], pairs=2, config={
+        "max_train_steps": 2, "snr_gamma": 0.1, "use_soft_min_snr": True, "soft_min_snr_sigma_data": 0.5})
+    code = main(["train", "--config", str(root)])
+    err = capsys.readouterr().err
+    assert code == 0 and "soft min-SNR weighting: γ 0.1, σ_data 0.5 (ε-prediction)" in err, err

@@ -116,6 +116,13 @@ class TrainConfig(_Strict):
     snr_gamma: float | None = Field(
         None, gt=0, le=1000, title="min-SNR γ", description="Min-SNR-γ loss weighting (ε- and v-prediction models; 5 is the paper's "
                                          "value): timesteps cleaner than SNR γ weigh less; unset: all weigh the same")
+    use_soft_min_snr: bool = Field(
+        False, title="soft min-SNR", description="With snr_gamma: SimpleTuner's soft min-SNR, which reads each "
+                                                 "timestep's SNR as (σ·σ_data)² / (σ² + σ_data²)² "
+                                                 "(needs soft_min_snr_sigma_data)")
+    soft_min_snr_sigma_data: float | None = Field(
+        None, gt=0, le=100, title="σ data", description="The data's standard deviation that soft min-SNR weighs with "
+                                                        "(use_soft_min_snr)")
     flow_schedule_shift: float | None = Field(
         None, gt=0, description="Flow models: timestep shift for training (default: the model's scheduler)")
     flow_schedule_auto_shift: bool = Field(
@@ -264,6 +271,9 @@ class TrainConfig(_Strict):
         if duplicate:
             raise ValueError(f"slider_text_pairs[{duplicate[0]}]: the name '{duplicate[1]}' is already used by an "
                              "earlier pair; give each pair its own id")
+        if self.use_soft_min_snr and self.soft_min_snr_sigma_data is None:
+            raise ValueError("use_soft_min_snr needs soft_min_snr_sigma_data, the data's standard deviation the "
+                             "soft weighting reads the SNR with (SimpleTuner refuses it without one too)")
         if self.timestep_bias_strategy == "range" and self.timestep_bias_begin >= self.timestep_bias_end:
             raise ValueError(f"timestep_bias_strategy 'range' needs timestep_bias_begin < timestep_bias_end (got "
                              f"{self.timestep_bias_begin} and {self.timestep_bias_end}): no timestep would be biased")

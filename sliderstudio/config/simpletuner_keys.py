@@ -131,8 +131,6 @@ KEY_REASONS: dict[str, str] = {
     "allow_dataset_oversubscription": "one device: buckets are cycled as needed, no repeats are added",
     "num_validation_images": "one image per prompt and strength is rendered",
     "prodigy_steps": "Prodigy adapts its step size for the whole run",
-    "use_soft_min_snr": "no soft min-SNR weighting (SimpleTuner's option for pixel-space models); snr_gamma "
-                        "applies the ordinary min-SNR weighting",
     "text_encoder_batch_size": "captions are encoded once into the cache, in one batch per bucket",
     "vae_batch_size": "latents are encoded once into the cache",
     "strict_epoch_limit": "the run ends at max_train_steps, or after num_train_epochs when that is 0",

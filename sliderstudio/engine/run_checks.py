@@ -69,7 +69,17 @@ def check_limits(config: TrainConfig, file: str) -> list[str]:
     if config.lr_warmup_steps and config.lr_scheduler == "constant":
         warnings.append(f"{file}: key 'lr_warmup_steps' is {config.lr_warmup_steps} but lr_scheduler 'constant' "
                         "has no warm-up; use 'constant_with_warmup'")
-    return warnings + timestep_bias_warnings(config, file)
+    return warnings + timestep_bias_warnings(config, file) + soft_min_snr_warnings(config, file)
+
+
+def soft_min_snr_warnings(config: TrainConfig, file: str) -> list[str]:
+    """SimpleTuner's soft min-SNR keys set where they weigh nothing: only snr_gamma turns weighting on."""
+    if config.snr_gamma is not None:
+        return []
+    tuned = [k for k in ("use_soft_min_snr", "soft_min_snr_sigma_data")
+             if k in config.model_fields_set and getattr(config, k) not in (None, False)]
+    return [f"{file}: key '{tuned[0]}' is set but snr_gamma is not: no min-SNR weighting runs, soft or not "
+            "(set snr_gamma, e.g. 5)"] if tuned else []
 
 
 def timestep_bias_warnings(config: TrainConfig, file: str) -> list[str]:

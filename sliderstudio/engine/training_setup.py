@@ -359,7 +359,8 @@ def prepare_session(project: Project, log: Logger, device_name: str | None = Non
                       None if cfg.loss_type == "l2" else make_loss(cfg, schedule),
                       noise_offset_probability=cfg.noise_offset_probability,
                       preserve_weight=cfg.slider_preserve_weight, timestep_bias=TimestepBias.from_config(cfg),
-                      snr_weight=MinSnrWeight.for_schedule(cfg.snr_gamma, schedule))
+                      snr_weight=MinSnrWeight.for_schedule(
+                          cfg.snr_gamma, schedule, cfg.soft_min_snr_sigma_data if cfg.use_soft_min_snr else None))
     step.text = text
     log_loss_weighting(step, cfg.snr_gamma, log)
     info = session_metadata(project, family, report, bal.pairing, adapter)

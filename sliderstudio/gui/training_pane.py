@@ -25,11 +25,21 @@ SCHEDULE_KEYS = ("max_train_steps", "checkpointing_steps", "validation_steps", "
 # Behind "Slider training ▸": the levers measured in docs/TRAINING.md (anchor weight, step mode) and
 # SimpleTuner's timestep bias and min-SNR weighting.
 ADVANCED_KEYS = ("slider_preserve_weight", "slider_step_mode", "timestep_bias_strategy", "timestep_bias_multiplier",
-                 "timestep_bias_portion", "timestep_bias_begin", "timestep_bias_end", "snr_gamma")
+                 "timestep_bias_portion", "timestep_bias_begin", "timestep_bias_end", "snr_gamma",
+                 "use_soft_min_snr", "soft_min_snr_sigma_data")
 # Which bias keys mean something under each strategy (the others are kept but greyed out).
 BIAS_KEYS_IN_USE = {"none": (), "later": ("timestep_bias_multiplier", "timestep_bias_portion"),
                     "earlier": ("timestep_bias_multiplier", "timestep_bias_portion"),
                     "range": ("timestep_bias_multiplier", "timestep_bias_begin", "timestep_bias_end")}
+
+
+def _read_by(config, key: str) -> bool:
+    """Whether the run reads `key` as the other keys stand (a greyed field keeps its value)."""
+    if key.startswith("timestep_bias_") and key != "timestep_bias_strategy":
+        return key in BIAS_KEYS_IN_USE.get(config.timestep_bias_strategy, ())
+    if key in ("use_soft_min_snr", "soft_min_snr_sigma_data"):  # σ_data first: soft is refused without it
+        return config.snr_gamma is not None
+    return True
 
 
 class TrainingPane(QWidget):
@@ -126,12 +136,11 @@ class TrainingPane(QWidget):
         self.advanced_toggle.setText("Slider training ▾" if shown else "Slider training ▸")
 
     def _enable_fields(self) -> None:
-        """Every field while idle, except the timestep-bias keys the chosen strategy does not read."""
+        """Every field while idle, except the keys the other settings leave unread: the timestep-bias keys
+        the chosen strategy ignores, and the soft min-SNR keys without snr_gamma."""
         idle = self.vm.state == IDLE
-        in_use = BIAS_KEYS_IN_USE.get(self.pvm.config.timestep_bias_strategy, ()) if self.pvm.is_open else ()
         for key, widget in self.fields.items():
-            bias_key = key.startswith("timestep_bias_") and key != "timestep_bias_strategy"
-            widget.setEnabled(idle and (not bias_key or key in in_use))
+            widget.setEnabled(idle and (not self.pvm.is_open or _read_by(self.pvm.config, key)))
 
     def _train_clicked(self) -> None:
         if self.memory_line is None or self.memory_line.confirm_train():

@@ -187,3 +187,23 @@ def test_an_optional_number_shows_none_as_off(training_pane):
     pvm.update_config(snr_gamma=2.5)
     assert gamma.value() == 2.5
     assert field_spec(TrainConfig, "snr_gamma").minimum > gamma.minimum()   # "off" is below every valid value
+
+
+def test_soft_min_snr_keys_follow_snr_gamma_and_need_sigma_data(training_pane):
+    """SimpleTuner's soft min-SNR: greyed out until snr_gamma turns weighting on; ticking it before σ_data
+    is set is refused with the rule's message, and σ_data first then the tick is taken."""
+    pane, pvm = training_pane, training_pane.pvm
+    soft, sigma = pane.fields["use_soft_min_snr"], pane.fields["soft_min_snr_sigma_data"]
+    assert not soft.isEnabled() and not sigma.isEnabled() and sigma.text() == "off"
+    pane.fields["snr_gamma"].setValue(5)
+    assert soft.isEnabled() and sigma.isEnabled()
+    soft.setChecked(True)                                               # no σ_data yet: refused
+    assert pvm.config.use_soft_min_snr is False and not soft.isChecked()
+    assert "soft_min_snr_sigma_data" in pane.form_notice.text()
+    sigma.setValue(1.0)
+    soft.setChecked(True)
+    assert (pvm.config.use_soft_min_snr, pvm.config.soft_min_snr_sigma_data) == (True, 1.0)
+    assert row_label(pane, "use_soft_min_snr") == "soft min-SNR" and row_label(pane, "soft_min_snr_sigma_data") == "σ data"
+    pane.fields["snr_gamma"].setValue(pane.fields["snr_gamma"].minimum())   # weighting off: the soft keys grey out
+    assert pvm.config.snr_gamma is None and not soft.isEnabled() and not sigma.isEnabled()
+    assert pvm.config.use_soft_min_snr is True                          # greyed, not reset
