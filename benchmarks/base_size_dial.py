@@ -27,7 +27,7 @@ def _sized(prompt: str, word: str) -> str:
     return prompt.replace("a ", f"a {word} ", 1) if word else prompt
 
 
-def measure(model: str, guidance: float, steps: int) -> dict:
+def measure(model: str, guidance: float, steps: int, words: tuple[str, str] = ("small", "large")) -> dict:
     import numpy as np
     import torch
     from diffusers import StableDiffusionPipeline
@@ -45,12 +45,13 @@ def measure(model: str, guidance: float, steps: int) -> dict:
                              return_tensors="pt").input_ids
         return pipe.text_encoder(ids)[0]
 
-    smooth, ranges, drift, areas = [], [], [], {w: {} for w in ("small", "", "large")}
+    lo, hi = words
+    smooth, ranges, drift, areas = [], [], [], {w: {} for w in (lo, "", hi)}
     with torch.no_grad():
         empty = embed("")
         for prompt in HELD_OUT_PROMPTS:
             kind = prompt.split()[2]
-            plain, small, large = embed(prompt), embed(_sized(prompt, "small")), embed(_sized(prompt, "large"))
+            plain, small, large = embed(prompt), embed(_sized(prompt, lo)), embed(_sized(prompt, hi))
             rows = torch.cat([plain + s * ((large - plain) if s > 0 else (plain - small)) for s in STRENGTHS])
             ends = torch.cat([small, large])
             for seed in HELD_OUT_SEEDS:
@@ -65,9 +66,9 @@ def measure(model: str, guidance: float, steps: int) -> dict:
                 smooth.append(smoothness(sweep))
                 ranges.append(sweep[-1] - sweep[0])
                 at_zero = sweep[list(STRENGTHS).index(0.0)]
-                for word, value in (("small", values[-2]), ("", at_zero), ("large", values[-1])):
+                for word, value in ((lo, values[-2]), ("", at_zero), (hi, values[-1])):
                     areas[word].setdefault(kind, []).append(value)
-    return {"model": str(folder), "guidance": guidance, "steps": steps, "sweeps": len(smooth),
+    return {"model": str(folder), "words": list(words), "guidance": guidance, "steps": steps, "sweeps": len(smooth),
             "embedding_dial_smoothness": round(float(np.mean(smooth)), 4),
             "embedding_dial_range": round(float(np.mean(ranges)), 4),
             "embedding_dial_centroid": round(float(np.mean(drift)), 4),
@@ -81,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guidance", type=float, default=2.0)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--words", default="small:large", metavar="SMALL:LARGE",
+                    help="the size words at strength -1 and +1 (default small:large)")
     a = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(a.threads)
-    print(json.dumps(measure(a.model, a.guidance, a.steps), indent=1))
+    print(json.dumps(measure(a.model, a.guidance, a.steps, tuple(a.words.split(":"))), indent=1))
     return 0
 
 

@@ -111,6 +111,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="train the demo's text-pair slider ('large' vs 'small', toy.text_demo) instead")
     ap.add_argument("--guidance", type=float, help="--text: η towards 'large' (default: the demo's)")
     ap.add_argument("--negative-guidance", type=float, help="--text: η towards 'small' (default: the demo's)")
+    ap.add_argument("--words", metavar="POSITIVE:NEGATIVE",
+                    help="--text: the size words of the pair's prompts (default: the demo's, large:small)")
     ap.add_argument("--model", default="sliderstudio:toy", help="the toy model folder to train and sweep on")
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0, help="the demo data's seed (and the training seed)")
@@ -204,15 +206,28 @@ def report(result: dict, out: Path | None) -> int:
     return 0
 
 
+def text_settings_for(a: argparse.Namespace) -> "TextSliderSettings":  # noqa: F821
+    """The demo's text-slider settings with the flags' overrides (unset flags keep the demo's)."""
+    from dataclasses import replace
+
+    from sliderstudio.toy.text_demo import TextSliderSettings
+
+    words = a.words.split(":") if a.words else []
+    if a.words and (len(words) != 2 or not all(words)):
+        raise SystemExit(f"--words: expected POSITIVE:NEGATIVE, e.g. huge:tiny, got {a.words!r}")
+    given = {"steps": a.steps, "learning_rate": a.lr, "guidance": a.guidance,
+             "negative_guidance": a.negative_guidance, "rank": a.rank,
+             **dict(zip(("positive_word", "negative_word"), words))}
+    return replace(TextSliderSettings(), **{k: v for k, v in given.items() if v is not None})
+
+
 def text_variant(a: argparse.Namespace, load_before: float) -> int:
     """The demo's text-pair slider with the given overrides, measured like an image variant."""
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
-    from sliderstudio.toy.text_demo import TextSliderSettings, write_text_project
+    from sliderstudio.toy.text_demo import write_text_project
 
-    given = {"steps": a.steps, "learning_rate": a.lr, "guidance": a.guidance,
-             "negative_guidance": a.negative_guidance, "rank": a.rank}
-    settings = replace(TextSliderSettings(), **{k: v for k, v in given.items() if v is not None})
+    settings = text_settings_for(a)
     with tempfile.TemporaryDirectory() as tmp:
         root = write_text_project(a.keep or Path(tmp) / "text-project", settings)
         config = json.loads((root / "config.json").read_text())

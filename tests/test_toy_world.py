@@ -6,8 +6,8 @@ from transformers import CLIPTokenizer
 
 from sliderstudio.toy.vocab import BOS, EOS, MAX_LENGTH, build_tokenizer, world_words
 from sliderstudio.toy.world import (
-    BACKGROUND_COLOURS, SHAPE_COLOURS, SIZE_CLASSES, SIZE_MAX, SIZE_MIN, ShapeSpec, caption, random_specs, render,
-    named_size, shape_rgb, size_word,
+    BACKGROUND_COLOURS, SHAPE_COLOURS, SIZE_MAX, SIZE_MIN, WORLDS, ShapeSpec, caption, centre_range, random_specs,
+    render, named_size, shape_rgb, size_word,
 )
 
 
@@ -26,8 +26,9 @@ def test_render_size_and_colours():
     assert tuple(arr[0, 0]) == BACKGROUND_COLOURS["white"]
 
 
-def test_random_specs_keep_the_border_clear_and_colours_distinct():
-    for spec in random_specs(3, 200):
+@pytest.mark.parametrize("world", [2, 4])
+def test_random_specs_keep_the_border_clear_and_colours_distinct(world):
+    for spec in random_specs(3, 200, world=world):
         assert spec.colour != spec.background
         arr = np.asarray(render(spec, 32)).astype(int)
         border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
@@ -35,11 +36,13 @@ def test_random_specs_keep_the_border_clear_and_colours_distinct():
 
 
 def test_caption_words_and_size_classes():
-    assert caption(ShapeSpec("circle", "red", "blue", 0.8)) == "a large red circle on a blue background"
-    assert caption(ShapeSpec("triangle", "green", "black", 0.25)) == "a small green triangle on a black background"
-    assert caption(ShapeSpec("square", "cyan", "gray", 0.6)) == "a cyan square on a gray background"
-    assert caption(ShapeSpec("circle", "red", "blue", 0.5)) == "a slightly small red circle on a blue background"
-    assert caption(ShapeSpec("circle", "red", "blue", 0.7)) == "a slightly large red circle on a blue background"
+    """World 2's five classes and world 4's seven name the same widths by their own words."""
+    two = [caption(ShapeSpec("circle", "red", "blue", w), world=2).split()[1:-6] for w in (0.8, 0.25, 0.6, 0.5, 0.7)]
+    assert two == [["large"], ["small"], [], ["slightly", "small"], ["slightly", "large"]]
+    four = [caption(ShapeSpec("circle", "red", "blue", w), world=4).split()[1:-6]
+            for w in (0.25, 0.4, 0.5, 0.6, 0.65, 0.72, 0.8)]
+    assert four == [["tiny"], ["small"], ["slightly", "small"], [], ["slightly", "large"], ["large"], ["huge"]]
+    assert caption(ShapeSpec("square", "cyan", "gray", 0.6), world=4) == "a cyan square on a gray background"
 
 
 def test_the_first_world_keeps_its_three_classes():
@@ -49,17 +52,48 @@ def test_the_first_world_keeps_its_three_classes():
     assert caption(ShapeSpec("circle", "red", "blue", 0.5), world=1) == "a red circle on a blue background"
 
 
-def test_size_classes_are_ordered_and_equal_in_area():
-    """Five classes of equal area: the caption names size in steps an area dial can follow."""
-    bounds = np.array([SIZE_MIN] + [upper for _, upper in SIZE_CLASSES[:-1]] + [SIZE_MAX])
-    assert np.allclose(np.diff(bounds ** 2), (SIZE_MAX ** 2 - SIZE_MIN ** 2) / 5, atol=2e-4)
-    words = [size_word(s) for s in np.linspace(SIZE_MIN, SIZE_MAX - 1e-6, 61)]
-    order = [w for i, w in enumerate(words) if i == 0 or w != words[i - 1]]
-    assert order == ["small", "slightly small", None, "slightly large", "large"]
+@pytest.mark.parametrize("world, order", [
+    (2, ["small", "slightly small", None, "slightly large", "large"]),
+    (4, ["tiny", "small", "slightly small", None, "slightly large", "large", "huge"]),
+])
+def test_size_classes_are_ordered_and_equal_in_area(world, order):
+    """Classes of equal area: the caption names size in steps an area dial can follow."""
+    classes = WORLDS[world].classes
+    bounds = np.array([SIZE_MIN] + [upper for _, upper in classes[:-1]] + [SIZE_MAX])
+    assert np.allclose(np.diff(bounds ** 2), (SIZE_MAX ** 2 - SIZE_MIN ** 2) / len(order), atol=2e-4)
+    words = [size_word(s, world) for s in np.linspace(SIZE_MIN, SIZE_MAX - 1e-6, 61)]
+    assert [w for i, w in enumerate(words) if i == 0 or w != words[i - 1]] == order
+
+
+def test_world_4_draws_centres_independently_of_size():
+    """Relative placement (world 2) puts big shapes near the middle in proportion to their size;
+    clamped placement (world 4) draws every centre from the smallest shape's box and moves it only
+    as far as the border forces, so the centre keeps no more of the size than the frame imposes."""
+    def spread(world: int, lo: float, hi: float) -> float:
+        xs = [s.cx for s in random_specs(9, 6000, world=world) if lo <= s.size < hi]
+        return float(np.std(xs))
+
+    for world in (2, 4):
+        for spec in random_specs(9, 400, world=world):
+            (xlo, xhi), (ylo, yhi) = centre_range(spec.size, spec.kind)
+            assert xlo - 1e-4 <= spec.cx <= xhi + 1e-4 and ylo - 1e-4 <= spec.cy <= yhi + 1e-4
+    assert spread(4, 0.45, 0.55) > 1.3 * spread(2, 0.45, 0.55)
+    assert spread(4, 0.7, 0.8) > 1.3 * spread(2, 0.7, 0.8)
+    # a centre sits on its box's edge exactly as often as a draw from the smallest shape's box
+    # falls outside it
+    (flo, fhi), _ = centre_range(SIZE_MIN)
+    for lo, hi in ((0.45, 0.55), (0.7, 0.8)):
+        band = [s for s in random_specs(9, 6000, world=4) if lo <= s.size < hi]
+        edge = np.mean([min(abs(s.cx - e) for e in centre_range(s.size, s.kind)[0]) < 1e-3 for s in band])
+        outside = np.mean([1 - np.subtract(*centre_range(s.size)[0][::-1]) / (fhi - flo) for s in band])
+        assert abs(edge - outside) < 0.04, (lo, edge, outside)
+    # the same seed draws the same kinds, colours and sizes in both worlds of equal size sampling
+    assert [(s.kind, s.size) for s in random_specs(5, 50, world=4)] == \
+        [(s.kind, s.size) for s in random_specs(5, 50, world=2)]
 
 
 def test_sizes_are_uniform_in_area_now_and_in_width_in_the_first_world():
-    area = np.array([s.size for s in random_specs(5, 4000)]) ** 2
+    area = np.array([s.size for s in random_specs(5, 4000, world=2)]) ** 2
     width = np.array([s.size for s in random_specs(5, 4000, world=1)])
     mid_area, mid_width = (SIZE_MIN ** 2 + SIZE_MAX ** 2) / 2, (SIZE_MIN + SIZE_MAX) / 2
     assert abs(np.median(area) - mid_area) < 0.015 and abs(np.median(width) - mid_width) < 0.015
@@ -109,7 +143,7 @@ def test_world_3_reads_sizes_with_a_fixed_error_per_spec():
     """World 3's captioner names a size near a class boundary by either neighbour (overlapping
     classes), the same way every time, and never skips a class."""
     specs = random_specs(11, 3000, world=3)
-    classes = [w for w, _ in SIZE_CLASSES]
+    classes = [w for w, _ in WORLDS[3].classes]
     index = lambda word: classes.index(word)  # noqa: E731
     exact = [index(size_word(s.size, world=3)) for s in specs]
     read = [index(size_word(named_size(s, world=3), world=3)) for s in specs]

@@ -2,6 +2,8 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import slider_variants  # noqa: E402
 
@@ -22,3 +24,18 @@ def test_lever_flags_become_config_keys_the_config_accepts():
 def test_no_flags_change_no_training_key():
     cfg = slider_variants.config_for(slider_variants.parse([]))
     assert not {"timestep_bias_strategy", "snr_gamma", "seed"} & set(cfg)
+
+
+def test_words_flag_sets_the_text_pairs_size_words():
+    """--words huge:tiny trains the text slider between those words (the measured world-4 variant)."""
+    from sliderstudio.toy.text_demo import text_pairs
+
+    settings = slider_variants.text_settings_for(slider_variants.parse(["--text", "--words", "huge:tiny",
+                                                                         "--guidance", "2"]))
+    pair = text_pairs(settings)[0]
+    assert pair["positive"].startswith("a huge ") and pair["negative"].startswith("a tiny ")
+    assert "huge" not in pair["neutral"] and pair["guidance"] == 2.0
+    default = text_pairs(slider_variants.text_settings_for(slider_variants.parse(["--text"])))[0]
+    assert default["positive"].startswith("a large ") and default["negative"].startswith("a small ")
+    with pytest.raises(SystemExit, match="POSITIVE:NEGATIVE"):
+        slider_variants.text_settings_for(slider_variants.parse(["--text", "--words", "huge"]))

@@ -54,6 +54,9 @@ class TextSliderSettings:
     samples: int = 4
     rank: int = 4
     learning_rate: float = 1e-3
+    #: The size words of the pair's positive and negative prompts (the neutral prompt has none).
+    positive_word: str = "large"
+    negative_word: str = "small"
 
 
 def subject(kind: str, colour: str, background: str, size_word: str = "") -> str:
@@ -62,9 +65,11 @@ def subject(kind: str, colour: str, background: str, size_word: str = "") -> str
 
 
 def text_pairs(settings: TextSliderSettings) -> list[dict]:
-    """slider_text_pairs: one pair per training subject, "large" vs "small" around the plain prompt."""
-    return [{"id": f"{colour}-{kind}-{background}", "positive": subject(kind, colour, background, "large"),
-             "negative": subject(kind, colour, background, "small"), "neutral": subject(kind, colour, background),
+    """slider_text_pairs: one pair per training subject, "large" vs "small" (the settings' words) around
+    the plain prompt."""
+    return [{"id": f"{colour}-{kind}-{background}",
+             "positive": subject(kind, colour, background, settings.positive_word),
+             "negative": subject(kind, colour, background, settings.negative_word), "neutral": subject(kind, colour, background),
              "guidance": settings.guidance, "strength": settings.strength, "samples": settings.samples,
              **({"negative_guidance": settings.negative_guidance} if settings.negative_guidance else {})}
             for kind, colour, background in TRAIN_SUBJECTS]
