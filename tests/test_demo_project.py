@@ -10,6 +10,7 @@ import sliderstudio
 from sliderstudio.kernel.resources import toy_model_dir
 from sliderstudio.toy.metrics import measure_image
 from sliderstudio.toy.demo_project import concept_attribute, write_demo_project
+from sliderstudio.toy.world import SIZE_CLASSES
 from PIL import Image
 
 CONFIG_KEYS = {
@@ -39,7 +40,9 @@ def test_size_project_files_and_pairs(tmp_path):
         assert ma.shape_colour == mb.shape_colour and ma.background_colour == mb.background_colour
         assert np.hypot(ma.centroid[0] - mb.centroid[0], ma.centroid[1] - mb.centroid[1]) < 0.03
         assert (big / f"{stem}.txt").read_text() == (small / f"{stem}.txt").read_text()
-        assert "large" not in (big / f"{stem}.txt").read_text()
+        # the shared caption names no size: not the big half's, nor the small one's
+        words = set((big / f"{stem}.txt").read_text().split())
+        assert not words & {w for word, _ in SIZE_CLASSES if word for w in word.split()}, words
 
 
 def test_config_files(tmp_path):

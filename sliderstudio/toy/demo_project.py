@@ -99,7 +99,7 @@ def _concept(concept: str) -> DemoConcept:
 def _neutral_caption(spec: ShapeSpec) -> str:
     """Caption of a pair image without the size word: both halves of a pair share one caption,
     so the slider has to learn the concept from pixels, not from the text."""
-    return caption(spec.with_(size=0.5))
+    return caption(spec, sized=False)
 
 
 def _write_image(folder: Path, stem: str, spec: ShapeSpec, text: str) -> None:
