@@ -10,7 +10,7 @@ import sliderstudio
 from sliderstudio.kernel.resources import toy_model_dir
 from sliderstudio.toy.metrics import measure_image
 from sliderstudio.toy.demo_project import concept_attribute, write_demo_project
-from sliderstudio.toy.world import SIZE_CLASSES
+from sliderstudio.toy.world import ShapeSpec, caption
 from PIL import Image
 
 CONFIG_KEYS = {
@@ -40,9 +40,21 @@ def test_size_project_files_and_pairs(tmp_path):
         assert ma.shape_colour == mb.shape_colour and ma.background_colour == mb.background_colour
         assert np.hypot(ma.centroid[0] - mb.centroid[0], ma.centroid[1] - mb.centroid[1]) < 0.03
         assert (big / f"{stem}.txt").read_text() == (small / f"{stem}.txt").read_text()
-        # the shared caption names no size: not the big half's, nor the small one's
-        words = set((big / f"{stem}.txt").read_text().split())
-        assert not words & {w for word, _ in SIZE_CLASSES if word for w in word.split()}, words
+        # the shared caption is the pair's middle's: never the big half's "large" / "slightly large"
+        assert "large" not in (big / f"{stem}.txt").read_text()
+
+
+def test_a_pair_is_captioned_by_its_middle():
+    """The caption names the size half-way in area between the halves (strength 0), not either half."""
+    from sliderstudio.toy.demo_project import pair_caption
+
+    small, big = ShapeSpec("circle", "red", "blue", 0.25), ShapeSpec("circle", "red", "blue", 0.75)
+    assert caption(small).split()[1] == "small" and caption(big).split()[1] == "large"
+    assert pair_caption(big, small) == "a red circle on a blue background"            # middle width 0.559
+    assert pair_caption(big.with_(size=0.65), small.with_(size=0.22)) == \
+        "a slightly small red circle on a blue background"                           # middle width 0.485
+    bright, dark = big.with_(size=0.5, shade=0.8), big.with_(size=0.5, shade=-0.8)   # a brightness pair
+    assert pair_caption(bright, dark) == caption(bright) == "a slightly small red circle on a blue background"
 
 
 def test_config_files(tmp_path):

@@ -96,10 +96,18 @@ def _concept(concept: str) -> DemoConcept:
     return CONCEPTS[concept]
 
 
-def _neutral_caption(spec: ShapeSpec) -> str:
-    """Caption of a pair image without the size word: both halves of a pair share one caption,
-    so the slider has to learn the concept from pixels, not from the text."""
-    return caption(spec, sized=False)
+def pair_caption(pos: ShapeSpec, neg: ShapeSpec) -> str:
+    """The one caption both halves of a pair share: the caption of the pair's *middle*, the image
+    the slider should leave at strength 0 (the area half-way between the halves, shade half-way).
+
+    Why the middle: the slider learns its push against the base model's prediction for this
+    caption, so the caption decides where strength 0 sits. Measured (docs/TRAINING.md, "The demo's
+    pair captions"): captioned "slightly small" the dial grew more than it shrank, captioned with no
+    size word (the plain class, bigger than most pairs' middle) it shrank evenly and stalled as it
+    grew, captioned by the middle it is the most even of the three. The text names neither half.
+    """
+    middle = ((pos.size ** 2 + neg.size ** 2) / 2) ** 0.5
+    return caption(pos.with_(size=round(middle, 4), shade=(pos.shade + neg.shade) / 2))
 
 
 def _write_image(folder: Path, stem: str, spec: ShapeSpec, text: str) -> None:
@@ -196,7 +204,7 @@ def write_demo_project(workdir: Path, concept: str = "size", pairs: int = 6, see
         d.mkdir(parents=True, exist_ok=True)
     for i in range(pairs):
         for (pos_id, neg_id), (pos, neg) in zip(ids, make_pairs(rng, tuple(levels))):
-            text = _neutral_caption(pos)
+            text = pair_caption(pos, neg)
             _write_image(dirs[pos_id], f"pair_{i:03d}", pos, text)
             _write_image(dirs[neg_id], f"pair_{i:03d}", neg, text)
     for i in range(max(4, pairs)):

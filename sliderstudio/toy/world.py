@@ -244,14 +244,10 @@ def named_size(spec: ShapeSpec, world: int = WORLD) -> float:
     return min(max(spec.size ** 2 + err, lo), hi) ** 0.5
 
 
-def caption(spec: ShapeSpec, world: int = WORLD, sized: bool = True) -> str:
-    """E.g. 'a slightly large red circle on a blue background' (no size word in the middle class).
-
-    `sized=False` leaves the size word out whatever the size: the caption of a before/after pair
-    whose halves differ in size only, so that the text names neither half's size.
-    """
+def caption(spec: ShapeSpec, world: int = WORLD) -> str:
+    """E.g. 'a slightly large red circle on a blue background' (no size word in the middle class)."""
     words = ["a"]
-    sw = size_word(named_size(spec, world), world) if sized else None
+    sw = size_word(named_size(spec, world), world)
     if sw:
         words.append(sw)
     words += [spec.colour, spec.kind, "on", "a", spec.background, "background"]
