@@ -206,9 +206,9 @@ def test_demo_size_widths_set_the_full_pairs_sizes(tmp_path):
         return big, small
 
     default = write_demo_project(tmp_path / "d", pairs=3, levels=(1.0,))
-    wide = write_demo_project(tmp_path / "w", pairs=3, levels=(1.0,), size_widths=((0.2, 0.21), (0.79, 0.8)))
-    (big_d, small_d), (big_w, small_w) = full_pair_areas(default), full_pair_areas(wide)
-    assert all(bw > bd for bw, bd in zip(big_w, big_d)) and all(sw < sd for sw, sd in zip(small_w, small_d))
+    narrow = write_demo_project(tmp_path / "n", pairs=3, levels=(1.0,), size_widths=((0.38, 0.39), (0.6, 0.61)))
+    (big_d, small_d), (big_n, small_n) = full_pair_areas(default), full_pair_areas(narrow)
+    assert all(bd > bn for bd, bn in zip(big_d, big_n)) and all(sd < sn for sd, sn in zip(small_d, small_n))
     with pytest.raises(ValueError, match="size concept only"):
         write_demo_project(tmp_path / "b", concept="brightness", size_widths=((0.2, 0.3), (0.7, 0.8)))
 

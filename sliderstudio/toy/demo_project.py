@@ -27,8 +27,11 @@ LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 FULL_STRENGTH = 1.0
 #: Widths (fraction of the image) of the full pair's small and big shape. The toy model draws
 #: widths 0.2-0.8; the area range a size slider can show is bounded by its data's (docs/TRAINING.md).
-SMALL_WIDTHS: tuple[float, float] = (0.22, 0.32)
-BIG_WIDTHS: tuple[float, float] = (0.65, 0.78)
+#: Chosen so that every pair's middle (its caption, `pair_caption`) is the plain prompt's size class,
+#: where the held-out prompts' shapes sit at strength 0, and the data spans area 0.37: measured the
+#: most even of the widths tried (docs/TRAINING.md, "The demo's pair captions").
+SMALL_WIDTHS: tuple[float, float] = (0.26, 0.36)
+BIG_WIDTHS: tuple[float, float] = (0.72, 0.80)
 
 PROMPT_LIBRARY: dict[str, str] = {
     "red_circle": "a red circle on a blue background",
