@@ -69,7 +69,8 @@ def text_pairs(settings: TextSliderSettings) -> list[dict]:
     the plain prompt."""
     return [{"id": f"{colour}-{kind}-{background}",
              "positive": subject(kind, colour, background, settings.positive_word),
-             "negative": subject(kind, colour, background, settings.negative_word), "neutral": subject(kind, colour, background),
+             "negative": subject(kind, colour, background, settings.negative_word),
+             "neutral": subject(kind, colour, background),
              "guidance": settings.guidance, "strength": settings.strength, "samples": settings.samples,
              **({"negative_guidance": settings.negative_guidance} if settings.negative_guidance else {})}
             for kind, colour, background in TRAIN_SUBJECTS]

@@ -94,7 +94,7 @@ WORLDS: dict[int, SizeScheme] = {
     # 4 asked whether narrower classes (an evener dial) and size-free centres (less drift) would help
     # the sliders on world 2's model; a model continued on it drew a more even but shorter dial and
     # drifted *more* (big shapes learned to sit against the margin), so world 2 stays the shipped one
-    # (docs/TRAINING.md, "World 4: seven classes, centres free of size").
+    # (docs/TRAINING.md, "The demo's pair captions, and world 4").
     4: SizeScheme("area", tuple(zip(_GRADED_7, _area_bounds(7) + [float("inf")])), placement="clamped"),
 }
 WORLD = 2

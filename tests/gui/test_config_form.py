@@ -203,7 +203,8 @@ def test_soft_min_snr_keys_follow_snr_gamma_and_need_sigma_data(training_pane):
     sigma.setValue(1.0)
     soft.setChecked(True)
     assert (pvm.config.use_soft_min_snr, pvm.config.soft_min_snr_sigma_data) == (True, 1.0)
-    assert row_label(pane, "use_soft_min_snr") == "soft min-SNR" and row_label(pane, "soft_min_snr_sigma_data") == "σ data"
+    assert row_label(pane, "use_soft_min_snr") == "soft min-SNR"
+    assert row_label(pane, "soft_min_snr_sigma_data") == "σ data"
     pane.fields["snr_gamma"].setValue(pane.fields["snr_gamma"].minimum())   # weighting off: the soft keys grey out
     assert pvm.config.snr_gamma is None and not soft.isEnabled() and not sigma.isEnabled()
     assert pvm.config.use_soft_min_snr is True                          # greyed, not reset
