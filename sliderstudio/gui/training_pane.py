@@ -34,11 +34,12 @@ BIAS_KEYS_IN_USE = {"none": (), "later": ("timestep_bias_multiplier", "timestep_
 
 
 def _read_by(config, key: str) -> bool:
-    """Whether the run reads `key` as the other keys stand (a greyed field keeps its value)."""
+    """Whether the run reads `key` as the other keys stand (a greyed field keeps its value); with no
+    project open (`config` None) only the keys no other key switches on."""
     if key.startswith("timestep_bias_") and key != "timestep_bias_strategy":
-        return key in BIAS_KEYS_IN_USE.get(config.timestep_bias_strategy, ())
+        return config is not None and key in BIAS_KEYS_IN_USE.get(config.timestep_bias_strategy, ())
     if key in ("use_soft_min_snr", "soft_min_snr_sigma_data"):  # σ_data first: soft is refused without it
-        return config.snr_gamma is not None
+        return config is not None and config.snr_gamma is not None
     return True
 
 
@@ -140,7 +141,7 @@ class TrainingPane(QWidget):
         the chosen strategy ignores, and the soft min-SNR keys without snr_gamma."""
         idle = self.vm.state == IDLE
         for key, widget in self.fields.items():
-            widget.setEnabled(idle and (not self.pvm.is_open or _read_by(self.pvm.config, key)))
+            widget.setEnabled(idle and _read_by(self.pvm.config if self.pvm.is_open else None, key))
 
     def _train_clicked(self) -> None:
         if self.memory_line is None or self.memory_line.confirm_train():
