@@ -187,3 +187,35 @@ def test_plan_checks_model_family_against_the_model(tmp_path, capsys, tiny_model
     assert main(["plan", "--config", str(root), "--batches", "1"]) == 2
     err = capsys.readouterr().err
     assert "key 'model_family'" in err and "'sd3'" in err and "'sdxl'" in err
+
+
+def test_each_family_declares_its_own_single_file_types():
+    """The key-layout table lives on the families: every type one family claims is a type diffusers
+    can infer, no two families claim one, and the flavour a type means is one the family has."""
+    from diffusers.loaders.single_file_utils import DIFFUSERS_DEFAULT_PIPELINE_PATHS
+    from sliderstudio.families.registry import FAMILIES
+
+    claimed: dict[str, str] = {}
+    for family in FAMILIES.values():
+        for model_type, flavour in family.single_file_types.items():
+            assert model_type in DIFFUSERS_DEFAULT_PIPELINE_PATHS, (family.id, model_type)
+            assert model_type not in claimed, (model_type, claimed.get(model_type), family.id)
+            assert flavour is None or flavour in family.flavours, (family.id, model_type, flavour)
+            claimed[model_type] = family.id
+    assert claimed["z-image-turbo"] == "z_image" and claimed["sd35_large"] == "sd3"
+    assert claimed["flux-2-dev"] == "flux2" and claimed["inpainting_v2"] == "sd2x"
+
+
+@pytest.mark.parametrize("class_name,width,family,also", [
+    ("StableDiffusionImg2ImgPipeline", 1024, "sd2x", ("sd1x",)),
+    ("StableDiffusionImg2ImgPipeline", 768, "sd1x", ("sd2x",)),
+    ("StableDiffusionControlNetPipeline", 1024, "sd2x", ("sd1x",)),
+    ("StableDiffusionXLImg2ImgPipeline", 2048, "sdxl", ()),
+    ("Lumina2Text2ImgPipeline", None, "lumina2", ()),
+])
+def test_related_pipeline_folders_are_told_apart_by_their_configs(tmp_path, class_name, width, family, also):
+    """A folder saved by a pipeline class two families share is read by the family whose configs match
+    (an SD 2.x img2img folder is SD 2.x, not the first family that lists the class)."""
+    configs = {"unet": {"cross_attention_dim": width}} if width else {}
+    found = detect_model(str(model_folder(tmp_path / "m", class_name, **configs)))
+    assert (found.family, found.also) == (family, also)

@@ -102,5 +102,5 @@ def build_tiny_auraflow(out_dir: str | Path, seed: int = 0) -> Path:
 AURAFLOW = AuraFlowFamily(id="auraflow", label="AuraFlow", pipeline_class_name="AuraFlowPipeline",
                           transformer_class_name="AuraFlowTransformer2DModel",
                           aliases=("aura_flow", "aura-flow", "aura"), flavours=("v0.3",),
-                          controlnet=AURAFLOW_CONTROLNET)
+                          controlnet=AURAFLOW_CONTROLNET, single_file_types={"auraflow": None})
 FAMILIES = (AURAFLOW,)

@@ -60,6 +60,12 @@ class Family(ABC):
     #: Flux.1's crashed with an illegal memory access on an H100, torch 2.11).
     cudnn_attention_backward: bool = True
     lycoris_group: str = "transformer"  # shipped LyCORIS presets: presets/lycoris/<group>-<algo>.json
+    #: Pipeline classes besides `pipeline_class_name` whose saved folders hold this family's model
+    #: (ControlNet, img2img, a sibling's class): a folder's model_index.json names one of them.
+    related_pipelines: tuple[str, ...] = ()
+    #: diffusers' single-file model types (`infer_diffusers_model_type`) that are this family's
+    #: checkpoints → the flavour each one is (None: the type does not tell).
+    single_file_types: dict[str, str | None] = field(default_factory=dict)
 
     def answers_to(self, name: str) -> bool:
         """Whether a name in a file (a config's model_family, an adapter's metadata) means this family:
@@ -86,6 +92,24 @@ class Family(ABC):
         import diffusers
 
         return getattr(diffusers, self.pipeline_class_name)
+
+    def saved_by(self, pipeline_class: str) -> bool:
+        """Whether a folder saved by `pipeline_class` (its model_index.json) can hold this family's model."""
+        return pipeline_class == self.pipeline_class_name or pipeline_class in self.related_pipelines
+
+    def folder_flavour(self, folder: Path) -> str | None:
+        """The flavour a diffusers folder of this family holds, where its configs say (None: they do not)."""
+        return None
+
+    def split_layout_index(self, folder: Path) -> Path | None:
+        """For a folder with no model_index.json at its root: the one inside that says it holds this
+        family's model in a layout of its own (None: not such a folder)."""
+        return None
+
+    def folder_evidence(self, folder: Path) -> str | None:
+        """Why a folder whose pipeline class other families share too holds *this* family's model
+        (e.g. "cross_attention_dim 1024"); None when its configs do not point here."""
+        return None
 
     # --- model-specific behaviour -------------------------------------------------------------
     def denoiser(self, pipe: Any) -> torch.nn.Module:

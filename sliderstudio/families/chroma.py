@@ -77,5 +77,6 @@ def build_tiny_chroma(out_dir: str | Path, seed: int = 0) -> Path:
 CHROMA = ChromaFamily(id="chroma", label="Chroma", pipeline_class_name="ChromaPipeline",
                       transformer_class_name="ChromaTransformer2DModel",
                       aliases=("chroma1", "chroma1-hd", "chroma-hd"), flavours=("base", "hd", "flash"),
-                      comfy_lycoris=True, cudnn_attention_backward=False)  # Flux.1's transformer: the same crash
+                      comfy_lycoris=True, cudnn_attention_backward=False,  # Flux.1's transformer: the same crash
+                      single_file_types={"chroma": None})
 FAMILIES = (CHROMA,)

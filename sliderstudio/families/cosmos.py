@@ -152,6 +152,7 @@ COSMOS = CosmosFamily(id="cosmos", label="Cosmos-Predict2 text-to-image",
                       transformer_class_name="CosmosTransformer3DModel",
                       aliases=("cosmos2image", "cosmos2", "cosmos-predict2", "cosmos_predict2", "cosmos2_image"),
                       flavours=("2b", "14b"), text_length=512, extra={"tiny_size": TINY_SIZE},
+                      single_file_types={"cosmos-2.0-t2i-2B": "2b", "cosmos-2.0-t2i-14B": "14b"},
                       # Cosmos 2.5's context projections
                       text_path_markers=DIFFUSERS_TEXT_PATH + ("crossattn_proj", "img_context_proj"))
 FAMILIES = (COSMOS,)

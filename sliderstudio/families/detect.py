@@ -4,10 +4,13 @@ A wrong family fails late and cryptically (an SDXL folder loaded as SD 1.x dies 
 after half a minute with a bare TypeError), while the files say what they are up front:
 
 - an adapter we wrote records `sliderstudio.family` in its safetensors header;
-- a diffusers folder's `model_index.json` names its pipeline class, and each family declares its
-  pipeline class (`Family.pipeline_class_name`, plus the few related classes listed here);
+- a diffusers folder's `model_index.json` names its pipeline class, and each family declares the
+  classes whose folders hold its model (`Family.pipeline_class_name`, `related_pipelines`); where
+  families share a class (SD 1.x / 2.x) each says from the folder's configs whether it is its own
+  (`Family.folder_evidence`), and a family reads its flavour there (`Family.folder_flavour`);
 - a single `.safetensors` checkpoint's key layout tells the architecture (diffusers' own
-  `infer_diffusers_model_type`, fed from the header only: no tensor is read);
+  `infer_diffusers_model_type`, fed from the header only: no tensor is read), and each family
+  declares which of diffusers' types are its own (`Family.single_file_types`);
 - a hub id is only readable when its `model_index.json` is already in the local cache.
 
 Every reader is cheap (JSON and safetensors headers) and never raises for an unreadable source: it
@@ -19,40 +22,17 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
+from sliderstudio.families.folder_configs import read_json_object
 from sliderstudio.kernel.errors import InputError
+
+if TYPE_CHECKING:
+    from sliderstudio.families.base import Family
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header this large is not a header
 MISSING = "model path"  # the `how` of a model path that names nothing at all
 
-# Pipeline classes (besides each family's own) whose folders hold a model of that family.
-RELATED_PIPELINES: dict[str, tuple[str, ...]] = {
-    "sd1x": ("StableDiffusionControlNetPipeline", "StableDiffusionImg2ImgPipeline"),
-    "sdxl": ("StableDiffusionXLControlNetPipeline", "StableDiffusionXLImg2ImgPipeline"),
-    "flux2": ("Flux2KleinPipeline",),
-    "lumina2": ("Lumina2Text2ImgPipeline",),
-    "stable_cascade": ("StableCascadePriorPipeline",),
-}
-
-# Families that share one pipeline class and differ in weights only: any of them may be asked for.
-SAME_PIPELINE = {"StableDiffusionPipeline": ("sd1x", "sd2x"),
-                 "StableDiffusionControlNetPipeline": ("sd1x", "sd2x")}
-
-# diffusers' single-file model types → (family, flavour).
-SINGLE_FILE_TYPES: dict[str, tuple[str, str | None]] = {
-    "v1": ("sd1x", None), "inpainting": ("sd1x", None), "v2": ("sd2x", None), "inpainting_v2": ("sd2x", None),
-    "xl_base": ("sdxl", None), "xl_inpaint": ("sdxl", None), "playground-v2-5": ("sdxl", None),
-    "sd3": ("sd3", "medium"), "sd35_medium": ("sd3", "medium"), "sd35_large": ("sd3", "large"),
-    "flux-dev": ("flux", "dev"), "flux-schnell": ("flux", "schnell"), "flux-2-dev": ("flux2", "dev"),
-    "chroma": ("chroma", None), "auraflow": ("auraflow", None), "lumina2": ("lumina2", None),
-    "z-image-turbo": ("z_image", "turbo"), "hidream": ("hidream", None),
-    "wan-t2v-1.3B": ("wan", "t2v-480p-1.3b"), "wan-t2v-14B": ("wan", "t2v-480p-14b"),
-    "cosmos-2.0-t2i-2B": ("cosmos", "2b"), "cosmos-2.0-t2i-14B": ("cosmos", "14b"),
-    "ltx-video": ("ltxvideo", "0.9.0"), "ltx-video-0.9.1": ("ltxvideo", "0.9.1"),
-    "ltx-video-0.9.5": ("ltxvideo", "0.9.5"),
-    "stable_cascade_stage_c": ("stable_cascade", None), "stable_cascade_stage_c_lite": ("stable_cascade", None),
-}
 SD1_KEY = "model.diffusion_model.output_blocks.11.0.skip_connection.weight"  # "v1" is diffusers' fallback too
 
 
@@ -85,67 +65,40 @@ def _unknown(source: str | Path, how: str, reason: str) -> Detection:
     return Detection(None, str(source), how, reason=reason)
 
 
-def family_for_pipeline(class_name: str) -> list[str]:
-    """Family ids whose declared pipeline class (or a related one) is `class_name`."""
+def families_for_pipeline(class_name: str) -> list[Family]:
+    """The families whose folders a pipeline class saves (its own or a related class), registry order."""
     from sliderstudio.families.registry import FAMILIES
 
-    return [f.id for f in FAMILIES.values()
-            if class_name == f.pipeline_class_name or class_name in RELATED_PIPELINES.get(f.id, ())]
+    return [f for f in FAMILIES.values() if f.saved_by(class_name)]
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+def _split_layout(folder: Path) -> Detection | None:
+    """A folder without a root model_index.json that some family reads as its own layout."""
+    from sliderstudio.families.registry import FAMILIES
 
-
-def _sd_version(folder: Path) -> tuple[str, str]:
-    """SD 1.x or 2.x in one StableDiffusionPipeline folder: the text width, else the prediction type."""
-    unet = _read_json(folder / "unet" / "config.json") or {}
-    width = unet.get("cross_attention_dim")
-    if width == 1024:
-        return "sd2x", "cross_attention_dim 1024"
-    if width == 768:
-        return "sd1x", "cross_attention_dim 768"
-    scheduler = _read_json(folder / "scheduler" / "scheduler_config.json") or {}
-    if scheduler.get("prediction_type") == "v_prediction":
-        return "sd2x", "v-prediction"
-    return "sd1x", "ε-prediction"
-
-
-def _flavour(family: str, folder: Path) -> str | None:
-    """The flavour where the folder's configs tell it (Flux: a guidance embedding means dev)."""
-    if family == "flux":
-        transformer = _read_json(folder / "transformer" / "config.json") or {}
-        if "guidance_embeds" in transformer:
-            return "dev" if transformer["guidance_embeds"] else "schnell"
-    if family == "sd2x":
-        scheduler = _read_json(folder / "scheduler" / "scheduler_config.json") or {}
-        return "v-prediction" if scheduler.get("prediction_type") == "v_prediction" else "epsilon"
+    for family in FAMILIES.values():
+        index = family.split_layout_index(folder)
+        if index is not None:
+            return Detection(family.id, str(index), "model_index.json")
     return None
 
 
 def detect_folder(folder: Path) -> Detection:
-    """A diffusers folder: `model_index.json`'s `_class_name`, or Stable Cascade's prior/ + decoder/."""
+    """A diffusers folder: `model_index.json`'s `_class_name`, or a family's own split layout."""
     index_path = folder / "model_index.json"
     if not index_path.exists():
-        if (folder / "prior" / "model_index.json").exists() and (folder / "decoder").is_dir():
-            return Detection("stable_cascade", str(folder / "prior" / "model_index.json"), "model_index.json")
-        return _unknown(folder, "model_index.json", "no model_index.json in the folder")
-    index = _read_json(index_path)
+        return _split_layout(folder) or _unknown(folder, "model_index.json", "no model_index.json in the folder")
+    index = read_json_object(index_path)
     if index is None:
         return _unknown(index_path, "model_index.json", "not a readable JSON object")
     class_name = str(index.get("_class_name") or "")
-    found = family_for_pipeline(class_name)
+    found = families_for_pipeline(class_name)
     if not found:
         return _unknown(index_path, "model_index.json", f"pipeline class '{class_name}' is not a family here")
-    family, also = found[0], tuple(found[1:])
-    if class_name in SAME_PIPELINE:
-        family, _why = _sd_version(folder)
-        also = tuple(f for f in SAME_PIPELINE[class_name] if f != family)
-    return Detection(family, str(index_path), f"model_index.json ({class_name})", _flavour(family, folder), also)
+    family = next((f for f in found if f.folder_evidence(folder)), found[0]) if len(found) > 1 else found[0]
+    also = tuple(f.id for f in found if f is not family)
+    return Detection(family.id, str(index_path), f"model_index.json ({class_name})",
+                     family.folder_flavour(folder), also)
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
@@ -191,10 +144,12 @@ def detect_checkpoint(path: Path) -> Detection:
         return _unknown(path, how, f"unrecognised key layout ({type(exc).__name__}: {exc})")
     if model_type == "v1" and SD1_KEY not in keys:
         return _unknown(path, how, "no key layout of a known family")
-    if model_type not in SINGLE_FILE_TYPES:
+    from sliderstudio.families.registry import FAMILIES
+
+    family = next((f for f in FAMILIES.values() if model_type in f.single_file_types), None)
+    if family is None:
         return _unknown(path, how, f"diffusers reads it as '{model_type}', which no family here trains")
-    family, flavour = SINGLE_FILE_TYPES[model_type]
-    return Detection(family, str(path), f"{how} ({model_type})", flavour)
+    return Detection(family.id, str(path), f"{how} ({model_type})", family.single_file_types[model_type])
 
 
 def detect_hub_id(repo: str) -> Detection:

@@ -75,6 +75,15 @@ class FluxFamily(TransformerFlowFamily):
                        txt_ids=text_ids(embeds), img_ids=image_ids(noisy), return_dict=False)[0]
         return unpack(out, noisy.shape[2], noisy.shape[3])
 
+    def folder_flavour(self, folder: Path) -> str | None:
+        """dev embeds the distilled guidance and schnell does not: the transformer's config says which."""
+        from sliderstudio.families.folder_configs import component_config
+
+        transformer = component_config(folder, "transformer")
+        if "guidance_embeds" not in transformer:
+            return None
+        return "dev" if transformer["guidance_embeds"] else "schnell"
+
     def assistant_hint(self, flavour: str | None = None) -> str | None:
         return SCHNELL_HINT if flavour and "schnell" in flavour.lower() else None
 
@@ -169,5 +178,6 @@ FLUX = FluxFamily(id="flux", label="Flux.1", pipeline_class_name="FluxPipeline",
                   aliases=("flux.1", "flux1", "flux-dev", "flux.1-dev", "flux-schnell", "flux.1-schnell",
                            "flux_krea", "flux.1-krea"),
                   flavours=("dev", "schnell", "krea"), controlnet=FLUX_CONTROLNET, comfy_lycoris=True,
-                  cudnn_attention_backward=False)
+                  cudnn_attention_backward=False,
+                  single_file_types={"flux-dev": "dev", "flux-schnell": "schnell"})
 FAMILIES = (FLUX,)

@@ -143,5 +143,6 @@ def build_tiny_flux2_dev(out_dir: str | Path, seed: int = 0) -> Path:
 FLUX2 = Flux2Family(id="flux2", label="Flux.2", pipeline_class_name="Flux2Pipeline",
                     transformer_class_name="Flux2Transformer2DModel",
                     aliases=("flux.2", "flux2-dev", "flux.2-dev", "flux2-klein", "flux.2-klein", "flux2_klein"),
-                    flavours=("dev", "klein-4b", "klein-9b"), comfy_lycoris=True)
+                    flavours=("dev", "klein-4b", "klein-9b"), comfy_lycoris=True,
+                    related_pipelines=PIPELINE_CLASSES[1:], single_file_types={"flux-2-dev": "dev"})
 FAMILIES = (FLUX2,)

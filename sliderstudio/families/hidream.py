@@ -156,7 +156,7 @@ def build_tiny_hidream(out_dir: str | Path, seed: int = 0, experts: tuple[int, i
 
 HIDREAM = HiDreamFamily(id="hidream", label="HiDream-I1", pipeline_class_name="HiDreamImagePipeline",
                         aliases=("hidream-i1", "hidream_i1", "hi-dream"), flavours=("full", "dev", "fast"),
-                        controlnet=HIDREAM_CONTROLNET, comfy_lycoris=True,
+                        controlnet=HIDREAM_CONTROLNET, comfy_lycoris=True, single_file_types={"hidream": None},
                         # the caption projections, the pooled embedder and the text stream (`_t`) of each block
                         text_path_markers=DIFFUSERS_TEXT_PATH + ("caption_projection", ".p_embedder.", ".to_q_t.",
                                                                  ".to_k_t.", ".to_v_t.", ".to_out_t.", ".ff_t."))

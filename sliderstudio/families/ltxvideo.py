@@ -107,5 +107,7 @@ LTXVIDEO = LTXVideoFamily(id="ltxvideo", label="LTX-Video (video, trained on sti
                           transformer_class_name="LTXVideoTransformer3DModel",
                           aliases=("ltx", "ltx-video", "ltx_video", "ltxv"), flavours=("0.9.0", "0.9.1", "0.9.5"),
                           text_length=128, extra={"tiny_size": TINY_SIZE, "patch_size": 1},
+                          single_file_types={"ltx-video": "0.9.0", "ltx-video-0.9.1": "0.9.1",
+                                             "ltx-video-0.9.5": "0.9.5"},
                           text_path_markers=DIFFUSERS_TEXT_PATH + ("caption_projection",))
 FAMILIES = (LTXVIDEO,)

@@ -90,5 +90,6 @@ class Lumina2Family(FlowFamily):
 
 LUMINA2 = Lumina2Family(id="lumina2", label="Lumina-Image 2.0", pipeline_class_name="Lumina2Pipeline",
                         aliases=("lumina", "lumina-2", "lumina_2", "lumina-image-2"),
-                        text_path_markers=DIFFUSERS_TEXT_PATH + ("caption_embedder",))
+                        text_path_markers=DIFFUSERS_TEXT_PATH + ("caption_embedder",),
+                        related_pipelines=("Lumina2Text2ImgPipeline",), single_file_types={"lumina2": None})
 FAMILIES = (LUMINA2,)

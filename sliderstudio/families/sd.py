@@ -10,6 +10,7 @@ import torch
 from sliderstudio.families.base import Conditioning, Family
 from sliderstudio.families.comfy_naming import UNET_KEYS, ComfyNaming
 from sliderstudio.families.controlnet_support import ControlledDenoiser, ControlNetSupport
+from sliderstudio.families.folder_configs import component_config
 
 
 class ControlledUNet(ControlledDenoiser):
@@ -33,6 +34,27 @@ class UNetFamily(Family):
     comfy: ComfyNaming = UNET_KEYS
     comfy_lycoris: bool = True  # ComfyUI's UNet map takes `lycoris_<diffusers path>` keys
     size_alignment: int = 8  # the UNet takes any latent size (VAE ×8); no patches
+    #: The UNet's cross_attention_dim (its text width): what tells an SD 1.x folder from an SD 2.x one,
+    #: which both say StableDiffusionPipeline.
+    text_width: int | None = None
+
+    def folder_evidence(self, folder: Path) -> str | None:
+        """The text width when the UNet's config has one; else the scheduler's prediction type
+        (v-prediction only ever means the family that has a v-prediction flavour)."""
+        width = component_config(folder, "unet").get("cross_attention_dim")
+        if width is not None:
+            return f"cross_attention_dim {width}" if width == self.text_width else None
+        v_pred = component_config(folder, "scheduler").get("prediction_type") == "v_prediction"
+        if v_pred == ("v-prediction" in self.flavours):
+            return "v-prediction" if v_pred else "ε-prediction"
+        return None
+
+    def folder_flavour(self, folder: Path) -> str | None:
+        """SD 2.x's flavour is its scheduler's prediction type; the other UNet families have none."""
+        if "v-prediction" not in self.flavours:
+            return None
+        v_pred = component_config(folder, "scheduler").get("prediction_type") == "v_prediction"
+        return "v-prediction" if v_pred else "epsilon"
 
     def skeleton(self, model_dir: Path) -> torch.nn.Module:
         from diffusers import UNet2DConditionModel
@@ -109,12 +131,21 @@ class UNetFamily(Family):
         return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
 
 
+#: Folders saved by these hold an SD 1.x or 2.x UNet alike (the text width tells which).
+_SD_RELATED = ("StableDiffusionControlNetPipeline", "StableDiffusionImg2ImgPipeline")
 SD1X = UNetFamily(id="sd1x", label="Stable Diffusion 1.x", pipeline_class_name="StableDiffusionPipeline",
                   aliases=("sd1", "sd15", "sd1.5", "legacy"), lycoris_group="sd1x",
-                  controlnet=ControlNetSupport("ControlNetModel", "StableDiffusionControlNetPipeline", ControlledUNet))
+                  controlnet=ControlNetSupport("ControlNetModel", "StableDiffusionControlNetPipeline", ControlledUNet),
+                  related_pipelines=_SD_RELATED, text_width=768,
+                  single_file_types={"v1": None, "inpainting": None})
 SD2X = UNetFamily(id="sd2x", label="Stable Diffusion 2.x", pipeline_class_name="StableDiffusionPipeline",
-                  aliases=("sd2", "sd21", "sd2.1"), flavours=("epsilon", "v-prediction"), lycoris_group="sd2x")
+                  aliases=("sd2", "sd21", "sd2.1"), flavours=("epsilon", "v-prediction"), lycoris_group="sd2x",
+                  related_pipelines=_SD_RELATED, text_width=1024,
+                  single_file_types={"v2": None, "inpainting_v2": None})
 SDXL = UNetFamily(id="sdxl", label="Stable Diffusion XL", pipeline_class_name="StableDiffusionXLPipeline",
                   aliases=("sd-xl", "xl"), xl=True, lycoris_group="sdxl",
-                  controlnet=ControlNetSupport("ControlNetModel", "StableDiffusionXLControlNetPipeline", ControlledUNet))
+                  controlnet=ControlNetSupport("ControlNetModel", "StableDiffusionXLControlNetPipeline", ControlledUNet),
+                  related_pipelines=("StableDiffusionXLControlNetPipeline", "StableDiffusionXLImg2ImgPipeline"),
+                  text_width=2048,
+                  single_file_types={"xl_base": None, "xl_inpaint": None, "playground-v2-5": None})
 FAMILIES = (SD1X, SD2X, SDXL)

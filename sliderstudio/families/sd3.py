@@ -109,5 +109,6 @@ SD3 = SD3Family(id="sd3", label="Stable Diffusion 3 / 3.5", pipeline_class_name=
                 transformer_class_name="SD3Transformer2DModel",
                 aliases=("sd3.5", "sd3.0", "stable_diffusion_3", "stable_diffusion_3.5", "sd3-medium",
                          "sd3.5-medium", "sd3.5-large"),
-                flavours=("medium", "large"), controlnet=SD3_CONTROLNET, comfy_lycoris=True)
+                flavours=("medium", "large"), controlnet=SD3_CONTROLNET, comfy_lycoris=True,
+                single_file_types={"sd3": "medium", "sd35_medium": "medium", "sd35_large": "large"})
 FAMILIES = (SD3,)

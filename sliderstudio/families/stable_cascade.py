@@ -84,6 +84,11 @@ class StableCascadeFamily(Family):
     def denoiser(self, pipe: Any) -> torch.nn.Module:
         return pipe.prior_prior
 
+    def split_layout_index(self, folder: Path) -> Path | None:
+        """Stability's layout: `prior/` (a pipeline folder, whose index names the prior pipeline) + `decoder/`."""
+        index = folder / "prior" / "model_index.json"
+        return index if index.exists() and (folder / "decoder").is_dir() else None
+
     def skeleton(self, model_dir: Path) -> torch.nn.Module:
         from diffusers import StableCascadeUNet
 
@@ -240,6 +245,8 @@ STABLE_CASCADE = StableCascadeFamily(
     id="stable_cascade", label="Stable Cascade (prior / Stage C)", pipeline_class_name="StableCascadeCombinedPipeline",
     aliases=("stable-cascade", "stablecascade", "wuerstchen", "würstchen", "cascade"),
     prediction="epsilon", extra={"tiny_size": TINY_SIZE},
+    related_pipelines=("StableCascadePriorPipeline",),
+    single_file_types={"stable_cascade_stage_c": None, "stable_cascade_stage_c_lite": None},
     # the CLIP text/image mappers and the per-block key/value mappers of the conditioning
     text_path_markers=DIFFUSERS_TEXT_PATH + ("kv_mapper", "clip_txt_mapper", "clip_txt_pooled_mapper",
                                              "clip_img_mapper"))

@@ -76,5 +76,6 @@ WAN = WanFamily(id="wan", label="Wan 2.1 (video, trained on stills)", pipeline_c
                 transformer_class_name="WanTransformer3DModel", aliases=("wan2.1", "wan21", "wan-2.1", "wan_t2v"),
                 flavours=("t2v-480p-1.3b", "t2v-480p-14b", "t2v-720p-14b"), text_length=512,
                 extra={"tiny_size": TINY_SIZE},
+                single_file_types={"wan-t2v-1.3B": "t2v-480p-1.3b", "wan-t2v-14B": "t2v-480p-14b"},
                 text_path_markers=DIFFUSERS_TEXT_PATH + ("image_embedder",))  # the image-to-video CLIP embedder
 FAMILIES = (WAN,)

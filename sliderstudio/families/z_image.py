@@ -93,6 +93,6 @@ class ZImageFamily(FlowFamily):
 
 Z_IMAGE = ZImageFamily(id="z_image", label="Z-Image", pipeline_class_name="ZImagePipeline",
                        aliases=("zimage", "z-image", "z_image_turbo", "zimage_turbo"), flavours=("turbo", "base"),
-                       comfy_lycoris=True,
+                       comfy_lycoris=True, single_file_types={"z-image-turbo": "turbo"},
                        text_path_markers=DIFFUSERS_TEXT_PATH + ("cap_embedder",))
 FAMILIES = (Z_IMAGE,)
