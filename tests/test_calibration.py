@@ -279,10 +279,10 @@ def test_calibration_off_and_without_prompts(tmp_path, tiny_models):
 
 def test_calibration_finds_where_the_issue_slider_breaks():
     """The demo's size slider of issue #16 (400 steps, before calibration existed, trained on the
-    first-run toy model): on the shipped (world-2) toy model its cyan circle on white turns to noise
-    at -1.5 and -2 with both seeds (its green triangle, which broke at -1.5 on the model before, now
-    holds until -2). Calibrated on those two sweeps, the range stops at -1 and names -1.5 as where it
-    breaks."""
+    first-run toy model): on the shipped (world-5) toy model its cyan circle on white turns to noise
+    at -2 with both seeds and holds at -1.5 (on the world-2 model it broke at -1.5 already; its green
+    triangle on white, which broke at -1.5 on the first models, now holds at -2 too). Calibrated on
+    those two sweeps, the range stops at -1.5 and names -2 as where it breaks."""
     from sliderstudio.engine.calibration_run import Settings, calibrate_file
 
     adapter = DATA / "demo_size_slider_400.safetensors"
@@ -291,10 +291,10 @@ def test_calibration_finds_where_the_issue_slider_breaks():
                         20, 2.0)
     with one_thread():
         cal = calibrate_file(adapter, get_family("sd1x"), "sliderstudio:toy", settings)
-    assert cal.recommended == (-1.0, 1.0)
-    assert cal.breaks == {"negative": -1.5, "positive": None}
-    assert [sw["broken"][:3] for sw in cal.sweeps] == [["noise", "noise", None]] * 2  # -2, -1.5 broken; -1 fine
-    assert all(b is None for sw in cal.sweeps for b in sw["broken"][2:])
+    assert cal.recommended == (-1.5, 1.0)
+    assert cal.breaks == {"negative": -2.0, "positive": None}
+    assert [sw["broken"][:2] for sw in cal.sweeps] == [["noise", None]] * 2  # -2 broken; -1.5 fine
+    assert all(b is None for sw in cal.sweeps for b in sw["broken"][1:])
     assert cal.measure == "attribute:area" and cal.images == 14
 
 

@@ -10,7 +10,7 @@ import sliderstudio
 from sliderstudio.kernel.resources import toy_model_dir
 from sliderstudio.toy.metrics import measure_image
 from sliderstudio.toy.demo_project import concept_attribute, write_demo_project
-from sliderstudio.toy.world import ShapeSpec, caption
+from sliderstudio.toy.world import SHAPE_COLOURS, ShapeSpec, caption
 from PIL import Image
 
 CONFIG_KEYS = {
@@ -40,8 +40,11 @@ def test_size_project_files_and_pairs(tmp_path):
         assert ma.shape_colour == mb.shape_colour and ma.background_colour == mb.background_colour
         assert np.hypot(ma.centroid[0] - mb.centroid[0], ma.centroid[1] - mb.centroid[1]) < 0.03
         assert (big / f"{stem}.txt").read_text() == (small / f"{stem}.txt").read_text()
-        # the shared caption is the pair's middle's: never the big half's "large" / "slightly large"
-        assert "large" not in (big / f"{stem}.txt").read_text()
+        # the shared caption is the pair's middle's (width 0.54-0.62: the plain class, at its ends "slightly
+        # small" / "slightly large"), never either half's ("tiny" / "small", "large" / "huge")
+        words = (big / f"{stem}.txt").read_text().split()
+        size_words = words[1:next(i for i, w in enumerate(words) if w in SHAPE_COLOURS)]
+        assert size_words in ([], ["slightly", "small"], ["slightly", "large"]), words
 
 
 def test_a_pair_is_captioned_by_its_middle():
@@ -49,7 +52,7 @@ def test_a_pair_is_captioned_by_its_middle():
     from sliderstudio.toy.demo_project import pair_caption
 
     small, big = ShapeSpec("circle", "red", "blue", 0.25), ShapeSpec("circle", "red", "blue", 0.75)
-    assert caption(small).split()[1] == "small" and caption(big).split()[1] == "large"
+    assert caption(small).split()[1] == "tiny" and caption(big).split()[1] == "huge"
     assert pair_caption(big, small) == "a red circle on a blue background"            # middle width 0.559
     assert pair_caption(big.with_(size=0.65), small.with_(size=0.22)) == \
         "a slightly small red circle on a blue background"                           # middle width 0.485

@@ -254,7 +254,9 @@ def test_demo_image_slider_meets_the_targets(tmp_path):
     # strength 0 is the base model
     assert [m for m in misses if not m.startswith(("smoothness=", "range="))] == [], figures
     assert figures["collapsed"] == 0 and figures["name_changes"] == 0 and figures["base_identical"]
-    if misses:  # not met yet by any measured variant: smoothness <= 0.3 (default 0.39), range >= 0.35 (0.146)
+    # not met yet by any measured variant: range >= 0.35 (this run, world 5: 0.201); smoothness <= 0.3 is
+    # met by this training seed (0.289) but not over four (0.333, docs/TRAINING.md "World 5")
+    if misses:
         pytest.xfail(f"issue #16 targets still missed: {misses}")
 
 

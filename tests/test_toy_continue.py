@@ -90,7 +90,7 @@ def _encoder(vocab_size: int, seed: int):
 def test_a_new_world_word_keeps_every_learned_token_row():
     from sliderstudio.toy.vocab import build_tokenizer, world_words
 
-    new_tok = build_tokenizer()
+    new_tok = build_tokenizer(world_words(2))
     old_tok = build_tokenizer(world_words(1))  # the first world's 17 words: the first model's 105 tokens
     old_vocab, new_vocab = old_tok.get_vocab(), new_tok.get_vocab()
     assert len(old_vocab) == 105 and len(new_vocab) > len(old_vocab)
@@ -106,8 +106,31 @@ def test_a_new_world_word_keeps_every_learned_token_row():
         a = old(old_tok(text, return_tensors="pt").input_ids)[0]
         b = fresh(new_tok(text, return_tensors="pt").input_ids)[0]
     assert torch.allclose(a, b, atol=1e-6)
-    assert train_base.added_words(old_vocab, world_words()) == ["slightly"]
+    assert train_base.added_words(old_vocab, world_words(2)) == ["slightly"]
     assert train_base.match_vocabulary(old, old_vocab, dict(old_vocab), seed=0) is old
+
+
+def test_new_words_that_change_the_merges_keep_every_word_row():
+    """World 2 → 5 adds "huge" and "tiny", which changes the learned merges: some intermediate pieces
+    (e.g. "arg") are no longer tokens, but every word of the old world is still one token and keeps
+    its learned row, so an old prompt encodes exactly as before."""
+    from sliderstudio.toy.vocab import build_tokenizer, world_words
+
+    old_tok, new_tok = build_tokenizer(world_words(2)), build_tokenizer(world_words(5))
+    old_vocab, new_vocab = old_tok.get_vocab(), new_tok.get_vocab()
+    assert set(old_vocab) - set(new_vocab)  # the merges did change
+    assert train_base.added_words(old_vocab, world_words(5)) == ["huge", "tiny"]
+    old = _encoder(len(old_vocab), seed=0)
+    fresh = train_base.match_vocabulary(old, old_vocab, new_vocab, seed=0)
+    rows_old, rows_new = old.get_input_embeddings().weight, fresh.get_input_embeddings().weight
+    for word in world_words(2):
+        token = word + "</w>"
+        assert torch.equal(rows_new[new_vocab[token]], rows_old[old_vocab[token]]), word
+    text = "a slightly large red circle on a blue background"
+    with torch.no_grad():
+        a = old(old_tok(text, return_tensors="pt").input_ids)[0]
+        b = fresh(new_tok(text, return_tensors="pt").input_ids)[0]
+    assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_a_log_from_before_world_versions_replays_world_1():
@@ -130,6 +153,8 @@ def test_quality_reads_the_world_a_model_was_last_trained_on(tmp_path):
                                                             "continued": {"world": 2, "reproduce": "y"}}))
     assert model_world(tmp_path) == 2
     assert model_world(MODEL) == json.loads((MODEL / "training_log.json").read_text())["continued"]["world"]
+    # the shipped model knows the captions the demo writes: it was last trained on today's world
+    assert model_world(MODEL) == WORLD
 
 
 def test_matching_a_vocabulary_leaves_the_saved_encoder_as_it_was():

@@ -55,6 +55,7 @@ def test_the_first_world_keeps_its_three_classes():
 @pytest.mark.parametrize("world, order", [
     (2, ["small", "slightly small", None, "slightly large", "large"]),
     (4, ["tiny", "small", "slightly small", None, "slightly large", "large", "huge"]),
+    (5, ["tiny", "small", "slightly small", None, "slightly large", "large", "huge"]),
 ])
 def test_size_classes_are_ordered_and_equal_in_area(world, order):
     """Classes of equal area: the caption names size in steps an area dial can follow."""
@@ -73,12 +74,14 @@ def test_world_4_draws_centres_independently_of_size():
         xs = [s.cx for s in random_specs(9, 6000, world=world) if lo <= s.size < hi]
         return float(np.std(xs))
 
-    for world in (2, 4):
+    for world in (2, 4, 5):
         for spec in random_specs(9, 400, world=world):
             (xlo, xhi), (ylo, yhi) = centre_range(spec.size, spec.kind)
             assert xlo - 1e-4 <= spec.cx <= xhi + 1e-4 and ylo - 1e-4 <= spec.cy <= yhi + 1e-4
     assert spread(4, 0.45, 0.55) > 1.3 * spread(2, 0.45, 0.55)
     assert spread(4, 0.7, 0.8) > 1.3 * spread(2, 0.7, 0.8)
+    # world 5 is world 4's classes with world 2's placement: the same centres as world 2's
+    assert [(s.cx, s.cy) for s in random_specs(9, 50, world=5)] == [(s.cx, s.cy) for s in random_specs(9, 50, world=2)]
     # a centre sits on its box's edge exactly as often as a draw from the smallest shape's box
     # falls outside it
     (flo, fhi), _ = centre_range(SIZE_MIN)
