@@ -48,6 +48,10 @@ def adapter_file(path: Path, family: str | None) -> Path:
     ("StableDiffusionPipeline", {"unet": {"cross_attention_dim": 768}}, "sd1x", None),
     ("StableDiffusionPipeline", {"unet": {"cross_attention_dim": 1024}}, "sd2x", "epsilon"),
     ("StableDiffusionPipeline", {"scheduler": {"prediction_type": "v_prediction"}}, "sd2x", "v-prediction"),
+    # a custom text width names neither: the scheduler decides, as with no width at all
+    ("StableDiffusionPipeline", {"unet": {"cross_attention_dim": 1280},
+                                 "scheduler": {"prediction_type": "v_prediction"}}, "sd2x", "v-prediction"),
+    ("StableDiffusionPipeline", {"unet": {"cross_attention_dim": 1280}}, "sd1x", None),
 ])
 def test_model_index_names_the_family(tmp_path, class_name, configs, family, flavour):
     found = detect_model(str(model_folder(tmp_path / "m", class_name, **configs)))

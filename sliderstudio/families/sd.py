@@ -39,11 +39,14 @@ class UNetFamily(Family):
     text_width: int | None = None
 
     def folder_evidence(self, folder: Path) -> str | None:
-        """The text width when the UNet's config has one; else the scheduler's prediction type
-        (v-prediction only ever means the family that has a v-prediction flavour)."""
+        """The text width when the UNet's config has one of the UNet families' widths; else (no width, or
+        a custom one) the scheduler's prediction type (v-prediction only ever means the family that has a
+        v-prediction flavour)."""
         width = component_config(folder, "unet").get("cross_attention_dim")
-        if width is not None:
-            return f"cross_attention_dim {width}" if width == self.text_width else None
+        if width == self.text_width:
+            return f"cross_attention_dim {width}"
+        if width in UNET_TEXT_WIDTHS:  # another UNet family's width
+            return None
         v_pred = component_config(folder, "scheduler").get("prediction_type") == "v_prediction"
         if v_pred == ("v-prediction" in self.flavours):
             return "v-prediction" if v_pred else "ε-prediction"
@@ -149,3 +152,4 @@ SDXL = UNetFamily(id="sdxl", label="Stable Diffusion XL", pipeline_class_name="S
                   text_width=2048,
                   single_file_types={"xl_base": None, "xl_inpaint": None, "playground-v2-5": None})
 FAMILIES = (SD1X, SD2X, SDXL)
+UNET_TEXT_WIDTHS = frozenset(f.text_width for f in FAMILIES)
