@@ -99,3 +99,39 @@ def test_toy_model_dir_is_the_checkouts_top_level_resources():
     p = toy_model_dir()
     root = Path(sliderstudio.__file__).resolve().parents[1]
     assert p == root / "resources" / "toy-model" and (p / "model_index.json").is_file()
+
+
+def _subject_of(caption_text: str) -> tuple[str, str, str]:
+    words = caption_text.split()
+    colour = next(w for w in words if w in SHAPE_COLOURS)
+    return words[words.index(colour) + 1], colour, words[words.index("on") + 2]
+
+
+@pytest.mark.parametrize("concept", ["size", "brightness"])
+def test_no_demo_caption_is_a_held_out_subject(tmp_path, concept):
+    """The slider checks' held-out prompts are never training captions, whatever the data seed: seed 0's
+    size data once drew "a yellow triangle on a gray background", one of the eight held-out prompts."""
+    from sliderstudio.toy.sweep_check import HELD_OUT_PROMPTS
+    from sliderstudio.toy.world import EVAL_SUBJECTS, plain_prompt
+
+    assert HELD_OUT_PROMPTS == tuple(plain_prompt(*s) for s in EVAL_SUBJECTS)
+    assert "a yellow triangle on a gray background" in HELD_OUT_PROMPTS
+    drawn = set()
+    for seed in range(12):
+        root = write_demo_project(tmp_path / f"{concept}{seed}", concept=concept, pairs=8, seed=seed,
+                                  levels=(1.0,))
+        captions = [p.read_text() for p in (root / "data").rglob("*.txt")]
+        assert len(captions) == 8 * 2 + 8
+        drawn |= {_subject_of(c) for c in captions}
+    assert not drawn & set(EVAL_SUBJECTS)
+    assert len(drawn) > 40  # the rest of the world is still drawn: only the evaluation subjects are kept out
+
+
+def test_the_size_demo_data_of_seed_0_keeps_its_subjects_apart_from_the_held_out_prompts(tmp_path):
+    """Regression: the documented figures train on seed 0's data (docs/TRAINING.md)."""
+    from sliderstudio.toy.sweep_check import HELD_OUT_PROMPTS
+
+    root = write_demo_project(tmp_path / "p", seed=0)
+    plain = {" ".join(w for w in p.read_text().split() if w not in {"tiny", "small", "slightly", "large", "huge"})
+             for p in (root / "data").rglob("*.txt")}
+    assert not plain & set(HELD_OUT_PROMPTS)

@@ -68,3 +68,13 @@ def test_full_text_slider_meets_the_quality_bar(tmp_path):
     report = tmp_path / "text" / "report"
     shapes = [measure_image(Image.open(report / e["image"])) for e in json.loads((report / "sweep.json").read_text())]
     assert all(m.kind != "none" for m in shapes)           # no collapsed image at any strength in [-1, 1]
+
+
+def test_text_demo_subjects_keep_clear_of_the_slider_checks_held_out_subjects():
+    """Neither the text slider's training subjects nor its own evaluation ones are the world's evaluation
+    subjects, so benchmarks/slider_variants.py --text sweeps prompts the slider never trained on."""
+    from sliderstudio.toy.text_demo import EVAL_SUBJECTS as TEXT_EVAL, TRAIN_SUBJECTS
+    from sliderstudio.toy.world import EVAL_SUBJECTS
+
+    assert not set(TRAIN_SUBJECTS) & set(EVAL_SUBJECTS)
+    assert not set(TRAIN_SUBJECTS) & set(TEXT_EVAL)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from sliderstudio.toy.world import ShapeSpec, caption, centre_range, random_spec, render
+from sliderstudio.toy.world import EVAL_SUBJECTS, ShapeSpec, caption, centre_range, random_spec, render, subject
 
 #: Images are written at 64 px; the config trains at 32 (the engine resizes), as a user's
 #: photos would be larger than the training resolution.
@@ -55,6 +55,15 @@ class DemoConcept:
     make_pairs: Callable[[random.Random, tuple[float, ...]], list[tuple[ShapeSpec, ShapeSpec]]]
 
 
+def draw_spec(rng: random.Random, size_range: tuple[float, float] | None = None) -> ShapeSpec:
+    """A random spec whose subject is not one the world keeps for evaluation (`world.EVAL_SUBJECTS`):
+    redrawn until it is not, so a slider trained on demo data is always judged on prompts it never saw."""
+    while True:
+        spec = random_spec(rng) if size_range is None else random_spec(rng, size_range=size_range)
+        if subject(spec) not in EVAL_SUBJECTS:
+            return spec
+
+
 def _size_pairs(rng: random.Random, levels: tuple[float, ...],
                 widths: tuple[tuple[float, float], tuple[float, float]] | None = None) -> list[tuple[ShapeSpec, ShapeSpec]]:
     """Big vs small twins at each intensity: same kind, colours and centre (chosen so the biggest fits).
@@ -64,7 +73,7 @@ def _size_pairs(rng: random.Random, levels: tuple[float, ...],
     strength steps ask for equal area steps.
     """
     small_range, big_range = widths or (SMALL_WIDTHS, BIG_WIDTHS)
-    base = random_spec(rng)
+    base = draw_spec(rng)
     big, small = rng.uniform(*big_range), rng.uniform(*small_range)
     (xlo, xhi), (ylo, yhi) = centre_range(big, base.kind)
     cx, cy = rng.uniform(xlo, xhi), rng.uniform(ylo, yhi)
@@ -79,9 +88,9 @@ def _size_pairs(rng: random.Random, levels: tuple[float, ...],
 def _brightness_pairs(rng: random.Random, levels: tuple[float, ...]) -> list[tuple[ShapeSpec, ShapeSpec]]:
     """Brighter vs darker shape colour (shade ±0.8 at intensity 1), all else equal. Backgrounds
     exclude dark blue, on which a darkened blue shape would vanish."""
-    base = random_spec(rng, size_range=(0.4, 0.7))
+    base = draw_spec(rng, size_range=(0.4, 0.7))
     while base.background == "blue":
-        base = random_spec(rng, size_range=(0.4, 0.7))
+        base = draw_spec(rng, size_range=(0.4, 0.7))
     return [(base.with_(shade=0.8 * m), base.with_(shade=-0.8 * m)) for m in levels]
 
 
@@ -215,7 +224,7 @@ def write_demo_project(workdir: Path, concept: str = "size", pairs: int = 6, see
             _write_image(dirs[pos_id], f"pair_{i:03d}", pos, text)
             _write_image(dirs[neg_id], f"pair_{i:03d}", neg, text)
     for i in range(max(4, pairs)):
-        spec = random_spec(rng)
+        spec = draw_spec(rng)
         _write_image(dirs["neutral"], f"image_{i:03d}", spec, caption(spec))
     _write_json(root / "config.json", {**project_config(seed, max_train_steps), **(config or {})})
     _write_json(root / "multidatabackend.json", data_backends(concept, tuple(levels), full_strength, strength_power))

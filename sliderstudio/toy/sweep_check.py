@@ -18,19 +18,11 @@ import numpy as np
 from sliderstudio.toy.metrics import (
     SweepMetrics, aggregate, measure_image, spearman, sweep_metrics, to_array,
 )
-from sliderstudio.toy.world import BACKGROUND_COLOURS, SHAPE_COLOURS
+from sliderstudio.toy.world import BACKGROUND_COLOURS, EVAL_SUBJECTS, SHAPE_COLOURS, plain_prompt
 
-#: Held-out prompts: every kind, colour and background, none of them a demo training caption.
-HELD_OUT_PROMPTS: tuple[str, ...] = (
-    "a red square on a white background",
-    "a blue circle on a black background",
-    "a yellow triangle on a gray background",
-    "a cyan square on a blue background",
-    "a purple triangle on a white background",
-    "a green circle on a gray background",
-    "a red triangle on a black background",
-    "a cyan circle on a white background",
-)
+#: Held-out prompts: the plain prompts of the world's evaluation subjects, which no demo project
+#: draws (every kind, colour and background; none of them a demo training caption).
+HELD_OUT_PROMPTS: tuple[str, ...] = tuple(plain_prompt(*s) for s in EVAL_SUBJECTS)
 HELD_OUT_SEEDS: tuple[int, ...] = (101, 202, 303)
 #: 9 evenly spaced strengths over the promised range, and the ones beyond it that the docs describe.
 STRENGTHS: tuple[float, ...] = tuple(round(-1 + 0.25 * i, 2) for i in range(9))

@@ -192,6 +192,27 @@ def random_spec(rng: random.Random, size_range: tuple[float, float] = (SIZE_MIN,
     return ShapeSpec(kind, colour, background, round(size, 4), round(cx, 4), round(cy, 4))
 
 
+#: (kind, shape colour, background) the world keeps for judging sliders on prompts they never saw:
+#: `toy.sweep_check` sweeps these subjects' plain prompts, and no demo project draws them
+#: (`toy.demo_project`), so a held-out prompt can never also be a training caption. Every kind, shape
+#: colour and background appears at least once.
+EVAL_SUBJECTS: tuple[tuple[str, str, str], ...] = (
+    ("square", "red", "white"), ("circle", "blue", "black"), ("triangle", "yellow", "gray"),
+    ("square", "cyan", "blue"), ("triangle", "purple", "white"), ("circle", "green", "gray"),
+    ("triangle", "red", "black"), ("circle", "cyan", "white"),
+)
+
+
+def subject(spec: ShapeSpec) -> tuple[str, str, str]:
+    """(kind, shape colour, background): what a caption names besides the size."""
+    return spec.kind, spec.colour, spec.background
+
+
+def plain_prompt(kind: str, colour: str, background: str) -> str:
+    """The caption of a subject in the middle size class (no size word)."""
+    return f"a {colour} {kind} on a {background} background"
+
+
 def random_specs(seed: int, n: int, size_range: tuple[float, float] = (SIZE_MIN, SIZE_MAX),
                  world: int = WORLD) -> list[ShapeSpec]:
     """`n` specs from one seed; the training script and the held-out evaluation use disjoint seeds."""
