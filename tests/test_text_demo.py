@@ -71,8 +71,8 @@ def test_full_text_slider_meets_the_quality_bar(tmp_path):
 
 
 def test_text_demo_subjects_keep_clear_of_the_slider_checks_held_out_subjects():
-    """Neither the text slider's training subjects nor its own evaluation ones are the world's evaluation
-    subjects, so benchmarks/slider_variants.py --text sweeps prompts the slider never trained on."""
+    """The text slider's training subjects are neither the world's evaluation subjects nor its own, so
+    both benchmarks/slider_variants.py --text and the demo sweep prompts the slider never trained on."""
     from sliderstudio.toy.text_demo import EVAL_SUBJECTS as TEXT_EVAL, TRAIN_SUBJECTS
     from sliderstudio.toy.world import EVAL_SUBJECTS
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from sliderstudio.toy.world import EVAL_SUBJECTS, ShapeSpec, caption, centre_range, random_spec, render, subject
+from sliderstudio.toy.world import (
+    EVAL_SUBJECTS, SIZE_MAX, SIZE_MIN, ShapeSpec, caption, centre_range, random_spec, render, subject,
+)
 
 #: Images are written at 64 px; the config trains at 32 (the engine resizes), as a user's
 #: photos would be larger than the training resolution.
@@ -55,11 +57,11 @@ class DemoConcept:
     make_pairs: Callable[[random.Random, tuple[float, ...]], list[tuple[ShapeSpec, ShapeSpec]]]
 
 
-def draw_spec(rng: random.Random, size_range: tuple[float, float] | None = None) -> ShapeSpec:
+def draw_spec(rng: random.Random, size_range: tuple[float, float] = (SIZE_MIN, SIZE_MAX)) -> ShapeSpec:
     """A random spec whose subject is not one the world keeps for evaluation (`world.EVAL_SUBJECTS`):
     redrawn until it is not, so a slider trained on demo data is always judged on prompts it never saw."""
     while True:
-        spec = random_spec(rng) if size_range is None else random_spec(rng, size_range=size_range)
+        spec = random_spec(rng, size_range)
         if subject(spec) not in EVAL_SUBJECTS:
             return spec
 

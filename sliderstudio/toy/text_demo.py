@@ -18,6 +18,7 @@ from sliderstudio.engine.project import load_project
 from sliderstudio.engine.trainer import Trainer
 from sliderstudio.toy.demo_project import project_config
 from sliderstudio.toy.report import SweepItem, write_report
+from sliderstudio.toy.world import plain_prompt
 from sliderstudio.families.registry import get_family
 
 #: (kind, shape colour, background) the slider trains on: every kind, colour and background at least once.
@@ -60,18 +61,13 @@ class TextSliderSettings:
     negative_word: str = "small"
 
 
-def subject(kind: str, colour: str, background: str, size_word: str = "") -> str:
-    words = ["a", *([size_word] if size_word else []), colour, kind, "on", "a", background, "background"]
-    return " ".join(words)
-
-
 def text_pairs(settings: TextSliderSettings) -> list[dict]:
     """slider_text_pairs: one pair per training subject, "large" vs "small" (the settings' words) around
     the plain prompt."""
     return [{"id": f"{colour}-{kind}-{background}",
-             "positive": subject(kind, colour, background, settings.positive_word),
-             "negative": subject(kind, colour, background, settings.negative_word),
-             "neutral": subject(kind, colour, background),
+             "positive": plain_prompt(kind, colour, background, settings.positive_word),
+             "negative": plain_prompt(kind, colour, background, settings.negative_word),
+             "neutral": plain_prompt(kind, colour, background),
              "guidance": settings.guidance, "strength": settings.strength, "samples": settings.samples,
              **({"negative_guidance": settings.negative_guidance} if settings.negative_guidance else {})}
             for kind, colour, background in TRAIN_SUBJECTS]
@@ -87,13 +83,13 @@ def write_text_project(workdir: Path, settings: TextSliderSettings = TextSliderS
                   validation_steps=0, checkpointing_steps=0, slider_text_pairs=text_pairs(settings))
     (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (root / "multidatabackend.json").write_text("[]\n")
-    library = {f"{colour}_{kind}": subject(kind, colour, background) for kind, colour, background in CALIBRATION_SUBJECTS}
+    library = {f"{colour}_{kind}": plain_prompt(kind, colour, background) for kind, colour, background in CALIBRATION_SUBJECTS}
     (root / config["user_prompt_library"]).write_text(json.dumps(library, indent=2) + "\n")
     return root
 
 
 def eval_prompts() -> list[str]:
-    return [subject(*s) for s in EVAL_SUBJECTS]
+    return [plain_prompt(*s) for s in EVAL_SUBJECTS]
 
 
 def run_text_demo(workdir: Path, settings: TextSliderSettings = TextSliderSettings(),

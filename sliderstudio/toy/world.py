@@ -208,9 +208,10 @@ def subject(spec: ShapeSpec) -> tuple[str, str, str]:
     return spec.kind, spec.colour, spec.background
 
 
-def plain_prompt(kind: str, colour: str, background: str) -> str:
-    """The caption of a subject in the middle size class (no size word)."""
-    return f"a {colour} {kind} on a {background} background"
+def plain_prompt(kind: str, colour: str, background: str, size_word: str = "") -> str:
+    """A subject's prompt in the captions' form, without a size word unless given (the middle class)."""
+    words = ["a", *([size_word] if size_word else []), colour, kind, "on", "a", background, "background"]
+    return " ".join(words)
 
 
 def random_specs(seed: int, n: int, size_range: tuple[float, float] = (SIZE_MIN, SIZE_MAX),
