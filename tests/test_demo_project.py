@@ -47,6 +47,25 @@ def test_size_project_files_and_pairs(tmp_path):
         assert size_words in ([], ["slightly", "small"], ["slightly", "large"]), words
 
 
+def test_size_pairs_sit_where_the_world_places_every_shape():
+    """World 6 draws every centre from the box the largest shape allows; the demo's pairs do too, so both
+    twins share one centre that the world could have drawn for either, whatever their sizes."""
+    import random
+
+    from sliderstudio.toy.demo_project import LEVELS, _size_pairs
+    from sliderstudio.toy.world import SIZE_MAX, WORLD, WORLDS, centre_range
+
+    assert WORLDS[WORLD].placement == "central"
+    rng = random.Random(4)
+    for _ in range(40):
+        pairs = _size_pairs(rng, LEVELS)
+        centres = {(s.cx, s.cy) for pair in pairs for s in pair}
+        assert len(centres) == 1
+        (cx, cy), kind = centres.pop(), pairs[0][0].kind
+        (xlo, xhi), (ylo, yhi) = centre_range(SIZE_MAX, kind)
+        assert xlo - 1e-4 <= cx <= xhi + 1e-4 and ylo - 1e-4 <= cy <= yhi + 1e-4, (kind, cx, cy)
+
+
 def test_a_pair_is_captioned_by_its_middle():
     """The caption names the size half-way in area between the halves (strength 0), not either half."""
     from sliderstudio.toy.demo_project import pair_caption
@@ -64,12 +83,13 @@ def test_config_files(tmp_path):
     root = write_demo_project(tmp_path, pairs=2, seed=3, max_train_steps=123)
     cfg = json.loads((root / "config.json").read_text())
     assert set(cfg) == CONFIG_KEYS
-    assert cfg["max_train_steps"] == 123 and cfg["seed"] == 3 and cfg["slider_preserve_weight"] == 3.0
+    assert cfg["max_train_steps"] == 123 and cfg["seed"] == 3 and cfg["slider_preserve_weight"] == 1.0
     assert cfg["pretrained_model_name_or_path"] == "sliderstudio:toy" and cfg["resolution"] == 32
     backends = json.loads((root / cfg["data_backend_config"]).read_text())
+    # the size concept's intensities m train at 0.6·m^0.7 (docs/TRAINING.md, "World 6")
     assert [(b["id"], b["slider_strength"]) for b in backends] == [
-        ("bigger_025", 0.25), ("smaller_025", -0.25), ("bigger_050", 0.5), ("smaller_050", -0.5),
-        ("bigger_075", 0.75), ("smaller_075", -0.75), ("bigger", 1.0), ("smaller", -1.0), ("neutral", 0.0)]
+        ("bigger_025", 0.2274), ("smaller_025", -0.2274), ("bigger_050", 0.3693), ("smaller_050", -0.3693),
+        ("bigger_075", 0.4906), ("smaller_075", -0.4906), ("bigger", 0.6), ("smaller", -0.6), ("neutral", 0.0)]
     for b in backends:
         assert (root / b["instance_data_dir"]).is_dir()
         assert b["type"] == "local" and b["caption_strategy"] == "textfile"
@@ -80,6 +100,10 @@ def test_config_files(tmp_path):
 def test_brightness_concept(tmp_path):
     root = write_demo_project(tmp_path, concept="brightness", pairs=3)
     assert concept_attribute("brightness") == "brightness" and concept_attribute("size") == "area"
+    strengths = [b["slider_strength"] for b in json.loads((root / "multidatabackend.json").read_text())]
+    assert strengths == [0.25, -0.25, 0.5, -0.5, 0.75, -0.75, 1.0, -1.0, 0.0]  # linear, full pair at ±1
+    explicit = write_demo_project(tmp_path / "linear", pairs=1, full_strength=1.0, strength_power=1.0)
+    assert [b["slider_strength"] for b in json.loads((explicit / "multidatabackend.json").read_text())] == strengths
     for stem in _stems(root / "data" / "brighter", "png"):
         a = measure_image(Image.open(root / "data" / "brighter" / f"{stem}.png"))
         b = measure_image(Image.open(root / "data" / "darker" / f"{stem}.png"))

@@ -95,6 +95,27 @@ def test_world_4_draws_centres_independently_of_size():
         [(s.kind, s.size) for s in random_specs(5, 50, world=2)]
 
 
+def test_world_6_draws_every_centre_where_the_largest_shape_could_sit():
+    """Central placement: one box for every size (the largest shape's), so the centre's spread is the
+    same for small and big shapes, every shape of any size fits, and kinds, colours and sizes are
+    world 5's for the same seed (only the centres change)."""
+    specs = random_specs(9, 6000, world=6)
+    for spec in specs:
+        (xlo, xhi), (ylo, yhi) = centre_range(SIZE_MAX, spec.kind)
+        assert xlo - 1e-4 <= spec.cx <= xhi + 1e-4 and ylo - 1e-4 <= spec.cy <= yhi + 1e-4
+        (xlo, xhi), (ylo, yhi) = centre_range(spec.size, spec.kind)
+        assert xlo - 1e-4 <= spec.cx <= xhi + 1e-4 and ylo - 1e-4 <= spec.cy <= yhi + 1e-4
+    small = [s.cx for s in specs if s.size < 0.4]
+    big = [s.cx for s in specs if s.size >= 0.7]
+    assert abs(np.mean(small) - 0.5) < 0.005 and abs(np.mean(big) - 0.5) < 0.005
+    assert abs(np.std(small) - np.std(big)) < 0.004
+    assert abs(np.std(small) - 0.12 / 12 ** 0.5) < 0.003  # uniform over the largest shape's 0.12-wide box
+    relative = [s.cx for s in random_specs(9, 6000, world=5) if s.size < 0.4]
+    assert np.std(relative) > 4 * np.std(small)  # world 5 spreads small shapes over the frame
+    assert [(s.kind, s.colour, s.size) for s in random_specs(5, 50, world=6)] == \
+        [(s.kind, s.colour, s.size) for s in random_specs(5, 50, world=5)]
+
+
 def test_sizes_are_uniform_in_area_now_and_in_width_in_the_first_world():
     area = np.array([s.size for s in random_specs(5, 4000, world=2)]) ** 2
     width = np.array([s.size for s in random_specs(5, 4000, world=1)])

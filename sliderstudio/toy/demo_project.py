@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from sliderstudio.toy.world import (
-    EVAL_SUBJECTS, SIZE_MAX, SIZE_MIN, ShapeSpec, caption, centre_range, random_spec, render, subject,
+    EVAL_SUBJECTS, SIZE_MAX, SIZE_MIN, ShapeSpec, caption, draw_centre, random_spec, render, subject,
 )
 
 #: Images are written at 64 px; the config trains at 32 (the engine resizes), as a user's
@@ -25,8 +25,16 @@ TRAIN_RESOLUTION = 32
 #: Concept intensities drawn per pair (1 = the full before/after), each trained at that slider
 #: strength, as Concept Sliders' image sliders train one folder per scale (docs/TRAINING.md).
 LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-#: The slider strength of the full-intensity pair (before issue #16 the pair trained at ±0.5).
+#: The slider strength of the full-intensity pair, unless a concept says otherwise (before issue #16
+#: the pair trained at ±0.5).
 FULL_STRENGTH = 1.0
+#: The size concept's: its full pair trains at ±0.6 and intensity m at strength 0.6·m^0.7, so the
+#: dial's ±1 asks for more than the data's size change (trained at ±1 the slider stops at about two
+#: thirds of its data's range) and its middle strengths for less (a slider that extrapolates is
+#: steepest in the middle). On the world-6 toy model that reaches the area range the issue asks for
+#: (≥ 0.35) with even steps (docs/TRAINING.md, "World 6").
+SIZE_FULL_STRENGTH = 0.6
+SIZE_STRENGTH_POWER = 0.7
 #: Widths (fraction of the image) of the full pair's small and big shape. The toy model draws
 #: widths 0.2-0.8; the area range a size slider can show is bounded by its data's (docs/TRAINING.md).
 #: Chosen so that every pair's middle (its caption, `pair_caption`) is the plain prompt's size class,
@@ -55,6 +63,8 @@ class DemoConcept:
     negative: str
     attribute: str  # slider_metrics attribute that should rise with strength
     make_pairs: Callable[[random.Random, tuple[float, ...]], list[tuple[ShapeSpec, ShapeSpec]]]
+    full_strength: float = FULL_STRENGTH  # the slider strength the full-intensity pair trains at
+    strength_power: float = 1.0  # intensity m trains at full_strength · m^strength_power
 
 
 def draw_spec(rng: random.Random, size_range: tuple[float, float] = (SIZE_MIN, SIZE_MAX)) -> ShapeSpec:
@@ -77,8 +87,7 @@ def _size_pairs(rng: random.Random, levels: tuple[float, ...],
     small_range, big_range = widths or (SMALL_WIDTHS, BIG_WIDTHS)
     base = draw_spec(rng)
     big, small = rng.uniform(*big_range), rng.uniform(*small_range)
-    (xlo, xhi), (ylo, yhi) = centre_range(big, base.kind)
-    cx, cy = rng.uniform(xlo, xhi), rng.uniform(ylo, yhi)
+    cx, cy = draw_centre(rng, big, base.kind)
 
     def at(t: float) -> ShapeSpec:
         size = (small ** 2 + t * (big ** 2 - small ** 2)) ** 0.5
@@ -97,7 +106,7 @@ def _brightness_pairs(rng: random.Random, levels: tuple[float, ...]) -> list[tup
 
 
 CONCEPTS: dict[str, DemoConcept] = {
-    "size": DemoConcept("size", "bigger", "smaller", "area", _size_pairs),
+    "size": DemoConcept("size", "bigger", "smaller", "area", _size_pairs, SIZE_FULL_STRENGTH, SIZE_STRENGTH_POWER),
     "brightness": DemoConcept("brightness", "brighter", "darker", "brightness", _brightness_pairs),
 }
 
@@ -149,9 +158,9 @@ def project_config(seed: int, max_train_steps: int) -> dict:
         "validation_guidance": 2.0, "validation_seed": 0, "user_prompt_library": "prompt_library.json",
         "checkpointing_steps": 100, "slider_pairing": "auto", "slider_neutral_mode": "preserve",
         "slider_step_mode": "cycle",  # +s, −s and the anchor in one forward per step (docs/TRAINING.md)
-        # the anchor weighs 3: on the world-2 toy model the most even dial with the least drift (docs/TRAINING.md;
-        # the demo's image slider on world 5 is measured with it)
-        "slider_preserve_weight": 3.0,
+        # the anchor weighs 1 on the world-6 toy model: as even as 3 and reaching further (docs/TRAINING.md,
+        # "World 6"); 3 had been the most even with the least drift on the world-2 and world-5 models
+        "slider_preserve_weight": 1.0,
     }
 
 
@@ -171,10 +180,14 @@ def level_ids(concept: str, level: float) -> tuple[str, str]:
 
 
 def data_backends(concept: str, levels: tuple[float, ...] = LEVELS,
-                  full_strength: float = FULL_STRENGTH, strength_power: float = 1.0) -> list[dict]:
+                  full_strength: float | None = None, strength_power: float | None = None) -> list[dict]:
     """multidatabackend.json: a positive (+m^p·full) and a negative (−m^p·full) bucket per intensity m,
-    and the neutral (0) bucket. `strength_power` p maps intensity to trained strength (1: linear;
-    > 1 asks for more of the concept at mid strengths, a lever measured in docs/TRAINING.md)."""
+    and the neutral (0) bucket. `full_strength` and `strength_power` None are the concept's own; the
+    power p maps intensity to trained strength (1: linear; > 1 asks for more of the concept at mid
+    strengths, < 1 for less: levers measured in docs/TRAINING.md)."""
+    c = _concept(concept)
+    full_strength = c.full_strength if full_strength is None else full_strength
+    strength_power = c.strength_power if strength_power is None else strength_power
     if strength_power <= 0:
         raise ValueError(f"strength_power must be > 0, got {strength_power!r}")
     out = []
@@ -192,9 +205,9 @@ def _check_levels(levels: tuple[float, ...]) -> None:
 
 def write_demo_project(workdir: Path, concept: str = "size", pairs: int = 6, seed: int = 0,
                        max_train_steps: int = 200, levels: tuple[float, ...] = LEVELS,
-                       full_strength: float = FULL_STRENGTH, config: dict | None = None,
+                       full_strength: float | None = None, config: dict | None = None,
                        size_widths: tuple[tuple[float, float], tuple[float, float]] | None = None,
-                       strength_power: float = 1.0) -> Path:
+                       strength_power: float | None = None) -> Path:
     """Write the demo project into `workdir` (created if needed) and return that folder.
 
     Contents: per intensity in `levels`, data/<positive>[_NNN]/ and data/<negative>[_NNN]/ with
@@ -202,7 +215,8 @@ def write_demo_project(workdir: Path, concept: str = "size", pairs: int = 6, see
     same pair drawn at each intensity, as Concept Sliders' image folders), data/neutral/ with
     ordinary varied images, config.json (`config` overrides keys), multidatabackend.json and
     prompt_library.json. `size_widths` = ((small lo, hi), (big lo, hi)) overrides the size pair's
-    widths; `strength_power` maps each intensity m to the trained strength m^p (`data_backends`).
+    widths; `full_strength` is the slider strength of the full pair and `strength_power` maps each
+    intensity m to the trained strength full·m^p (`data_backends`; None: the concept's own).
     Deterministic for a given (concept, pairs, seed, levels, size_widths, strength_power).
     """
     c = _concept(concept)

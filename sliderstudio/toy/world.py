@@ -62,7 +62,8 @@ class SizeScheme:
     #: a big shape always sits near the middle and one that grows while keeping its relative place
     #: moves towards it. "clamped": uniformly within the box the smallest shape allows, then moved
     #: only as far as the border forces, so where a shape sits does not depend on its size beyond
-    #: what the frame imposes.
+    #: what the frame imposes. "central": uniformly within the box the *largest* shape allows, for
+    #: every size, so a shape's place says nothing of its size and no shape is pushed to a margin.
     placement: str = "relative"
 
 
@@ -78,15 +79,18 @@ _GRADED_7 = ("tiny", "small", "slightly small", None, "slightly large", "large",
 #: The world's versions. 1: widths uniform, "small" below 0.35, "large" above 0.65, nothing in
 #: between (the first toy model). 2: sizes uniform in *area* and five size classes of equal area.
 #: 3: world 2 read by a noisy captioner. 4: seven classes of equal area and centres drawn
-#: independently of size ("clamped" placement); measured, not shipped. 5 (current): world 4's seven
-#: classes with world 2's placement. Why 2 came first: in world 1 the model drew sizes in three
+#: independently of size ("clamped" placement); measured, not shipped. 5: world 4's seven classes
+#: with world 2's placement. 6 (current): world 5's classes, every centre drawn from the box the
+#: largest shape allows ("central" placement). Why 2 came first: in world 1 the model drew sizes in three
 #: clusters and every size dial on it (a slider, or the prompt embedding moved from "small" to
 #: "large") jumped between them; with five classes it has the sizes in between to name, and with area
 #: (what a size slider is judged by) spread evenly over the classes, the plain prompt sits in the
 #: middle of the area range, so a dial has as much room to shrink as to grow (docs/TRAINING.md, "A
 #: toy model that names sizes in steps"). Why 5 now: seven narrower classes make every size dial on
 #: the model more even again, and world 2's placement keeps its drift where it was (docs/TRAINING.md,
-#: "World 5").
+#: "World 5"). Why 6: in worlds 2 and 5 a bigger shape must sit nearer the middle, so every size dial
+#: on their models moved the shape as it grew (drift about a quarter of the range); world 6 places
+#: shapes of every size alike, and its model's dials keep the place (docs/TRAINING.md, "World 6").
 _AREA_CLASSES = tuple(zip(_GRADED, _area_bounds(5) + [float("inf")]))
 WORLDS: dict[int, SizeScheme] = {
     # world 1 said "large" only *above* 0.65: the plain class keeps 0.65 itself (sizes are rounded to
@@ -100,10 +104,14 @@ WORLDS: dict[int, SizeScheme] = {
     # (docs/TRAINING.md, "The demo's pair captions, and world 4").
     4: SizeScheme("area", tuple(zip(_GRADED_7, _area_bounds(7) + [float("inf")])), placement="clamped"),
     # 5 is world 4's seven classes with world 2's relative placement: it tells the two halves of
-    # world 4's change apart (finer classes helped, size-free centres did not) and is the shipped one.
+    # world 4's change apart (finer classes helped, size-free centres did not); shipped until world 6.
     5: SizeScheme("area", tuple(zip(_GRADED_7, _area_bounds(7) + [float("inf")]))),
+    # 6 is world 5 with centres free of size *and* of the margin: every shape sits where the largest
+    # one could, so a size dial that keeps the place is the world's own rule, not a departure from it
+    # (docs/TRAINING.md, "World 6").
+    6: SizeScheme("area", tuple(zip(_GRADED_7, _area_bounds(7) + [float("inf")])), placement="central"),
 }
-WORLD = 5
+WORLD = 6
 #: The current world's size classes.
 SIZE_CLASSES = WORLDS[WORLD].classes
 #: Minimum gap (fraction of width) kept between the shape and the image border, so that the
@@ -182,14 +190,24 @@ def random_spec(rng: random.Random, size_range: tuple[float, float] = (SIZE_MIN,
     background = rng.choice(sorted(BACKGROUND_COLOURS))
     colour = rng.choice([c for c in sorted(SHAPE_COLOURS) if c != background])
     size = draw_size(rng, size_range, world)
-    (xlo, xhi), (ylo, yhi) = centre_range(size, kind)
-    if WORLDS[world].placement == "relative":
-        return ShapeSpec(kind, colour, background, round(size, 4), round(rng.uniform(xlo, xhi), 4),
-                         round(rng.uniform(ylo, yhi), 4))
-    (fxlo, fxhi), (fylo, fyhi) = centre_range(SIZE_MIN, kind)
-    cx = min(max(rng.uniform(fxlo, fxhi), xlo), xhi)
-    cy = min(max(rng.uniform(fylo, fyhi), ylo), yhi)
+    cx, cy = draw_centre(rng, size, kind, world)
     return ShapeSpec(kind, colour, background, round(size, 4), round(cx, 4), round(cy, 4))
+
+
+def draw_centre(rng: random.Random, size: float, kind: str, world: int = WORLD) -> tuple[float, float]:
+    """A centre for a shape of `size` as the world's placement rule says (`SizeScheme.placement`).
+
+    The demo's size pairs call it with the pair's biggest size, so both twins share one centre that
+    the world could have drawn for either."""
+    (xlo, xhi), (ylo, yhi) = centre_range(size, kind)
+    placement = WORLDS[world].placement
+    if placement == "relative":
+        return rng.uniform(xlo, xhi), rng.uniform(ylo, yhi)
+    if placement == "central":
+        (xlo, xhi), (ylo, yhi) = centre_range(SIZE_MAX, kind)
+        return rng.uniform(xlo, xhi), rng.uniform(ylo, yhi)
+    (fxlo, fxhi), (fylo, fyhi) = centre_range(SIZE_MIN, kind)
+    return min(max(rng.uniform(fxlo, fxhi), xlo), xhi), min(max(rng.uniform(fylo, fyhi), ylo), yhi)
 
 
 #: (kind, shape colour, background) the world keeps for judging sliders on prompts they never saw:
