@@ -118,6 +118,16 @@ def test_one_sweep_going_backwards_ends_the_range():
     assert (lo, hi) == (-3.0, 0.5)
 
 
+def test_a_sweep_that_dips_by_a_hair_ends_the_range():
+    """Measured on the world-6 demo slider: one sweep's area went 0.678 → 0.674 from +1.5 to +2 while the
+    other kept growing. The range promises a rising response, so it ends before the dip."""
+    good = [-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
+    flat = list(good)
+    flat[STRENGTHS.index(2.0)] = flat[STRENGTHS.index(1.5)] - 0.004
+    lo, hi, sat, _ = find_range(STRENGTHS, np.array([good, flat]), np.zeros((2, 11), bool))
+    assert (lo, hi) == (-3.0, 1.5) and sat["positive"] == 2.0
+
+
 def test_a_slider_that_does_nothing_gets_no_range():
     lo, hi, sat, _ = find_range(STRENGTHS, np.zeros((1, 11)), np.zeros((1, 11), bool))
     assert (lo, hi) == (0.0, 0.0) and sat == {"negative": -0.5, "positive": 0.5}
@@ -279,23 +289,23 @@ def test_calibration_off_and_without_prompts(tmp_path, tiny_models):
 
 def test_calibration_finds_where_the_issue_slider_breaks():
     """The demo's size slider of issue #16 (400 steps, before calibration existed, trained on the
-    first-run toy model): on the shipped (world-5) toy model its cyan circle on white turns to noise
-    at -2 with both seeds and holds at -1.5 (on the world-2 model it broke at -1.5 already; its green
-    triangle on white, which broke at -1.5 on the first models, now holds at -2 too). Calibrated on
-    those two sweeps, the range stops at -1.5 and names -2 as where it breaks."""
+    first-run toy model): on the shipped (world-6) toy model its cyan circle on white turns to noise
+    at -3 with seed 0 and holds down to -2.5 with both seeds (on the world-5 model it broke at -2
+    already, on the world-2 model at -1.5). Calibrated on those two sweeps, the range stops at -2.5
+    and names -3 as where it breaks."""
     from sliderstudio.engine.calibration_run import Settings, calibrate_file
 
     adapter = DATA / "demo_size_slider_400.safetensors"
     assert read_calibration(adapter) is None and recommended_range(adapter) is None
-    settings = Settings([-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0], ["a cyan circle on a white background"], [0, 1],
-                        20, 2.0)
+    settings = Settings([-3.0, -2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0], ["a cyan circle on a white background"],
+                        [0, 1], 20, 2.0)
     with one_thread():
         cal = calibrate_file(adapter, get_family("sd1x"), "sliderstudio:toy", settings)
-    assert cal.recommended == (-1.5, 1.0)
-    assert cal.breaks == {"negative": -2.0, "positive": None}
-    assert [sw["broken"][:2] for sw in cal.sweeps] == [["noise", None]] * 2  # -2 broken; -1.5 fine
+    assert cal.recommended == (-2.5, 1.0)
+    assert cal.breaks == {"negative": -3.0, "positive": None}
+    assert [sw["broken"][:2] for sw in cal.sweeps] == [["noise", None], [None, None]]  # -3 broken once; -2.5 fine
     assert all(b is None for sw in cal.sweeps for b in sw["broken"][1:])
-    assert cal.measure == "attribute:area" and cal.images == 14
+    assert cal.measure == "attribute:area" and cal.images == 18
 
 
 def test_batched_sweeps_render_the_same_pixels():

@@ -243,8 +243,9 @@ def find_range(strengths: Sequence[float], responses: np.ndarray,
     """(lo, hi, saturates, breaks): the widest range around 0 where the response rises and nothing broke.
 
     `responses[k, i]` is sweep k at strengths[i], oriented to rise with the strength. Walking out
-    from 0 on each side, a strength joins the range when no render broke there and every sweep's
-    step keeps going the right way, on average by at least MIN_GAIN x the mean slope inside [-1, 1].
+    from 0 on each side, a strength joins the range when no render broke there, no sweep's step goes
+    the wrong way, and on average they go the right way by at least MIN_GAIN x the mean slope inside
+    [-1, 1].
     A slider with no measurable slope gets the range (0, 0).
     """
     s = np.asarray(strengths, float)
@@ -262,7 +263,9 @@ def find_range(strengths: Sequence[float], responses: np.ndarray,
                 breaks[side] = float(s[i])
                 break
             steps = sign * (responses[:, i] - responses[:, prev]) / abs(s[i] - s[prev])
-            if slope <= 0 or steps.mean() < MIN_GAIN * slope or (steps < -MIN_GAIN * slope).any():
+            # a sweep that steps back at all has stopped rising there, however little (a plateau
+            # that dips by a hair at the end of the range is saturation, not response)
+            if slope <= 0 or steps.mean() < MIN_GAIN * slope or (steps < 0).any():
                 saturates[side] = float(s[i])
                 break
             prev, end = i, float(s[i])
