@@ -26,8 +26,8 @@ def test_text_project_has_validation_prompts_so_its_adapter_is_calibrated(tmp_pa
     assert prompts == ["a red circle on a blue background", "a green square on a white background"]
     assert not set(prompts) & set(eval_prompts())           # the evaluation stays held out
     assert settings_for(project).prompts == prompts and project.config.slider_calibration
-    # the measured defaults (docs/TRAINING.md): η 3 towards "large" and towards "small" (world 5)
-    assert {(p.guidance, p.negative_guidance) for p in project.config.slider_text_pairs} == {(3.0, 3.0)}
+    # the measured defaults (docs/TRAINING.md, "World 6"): η 3 towards "large", 2.25 towards "small"
+    assert {(p.guidance, p.negative_guidance) for p in project.config.slider_text_pairs} == {(3.0, 2.25)}
 
 
 @pytest.mark.slow
