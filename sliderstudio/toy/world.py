@@ -199,12 +199,10 @@ def draw_centre(rng: random.Random, size: float, kind: str, world: int = WORLD) 
 
     The demo's size pairs call it with the pair's biggest size, so both twins share one centre that
     the world could have drawn for either."""
-    (xlo, xhi), (ylo, yhi) = centre_range(size, kind)
     placement = WORLDS[world].placement
-    if placement == "relative":
-        return rng.uniform(xlo, xhi), rng.uniform(ylo, yhi)
-    if placement == "central":
-        (xlo, xhi), (ylo, yhi) = centre_range(SIZE_MAX, kind)
+    # "relative" and "central" draw uniformly in one box: the shape's own, or the largest shape's
+    (xlo, xhi), (ylo, yhi) = centre_range(SIZE_MAX if placement == "central" else size, kind)
+    if placement != "clamped":
         return rng.uniform(xlo, xhi), rng.uniform(ylo, yhi)
     (fxlo, fxhi), (fylo, fyhi) = centre_range(SIZE_MIN, kind)
     return min(max(rng.uniform(fxlo, fxhi), xlo), xhi), min(max(rng.uniform(fylo, fyhi), ylo), yhi)
