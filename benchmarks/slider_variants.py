@@ -111,6 +111,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="train the demo's text-pair slider ('large' vs 'small', toy.text_demo) instead")
     ap.add_argument("--guidance", type=float, help="--text: η towards 'large' (default: the demo's)")
     ap.add_argument("--negative-guidance", type=float, help="--text: η towards 'small' (default: the demo's)")
+    ap.add_argument("--samples", type=int, help="--text: base renders per pair (default: the demo's)")
     ap.add_argument("--words", metavar="POSITIVE:NEGATIVE",
                     help="--text: the size words of the pair's prompts (default: the demo's, large:small)")
     ap.add_argument("--model", default="sliderstudio:toy", help="the toy model folder to train and sweep on")
@@ -125,6 +126,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--timestep-bias", metavar="STRATEGY:PORTION:MULTIPLIER",
                     help="SimpleTuner's timestep bias, e.g. later:0.5:3 (timestep_bias_* keys; default none)")
     ap.add_argument("--snr-gamma", type=float, help="SimpleTuner's snr_gamma (Min-SNR-γ weighting; default off)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="any other config key, e.g. lr_scheduler=\"cosine\" or train_batch_size=2 (repeatable)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-beyond", action="store_true", help="skip the ±1.5 / ±2 renders")
     ap.add_argument("--speed", type=int, metavar="REPS", help="only time a fused cycle against separate "
@@ -146,14 +149,29 @@ def config_for(a: argparse.Namespace) -> dict:
 
 
 def timestep_keys(a: argparse.Namespace) -> dict:
-    """--timestep-bias later:0.5:3, --snr-gamma 5 and --train-seed → their config keys."""
+    """--timestep-bias later:0.5:3, --snr-gamma 5, --train-seed and --set → their config keys."""
     keys: dict = {"seed": a.train_seed} if a.train_seed is not None else {}
+    keys.update(set_keys(a.set))
     if a.snr_gamma is not None:
         keys["snr_gamma"] = a.snr_gamma
     if a.timestep_bias:
         strategy, portion, multiplier = a.timestep_bias.split(":")
         keys.update(timestep_bias_strategy=strategy, timestep_bias_portion=float(portion),
                     timestep_bias_multiplier=float(multiplier))
+    return keys
+
+
+def set_keys(items: list[str]) -> dict:
+    """--set KEY=JSON items as config keys; a value that is not JSON is taken as a string."""
+    keys = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set: expected KEY=VALUE, got {item!r}")
+        try:
+            keys[key] = json.loads(value)
+        except json.JSONDecodeError:
+            keys[key] = value
     return keys
 
 
@@ -191,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {"label": a.label, "model": a.model, "levels": levels, "full_strength": a.full_strength, "mode": a.mode,
                   "preserve_weight": a.preserve_weight, "rank": a.rank, "lr": a.lr or 1e-3, "widths": a.widths,
                   "strength_power": a.strength_power, "timestep_bias": a.timestep_bias, "snr_gamma": a.snr_gamma,
-                  "train_seed": a.train_seed,
+                  "train_seed": a.train_seed, "set": set_keys(a.set),
                   "pairs": a.pairs, **timing,
                   **measure(adapter, not a.no_beyond, a.model),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
@@ -216,7 +234,7 @@ def text_settings_for(a: argparse.Namespace) -> "TextSliderSettings":  # noqa: F
     if a.words and (len(words) != 2 or not all(words)):
         raise SystemExit(f"--words: expected POSITIVE:NEGATIVE, e.g. huge:tiny, got {a.words!r}")
     given = {"steps": a.steps, "learning_rate": a.lr, "guidance": a.guidance,
-             "negative_guidance": a.negative_guidance, "rank": a.rank,
+             "negative_guidance": a.negative_guidance, "rank": a.rank, "samples": a.samples,
              **dict(zip(("positive_word", "negative_word"), words))}
     return replace(TextSliderSettings(), **{k: v for k, v in given.items() if v is not None})
 
@@ -235,7 +253,7 @@ def text_variant(a: argparse.Namespace, load_before: float) -> int:
         (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         adapter, timing = train(root)
         result = {"label": a.label, "text": asdict(settings), "model": a.model, "timestep_bias": a.timestep_bias,
-                  "snr_gamma": a.snr_gamma, "train_seed": a.train_seed, **timing,
+                  "snr_gamma": a.snr_gamma, "train_seed": a.train_seed, "set": set_keys(a.set), **timing,
                   **measure(adapter, not a.no_beyond, a.model),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
     return report(result, a.out)

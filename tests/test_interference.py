@@ -116,7 +116,8 @@ def toy_pair(tmp_path_factory):
     with one_thread():
         for concept in ("size", "brightness"):
             project = write_demo_project(root / concept, concept=concept, max_train_steps=80,
-                                         config={"validation_steps": 0, "slider_calibration": False})
+                                         config={"validation_steps": 0, "slider_calibration": False,
+                                                 "learning_rate": 0.003})  # short run: the faster rate
             out[concept] = Trainer(load_project(project), lambda e: None).run()
     out["train_s"] = time.perf_counter() - t0
     return out

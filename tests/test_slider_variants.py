@@ -240,21 +240,24 @@ def test_pixel_metric_counts_the_shape_and_flags_noise():
 
 
 @pytest.mark.slow
-def test_demo_image_slider_meets_the_targets(tmp_path):
+@pytest.mark.parametrize("train_seed", [0, 3])
+def test_demo_image_slider_meets_the_targets(tmp_path, train_seed):
     from sliderstudio.engine.preview import PreviewRenderer
     from sliderstudio.engine.project import load_project
     from sliderstudio.engine.trainer import Trainer
     from sliderstudio.toy.demo_project import write_demo_project
     from sliderstudio.toy.sweep_check import check_slider
 
-    root = write_demo_project(tmp_path / "demo", config={"validation_steps": 0, "checkpointing_steps": 0})
+    root = write_demo_project(tmp_path / "demo", config={"validation_steps": 0, "checkpointing_steps": 0,
+                                                         "seed": train_seed})
     adapter = Trainer(load_project(root)).run()
     result = check_slider(PreviewRenderer(get_family("sd1x"), "sliderstudio:toy", adapter),
                           PreviewRenderer(get_family("sd1x"), "sliderstudio:toy"))
     figures, misses = result.figures(), result.misses()
-    # world 6, the demo's settings and data seed (docs/TRAINING.md, "World 6"): every issue #16 target met,
-    # measured smoothness 0.288, range 0.364, drift 0.039, nothing collapsed or renamed, strength 0 the base.
-    # (Other training seeds spread: range 0.300-0.396, smoothness 0.276-0.312, one collapse in four seeds.)
+    # world 6, the demo's settings and data (docs/TRAINING.md, "World 6"): every issue #16 target met on each of
+    # four training seeds, measured smoothness 0.259 / 0.208, range 0.365 / 0.363, drift 0.037 / 0.036 for
+    # seeds 0 / 3, nothing collapsed or renamed, strength 0 the base. Seed 3 is the one that collapsed an image
+    # at -1 and missed smoothness (0.312) with the 200 steps at lr 0.003 these settings replaced.
     assert misses == [], figures
     assert figures["collapsed"] == 0 and figures["name_changes"] == 0 and figures["base_identical"]
     assert figures["range"] >= 0.35 and figures["smoothness"] <= 0.3 and figures["centroid"] <= 0.05

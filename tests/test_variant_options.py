@@ -39,3 +39,21 @@ def test_words_flag_sets_the_text_pairs_size_words():
     assert default["positive"].startswith("a large ") and default["negative"].startswith("a small ")
     with pytest.raises(SystemExit, match="POSITIVE:NEGATIVE"):
         slider_variants.text_settings_for(slider_variants.parse(["--text", "--words", "huge"]))
+
+
+def test_set_flag_passes_any_config_key_as_json():
+    """--set KEY=JSON reaches the config (the batch-size and schedule rows of docs/TRAINING.md "World 6")."""
+    a = slider_variants.parse(["--set", "train_batch_size=2", "--set", "lr_scheduler=cosine",
+                               "--set", "lr_warmup_steps=10"])
+    cfg = slider_variants.config_for(a)
+    assert cfg["train_batch_size"] == 2 and cfg["lr_scheduler"] == "cosine" and cfg["lr_warmup_steps"] == 10
+    TrainConfig(**{k: v for k, v in cfg.items() if k != "pretrained_model_name_or_path"})
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        slider_variants.config_for(slider_variants.parse(["--set", "train_batch_size"]))
+
+
+def test_samples_flag_sets_the_text_pairs_base_renders():
+    from sliderstudio.toy.text_demo import text_pairs
+
+    pair = text_pairs(slider_variants.text_settings_for(slider_variants.parse(["--text", "--samples", "8"])))[0]
+    assert pair["samples"] == 8

@@ -18,12 +18,12 @@ from sliderstudio.kernel.events import Event, Log
 from sliderstudio.engine.preview import PreviewRenderer
 from sliderstudio.engine.project import load_project
 from sliderstudio.engine.trainer import Trainer
-from sliderstudio.toy.demo_project import concept_attribute, write_demo_project
+from sliderstudio.toy.demo_project import DEMO_STEPS, concept_attribute, write_demo_project
 from sliderstudio.toy.report import SweepItem, write_report
 from sliderstudio.families.registry import get_family
 
 SWEEP = [-1.0, -0.5, 0.0, 0.5, 1.0]
-DEFAULT_STEPS = 200  # optimizer steps; the demo project trains a whole cycle per step (docs/TRAINING.md)
+DEFAULT_STEPS = DEMO_STEPS  # optimizer steps; the demo project trains a whole cycle per step (docs/TRAINING.md)
 RENDER_STEPS = 20
 GUIDANCE = 2.0
 
