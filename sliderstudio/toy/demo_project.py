@@ -154,9 +154,10 @@ def _write_json(path: Path, data: object) -> None:
 def project_config(seed: int, max_train_steps: int) -> dict:
     """config.json in SimpleTuner key names; the model is the bundled toy model.
 
-    One validation (and a calibrated checkpoint) halfway: the final adapter is calibrated anyway, and
-    each calibration is a sweep of renders, which a longer run should not multiply."""
-    halfway = max(1, max_train_steps // 2)
+    Validation (with a calibrated checkpoint) every 100 steps, and no more often than halfway through the
+    run: the final adapter is calibrated anyway, and each calibration is a sweep of renders, which the demo's
+    400 steps should not multiply (one halfway, as 200 steps had at 100); short runs validate only at 100."""
+    halfway = max(100, max_train_steps // 2)
     return {
         "model_family": "sd1x", "pretrained_model_name_or_path": "sliderstudio:toy",
         "data_backend_config": "multidatabackend.json", "output_dir": "output",
