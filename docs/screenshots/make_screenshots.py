@@ -66,7 +66,7 @@ def save(widget, name: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", help="model folder or id (default: toy model, else a tiny random one)")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=400, help="training steps (default: the demo's, 400)")
     parser.add_argument("--out", type=Path, default=HERE, help="folder for the PNGs (default: next to this file)")
     args = parser.parse_args()
     global OUT
