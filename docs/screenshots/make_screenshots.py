@@ -66,7 +66,7 @@ def save(widget, name: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", help="model folder or id (default: toy model, else a tiny random one)")
-    parser.add_argument("--steps", type=int, default=400, help="training steps (default: the demo's, 400)")
+    parser.add_argument("--steps", type=int, help="training steps (default: the demo's, DEMO_STEPS)")
     parser.add_argument("--out", type=Path, default=HERE, help="folder for the PNGs (default: next to this file)")
     args = parser.parse_args()
     global OUT
@@ -79,8 +79,9 @@ def main() -> int:
     from sliderstudio.engine.project import load_project, save_project
     from sliderstudio.gui.app import make_application, wait_until_settled
     from sliderstudio.gui.main_window import MainWindow
-    from sliderstudio.toy.demo_project import write_demo_project
+    from sliderstudio.toy.demo_project import DEMO_STEPS, write_demo_project
 
+    args.steps = args.steps or DEMO_STEPS
     app = make_application()
     root = write_demo_project(work / "demo", max_train_steps=args.steps)
     model, note = choose_model(work, args.model)

@@ -23,7 +23,6 @@ from sliderstudio.toy.report import SweepItem, write_report
 from sliderstudio.families.registry import get_family
 
 SWEEP = [-1.0, -0.5, 0.0, 0.5, 1.0]
-DEFAULT_STEPS = DEMO_STEPS  # optimizer steps; the demo project trains a whole cycle per step (docs/TRAINING.md)
 RENDER_STEPS = 20
 GUIDANCE = 2.0
 
@@ -46,7 +45,7 @@ def run_demo(workdir: Path, concept: str = "size", steps: int | None = None, see
              prompts: int | None = None, sink: Callable[[Event], None] | None = None,
              text_slider: bool = True) -> dict:
     sink = sink or (lambda event: None)
-    root = write_demo_project(Path(workdir), concept=concept, max_train_steps=steps or DEFAULT_STEPS)
+    root = write_demo_project(Path(workdir), concept=concept, max_train_steps=steps or DEMO_STEPS)
     sink(Log(f"demo project written to {root}"))
     project = load_project(root)
     adapter = Trainer(project, sink).run()

@@ -45,10 +45,11 @@ SIZE_STRENGTH_POWER = 0.7
 #: were less even (docs/TRAINING.md, "World 5").
 SMALL_WIDTHS: tuple[float, float] = (0.26, 0.36)
 BIG_WIDTHS: tuple[float, float] = (0.72, 0.80)
-#: Optimizer steps and learning rate of the demo's image slider. 400 steps at 0.0015 travel as far as
-#: the 200 at 0.003 they replace, with half the noise in each step: over four training seeds every run
-#: met the issue-16 targets (smoothness 0.21-0.26, range 0.36-0.39), where 200 at 0.003 spread from range
-#: 0.300 to a collapsed image at −1 (docs/TRAINING.md, "World 6"). The training costs ~20 s more.
+#: Optimizer steps (each a whole cycle, `slider_step_mode` "cycle") and learning rate of the demo's image
+#: slider. 400 steps at 0.0015 travel as far as the 200 at 0.003 they replace, with half the noise in each
+#: step: on the demo's data, every one of four training seeds met the issue-16 targets (smoothness
+#: 0.21-0.26, range 0.36-0.39), where 200 at 0.003 spread from range 0.300 to a collapsed image at −1; other
+#: data draws gain too but stay short of them (docs/TRAINING.md, "World 6"). The training costs ~20 s more.
 DEMO_STEPS = 400
 DEMO_LEARNING_RATE = 0.0015
 
@@ -157,7 +158,7 @@ def project_config(seed: int, max_train_steps: int) -> dict:
     Validation (with a calibrated checkpoint) every 100 steps, and no more often than halfway through the
     run: the final adapter is calibrated anyway, and each calibration is a sweep of renders, which the demo's
     400 steps should not multiply (one halfway, as 200 steps had at 100); short runs validate only at 100."""
-    halfway = max(100, max_train_steps // 2)
+    every = max(100, max_train_steps // 2)
     return {
         "model_family": "sd1x", "pretrained_model_name_or_path": "sliderstudio:toy",
         "data_backend_config": "multidatabackend.json", "output_dir": "output",
@@ -165,9 +166,9 @@ def project_config(seed: int, max_train_steps: int) -> dict:
         "slider_lora_target": True, "learning_rate": DEMO_LEARNING_RATE, "lr_scheduler": "constant",
         "lr_warmup_steps": 0, "max_train_steps": max_train_steps, "train_batch_size": 1,
         "gradient_accumulation_steps": 1, "mixed_precision": "no", "seed": seed,
-        "resolution": TRAIN_RESOLUTION, "validation_steps": halfway, "validation_num_inference_steps": 20,
+        "resolution": TRAIN_RESOLUTION, "validation_steps": every, "validation_num_inference_steps": 20,
         "validation_guidance": 2.0, "validation_seed": 0, "user_prompt_library": "prompt_library.json",
-        "checkpointing_steps": halfway, "slider_pairing": "auto", "slider_neutral_mode": "preserve",
+        "checkpointing_steps": every, "slider_pairing": "auto", "slider_neutral_mode": "preserve",
         "slider_step_mode": "cycle",  # +s, −s and the anchor in one forward per step (docs/TRAINING.md)
         # the anchor weighs 1 on the world-6 toy model: as even as 3 and reaching further (docs/TRAINING.md,
         # "World 6"); 3 had been the most even with the least drift on the world-2 and world-5 models
