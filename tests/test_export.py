@@ -158,8 +158,8 @@ def test_training_writes_the_comfyui_file_next_to_the_diffusers_file_by_default(
     config = {"max_train_steps": 1} | ({"lora_format": lora_format} if lora_format else {})
     path = Trainer(load_project(make_project(tmp_path / "p", models["sd1x"], config=config))).run()
     comfy, diffusers = load_file(str(path.with_name(COMFYUI_NAME))), load_file(str(path))
-    assert len([k for k in comfy if k.endswith(".alpha")]) == 28 and all(k.startswith("lora_unet_") for k in comfy)
-    assert len(comfy) == 3 * 28 and len(diffusers) == 2 * 28  # down, up, alpha per module; every module kept
+    assert len([k for k in comfy if k.endswith(".alpha")]) == 27 and all(k.startswith("lora_unet_") for k in comfy)
+    assert len(comfy) == 3 * 27 and len(diffusers) == 2 * 27  # down, up, alpha per module; every module kept
     for key, value in diffusers.items():  # lora_A → lora_down, lora_B → lora_up, same tensors
         module, _, kind = key[len("unet."):].rpartition(".lora_")
         name = "lora_unet_" + module.replace(".", "_") + (".lora_down.weight" if kind == "A.weight" else ".lora_up.weight")

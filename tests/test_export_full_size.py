@@ -23,7 +23,7 @@ from sliderstudio.families.registry import FAMILIES, get_family
 
 RANK, ALPHA = 4, 8.0
 # modules per preset on the full-size models: a change in a preset or a config shows up here
-MODULES = {"sd1x": (100, 128), "sd2x": (100, 128), "sdxl": (306, 560), "sd3": (100, 191), "flux": (190, 342),
+MODULES = {"sd1x": (99, 128), "sd2x": (99, 128), "sdxl": (305, 560), "sd3": (100, 191), "flux": (190, 342),
            "flux2": (128, 32), "chroma": (190, 342), "auraflow": (144, 144), "z_image": (128, 136),
            "lumina2": (112, 120), "qwen_image": (241, 480), "hidream": (192, 256), "kandinsky5": (128, 264),
            "wan": (165, 320), "ltxvideo": (117, 224), "cosmos": (116, 224), "stable_cascade": (322, 256)}

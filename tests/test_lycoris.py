@@ -78,6 +78,8 @@ def test_public_helpers_for_the_app():
         for algo in presets:
             data = lycoris_preset(family.lycoris_group, algo)
             assert validate_lycoris_config(data) == [] and data["algo"] == algo
+            # as in the family's slider preset: never the UNet's output layer (docs/TRAINING.md)
+            assert "conv_out" not in data["apply_preset"].get("target_module", []), (family.id, algo)
     problems = validate_lycoris_config({"algo": "lokrr", "linear_dim": 0, "linear_alpha": "one",
                                         "apply_preset": {"target_modul": ["x"]}})
     assert [p.key for p in problems] == ["algo", "linear_dim", "linear_alpha", "apply_preset.target_modul"]
@@ -193,7 +195,7 @@ def test_each_algorithm_trains_saves_reloads_and_previews(tmp_path, tiny_models,
     path, trainer, _ = train(root)
     meta = adapter_io.read_metadata(path)
     assert meta["lora_type"] == "lycoris" and meta["algo"] == algo and meta["family"] == "sd1x"
-    assert meta["strengths"] == [-0.5, 0.0, 0.5] and len(meta["targets"]) == 28  # the family's slider preset
+    assert meta["strengths"] == [-0.5, 0.0, 0.5] and len(meta["targets"]) == 27  # the family's slider preset
     # the base weights never moved (full keeps its copy of the original weight)
     fresh = dict(load_pipeline(get_family("sd1x"), str(tiny_models["sd1x"])).unet.named_parameters())
     session = trainer.session

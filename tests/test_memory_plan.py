@@ -237,7 +237,7 @@ def test_targets_family_offline_is_immediate(capsys):
     assert main(["targets", "--family", "sdxl"]) == 0
     assert time.perf_counter() - start < 5.0
     captured = capsys.readouterr()
-    assert re.search(r"^total\s+306  modules \(preset: slider\)$", captured.out, re.M)
+    assert re.search(r"^total\s+305  modules \(preset: slider\)$", captured.out, re.M)
     assert "built-in full-size config of stabilityai/stable-diffusion-xl-base-1.0" in captured.err
 
 

@@ -11,7 +11,8 @@ def test_slider_preset_matches_only_the_visual_path(tiny_models, family_id):
     report = resolve_targets(get_family(family_id), str(tiny_models[family_id]), "slider")
     counts = {e.pattern: e.count for e in report.entries}
     assert counts["attn1.to_q"] == 4 and counts["conv_in"] == 1 and counts["time_embedding.linear_2"] == 1
-    assert report.total == 28
+    assert "conv_out" not in counts and not any(n == "conv_out" for n in report.module_names)  # not a slider target
+    assert report.total == 27
     assert text_path_modules(report.module_names, get_family(family_id)) == []
     assert not any("attn2" in n for n in report.module_names)
 

@@ -61,9 +61,9 @@ def per_block(prefix: str, count: int, names: tuple[str, ...] = ATTENTION) -> di
     return {f"{prefix}{name}": count for name in names}
 
 
-SD_SLIDER = {**per_block("attn1.", 4), "proj_in": 4, "proj_out": 4, "conv_in": 1, "conv_out": 1,
+SD_SLIDER = {**per_block("attn1.", 4), "proj_in": 4, "proj_out": 4, "conv_in": 1,
              "time_embedding.linear_1": 1, "time_embedding.linear_2": 1}
-SD_BLOCKS = {"conv_in": 1, "time_embedding": 2, "down_blocks": 6, "up_blocks": 12, "mid_block": 6, "conv_out": 1}
+SD_BLOCKS = {"conv_in": 1, "time_embedding": 2, "down_blocks": 6, "up_blocks": 12, "mid_block": 6}
 
 
 def sd_case(aliases: tuple[str, ...], group: str, text_path: int) -> FamilyCase:
