@@ -263,6 +263,28 @@ def test_demo_image_slider_meets_the_targets(tmp_path, train_seed):
     assert figures["range"] >= 0.35 and figures["smoothness"] <= 0.3 and figures["centroid"] <= 0.05
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("train_seed", [1, 2])
+def test_demo_text_slider_meets_the_targets(tmp_path, train_seed):
+    from sliderstudio.engine.preview import PreviewRenderer
+    from sliderstudio.engine.project import load_project
+    from sliderstudio.engine.trainer import Trainer
+    from sliderstudio.toy.sweep_check import check_slider
+    from sliderstudio.toy.text_demo import write_text_project
+
+    adapter = Trainer(load_project(write_text_project(tmp_path / "text", seed=train_seed))).run()
+    result = check_slider(PreviewRenderer(get_family("sd1x"), "sliderstudio:toy", adapter),
+                          PreviewRenderer(get_family("sd1x"), "sliderstudio:toy"))
+    figures, misses = result.figures(), result.misses()
+    # η 2.75 / 1.75 on the family's ordinary LoRA targets (docs/TRAINING.md, "...cross-attention for text
+    # pairs"): every target on each of six training seeds; measured smoothness 0.262 / 0.261, range 0.381 /
+    # 0.360, drift 0.032 / 0.030 for seeds 1 / 2. Seed 1 collapsed the red triangle on black at -1 with η 2.75 / 2,
+    # seed 2 reached least far with every setting.
+    assert misses == [], figures
+    assert figures["collapsed"] == 0 and figures["name_changes"] == 0 and figures["base_identical"]
+    assert figures["range"] >= 0.35 and figures["smoothness"] <= 0.3 and figures["centroid"] <= 0.05
+
+
 def test_strength_zero_is_compared_at_the_same_batch_position():
     """A stand-in renderer whose images depend on their position in the batch (as the toy model's do by
     1/255): the check must compare the sweep's strength 0 with the base image at that same position."""

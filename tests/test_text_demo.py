@@ -26,8 +26,10 @@ def test_text_project_has_validation_prompts_so_its_adapter_is_calibrated(tmp_pa
     assert prompts == ["a red circle on a blue background", "a green square on a white background"]
     assert not set(prompts) & set(eval_prompts())           # the evaluation stays held out
     assert settings_for(project).prompts == prompts and project.config.slider_calibration
-    # the measured defaults (docs/TRAINING.md, "World 6"): η 3 towards "large", 2.25 towards "small"
-    assert {(p.guidance, p.negative_guidance) for p in project.config.slider_text_pairs} == {(3.0, 2.25)}
+    # the measured defaults (docs/TRAINING.md, "...and cross-attention for text pairs"): η 2.75 towards "large",
+    # 1.75 towards "small", on the family's ordinary LoRA targets (cross-attention included)
+    assert {(p.guidance, p.negative_guidance) for p in project.config.slider_text_pairs} == {(2.75, 1.75)}
+    assert project.config.target_preset == "default"
 
 
 @pytest.mark.slow
@@ -56,15 +58,15 @@ def test_full_text_slider_meets_the_quality_bar(tmp_path):
     print(json.dumps(avg, indent=1))
     assert metrics["base_identical"] is True and avg["n"] == 24
     assert avg["spearman"] >= 0.98 and avg["min_spearman"] >= 0.9       # issue #16 targets (measured 1.0 / 1.0)
-    # the shipped (world-5) toy model, measured (docs/TRAINING.md): range 0.332 on this 5-strength
-    # sweep (0.357 on the 9-strength held-out check; target 0.35), no colour or background name change
-    assert avg["range"] >= 0.31
+    # the shipped (world-6) toy model, η 2.75 / 1.75 on the ordinary LoRA targets, measured (docs/TOY-WORLD.md):
+    # range 0.356 on this 5-strength sweep (0.379 on the 9-strength held-out check over six seeds; target 0.35)
+    assert avg["range"] >= 0.35
     drift = avg["preservation"]
-    assert drift["background_name_changes"] == 0 and drift["background"] < 0.05   # measured 0 / 0.028
+    assert drift["background_name_changes"] == 0 and drift["background"] < 0.05   # measured 0 / 0.027
     assert drift["colour_name_changes"] == 0                             # measured 0 of 96 (target: never)
-    # This 5-strength sweep's smoothness is 0.19 (the 9-strength held-out check: 0.254, target 0.3);
-    # centroid drift 0.062 misses its target (0.05); the bounds catch a regression beyond today's figures.
-    assert avg["smoothness"] < 0.3 and drift["centroid"] < 0.1
+    # This 5-strength sweep's smoothness is 0.24 (the 9-strength held-out check: 0.270, target 0.3); centroid
+    # drift 0.031 (target 0.05)
+    assert avg["smoothness"] <= 0.3 and drift["centroid"] <= 0.05
     report = tmp_path / "text" / "report"
     shapes = [measure_image(Image.open(report / e["image"])) for e in json.loads((report / "sweep.json").read_text())]
     assert all(m.kind != "none" for m in shapes)           # no collapsed image at any strength in [-1, 1]

@@ -21,7 +21,8 @@ from sliderstudio.gui.viewmodels.config_fields import config_fields
 CHOICE_HELP = {
     "slider": "The family's slider preset, verified against the real module tree (visual path only)",
     "reference": "The published default list, verbatim (may match nothing on some models)",
-    "default": "The family's ordinary LoRA targets (not restricted to the visual path)",
+    "default": "The family's ordinary LoRA targets, cross-attention included (not restricted to the visual path; "
+               "measured best for sliders trained from text pairs alone)",
     "custom": "Your own list of module-name suffixes",
 }
 ADAPTERS = (("standard", "LoRA (PEFT)"), ("lycoris", "LyCORIS"))
