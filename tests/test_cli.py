@@ -95,7 +95,7 @@ def test_preview_grid_and_export_round_trip(tmp_path, tiny_models):
     assert torch.equal(dst[f"{name}.lora_down.weight"], src[key])
     assert torch.equal(dst[f"{name}.lora_up.weight"], src[key.replace("lora_A", "lora_B")])
     assert dst[f"{name}.alpha"].item() == 2.0
-    assert len([k for k in dst if k.endswith(".alpha")]) == 28
+    assert len([k for k in dst if k.endswith(".alpha")]) == 27
 
 
 def test_preview_rejects_bad_strengths(tiny_models, tmp_path, capsys):

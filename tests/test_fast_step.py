@@ -94,12 +94,15 @@ def test_fused_adamw_holds_exactly_the_slider_and_matches_plain_adamw(tmp_path, 
     held = [p for group in s.optimizer.param_groups for p in group["params"]]
     trainable = [p for p in s.denoiser.parameters() if p.requires_grad]
     assert {id(p) for p in held} == {id(p) for p in trainable} == {id(p) for p in s.params}
-    assert len(held) == len(trainable) == 56  # lora_A and lora_B of the 28 slider targets
+    assert len(held) == len(trainable) == 54  # lora_A and lora_B of the 27 slider targets
     names = {id(p): n for n, p in s.denoiser.named_parameters()}
     assert all(".lora_A.slider." in names[id(p)] or ".lora_B.slider." in names[id(p)] for p in held)
     assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in eager_rows], rel=1e-5, abs=1e-9)
+    # Adam divides by √v, so where a gradient is tiny (the time embedding's lora_B) the two kernels' rounding
+    # shows: measured up to 1.2e-6 after the 4 steps, 0.1 % of one step's move at lr 1e-3; a wrong update
+    # (e.g. a missed bias correction) would differ by about a step
     for a, b in zip(held, [p for group in plain.param_groups for p in group["params"]]):
-        assert torch.allclose(a, b, atol=1e-6)
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_regional_compilation_matches_eager(tmp_path, tiny_models, eager):

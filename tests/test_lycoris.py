@@ -79,7 +79,7 @@ def test_public_helpers_for_the_app():
             data = lycoris_preset(family.lycoris_group, algo)
             assert validate_lycoris_config(data) == [] and data["algo"] == algo
             # as in the family's slider preset: never the UNet's output layer (docs/TRAINING.md)
-            assert "conv_out" not in data["apply_preset"].get("target_module", []), (family.id, algo)
+            assert "conv_out" not in data.get("apply_preset", {}).get("target_module", []), (family.id, algo)
     problems = validate_lycoris_config({"algo": "lokrr", "linear_dim": 0, "linear_alpha": "one",
                                         "apply_preset": {"target_modul": ["x"]}})
     assert [p.key for p in problems] == ["algo", "linear_dim", "linear_alpha", "apply_preset.target_modul"]

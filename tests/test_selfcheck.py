@@ -27,7 +27,7 @@ def test_selfcheck_json_shape(capsys):
     assert main(["selfcheck", "--family", "sdxl", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [set(r) for r in rows] == [{"family", "targets", "train", "reload", "preview", "ok", "seconds"}]
-    assert rows[0]["family"] == "sdxl" and rows[0]["ok"] is True and rows[0]["targets"] == 28
+    assert rows[0]["family"] == "sdxl" and rows[0]["ok"] is True and rows[0]["targets"] == 27
 
 
 def test_selfcheck_unknown_family_exits_2(capsys):

@@ -42,7 +42,7 @@ def test_run_writes_adapter_metrics_in_plan_order_and_reuses_caches(tmp_path, ti
     assert [s for r in rows for s in r["strengths"]] == [mb.strength for mb in plan]
     meta = adapter_io.read_metadata(path)
     assert meta["family"] == "sd1x" and meta["rank"] == 2 and meta["alpha"] == 2.0
-    assert meta["strengths"] == [-0.5, 0.0, 0.5] and meta["pairing"] is True and len(meta["targets"]) == 28
+    assert meta["strengths"] == [-0.5, 0.0, 0.5] and meta["pairing"] is True and len(meta["targets"]) == 27
     assert meta["lora_adapter_metadata"]["unet.lora_alpha"] == 2
     assert any(isinstance(e, Log) and "paired mode" in e.message for e in events)
     assert [e.step for e in events if isinstance(e, Progress)] == list(range(1, 7))
@@ -63,7 +63,7 @@ def test_plain_diffusers_loads_the_adapter_and_honours_weights(tmp_path, tiny_mo
     pipe = StableDiffusionPipeline.from_pretrained(tiny_models["sd1x"], local_files_only=True, safety_checker=None)
     pipe.load_lora_weights(str(path), adapter_name="s")
     layers = lora_layers(pipe.unet)
-    assert len(layers) == 28 and layers[0].lora_alpha["s"] == 4 and layers[0].r["s"] == 2
+    assert len(layers) == 27 and layers[0].lora_alpha["s"] == 4 and layers[0].r["s"] == 2
     tensors = load_file(str(path))
     for layer_name, module in pipe.unet.named_modules():
         if hasattr(module, "lora_A") and "s" in module.lora_A:

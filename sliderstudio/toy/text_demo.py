@@ -47,9 +47,9 @@ class TextSliderSettings:
     #: η 2.75 towards "large", 1.75 towards "small", with `target_preset` "default" (below). Measured on the
     #: 9-strength held-out check (docs/TRAINING.md, "The output layer out of the slider preset, and
     #: cross-attention for text pairs"), over training seeds 0-3, smoothness / range / collapsed images:
-    #: η 3 / 2.25: 0.270 / 0.392 (0.378-0.406) / 2 (seed 1: the red triangle on black at −1, shrunk past
-    #: the smallest the model draws); 2.75 / 2: 0.259 / 0.381 / 1; 2.75 / 1.75: 0.261 / 0.374 (0.360-0.390)
-    #: / 0. With the visual-path slider preset η 3 / 2.25 was the most it took (0.349, seeds 0.339-0.357).
+    #: η 3 / 2.25: 0.270 / 0.392 (0.378-0.406) / 2 (seed 1: the red triangle on black at −1); 2.75 / 2:
+    #: 0.259 / 0.381 / 1; 2.75 / 1.75: 0.261 / 0.374 (0.360-0.390) / 0, and on seeds 4-5 too. With the
+    #: visual-path slider preset η 3 / 2.25 was the most it took (range 0.349, seeds 0.339-0.357).
     guidance: float = 2.75
     #: η of the −direction (0: as `guidance`).
     negative_guidance: float = 1.75
@@ -85,7 +85,8 @@ def write_text_project(workdir: Path, settings: TextSliderSettings = TextSliderS
     root.mkdir(parents=True, exist_ok=True)
     config = project_config(seed, settings.steps)
     config.update(lora_rank=settings.rank, lora_alpha=settings.rank, learning_rate=settings.learning_rate,
-                  slider_target_preset=settings.target_preset, validation_steps=0, checkpointing_steps=0, slider_text_pairs=text_pairs(settings))
+                  slider_target_preset=settings.target_preset, validation_steps=0, checkpointing_steps=0,
+                  slider_text_pairs=text_pairs(settings))
     (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (root / "multidatabackend.json").write_text("[]\n")
     library = {f"{colour}_{kind}": plain_prompt(kind, colour, background) for kind, colour, background in CALIBRATION_SUBJECTS}
